@@ -1,0 +1,386 @@
+#include "hw/formats.h"
+
+#include <cstring>
+#include <string>
+
+namespace dpuemu {
+namespace {
+
+std::string Str(int64_t v) { return std::to_string(v); }
+
+int64_t PopCountBits(const uint8_t* map, int64_t begin, int64_t count) {
+  int64_t n = 0;
+  for (int64_t i = begin; i < begin + count; ++i) n += MapBit(map, i);
+  return n;
+}
+
+// Accepts [H, W, C] or [1, H, W, C]; returns [H, W, C].
+StatusOr<std::vector<int64_t>> Hwc(const std::vector<int64_t>& shape, const std::string& field) {
+  if (shape.size() == 3) return shape;
+  if (shape.size() == 4 && shape[0] == 1) return std::vector<int64_t>{shape[1], shape[2], shape[3]};
+  std::string s;
+  for (int64_t d : shape) s += (s.empty() ? "" : ", ") + Str(d);
+  return InvalidArgument(field + ": shape must be [H, W, C] or [1, H, W, C], got [" + s + "]");
+}
+
+Status CheckSeDivides(int64_t c, int64_t se_size, const std::string& field) {
+  if (se_size <= 0 || c % se_size != 0) {
+    return InvalidArgument(field + ": se_size = " + Str(se_size) + " must divide C = " + Str(c));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+int64_t DenseWeightBytes(const ConvGeometry& g, DType w) { return g.k * g.taps() * DTypeBytes(w); }
+int64_t WeightMapBytesPerChannel(const ConvGeometry& g) { return AlignUp((g.taps() + 7) / 8, 16); }
+int64_t WeightMapBytes(const ConvGeometry& g) { return g.k * WeightMapBytesPerChannel(g); }
+int64_t WeightTableBytes(const ConvGeometry& g) { return 16 * g.k; }
+int64_t ActivationMapBytes(int64_t elements) { return AlignUp((elements + 7) / 8, 16); }
+int64_t SeTableBytes(int64_t h, int64_t w, int64_t c, int64_t se_size) {
+  return 4 * h * w * (c / se_size);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compressed weights
+
+StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
+  if (weights.shape.size() != 4) {
+    return InvalidArgument("weights: shape must be [K, KY, KX, C], got " + weights.ShapeString());
+  }
+  if (weights.dtype == DType::kI32 || weights.dtype == DType::kFP32) {
+    return InvalidArgument(std::string("weights: dtype ") + DTypeName(weights.dtype) +
+                           " cannot be compressed (i8, u8, fp16 or bf16)");
+  }
+  const int64_t eb = DTypeBytes(weights.dtype);
+  if (static_cast<int64_t>(weights.bytes.size()) != weights.numel() * eb) {
+    return InvalidArgument("weights: " + Str(weights.bytes.size()) + " bytes for shape " +
+                           weights.ShapeString());
+  }
+  ConvGeometry g;
+  g.k = weights.shape[0]; g.ky = weights.shape[1]; g.kx = weights.shape[2]; g.c = weights.shape[3];
+  const int64_t taps = g.taps();
+  const int64_t map_per_k = WeightMapBytesPerChannel(g);
+  if (g.k * taps * eb > (int64_t{1} << 31)) return InvalidArgument("weights: larger than 2 GiB");
+  CompressedWeights out;
+  out.map.assign(static_cast<size_t>(g.k * map_per_k), 0);
+  const uint8_t* src = weights.bytes.data();
+  for (int64_t k = 0; k < g.k; ++k) {
+    out.data_offset.push_back(static_cast<uint32_t>(out.data.size()));
+    out.map_offset.push_back(static_cast<uint32_t>(k * map_per_k));
+    uint8_t* map = out.map.data() + k * map_per_k;
+    int64_t nnz = 0;
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t i = k * taps + t;
+      if (IsZeroPoint(weights.dtype, src, i, zp)) continue;
+      map[t >> 3] |= static_cast<uint8_t>(1u << (t & 7));
+      out.data.insert(out.data.end(), src + i * eb, src + (i + 1) * eb);
+      ++nnz;
+    }
+    out.nonzeros.push_back(nnz);
+    out.data.resize(static_cast<size_t>(AlignUp(static_cast<int64_t>(out.data.size()), 16)), 0);
+  }
+  return out;
+}
+
+StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
+                                   const ConvGeometry& g, DType dtype, int32_t zp) {
+  std::vector<WeightTableEntry> entries;
+  DPUEMU_ASSIGN_OR_RETURN(entries, DecodeWeightTable(table, g.k));
+  const int64_t eb = DTypeBytes(dtype);
+  const int64_t taps = g.taps();
+  const int64_t map_per_k = WeightMapBytesPerChannel(g);
+  Tensor out(dtype, {g.k, g.ky, g.kx, g.c});
+  // The absent value: the zero point's bit pattern (+0.0 for float).
+  std::vector<uint8_t> zp_bytes(static_cast<size_t>(eb), 0);
+  if (eb == 1) zp_bytes[0] = static_cast<uint8_t>(zp);
+  for (int64_t k = 0; k < g.k; ++k) {
+    const WeightTableEntry& e = entries[static_cast<size_t>(k)];
+    const std::string where = "weight_table[" + Str(k) + "]";
+    uint8_t* dst = out.bytes.data() + k * taps * eb;
+    if (e.sparsity_ptr == kDenseSparsityPtr) {
+      if (e.weight_ptr + taps * eb > static_cast<int64_t>(data.size())) {
+        return OutOfRange(where + ".weight_ptr = " + Str(e.weight_ptr) + ": dense channel of " +
+                          Str(taps * eb) + " bytes ends past the weights buffer (" +
+                          Str(data.size()) + " bytes)");
+      }
+      std::memcpy(dst, data.data() + e.weight_ptr, static_cast<size_t>(taps * eb));
+      continue;
+    }
+    if (e.sparsity_ptr + map_per_k > static_cast<int64_t>(map.size())) {
+      return OutOfRange(where + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": map of " +
+                        Str(map_per_k) + " bytes ends past the map buffer (" + Str(map.size()) +
+                        " bytes)");
+    }
+    const uint8_t* m = map.data() + e.sparsity_ptr;
+    for (int64_t b = taps; b < map_per_k * 8; ++b) {
+      if (MapBit(m, b)) {
+        return InvalidArgument(where + ": sparsity map padding bit " + Str(b) +
+                               " is set (only " + Str(taps) + " weights per channel)");
+      }
+    }
+    const int64_t nnz = PopCountBits(m, 0, taps);
+    if (e.weight_ptr + nnz * eb > static_cast<int64_t>(data.size())) {
+      return OutOfRange(where + ".weight_ptr = " + Str(e.weight_ptr) + ": the map's " + Str(nnz) +
+                        " non-zeros end past the weights buffer (" + Str(data.size()) + " bytes)");
+    }
+    const uint8_t* src = data.data() + e.weight_ptr;
+    for (int64_t t = 0; t < taps; ++t) {
+      if (MapBit(m, t)) {
+        std::memcpy(dst + t * eb, src, static_cast<size_t>(eb));
+        src += eb;
+      } else {
+        std::memcpy(dst + t * eb, zp_bytes.data(), static_cast<size_t>(eb));
+      }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight table
+
+StatusOr<std::vector<WeightTableEntry>> MakeWeightTable(const ConvOp& op, const ChannelQuant& quant,
+                                                        const std::vector<uint32_t>& weight_ptrs,
+                                                        const std::vector<uint32_t>& sparsity_ptrs) {
+  DPUEMU_RETURN_IF_ERROR(ValidateQuant(op, quant));
+  const size_t k = static_cast<size_t>(op.g.k);
+  if (weight_ptrs.size() != k || (!sparsity_ptrs.empty() && sparsity_ptrs.size() != k)) {
+    return InvalidArgument("weight table: need one weight (and sparsity) pointer per output channel");
+  }
+  std::vector<WeightTableEntry> t(k);
+  const bool integer = IsIntegerPath(op);
+  for (size_t i = 0; i < k; ++i) {
+    t[i].weight_ptr = weight_ptrs[i];
+    t[i].sparsity_ptr = sparsity_ptrs.empty() ? kDenseSparsityPtr : sparsity_ptrs[i];
+    if ((t[i].weight_ptr & 15) || (t[i].sparsity_ptr != kDenseSparsityPtr && (t[i].sparsity_ptr & 15))) {
+      return InvalidArgument("weight table[" + Str(i) + "]: pointers must be 16-byte aligned");
+    }
+    if (integer) {
+      t[i].scale = IntScaleWord(quant.mult[i], quant.shift[i]);
+      t[i].bias = static_cast<uint32_t>(quant.bias[i]);
+    } else {
+      t[i].scale = FloatBits(quant.scale[i]);
+      t[i].bias = FloatBits(quant.fbias[i]);
+    }
+  }
+  return t;
+}
+
+std::vector<uint8_t> EncodeWeightTable(const std::vector<WeightTableEntry>& entries) {
+  std::vector<uint8_t> out(entries.size() * 16);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const uint32_t words[4] = {entries[i].weight_ptr, entries[i].sparsity_ptr, entries[i].scale,
+                               entries[i].bias};
+    for (int w = 0; w < 4; ++w) {
+      for (int b = 0; b < 4; ++b) out[i * 16 + w * 4 + b] = static_cast<uint8_t>(words[w] >> (8 * b));
+    }
+  }
+  return out;
+}
+
+StatusOr<std::vector<WeightTableEntry>> DecodeWeightTable(ByteSpan bytes, int64_t k) {
+  if (k <= 0 || static_cast<int64_t>(bytes.size()) != 16 * k) {
+    return InvalidArgument("weight_table: " + Str(bytes.size()) + " bytes, expected 16 per output " +
+                           "channel = " + Str(16 * k));
+  }
+  std::vector<WeightTableEntry> t(static_cast<size_t>(k));
+  for (int64_t i = 0; i < k; ++i) {
+    uint32_t w[4] = {0, 0, 0, 0};
+    for (int j = 0; j < 4; ++j) {
+      for (int b = 0; b < 4; ++b) w[j] |= uint32_t{bytes[i * 16 + j * 4 + b]} << (8 * b);
+    }
+    t[i] = {w[0], w[1], w[2], w[3]};
+    if (w[0] & 15) {
+      return InvalidArgument("weight_table[" + Str(i) + "].weight_ptr = " + Str(w[0]) +
+                             ": must be 16-byte aligned");
+    }
+    if (w[1] != kDenseSparsityPtr && (w[1] & 15)) {
+      return InvalidArgument("weight_table[" + Str(i) + "].sparsity_ptr = " + Str(w[1]) +
+                             ": must be 16-byte aligned or 0xFFFFFF (dense)");
+    }
+  }
+  return t;
+}
+
+StatusOr<ChannelQuant> WeightTableQuant(const ConvOp& op, const std::vector<WeightTableEntry>& t) {
+  ChannelQuant q;
+  for (const WeightTableEntry& e : t) {
+    if (IsIntegerPath(op)) {
+      q.mult.push_back(ScaleWordMult(e.scale));
+      q.shift.push_back(ScaleWordShift(e.scale));
+      q.bias.push_back(static_cast<int32_t>(e.bias));
+    } else {
+      q.scale.push_back(BitsToFloat(e.scale));
+      q.fbias.push_back(BitsToFloat(e.bias));
+    }
+  }
+  return q;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sparse activations
+
+StatusOr<SparseActivations> EncodeSparseActivations(const Tensor& t, int32_t zp, int64_t se_size) {
+  std::vector<int64_t> hwc;
+  DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(t.shape, "activations"));
+  DPUEMU_RETURN_IF_ERROR(CheckSeDivides(hwc[2], se_size, "activations"));
+  const int64_t eb = DTypeBytes(t.dtype);
+  const int64_t n = t.numel();
+  if (static_cast<int64_t>(t.bytes.size()) != n * eb) {
+    return InvalidArgument("activations: " + Str(t.bytes.size()) + " bytes for shape " +
+                           t.ShapeString());
+  }
+  SparseActivations out;
+  out.se_size = se_size;
+  out.data.assign(t.bytes.size(), 0);
+  out.map.assign(static_cast<size_t>(ActivationMapBytes(n)), 0);
+  const uint8_t* src = t.bytes.data();
+  for (int64_t se = 0; se < n / se_size; ++se) {
+    uint8_t* slot = out.data.data() + se * se_size * eb;
+    for (int64_t j = 0; j < se_size; ++j) {
+      const int64_t i = se * se_size + j;
+      if (IsZeroPoint(t.dtype, src, i, zp)) continue;
+      out.map[i >> 3] |= static_cast<uint8_t>(1u << (i & 7));
+      std::memcpy(slot, src + i * eb, static_cast<size_t>(eb));
+      slot += eb;
+    }
+  }
+  return out;
+}
+
+StatusOr<Tensor> DecodeSparseActivations(ByteSpan data, ByteSpan map, DType dtype,
+                                         const std::vector<int64_t>& shape, int32_t zp,
+                                         int64_t se_size) {
+  ActivationView view;
+  view.tiles = {data};
+  view.map = map;
+  view.se_size = se_size;
+  return GatherActivations(view, dtype, shape, zp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SE pointers and the gather
+
+StatusOr<int32_t> EncodeSePointer(int64_t offset, int32_t tile) {
+  if (offset < 0 || offset > kSeMaxOffset || (offset & 15)) {
+    return InvalidArgument("se pointer: offset " + Str(offset) +
+                           " must be 16-byte aligned and at most " + Str(kSeMaxOffset));
+  }
+  if (tile < 0 || tile > kSeMaxTile) {
+    return InvalidArgument("se pointer: tile " + Str(tile) + " must be in [0, " + Str(kSeMaxTile) + "]");
+  }
+  return static_cast<int32_t>(((offset >> 4) << 9) | tile);
+}
+
+SePointer DecodeSePointer(int32_t entry) {
+  const uint32_t u = static_cast<uint32_t>(entry);
+  return SePointer{static_cast<int64_t>((u >> 9) & 0xFFFFF) << 4, static_cast<int32_t>(u & 0x1FF)};
+}
+
+StatusOr<std::vector<int32_t>> MakeIdentitySeTable(int64_t h, int64_t w, int64_t c,
+                                                   int64_t se_size, DType dtype, int32_t tile,
+                                                   int64_t base_offset) {
+  DPUEMU_RETURN_IF_ERROR(CheckSeDivides(c, se_size, "se table"));
+  const int64_t eb = DTypeBytes(dtype);
+  if (se_size * eb % 16 != 0) {
+    return InvalidArgument("se table: se_size * element bytes = " + Str(se_size * eb) +
+                           " must be a multiple of 16 (pointers are 16-byte aligned)");
+  }
+  std::vector<int32_t> table;
+  table.reserve(static_cast<size_t>(h * w * (c / se_size)));
+  for (int64_t p = 0; p < h * w; ++p) {
+    for (int64_t s = 0; s < c / se_size; ++s) {
+      int32_t e;
+      DPUEMU_ASSIGN_OR_RETURN(e, EncodeSePointer(base_offset + (p * c + s * se_size) * eb, tile));
+      table.push_back(e);
+    }
+  }
+  return table;
+}
+
+StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
+                                   const std::vector<int64_t>& shape, int32_t zp) {
+  std::vector<int64_t> hwc;
+  DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(shape, "activations"));
+  const int64_t h = hwc[0], w = hwc[1], c = hwc[2];
+  if (h <= 0 || w <= 0 || c <= 0 || h * w * c > (int64_t{1} << 31)) {
+    return InvalidArgument("activations: shape [" + Str(h) + ", " + Str(w) + ", " + Str(c) +
+                           "] must be positive with at most 2^31 elements");
+  }
+  DPUEMU_RETURN_IF_ERROR(CheckSeDivides(c, view.se_size, "activations"));
+  if (dtype == DType::kI32) return InvalidArgument("activations: dtype i32 is not an activation type");
+  const int64_t eb = DTypeBytes(dtype);
+  const int64_t n = h * w * c;
+  const int64_t se = view.se_size;
+  const int64_t ses = n / se;
+  const bool sparse = !view.map.empty();
+  const bool table = !view.se_table.empty();
+  if (sparse && static_cast<int64_t>(view.map.size()) != ActivationMapBytes(n)) {
+    return InvalidArgument("activations.map: " + Str(view.map.size()) + " bytes, expected " +
+                           Str(ActivationMapBytes(n)) + " (one bit per element of [" + Str(h) +
+                           ", " + Str(w) + ", " + Str(c) + "], padded to 16 bytes)");
+  }
+  if (table && static_cast<int64_t>(view.se_table.size()) != ses) {
+    return InvalidArgument("se_table: " + Str(view.se_table.size()) + " entries, expected H * W * " +
+                           "C / se_size = " + Str(ses));
+  }
+  if (view.tiles.empty()) return InvalidArgument("activations: no tile buffers given");
+  if (!table && static_cast<int64_t>(view.tiles[0].size()) < n * eb) {
+    return OutOfRange("activations: data of " + Str(view.tiles[0].size()) + " bytes, expected " +
+                      Str(n * eb));
+  }
+  Tensor out(dtype, {h, w, c});
+  std::vector<uint8_t> zp_bytes(static_cast<size_t>(eb), 0);
+  if (eb == 1) zp_bytes[0] = static_cast<uint8_t>(zp);
+  for (int64_t s = 0; s < ses; ++s) {
+    const uint8_t* slot;
+    if (table) {
+      const int32_t entry = view.se_table[s];
+      if (static_cast<uint32_t>(entry) >> 29) {
+        return InvalidArgument("se_table[" + Str(s) + "] = " + Str(entry) +
+                               ": bits [31:29] are unused and must be 0");
+      }
+      const SePointer p = DecodeSePointer(entry);
+      if (p.tile >= static_cast<int32_t>(view.tiles.size())) {
+        return OutOfRange("se_table[" + Str(s) + "]: BASE_PTR = " + Str(p.tile) +
+                          " is beyond the tile count " + Str(view.tiles.size()));
+      }
+      const ByteSpan tile = view.tiles[static_cast<size_t>(p.tile)];
+      if (p.offset + se * eb > static_cast<int64_t>(tile.size())) {
+        return OutOfRange("se_table[" + Str(s) + "]: DATA_PTR offset " + Str(p.offset) + " + " +
+                          Str(se * eb) + " bytes is outside tile " + Str(p.tile) + " (" +
+                          Str(tile.size()) + " bytes)");
+      }
+      slot = tile.data() + p.offset;
+    } else {
+      slot = view.tiles[0].data() + s * se * eb;
+    }
+    uint8_t* dst = out.bytes.data() + s * se * eb;
+    if (!sparse) {
+      std::memcpy(dst, slot, static_cast<size_t>(se * eb));
+      continue;
+    }
+    for (int64_t j = 0; j < se; ++j) {
+      const int64_t i = s * se + j;
+      if (MapBit(view.map.data(), i)) {
+        std::memcpy(dst + j * eb, slot, static_cast<size_t>(eb));
+        slot += eb;
+      } else {
+        std::memcpy(dst + j * eb, zp_bytes.data(), static_cast<size_t>(eb));
+      }
+    }
+  }
+  if (sparse) {
+    const int64_t pad_bits = static_cast<int64_t>(view.map.size()) * 8;
+    for (int64_t b = n; b < pad_bits; ++b) {
+      if (MapBit(view.map.data(), b)) {
+        return InvalidArgument("activations.map: padding bit " + Str(b) + " is set (tensor has " +
+                               Str(n) + " elements)");
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace dpuemu

@@ -1,0 +1,129 @@
+// The DPU's memory formats: encoders and decoders, each a pure function that validates its input
+// and never modifies it. Layouts (all little-endian):
+//
+// Compressed weights (per output channel k, elements in OYXI order: ky, kx, then c fastest):
+//   data: the elements that differ from the weight zero point, packed; each channel's run padded
+//         with zero bytes to a multiple of 16 bytes (an all-zero-point channel takes 0 bytes).
+//   map:  one bit per element, 1 = present, LSB first; each channel's map padded to 128 bits.
+// Weight table: 16 bytes per output channel, four uint32 words:
+//   [0] weight pointer   byte offset of the channel's weights in the weight buffer
+//   [1] sparsity pointer byte offset of the channel's map in the map buffer, 0xFFFFFF when dense
+//   [2] scale word       integer: mult << 16 | shift << 8; float: the fp32 scale's bits
+//   [3] bias             integer: int32; float: the fp32 bias's bits
+//   Pointers are relative to their buffer's base (dpuemu places each buffer at offset 0) and
+//   16-byte aligned.
+// Sparse activations [H, W, C] with storage elements (SE) of se_size channels:
+//   data: dense-sized; the slot of each SE (one pixel x se_size channels) holds the SE's elements
+//         that differ from the zero point, packed at its start; the rest of the slot is zero bytes.
+//   map:  one bit per element in NHWC order, LSB first, padded to a multiple of 16 bytes.
+// SE pointer table: int32 [H, W, C / se_size], one entry per SE of the (virtual) input:
+//   bits [28:9] DATA_PTR = byte offset >> 4 within the tile, bits [8:0] BASE_PTR = tile index.
+#ifndef DPUEMU_HW_FORMATS_H_
+#define DPUEMU_HW_FORMATS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "hw/layer.h"
+#include "hw/span.h"
+#include "hw/status.h"
+#include "hw/tensor.h"
+
+namespace dpuemu {
+
+inline int64_t AlignUp(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+inline bool MapBit(const uint8_t* map, int64_t i) { return (map[i >> 3] >> (i & 7)) & 1; }
+
+// ---- Byte sizes (the formulas of ../shared/dpu-facts.md) ----
+int64_t DenseWeightBytes(const ConvGeometry& g, DType w);   // K * KY * KX * C * bytes
+int64_t WeightMapBytesPerChannel(const ConvGeometry& g);    // align16(ceil(KY*KX*C / 8))
+int64_t WeightMapBytes(const ConvGeometry& g);              // K * the above
+int64_t WeightTableBytes(const ConvGeometry& g);            // 16 * K
+int64_t ActivationMapBytes(int64_t elements);               // align16(ceil(elements / 8))
+int64_t SeTableBytes(int64_t h, int64_t w, int64_t c, int64_t se_size);  // 4 * H * W * C/se_size
+
+// ---- Compressed weights ----
+struct CompressedWeights {
+  std::vector<uint8_t> data;
+  std::vector<uint8_t> map;
+  std::vector<uint32_t> data_offset;  // per output channel, into data
+  std::vector<uint32_t> map_offset;   // per output channel, into map
+  std::vector<int64_t> nonzeros;      // per output channel
+};
+// weights: [K, KY, KX, C] of i8/u8/fp16/bf16; zp: the weight zero point (0 for float).
+StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp);
+// Rebuilds the dense [K, KY, KX, C] tensor from the buffers the weight table points into.
+// Channels whose sparsity pointer is 0xFFFFFF are read dense from `data`.
+StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
+                                   const ConvGeometry& g, DType dtype, int32_t zp);
+
+// ---- Weight table ----
+constexpr uint32_t kDenseSparsityPtr = 0xFFFFFF;
+struct WeightTableEntry {
+  uint32_t weight_ptr = 0;
+  uint32_t sparsity_ptr = kDenseSparsityPtr;
+  uint32_t scale = 0;
+  uint32_t bias = 0;
+};
+inline uint32_t IntScaleWord(int32_t mult, int32_t shift) {
+  return (static_cast<uint32_t>(mult) << 16) | (static_cast<uint32_t>(shift) << 8);
+}
+inline int32_t ScaleWordMult(uint32_t w) { return static_cast<int32_t>(w >> 16); }
+inline int32_t ScaleWordShift(uint32_t w) { return static_cast<int32_t>((w >> 8) & 0x3F); }
+
+// Builds the entries for `op`/`quant`; weight/sparsity pointers from the given per-channel offsets
+// (sparsity_ptrs empty = dense weights, pointers k * KY*KX*C*bytes).
+StatusOr<std::vector<WeightTableEntry>> MakeWeightTable(const ConvOp& op, const ChannelQuant& quant,
+                                                        const std::vector<uint32_t>& weight_ptrs,
+                                                        const std::vector<uint32_t>& sparsity_ptrs);
+std::vector<uint8_t> EncodeWeightTable(const std::vector<WeightTableEntry>& entries);
+// Checks the size (16 * k) and that pointers are 16-byte aligned.
+StatusOr<std::vector<WeightTableEntry>> DecodeWeightTable(ByteSpan bytes, int64_t k);
+// Per-channel requantisation back out of a decoded table (integer or float path per `op`).
+StatusOr<ChannelQuant> WeightTableQuant(const ConvOp& op, const std::vector<WeightTableEntry>& t);
+
+// ---- Sparse activations (and the ODU's sparse output) ----
+struct SparseActivations {
+  std::vector<uint8_t> data;  // dense-sized
+  std::vector<uint8_t> map;   // ActivationMapBytes(numel)
+  int64_t se_size = 0;
+};
+// t: [H, W, C] (or [1, H, W, C]); se_size divides C.
+StatusOr<SparseActivations> EncodeSparseActivations(const Tensor& t, int32_t zp, int64_t se_size);
+// shape: [H, W, C]. Checks sizes, and that no SE holds more present bits than its slot.
+StatusOr<Tensor> DecodeSparseActivations(ByteSpan data, ByteSpan map, DType dtype,
+                                         const std::vector<int64_t>& shape, int32_t zp,
+                                         int64_t se_size);
+
+// ---- Storage-element pointers ----
+struct SePointer {
+  int64_t offset = 0;  // bytes within the tile
+  int32_t tile = 0;
+};
+constexpr int64_t kSeMaxOffset = ((int64_t{1} << 20) - 1) << 4;
+constexpr int32_t kSeMaxTile = (1 << 9) - 1;
+StatusOr<int32_t> EncodeSePointer(int64_t offset, int32_t tile);
+SePointer DecodeSePointer(int32_t entry);
+// The table that reads an [H, W, C] tensor stored NHWC at `base_offset` of tile `tile` in order.
+StatusOr<std::vector<int32_t>> MakeIdentitySeTable(int64_t h, int64_t w, int64_t c,
+                                                   int64_t se_size, DType dtype, int32_t tile = 0,
+                                                   int64_t base_offset = 0);
+
+// Where the DPU reads its input from: the CMX of each tile, an optional SE table and an optional
+// sparsity map over the (virtual) input. Without a table the input is the NHWC tensor at offset 0
+// of tile 0.
+struct ActivationView {
+  std::vector<ByteSpan> tiles;
+  ByteSpan map;                 // empty = dense
+  Span<const int32_t> se_table; // empty = no SE pointers
+  int64_t se_size = 0;
+};
+// Gathers the virtual input [H, W, C] as the DPU sees it: each SE through its pointer (or its
+// place in the tensor), elements whose map bit is 0 read as the zero point. Every pointer and
+// slot is bounds-checked against its tile.
+StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
+                                   const std::vector<int64_t>& shape, int32_t zp);
+
+}  // namespace dpuemu
+
+#endif  // DPUEMU_HW_FORMATS_H_

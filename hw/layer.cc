@@ -1,0 +1,288 @@
+#include "hw/layer.h"
+
+#include <cmath>
+
+#include "hw/rng.h"
+
+namespace dpuemu {
+namespace {
+
+std::string Str(int64_t v) { return std::to_string(v); }
+
+Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) {
+    return InvalidArgument(field + " = " + Str(v) + ": must be in [" + Str(lo) + ", " + Str(hi) + "]");
+  }
+  return OkStatus();
+}
+
+Status CheckChannels(const std::string& field, int64_t v) {
+  DPUEMU_RETURN_IF_ERROR(CheckRange(field, v, 16, 16384));
+  if (v % 16 != 0) return InvalidArgument(field + " = " + Str(v) + ": must be a multiple of 16");
+  return OkStatus();
+}
+
+}  // namespace
+
+bool IsIntegerPath(const ConvOp& op) {
+  return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) &&
+         (op.w_dtype == DType::kU8 || op.w_dtype == DType::kI8);
+}
+
+Status ValidateOp(const ConvOp& op) {
+  const ConvGeometry& g = op.g;
+  DPUEMU_RETURN_IF_ERROR(CheckRange("h (input height)", g.h, 1, 16384));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("w (input width)", g.w, 1, 16384));
+  DPUEMU_RETURN_IF_ERROR(CheckChannels("c (input channels)", g.c));
+  DPUEMU_RETURN_IF_ERROR(CheckChannels("k (output channels)", g.k));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("ky (kernel height)", g.ky, 1, 11));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("kx (kernel width)", g.kx, 1, 11));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("stride_y", g.stride_y, 1, 8));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("stride_x", g.stride_x, 1, 8));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pad_top", g.pad_top, 0, 255));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pad_bottom", g.pad_bottom, 0, 255));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pad_left", g.pad_left, 0, 255));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pad_right", g.pad_right, 0, 255));
+  if (g.h + g.pad_top + g.pad_bottom < g.ky) {
+    return InvalidArgument("ky (kernel height) = " + Str(g.ky) +
+                           ": larger than the padded input height " +
+                           Str(g.h + g.pad_top + g.pad_bottom));
+  }
+  if (g.w + g.pad_left + g.pad_right < g.kx) {
+    return InvalidArgument("kx (kernel width) = " + Str(g.kx) +
+                           ": larger than the padded input width " +
+                           Str(g.w + g.pad_left + g.pad_right));
+  }
+  // Bounded sizes keep every byte offset well inside int64 and the SE pointer field.
+  if (g.h * g.w * g.c > (int64_t{1} << 31)) {
+    return InvalidArgument("input: h * w * c = " + Str(g.h * g.w * g.c) + " elements exceeds 2^31");
+  }
+  if (g.k * g.taps() > (int64_t{1} << 28)) {
+    return InvalidArgument("weights: k * ky * kx * c exceeds 2^28 elements");
+  }
+
+  const bool int_in = op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8;
+  const bool int_w = op.w_dtype == DType::kU8 || op.w_dtype == DType::kI8;
+  if (!int_in && op.in_dtype != DType::kFP16 && op.in_dtype != DType::kBF16) {
+    return InvalidArgument(std::string("input dtype = ") + DTypeName(op.in_dtype) +
+                           ": must be u8, i8, fp16 or bf16");
+  }
+  if (int_in != int_w || (!int_in && op.w_dtype != op.in_dtype)) {
+    return InvalidArgument(std::string("weights dtype = ") + DTypeName(op.w_dtype) +
+                           ": must be i8 or u8 with integer input, the input's float type with " +
+                           "float input (input is " + DTypeName(op.in_dtype) + ")");
+  }
+  if (int_in) {
+    if (op.out_dtype != DType::kU8 && op.out_dtype != DType::kI8 && op.out_dtype != DType::kI32) {
+      return InvalidArgument(std::string("output dtype = ") + DTypeName(op.out_dtype) +
+                             ": integer input needs an output of u8, i8 or i32");
+    }
+    DPUEMU_RETURN_IF_ERROR(CheckRange("input zero_point", op.in_zp, DTypeMin(op.in_dtype),
+                                      DTypeMax(op.in_dtype)));
+    DPUEMU_RETURN_IF_ERROR(CheckRange("weights zero_point", op.w_zp, DTypeMin(op.w_dtype),
+                                      DTypeMax(op.w_dtype)));
+    if (op.out_dtype == DType::kI32) {
+      if (op.ppe.out_zp != 0 || op.ppe.leaky_relu) {
+        return InvalidArgument("ppe: output dtype i32 is acc + bias with no PPE; out_zero_point "
+                               "must be 0 and leaky_relu off");
+      }
+    } else {
+      DPUEMU_RETURN_IF_ERROR(CheckRange("ppe.out_zero_point", op.ppe.out_zp,
+                                        DTypeMin(op.out_dtype), DTypeMax(op.out_dtype)));
+    }
+    DPUEMU_RETURN_IF_ERROR(CheckRange("ppe.leaky_relu.mult", op.ppe.lrelu_mult, 0, 2047));
+    DPUEMU_RETURN_IF_ERROR(CheckRange("ppe.leaky_relu.shift", op.ppe.lrelu_shift, 0, 31));
+    for (double v : {op.ppe.clamp_lo, op.ppe.clamp_hi}) {
+      if (!std::isinf(v) && v != std::floor(v)) {
+        return InvalidArgument("ppe.clamp = " + std::to_string(v) +
+                               ": integer outputs need whole-number clamp bounds");
+      }
+    }
+  } else {
+    if (!IsFloat(op.out_dtype)) {
+      return InvalidArgument(std::string("output dtype = ") + DTypeName(op.out_dtype) +
+                             ": float input needs an output of fp16, bf16 or fp32");
+    }
+    if (op.in_zp != 0 || op.w_zp != 0 || op.ppe.out_zp != 0) {
+      return InvalidArgument("zero_point: float types have no zero point (must be 0)");
+    }
+    if (op.ppe.leaky_relu) return InvalidArgument("ppe.leaky_relu: only on the integer path");
+  }
+  if (std::isnan(op.ppe.clamp_lo) || std::isnan(op.ppe.clamp_hi) ||
+      op.ppe.clamp_lo > op.ppe.clamp_hi) {
+    return InvalidArgument("ppe.clamp: needs lo <= hi (got [" + std::to_string(op.ppe.clamp_lo) +
+                           ", " + std::to_string(op.ppe.clamp_hi) + "])");
+  }
+  return OkStatus();
+}
+
+Status ValidateQuant(const ConvOp& op, const ChannelQuant& q) {
+  const size_t k = static_cast<size_t>(op.g.k);
+  if (IsIntegerPath(op)) {
+    if (q.mult.size() != k || q.shift.size() != k || q.bias.size() != k) {
+      return InvalidArgument("quant: mult, shift and bias need one entry per output channel (k = " +
+                             Str(op.g.k) + "), got " + Str(q.mult.size()) + ", " +
+                             Str(q.shift.size()) + ", " + Str(q.bias.size()));
+    }
+    for (size_t i = 0; i < k; ++i) {
+      DPUEMU_RETURN_IF_ERROR(CheckRange("quant.mult[" + Str(i) + "]", q.mult[i], 0, 65535));
+      DPUEMU_RETURN_IF_ERROR(CheckRange("quant.shift[" + Str(i) + "]", q.shift[i], 0, 63));
+    }
+  } else {
+    if (q.scale.size() != k || q.fbias.size() != k) {
+      return InvalidArgument("quant: scale and bias need one entry per output channel (k = " +
+                             Str(op.g.k) + "), got " + Str(q.scale.size()) + ", " +
+                             Str(q.fbias.size()));
+    }
+  }
+  return OkStatus();
+}
+
+Status ValidateLayer(const ConvLayer& layer) {
+  DPUEMU_RETURN_IF_ERROR(ValidateOp(layer.op));
+  DPUEMU_RETURN_IF_ERROR(ValidateQuant(layer.op, layer.quant));
+  const ConvGeometry& g = layer.op.g;
+  auto check = [](const char* name, const Tensor& t, DType dtype,
+                  const std::vector<int64_t>& shape) -> Status {
+    Tensor expect(DType::kU8, {});
+    expect.shape = shape;
+    if (t.dtype != dtype || t.shape != shape ||
+        t.bytes.size() != static_cast<size_t>(expect.numel() * DTypeBytes(dtype))) {
+      return InvalidArgument(std::string(name) + ": expected " + DTypeName(dtype) + " " +
+                             expect.ShapeString() + ", got " + DTypeName(t.dtype) + " " +
+                             t.ShapeString() + " with " + Str(t.bytes.size()) + " bytes");
+    }
+    return OkStatus();
+  };
+  DPUEMU_RETURN_IF_ERROR(check("input", layer.input, layer.op.in_dtype, {g.h, g.w, g.c}));
+  DPUEMU_RETURN_IF_ERROR(check("weights", layer.weights, layer.op.w_dtype, {g.k, g.ky, g.kx, g.c}));
+  return OkStatus();
+}
+
+bool IsZeroPoint(DType t, const uint8_t* base, int64_t i, int32_t zp) {
+  switch (DTypeBytes(t)) {
+    case 1: return static_cast<uint8_t>(base[i]) == static_cast<uint8_t>(zp);
+    case 2: return base[2 * i] == 0 && base[2 * i + 1] == 0;
+    default: {
+      // 4-byte types: i32 compares with the zero point, fp32 with +0.0 (zp is 0).
+      int32_t v;
+      std::memcpy(&v, base + 4 * i, 4);
+      return v == zp;
+    }
+  }
+}
+
+namespace {
+
+// Fills `t` with values of which a fraction `sparsity` equals the zero point.
+void FillTensor(Tensor& t, int32_t zp, double sparsity, Rng& rng) {
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    const bool zero = rng.Bernoulli(sparsity);
+    if (IsFloat(t.dtype)) {
+      // Small values with few mantissa bits keep products exact and sums well conditioned.
+      float v = zero ? 0.0f : static_cast<float>(rng.Int(-64, 64)) / 32.0f;
+      if (!zero && v == 0.0f) v = 1.0f / 32;
+      StoreFloat(t.dtype, t.bytes.data(), i, v);
+    } else {
+      int32_t v = zp;
+      while (!zero && v == zp) v = static_cast<int32_t>(rng.Int(DTypeMin(t.dtype), DTypeMax(t.dtype)));
+      StoreInt(t.dtype, t.bytes.data(), i, v);
+    }
+  }
+}
+
+}  // namespace
+
+StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
+  if (!(spec.weight_sparsity >= 0 && spec.weight_sparsity <= 1) ||
+      !(spec.input_sparsity >= 0 && spec.input_sparsity <= 1)) {
+    return InvalidArgument("sparsity: must be in [0, 1]");
+  }
+  Rng rng(seed);
+  ConvLayer layer;
+  layer.name = spec.name;
+  ConvOp& op = layer.op;
+  ConvGeometry& g = op.g;
+  g.h = spec.h; g.w = spec.w; g.c = spec.c; g.k = spec.k; g.ky = spec.ky; g.kx = spec.kx;
+  g.stride_y = g.stride_x = spec.stride;
+  const int64_t py = spec.pad < 0 ? (spec.ky - 1) / 2 : spec.pad;
+  const int64_t px = spec.pad < 0 ? (spec.kx - 1) / 2 : spec.pad;
+  g.pad_top = g.pad_bottom = py;
+  g.pad_left = g.pad_right = px;
+  op.in_dtype = spec.in_dtype;
+  op.w_dtype = spec.w_dtype;
+  op.out_dtype = spec.out_dtype;
+  const bool integer = !IsFloat(spec.in_dtype);
+  if (integer && spec.zero_points) {
+    op.in_zp = static_cast<int32_t>(rng.Int(DTypeMin(spec.in_dtype) / 2 + 64, DTypeMax(spec.in_dtype) / 2));
+    op.w_zp = static_cast<int32_t>(rng.Int(-8, 8)) + (spec.w_dtype == DType::kU8 ? 128 : 0);
+    if (spec.out_dtype != DType::kI32) {
+      op.ppe.out_zp = static_cast<int32_t>(
+          (DTypeMin(spec.out_dtype) + DTypeMax(spec.out_dtype)) / 2 + rng.Int(-20, 20));
+    }
+  } else if (integer && spec.w_dtype == DType::kU8) {
+    op.w_zp = 128;
+  }
+  if (integer && spec.leaky_relu && spec.out_dtype != DType::kI32) {
+    op.ppe.leaky_relu = true;
+    op.ppe.lrelu_mult = static_cast<int32_t>(rng.Int(1, 2047));
+    op.ppe.lrelu_shift = static_cast<int32_t>(rng.Int(0, 11));
+  }
+  DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
+
+  layer.input = Tensor(spec.in_dtype, {g.h, g.w, g.c});
+  layer.weights = Tensor(spec.w_dtype, {g.k, g.ky, g.kx, g.c});
+  FillTensor(layer.input, op.in_zp, spec.input_sparsity, rng);
+  FillTensor(layer.weights, op.w_zp, spec.weight_sparsity, rng);
+
+  // Requantisation that maps a typical accumulator (about sqrt(taps) * 74 * 74 for uniform 8-bit
+  // values) onto about a quarter of the output range.
+  const double density = std::max(0.05, (1 - spec.weight_sparsity) * (1 - spec.input_sparsity));
+  const double acc_scale = std::sqrt(double(g.taps()) * density) * (integer ? 74.0 * 74.0 : 0.4);
+  const int64_t k = g.k;
+  for (int64_t i = 0; i < k; ++i) {
+    if (integer) {
+      const double target = 64.0 / acc_scale * (0.5 + rng.Uniform());
+      const int32_t mult = static_cast<int32_t>(rng.Int(16384, 65535));
+      const int32_t shift = static_cast<int32_t>(
+          std::min(63.0, std::max(0.0, std::round(std::log2(mult / target)))));
+      layer.quant.mult.push_back(mult);
+      layer.quant.shift.push_back(shift);
+      layer.quant.bias.push_back(static_cast<int32_t>(rng.Int(-4, 4) * acc_scale / 8));
+    } else {
+      layer.quant.scale.push_back(static_cast<float>((0.5 + rng.Uniform()) / acc_scale));
+      layer.quant.fbias.push_back(static_cast<float>(rng.Int(-16, 16)) / 16.0f);
+    }
+  }
+  return layer;
+}
+
+const std::vector<LayerSpec>& StandardLayers() {
+  static const std::vector<LayerSpec> layers = [] {
+    auto make = [](const char* name, int64_t hw, int64_t c, int64_t k, int64_t kernel) {
+      LayerSpec s;
+      s.name = name;
+      s.h = s.w = hw;
+      s.c = c;
+      s.k = k;
+      s.ky = s.kx = kernel;
+      return s;
+    };
+    return std::vector<LayerSpec>{
+        make("r50_3x3_56", 56, 64, 64, 3),    make("r50_3x3_28", 28, 128, 128, 3),
+        make("r50_3x3_14", 14, 256, 256, 3),  make("r50_1x1_56", 56, 64, 256, 1),
+        make("k320_1x1_28", 28, 256, 320, 1),
+    };
+  }();
+  return layers;
+}
+
+StatusOr<LayerSpec> StandardLayer(const std::string& name) {
+  for (const LayerSpec& s : StandardLayers()) {
+    if (s.name == name) return s;
+  }
+  return NotFound("layer: no standard layer named '" + name + "'");
+}
+
+}  // namespace dpuemu

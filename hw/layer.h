@@ -1,0 +1,105 @@
+// One description of a ZMConv layer, shared by the tests, benchmarks, CLI and demo.
+//
+// ConvOp is what the DPU is programmed with for a whole invocation (geometry, types, zero points,
+// post-processing). ChannelQuant is what each output channel's weight-table entry carries.
+// ConvLayer adds the dense tensors: activations NHWC [H, W, C], weights OYXI [K, KY, KX, C].
+#ifndef DPUEMU_HW_LAYER_H_
+#define DPUEMU_HW_LAYER_H_
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "hw/dtype.h"
+#include "hw/status.h"
+#include "hw/tensor.h"
+
+namespace dpuemu {
+
+struct ConvGeometry {
+  int64_t h = 0, w = 0, c = 0;  // input (the virtual, gathered input when SE pointers are used)
+  int64_t k = 0;                // output channels
+  int64_t ky = 1, kx = 1;       // kernel
+  int64_t stride_y = 1, stride_x = 1;
+  int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+
+  int64_t out_h() const { return (h + pad_top + pad_bottom - ky) / stride_y + 1; }
+  int64_t out_w() const { return (w + pad_left + pad_right - kx) / stride_x + 1; }
+  int64_t taps() const { return ky * kx * c; }  // weight elements per output channel
+  int64_t dense_macs() const { return out_h() * out_w() * k * taps(); }
+};
+
+// Post-processing (PPE) settings shared by all output channels.
+struct Ppe {
+  int32_t out_zp = 0;  // integer outputs only; the value sparse outputs omit
+  // Leaky ReLU on the integer path: negatives are multiplied by lrelu_mult and shifted by
+  // lrelu_shift more bits.
+  bool leaky_relu = false;
+  int32_t lrelu_mult = 1;   // 0..2047
+  int32_t lrelu_shift = 0;  // 0..31
+  // Clamp in the output's value domain (after the zero point); integer outputs need whole numbers.
+  // Also clamped to the output type's range.
+  double clamp_lo = -std::numeric_limits<double>::infinity();
+  double clamp_hi = std::numeric_limits<double>::infinity();
+};
+
+struct ConvOp {
+  ConvGeometry g;
+  DType in_dtype = DType::kU8, w_dtype = DType::kI8, out_dtype = DType::kU8;
+  int32_t in_zp = 0, w_zp = 0;  // 0 for float types
+  Ppe ppe;
+};
+
+// Per-output-channel requantisation, as the weight table holds it.
+struct ChannelQuant {
+  // Integer path: v = (acc + bias) * mult >> shift (rounded half to even).
+  std::vector<int32_t> mult;   // 0..65535
+  std::vector<int32_t> shift;  // 0..63
+  std::vector<int32_t> bias;
+  // Float path: v = acc * scale + bias (each step rounded to fp32).
+  std::vector<float> scale;
+  std::vector<float> fbias;
+};
+
+struct ConvLayer {
+  std::string name;
+  ConvOp op;
+  ChannelQuant quant;
+  Tensor input;    // [H, W, C], op.in_dtype
+  Tensor weights;  // [K, KY, KX, C], op.w_dtype
+};
+
+bool IsIntegerPath(const ConvOp& op);  // integer activations and weights
+Status ValidateOp(const ConvOp& op);
+Status ValidateQuant(const ConvOp& op, const ChannelQuant& q);
+Status ValidateLayer(const ConvLayer& layer);  // op, quant, and the tensors' dtypes and shapes
+
+// Value of an element "absent" in sparse formats: the zero point, as the type's bit pattern.
+// Float zero is +0.0 (bit pattern 0); -0.0 is a stored value.
+bool IsZeroPoint(DType t, const uint8_t* base, int64_t i, int32_t zp);
+
+// A named layer shape and the recipe to fill it with deterministic pseudo-random data.
+struct LayerSpec {
+  std::string name;
+  int64_t h = 0, w = 0, c = 0, k = 0, ky = 1, kx = 1, stride = 1;
+  int64_t pad = -1;  // -1: "same" padding, (kernel - 1) / 2 on each side
+  DType in_dtype = DType::kU8, w_dtype = DType::kI8, out_dtype = DType::kU8;
+  double weight_sparsity = 0.0;  // fraction of weights equal to the weight zero point
+  double input_sparsity = 0.0;   // fraction of activations equal to the input zero point
+  bool leaky_relu = false;
+  bool zero_points = true;  // integer path: random non-zero zero points
+};
+
+// Deterministic for a (spec, seed) pair on every platform. Requantisation is chosen so outputs
+// spread over the output type's range.
+StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed);
+
+// The project's layer table: ResNet-50 style layers and the seed's K=320 layer (names as in the
+// benchmarks: r50_3x3_56, r50_3x3_28, r50_3x3_14, r50_1x1_56, k320_1x1_28).
+const std::vector<LayerSpec>& StandardLayers();
+StatusOr<LayerSpec> StandardLayer(const std::string& name);
+
+}  // namespace dpuemu
+
+#endif  // DPUEMU_HW_LAYER_H_
