@@ -1,0 +1,136 @@
+#include "hw/dpu_task.h"
+
+#include <string>
+
+namespace dpuemu {
+namespace {
+std::string Str(int64_t v) { return std::to_string(v); }
+}  // namespace
+
+ActivationView DpuTask::input_view() const {
+  ActivationView v;
+  for (const auto& t : input_tiles) v.tiles.emplace_back(t);
+  v.map = input_map;
+  v.se_table = se_table;
+  v.se_size = input_se_size;
+  return v;
+}
+
+int64_t DefaultSeSize(const Target& t, int64_t channels) {
+  for (int64_t s = std::min<int64_t>(channels, t.se_size_max); s >= 16; s -= 16) {
+    if (channels % s == 0 && CheckSeSize(t, s, "se_size").ok()) return s;
+  }
+  return 16;
+}
+
+StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts, const Target& t) {
+  DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
+  const ConvOp& op = layer.op;
+  const ConvGeometry& g = op.g;
+  DpuTask task;
+  task.op = op;
+
+  // Weights and table.
+  std::vector<uint32_t> wptr, sptr;
+  if (opts.weights_sparse) {
+    CompressedWeights cw;
+    DPUEMU_ASSIGN_OR_RETURN(cw, CompressWeights(layer.weights, op.w_zp));
+    task.weights = std::move(cw.data);
+    task.weight_map = std::move(cw.map);
+    wptr = std::move(cw.data_offset);
+    sptr = std::move(cw.map_offset);
+  } else {
+    task.weights = layer.weights.bytes;
+    for (int64_t k = 0; k < g.k; ++k) {
+      wptr.push_back(static_cast<uint32_t>(k * g.taps() * DTypeBytes(op.w_dtype)));
+    }
+  }
+  std::vector<WeightTableEntry> table;
+  DPUEMU_ASSIGN_OR_RETURN(table, MakeWeightTable(op, layer.quant, wptr, sptr));
+  task.weight_table = EncodeWeightTable(table);
+
+  // Input. SE pointers need the sparse storage format, dense or not (an all-ones map).
+  task.input_se_size = opts.input_se_size ? opts.input_se_size : DefaultSeSize(t, g.c);
+  DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, task.input_se_size, "input se_size"));
+  if (g.c % task.input_se_size != 0) {
+    return InvalidArgument("input se_size = " + Str(task.input_se_size) + ": must divide C = " +
+                           Str(g.c));
+  }
+  if (opts.input_sparse || opts.input_se_table) {
+    SparseActivations sa;
+    DPUEMU_ASSIGN_OR_RETURN(sa, EncodeSparseActivations(layer.input, op.in_zp, task.input_se_size));
+    task.input_tiles = {std::move(sa.data)};
+    task.input_map = std::move(sa.map);
+    if (opts.input_se_table) {
+      DPUEMU_ASSIGN_OR_RETURN(task.se_table, MakeIdentitySeTable(g.h, g.w, g.c, task.input_se_size,
+                                                                 op.in_dtype));
+    }
+  } else {
+    task.input_tiles = {layer.input.bytes};
+  }
+
+  task.output_sparse = opts.output_sparse;
+  task.output_se_size = opts.output_se_size ? opts.output_se_size : DefaultSeSize(t, g.k);
+  DPUEMU_RETURN_IF_ERROR(ValidateTask(task, t));
+  return task;
+}
+
+Status ValidateTask(const DpuTask& task, const Target& t) {
+  const ConvOp& op = task.op;
+  DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
+  const ConvGeometry& g = op.g;
+  if (!Supports(t.activation_dtypes, op.in_dtype) || !Supports(t.weight_dtypes, op.w_dtype) ||
+      !Supports(t.output_dtypes, op.out_dtype)) {
+    return InvalidArgument(std::string("dtypes: ") + t.name + " does not support this combination");
+  }
+  DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, task.input_se_size, "input se_size"));
+  DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, task.output_se_size, "output se_size"));
+  if (g.c % task.input_se_size != 0) {
+    return InvalidArgument("input se_size = " + Str(task.input_se_size) + ": must divide C = " + Str(g.c));
+  }
+  if (g.k % task.output_se_size != 0) {
+    return InvalidArgument("output se_size = " + Str(task.output_se_size) + ": must divide K = " +
+                           Str(g.k));
+  }
+  if (!task.se_table.empty() && task.input_map.empty()) {
+    return InvalidArgument("input: SE pointers need the sparse storage format (a map, all ones "
+                           "when dense)");
+  }
+  if (task.input_tiles.empty() || static_cast<int64_t>(task.input_tiles.size()) > t.tiles) {
+    return InvalidArgument("input_tiles: " + Str(task.input_tiles.size()) + " tile buffers, " +
+                           t.name + " has " + Str(t.tiles) + " tiles");
+  }
+  std::vector<WeightTableEntry> table;
+  DPUEMU_ASSIGN_OR_RETURN(table, DecodeWeightTable(task.weight_table, g.k));
+  for (int64_t k = 0; k < g.k; ++k) {
+    if ((table[k].sparsity_ptr != kDenseSparsityPtr) != task.weights_sparse()) {
+      return InvalidArgument("weight_table[" + Str(k) + "].sparsity_ptr: " +
+                             (task.weights_sparse() ? "0xFFFFFF (dense) but a weight map is given"
+                                                    : "set but no weight map is given"));
+    }
+  }
+  return OkStatus();
+}
+
+StatusOr<DpuOutput> StoreOutput(const DpuTask& task, Tensor dense) {
+  DpuOutput out;
+  out.se_size = task.output_se_size;
+  if (!task.output_sparse) {
+    out.data = std::move(dense);
+    return out;
+  }
+  SparseActivations sa;
+  DPUEMU_ASSIGN_OR_RETURN(sa, EncodeSparseActivations(dense, task.op.ppe.out_zp, task.output_se_size));
+  out.data = Tensor(dense.dtype, dense.shape);
+  out.data.bytes = std::move(sa.data);
+  out.map = std::move(sa.map);
+  return out;
+}
+
+StatusOr<Tensor> DenseOutput(const DpuOutput& out, int32_t out_zp) {
+  if (!out.sparse()) return out.data;
+  return DecodeSparseActivations(out.data.bytes, out.map, out.data.dtype, out.data.shape, out_zp,
+                                 out.se_size);
+}
+
+}  // namespace dpuemu
