@@ -1,0 +1,51 @@
+// Fast ZMConv: the DPU's convolution on CPU SIMD (Highway, dynamic dispatch), bit-identical to the
+// reference DPU (kernels/ref) for every task it accepts.
+//
+// Two microkernel families share one accumulation scheme:
+//  - "dense": vectorised over 16 output channels, each input element broadcast (work ~ all MACs);
+//  - "sparse-weights": vectorised over output pixels, each non-zero weight broadcast (work ~
+//    non-zero weights), used when the weights are sparse enough to pay for it.
+// Both accumulate in fp32 FMA in (ky, kx, c) order, which is the float definition. For integers
+// every product (x - x_zp) * (w - w_zp) is an integer of magnitude <= 65025, so sums of up to 256
+// products are exact in fp32; the kernels move the partial sum into an int32 accumulator every
+// 256 taps, which makes the integer result exact (int32, wrapping) as well.
+#ifndef DPUEMU_KERNELS_ZMCONV_H_
+#define DPUEMU_KERNELS_ZMCONV_H_
+
+#include <string>
+#include <vector>
+
+#include "hw/dpu_task.h"
+#include "hw/status.h"
+#include "hw/target.h"
+
+namespace dpuemu {
+
+enum class ConvKernel { kAuto, kDense, kSparseWeights };
+
+const char* ConvKernelName(ConvKernel k);  // "auto", "dense", "sparse-weights"
+StatusOr<ConvKernel> ParseConvKernel(const std::string& name);
+
+struct KernelOptions {
+  ConvKernel kernel = ConvKernel::kAuto;
+};
+
+// What ran and why, for users who ask (CLI --explain, benchmarks).
+struct KernelReport {
+  ConvKernel kernel = ConvKernel::kAuto;
+  std::string isa;     // Highway target that ran, e.g. "AVX2"
+  std::string reason;  // e.g. "weight density 24.8% < 60%: work proportional to non-zeros"
+  double weight_density = 1.0;
+};
+
+// Validates the task like the reference, then computes it. A forced kernel that would change the
+// result (the float skip semantics differ when the input holds inf/NaN) is refused with an error.
+StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target,
+                              const KernelOptions& options = {}, KernelReport* report = nullptr);
+
+// Weight density below which the auto choice takes the sparse-weights kernel.
+constexpr double kSparseKernelMaxDensity = 0.6;
+
+}  // namespace dpuemu
+
+#endif  // DPUEMU_KERNELS_ZMCONV_H_
