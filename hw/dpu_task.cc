@@ -92,6 +92,11 @@ Status ValidateTask(const DpuTask& task, const Target& t) {
     return InvalidArgument("output se_size = " + Str(task.output_se_size) + ": must divide K = " +
                            Str(g.k));
   }
+  // Sparse storage is an activation format; the i32 debug output has none (and no decoder).
+  if (task.output_sparse && op.out_dtype == DType::kI32) {
+    return InvalidArgument("output_sparse: output dtype i32 (acc + bias, no PPE) cannot be "
+                           "written sparse");
+  }
   if (!task.se_table.empty() && task.input_map.empty()) {
     return InvalidArgument("input: SE pointers need the sparse storage format (a map, all ones "
                            "when dense)");

@@ -8,9 +8,11 @@ namespace {
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
-int64_t PopCountBits(const uint8_t* map, int64_t begin, int64_t count) {
+// Present bits among the first `count` bits of `map`.
+int64_t PopCountBits(const uint8_t* map, int64_t count) {
   int64_t n = 0;
-  for (int64_t i = begin; i < begin + count; ++i) n += MapBit(map, i);
+  for (int64_t i = 0; i < count / 8; ++i) n += __builtin_popcount(map[i]);
+  for (int64_t i = count / 8 * 8; i < count; ++i) n += MapBit(map, i);
   return n;
 }
 
@@ -44,9 +46,14 @@ int64_t SeTableBytes(int64_t h, int64_t w, int64_t c, int64_t se_size) {
 // ---------------------------------------------------------------------------------------------
 // Compressed weights
 
-StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
+StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights) {
   if (weights.shape.size() != 4) {
     return InvalidArgument("weights: shape must be [K, KY, KX, C], got " + weights.ShapeString());
+  }
+  for (int64_t d : weights.shape) {
+    if (d < 0) {
+      return InvalidArgument("weights: shape " + weights.ShapeString() + " has a negative dimension");
+    }
   }
   if (weights.dtype == DType::kI32 || weights.dtype == DType::kFP32) {
     return InvalidArgument(std::string("weights: dtype ") + DTypeName(weights.dtype) +
@@ -59,9 +66,16 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
   }
   ConvGeometry g;
   g.k = weights.shape[0]; g.ky = weights.shape[1]; g.kx = weights.shape[2]; g.c = weights.shape[3];
+  if (g.k * g.taps() * eb > (int64_t{1} << 31)) return InvalidArgument("weights: larger than 2 GiB");
+  return g;
+}
+
+StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
+  ConvGeometry g;
+  DPUEMU_ASSIGN_OR_RETURN(g, CheckCompressWeights(weights));
+  const int64_t eb = DTypeBytes(weights.dtype);
   const int64_t taps = g.taps();
   const int64_t map_per_k = WeightMapBytesPerChannel(g);
-  if (g.k * taps * eb > (int64_t{1} << 31)) return InvalidArgument("weights: larger than 2 GiB");
   CompressedWeights out;
   out.map.assign(static_cast<size_t>(g.k * map_per_k), 0);
   const uint8_t* src = weights.bytes.data();
@@ -83,28 +97,39 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
   return out;
 }
 
-StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
-                                   const ConvGeometry& g, DType dtype, int32_t zp) {
+StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, ByteSpan map,
+                                                               ByteSpan table,
+                                                               const ConvGeometry& g, DType dtype) {
+  if (dtype != DType::kU8 && dtype != DType::kI8 && dtype != DType::kFP16 &&
+      dtype != DType::kBF16) {
+    return InvalidArgument(std::string("weights: dtype ") + DTypeName(dtype) +
+                           " cannot be compressed (i8, u8, fp16 or bf16)");
+  }
+  // Bounded one product at a time so that none of them overflows.
+  const int64_t limit = int64_t{1} << 31;
+  const int64_t eb = DTypeBytes(dtype);
+  if (g.ky <= 0 || g.kx <= 0 || g.c <= 0 || g.ky > limit || g.kx > limit || g.c > limit ||
+      g.ky * g.kx > limit || g.taps() > limit / eb) {
+    return InvalidArgument("weights: KY = " + Str(g.ky) + ", KX = " + Str(g.kx) + ", C = " +
+                           Str(g.c) + " must be positive with at most 2 GiB per output channel");
+  }
   std::vector<WeightTableEntry> entries;
   DPUEMU_ASSIGN_OR_RETURN(entries, DecodeWeightTable(table, g.k));
-  const int64_t eb = DTypeBytes(dtype);
   const int64_t taps = g.taps();
+  if (g.k > limit / (taps * eb)) {
+    return InvalidArgument("weights: K = " + Str(g.k) + " channels of " + Str(taps * eb) +
+                           " bytes are larger than 2 GiB");
+  }
   const int64_t map_per_k = WeightMapBytesPerChannel(g);
-  Tensor out(dtype, {g.k, g.ky, g.kx, g.c});
-  // The absent value: the zero point's bit pattern (+0.0 for float).
-  std::vector<uint8_t> zp_bytes(static_cast<size_t>(eb), 0);
-  if (eb == 1) zp_bytes[0] = static_cast<uint8_t>(zp);
   for (int64_t k = 0; k < g.k; ++k) {
     const WeightTableEntry& e = entries[static_cast<size_t>(k)];
     const std::string where = "weight_table[" + Str(k) + "]";
-    uint8_t* dst = out.bytes.data() + k * taps * eb;
     if (e.sparsity_ptr == kDenseSparsityPtr) {
       if (e.weight_ptr + taps * eb > static_cast<int64_t>(data.size())) {
         return OutOfRange(where + ".weight_ptr = " + Str(e.weight_ptr) + ": dense channel of " +
                           Str(taps * eb) + " bytes ends past the weights buffer (" +
                           Str(data.size()) + " bytes)");
       }
-      std::memcpy(dst, data.data() + e.weight_ptr, static_cast<size_t>(taps * eb));
       continue;
     }
     if (e.sparsity_ptr + map_per_k > static_cast<int64_t>(map.size())) {
@@ -119,11 +144,33 @@ StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
                                " is set (only " + Str(taps) + " weights per channel)");
       }
     }
-    const int64_t nnz = PopCountBits(m, 0, taps);
+    const int64_t nnz = PopCountBits(m, taps);
     if (e.weight_ptr + nnz * eb > static_cast<int64_t>(data.size())) {
       return OutOfRange(where + ".weight_ptr = " + Str(e.weight_ptr) + ": the map's " + Str(nnz) +
                         " non-zeros end past the weights buffer (" + Str(data.size()) + " bytes)");
     }
+  }
+  return entries;
+}
+
+StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
+                                   const ConvGeometry& g, DType dtype, int32_t zp) {
+  std::vector<WeightTableEntry> entries;
+  DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype));
+  const int64_t eb = DTypeBytes(dtype);
+  const int64_t taps = g.taps();
+  Tensor out(dtype, {g.k, g.ky, g.kx, g.c});
+  // The absent value: the zero point's bit pattern (+0.0 for float).
+  std::vector<uint8_t> zp_bytes(static_cast<size_t>(eb), 0);
+  if (eb == 1) zp_bytes[0] = static_cast<uint8_t>(zp);
+  for (int64_t k = 0; k < g.k; ++k) {
+    const WeightTableEntry& e = entries[static_cast<size_t>(k)];
+    uint8_t* dst = out.bytes.data() + k * taps * eb;
+    if (e.sparsity_ptr == kDenseSparsityPtr) {
+      std::memcpy(dst, data.data() + e.weight_ptr, static_cast<size_t>(taps * eb));
+      continue;
+    }
+    const uint8_t* m = map.data() + e.sparsity_ptr;
     const uint8_t* src = data.data() + e.weight_ptr;
     for (int64_t t = 0; t < taps; ++t) {
       if (MapBit(m, t)) {
@@ -221,16 +268,21 @@ StatusOr<ChannelQuant> WeightTableQuant(const ConvOp& op, const std::vector<Weig
 // ---------------------------------------------------------------------------------------------
 // Sparse activations
 
-StatusOr<SparseActivations> EncodeSparseActivations(const Tensor& t, int32_t zp, int64_t se_size) {
+Status CheckEncodeActivations(const Tensor& t, int64_t se_size) {
   std::vector<int64_t> hwc;
   DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(t.shape, "activations"));
   DPUEMU_RETURN_IF_ERROR(CheckSeDivides(hwc[2], se_size, "activations"));
-  const int64_t eb = DTypeBytes(t.dtype);
-  const int64_t n = t.numel();
-  if (static_cast<int64_t>(t.bytes.size()) != n * eb) {
+  if (static_cast<int64_t>(t.bytes.size()) != t.numel() * DTypeBytes(t.dtype)) {
     return InvalidArgument("activations: " + Str(t.bytes.size()) + " bytes for shape " +
                            t.ShapeString());
   }
+  return OkStatus();
+}
+
+StatusOr<SparseActivations> EncodeSparseActivations(const Tensor& t, int32_t zp, int64_t se_size) {
+  DPUEMU_RETURN_IF_ERROR(CheckEncodeActivations(t, se_size));
+  const int64_t eb = DTypeBytes(t.dtype);
+  const int64_t n = t.numel();
   SparseActivations out;
   out.se_size = se_size;
   out.data.assign(t.bytes.size(), 0);
@@ -299,8 +351,9 @@ StatusOr<std::vector<int32_t>> MakeIdentitySeTable(int64_t h, int64_t w, int64_t
   return table;
 }
 
-StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
-                                   const std::vector<int64_t>& shape, int32_t zp) {
+StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
+                                  const std::vector<int64_t>& shape, int64_t row_begin,
+                                  int64_t row_end) {
   std::vector<int64_t> hwc;
   DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(shape, "activations"));
   const int64_t h = hwc[0], w = hwc[1], c = hwc[2];
@@ -310,6 +363,11 @@ StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
   }
   DPUEMU_RETURN_IF_ERROR(CheckSeDivides(c, view.se_size, "activations"));
   if (dtype == DType::kI32) return InvalidArgument("activations: dtype i32 is not an activation type");
+  if (row_end < 0) row_end = h;
+  if (row_begin < 0 || row_begin > row_end || row_end > h) {
+    return InvalidArgument("rows: [" + Str(row_begin) + ", " + Str(row_end) +
+                           ") must lie within [0, H = " + Str(h) + "]");
+  }
   const int64_t eb = DTypeBytes(dtype);
   const int64_t n = h * w * c;
   const int64_t se = view.se_size;
@@ -330,29 +388,54 @@ StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
     return OutOfRange("activations: data of " + Str(view.tiles[0].size()) + " bytes, expected " +
                       Str(n * eb));
   }
-  Tensor out(dtype, {h, w, c});
+  const int64_t ses_per_row = w * c / se;
+  for (int64_t s = row_begin * ses_per_row; table && s < row_end * ses_per_row; ++s) {
+    const int32_t entry = view.se_table[s];
+    if (static_cast<uint32_t>(entry) >> 29) {
+      return InvalidArgument("se_table[" + Str(s) + "] = " + Str(entry) +
+                             ": bits [31:29] are unused and must be 0");
+    }
+    const SePointer p = DecodeSePointer(entry);
+    if (p.tile >= static_cast<int32_t>(view.tiles.size())) {
+      return OutOfRange("se_table[" + Str(s) + "]: BASE_PTR = " + Str(p.tile) +
+                        " is beyond the tile count " + Str(view.tiles.size()));
+    }
+    const ByteSpan tile = view.tiles[static_cast<size_t>(p.tile)];
+    if (p.offset + se * eb > static_cast<int64_t>(tile.size())) {
+      return OutOfRange("se_table[" + Str(s) + "]: DATA_PTR offset " + Str(p.offset) + " + " +
+                        Str(se * eb) + " bytes is outside tile " + Str(p.tile) + " (" +
+                        Str(tile.size()) + " bytes)");
+    }
+  }
+  if (sparse) {
+    const int64_t pad_bits = static_cast<int64_t>(view.map.size()) * 8;
+    for (int64_t b = n; b < pad_bits; ++b) {
+      if (MapBit(view.map.data(), b)) {
+        return InvalidArgument("activations.map: padding bit " + Str(b) + " is set (tensor has " +
+                               Str(n) + " elements)");
+      }
+    }
+  }
+  return GatherShape{h, w, c};
+}
+
+StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
+                                   const std::vector<int64_t>& shape, int32_t zp) {
+  GatherShape gs;
+  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape));
+  const int64_t eb = DTypeBytes(dtype);
+  const int64_t se = view.se_size;
+  const int64_t ses = gs.h * gs.w * gs.c / se;
+  const bool sparse = !view.map.empty();
+  const bool table = !view.se_table.empty();
+  Tensor out(dtype, {gs.h, gs.w, gs.c});
   std::vector<uint8_t> zp_bytes(static_cast<size_t>(eb), 0);
   if (eb == 1) zp_bytes[0] = static_cast<uint8_t>(zp);
   for (int64_t s = 0; s < ses; ++s) {
     const uint8_t* slot;
     if (table) {
-      const int32_t entry = view.se_table[s];
-      if (static_cast<uint32_t>(entry) >> 29) {
-        return InvalidArgument("se_table[" + Str(s) + "] = " + Str(entry) +
-                               ": bits [31:29] are unused and must be 0");
-      }
-      const SePointer p = DecodeSePointer(entry);
-      if (p.tile >= static_cast<int32_t>(view.tiles.size())) {
-        return OutOfRange("se_table[" + Str(s) + "]: BASE_PTR = " + Str(p.tile) +
-                          " is beyond the tile count " + Str(view.tiles.size()));
-      }
-      const ByteSpan tile = view.tiles[static_cast<size_t>(p.tile)];
-      if (p.offset + se * eb > static_cast<int64_t>(tile.size())) {
-        return OutOfRange("se_table[" + Str(s) + "]: DATA_PTR offset " + Str(p.offset) + " + " +
-                          Str(se * eb) + " bytes is outside tile " + Str(p.tile) + " (" +
-                          Str(tile.size()) + " bytes)");
-      }
-      slot = tile.data() + p.offset;
+      const SePointer p = DecodeSePointer(view.se_table[s]);
+      slot = view.tiles[static_cast<size_t>(p.tile)].data() + p.offset;
     } else {
       slot = view.tiles[0].data() + s * se * eb;
     }
@@ -368,15 +451,6 @@ StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
         slot += eb;
       } else {
         std::memcpy(dst + j * eb, zp_bytes.data(), static_cast<size_t>(eb));
-      }
-    }
-  }
-  if (sparse) {
-    const int64_t pad_bits = static_cast<int64_t>(view.map.size()) * 8;
-    for (int64_t b = n; b < pad_bits; ++b) {
-      if (MapBit(view.map.data(), b)) {
-        return InvalidArgument("activations.map: padding bit " + Str(b) + " is set (tensor has " +
-                               Str(n) + " elements)");
       }
     }
   }

@@ -86,9 +86,23 @@ Status ValidateOp(const ConvOp& op) {
         return InvalidArgument("ppe: output dtype i32 is acc + bias with no PPE; out_zero_point "
                                "must be 0 and leaky_relu off");
       }
+      // The clamp would be silently ignored.
+      if (op.ppe.clamp_lo != -std::numeric_limits<double>::infinity() ||
+          op.ppe.clamp_hi != std::numeric_limits<double>::infinity()) {
+        return InvalidArgument("ppe.clamp: output dtype i32 is acc + bias with no PPE; the clamp "
+                               "must be unbounded");
+      }
     } else {
       DPUEMU_RETURN_IF_ERROR(CheckRange("ppe.out_zero_point", op.ppe.out_zp,
                                         DTypeMin(op.out_dtype), DTypeMax(op.out_dtype)));
+      // Clamping to [lo, hi] and to the type's range needs the two to overlap; otherwise the
+      // clamped value lies outside the type and would wrap when stored.
+      if (op.ppe.clamp_hi < DTypeMin(op.out_dtype) || op.ppe.clamp_lo > DTypeMax(op.out_dtype)) {
+        return InvalidArgument("ppe.clamp = [" + std::to_string(op.ppe.clamp_lo) + ", " +
+                               std::to_string(op.ppe.clamp_hi) + "]: must overlap the " +
+                               DTypeName(op.out_dtype) + " range [" + Str(DTypeMin(op.out_dtype)) +
+                               ", " + Str(DTypeMax(op.out_dtype)) + "]");
+      }
     }
     DPUEMU_RETURN_IF_ERROR(CheckRange("ppe.leaky_relu.mult", op.ppe.lrelu_mult, 0, 2047));
     DPUEMU_RETURN_IF_ERROR(CheckRange("ppe.leaky_relu.shift", op.ppe.lrelu_shift, 0, 31));

@@ -34,6 +34,10 @@ struct ConvPlan {
   const float* xpad;
   int64_t hp, wp;
   const float* wpack;
+  // Dense integer kernel: the same with int16 values; weights [k / 16][taps / 2][16][2] so one
+  // 32-bit broadcast of two input channels meets two taps of 16 channels (pairwise multiply-add).
+  const int16_t* xpad16;
+  const int16_t* wpack16;
   // Sparse-weights kernel: input planar per column phase [sx][c][hp][wq]; per output channel the
   // list of non-zero weights (offset into the planar input, value) in (ky, kx, c) order.
   const float* xplanar;
@@ -43,6 +47,9 @@ struct ConvPlan {
   const float* nz_w;
   uint8_t* out;  // [oh][ow][k], the output dtype
 };
+
+// Accumulator loops are fully unrolled so the accumulators stay in registers.
+#define DPUEMU_UNROLL _Pragma("GCC unroll 16")
 
 constexpr int64_t kFlushTaps = 256;  // 256 * 255 * 255 < 2^24: fp32 partial sums stay exact
 
@@ -82,7 +89,7 @@ template <size_t M>
 HWY_INLINE void FlushToInt(VF (&acc)[M], int32_t* itile) {
   const DF d;
   const hn::RebindToSigned<DF> di;
-  for (size_t i = 0; i < M; ++i) {
+  DPUEMU_UNROLL for (size_t i = 0; i < M; ++i) {
     int32_t* p = itile + i * kN;
     hn::StoreU(hn::Add(hn::LoadU(di, p), hn::ConvertTo(di, acc[i])), di, p);
     acc[i] = hn::Zero(d);
@@ -212,7 +219,7 @@ HWY_NOINLINE void DenseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t 
   alignas(64) float ftile[MR * 16];
   alignas(64) int32_t itile[MR * 16] = {};
   VF acc[MR * kV];
-  for (size_t i = 0; i < MR * kV; ++i) acc[i] = hn::Zero(d);
+  DPUEMU_UNROLL for (size_t i = 0; i < MR * kV; ++i) acc[i] = hn::Zero(d);
   const float* w = p.wpack + kb * p.taps * 16;
   const int64_t pix_step = p.sx * p.c;
   int64_t t = 0, next_flush = kFlushTaps;
@@ -224,10 +231,10 @@ HWY_NOINLINE void DenseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t 
         const int64_t c_end = p.integer ? std::min(p.c, c + (next_flush - t)) : p.c;
         for (; c < c_end; ++c, ++t) {
           VF wv[kV];
-          for (size_t v = 0; v < kV; ++v) wv[v] = hn::Load(d, w + t * 16 + v * kN);
-          for (size_t m = 0; m < MR; ++m) {
+          DPUEMU_UNROLL for (size_t v = 0; v < kV; ++v) wv[v] = hn::Load(d, w + t * 16 + v * kN);
+          DPUEMU_UNROLL for (size_t m = 0; m < MR; ++m) {
             const VF xb = hn::Set(d, xr[m * pix_step + c]);
-            for (size_t v = 0; v < kV; ++v) acc[m * kV + v] = hn::MulAdd(xb, wv[v], acc[m * kV + v]);
+            DPUEMU_UNROLL for (size_t v = 0; v < kV; ++v) acc[m * kV + v] = hn::MulAdd(xb, wv[v], acc[m * kV + v]);
           }
         }
         if (p.integer && t == next_flush) {
@@ -266,6 +273,77 @@ void DenseRows(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k_be
   }
 }
 
+// ---- Dense integer kernel: pairs of taps through int16 x int16 -> int32 multiply-add ----
+// Every lane sums (x0 - zp) * (w0 - zp) + (x1 - zp) * (w1 - zp), at most 2 * 255 * 255: exact.
+
+#if HWY_TARGET == HWY_SCALAR
+constexpr bool kPairwiseInt16 = false;  // one int16 lane per int32 lane: no pairs
+#else
+constexpr bool kPairwiseInt16 = true;
+#endif
+
+bool HasPairwiseInt16() { return kPairwiseInt16; }
+
+#if HWY_TARGET != HWY_SCALAR
+template <size_t MR>
+HWY_NOINLINE void DenseTileI16(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t kb) {
+  const hn::CappedTag<int32_t, 16> di;
+  const hn::Repartition<int16_t, decltype(di)> d16;
+  using VI = hn::Vec<decltype(di)>;
+  alignas(64) int32_t itile[MR * 16];
+  VI acc[MR * kV], odd[MR * kV];
+  DPUEMU_UNROLL for (size_t i = 0; i < MR * kV; ++i) acc[i] = odd[i] = hn::Zero(di);
+  const int16_t* w = p.wpack16 + kb * p.taps * 16;
+  const int64_t pix_step = p.sx * p.c;
+  for (int64_t ky = 0; ky < p.ky; ++ky) {
+    for (int64_t kx = 0; kx < p.kx; ++kx) {
+      const int16_t* xr = p.xpad16 + ((oy * p.sy + ky) * p.wp + ox0 * p.sx + kx) * p.c;
+      for (int64_t c = 0; c < p.c; c += 2, w += 32) {
+        hn::Vec<decltype(d16)> wv[kV];
+        DPUEMU_UNROLL for (size_t v = 0; v < kV; ++v) wv[v] = hn::Load(d16, w + v * 2 * kN);
+        DPUEMU_UNROLL for (size_t m = 0; m < MR; ++m) {
+          int32_t pair;
+          std::memcpy(&pair, xr + m * pix_step + c, 4);
+          const auto xb = hn::BitCast(d16, hn::Set(di, pair));
+          DPUEMU_UNROLL for (size_t v = 0; v < kV; ++v) {
+            acc[m * kV + v] = hn::ReorderWidenMulAccumulate(di, xb, wv[v], acc[m * kV + v], odd[m * kV + v]);
+          }
+        }
+      }
+    }
+  }
+  DPUEMU_UNROLL for (size_t i = 0; i < MR * kV; ++i) {
+    hn::Store(hn::Add(acc[i], odd[i]), di, itile + i * kN);
+  }
+  EpilogueInt(p, itile, static_cast<int64_t>(MR), kb * 16,
+              p.out + (oy * p.ow + ox0) * p.k * DTypeBytes(p.ppe.out));
+}
+
+template <size_t MR>
+HWY_INLINE void DenseTailI16(const ConvPlan& p, int64_t oy, int64_t ox, int64_t kb, int64_t n) {
+  if constexpr (MR > 1) {
+    if (n < static_cast<int64_t>(MR)) return DenseTailI16<MR - 1>(p, oy, ox, kb, n);
+  }
+  DenseTileI16<MR>(p, oy, ox, kb);
+}
+#endif
+
+void DenseRowsI16(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k_begin, int64_t k_end) {
+#if HWY_TARGET != HWY_SCALAR
+  {
+    for (int64_t oy = oy_begin; oy < oy_end; ++oy) {
+      for (int64_t kb = k_begin / 16; kb < k_end / 16; ++kb) {
+        int64_t ox = 0;
+        for (; ox + static_cast<int64_t>(kDenseMR) <= p.ow; ox += kDenseMR) DenseTileI16<kDenseMR>(p, oy, ox, kb);
+        if (ox < p.ow) DenseTailI16<kDenseMR>(p, oy, ox, kb, p.ow - ox);
+      }
+    }
+  }
+#else
+  (void)p, (void)oy_begin, (void)oy_end, (void)k_begin, (void)k_end;
+#endif
+}
+
 // ---- Sparse-weights kernel: P vectors of output pixels, one non-zero weight broadcast ----
 
 template <size_t P>
@@ -279,7 +357,7 @@ HWY_NOINLINE void SparseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t
   for (int64_t kk = 0; kk < 16; ++kk) {
     const int64_t k = kb * 16 + kk;
     VF acc[P];
-    for (size_t q = 0; q < P; ++q) acc[q] = hn::Zero(d);
+    DPUEMU_UNROLL for (size_t q = 0; q < P; ++q) acc[q] = hn::Zero(d);
     if (p.integer) std::memset(ilanes, 0, sizeof(ilanes));
     const int64_t end = p.nz_begin[k + 1];
     int64_t j = p.nz_begin[k];
@@ -288,7 +366,7 @@ HWY_NOINLINE void SparseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t
       for (; j < chunk_end; ++j) {
         const VF w = hn::Set(d, p.nz_w[j]);
         const float* src = base + p.nz_off[j];
-        for (size_t q = 0; q < P; ++q) acc[q] = hn::MulAdd(hn::LoadU(d, src + q * kN), w, acc[q]);
+        DPUEMU_UNROLL for (size_t q = 0; q < P; ++q) acc[q] = hn::MulAdd(hn::LoadU(d, src + q * kN), w, acc[q]);
       }
       if (p.integer) FlushToInt(acc, ilanes);
     }
@@ -347,6 +425,8 @@ namespace dpuemu {
 
 HWY_EXPORT(HasFusedMulAdd);
 HWY_EXPORT(DenseRows);
+HWY_EXPORT(DenseRowsI16);
+HWY_EXPORT(HasPairwiseInt16);
 HWY_EXPORT(SparseRows);
 HWY_EXPORT(FloatLanes);
 HWY_EXPORT(IsaName);
@@ -371,45 +451,79 @@ namespace {
 
 using zmconv_internal::ConvPlan;
 
-// The input element as the kernels consume it: x - x_zp (integer) or x (float), as fp32.
-std::vector<float> InputAsFloat(const Tensor& x, const ConvOp& op) {
-  std::vector<float> f(static_cast<size_t>(x.numel()));
-  const uint8_t* b = x.bytes.data();
-  const int64_t n = x.numel();
-  switch (op.in_dtype) {
-    case DType::kU8:
-      for (int64_t i = 0; i < n; ++i) f[i] = static_cast<float>(int32_t{b[i]} - op.in_zp);
-      break;
-    case DType::kI8:
-      for (int64_t i = 0; i < n; ++i) f[i] = static_cast<float>(int32_t{static_cast<int8_t>(b[i])} - op.in_zp);
-      break;
-    default:
-      for (int64_t i = 0; i < n; ++i) f[i] = LoadFloat(op.in_dtype, b, i);
-      break;
+// Per-thread buffers reused across calls: no allocation (and no page faults) on the hot path.
+struct Scratch {
+  std::vector<uint8_t> gathered;
+  std::vector<float> xf, wf, nz_w;
+  std::vector<int16_t> x16;
+  std::vector<int64_t> nz_begin, nz_off;
+  std::vector<uint8_t> visit;
+  hwy::AlignedFreeUniquePtr<float[]> wpack;
+  hwy::AlignedFreeUniquePtr<int16_t[]> wpack16;
+  size_t wpack_size = 0, wpack16_size = 0;
+};
+
+template <typename T>
+T* AlignedScratch(hwy::AlignedFreeUniquePtr<T[]>& buf, size_t& size, size_t n) {
+  if (size < n) {
+    buf = hwy::AllocateAligned<T>(n);
+    size = n;
   }
-  return f;
+  return buf.get();
 }
 
-std::vector<float> WeightsAsFloat(const Tensor& w, const ConvOp& op) {
-  std::vector<float> f(static_cast<size_t>(w.numel()));
-  for (int64_t i = 0; i < w.numel(); ++i) {
-    f[i] = IsIntegerPath(op) ? static_cast<float>(LoadInt(op.w_dtype, w.bytes.data(), i) - op.w_zp)
-                             : LoadFloat(op.w_dtype, w.bytes.data(), i);
+// fp16 -> fp32 for every bit pattern, so converting a tensor is one load per element.
+const float* HalfTable() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t h = 0; h < 65536; ++h) t[h] = HalfToFloat(static_cast<uint16_t>(h));
+    return t;
+  }();
+  return table.data();
+}
+
+// n elements of `t` as the kernels consume them: x - zp (integer types) or the float value.
+template <typename Out>
+void ConvertElements(DType t, const uint8_t* src, int64_t n, int32_t zp, Out* dst) {
+  switch (t) {
+    case DType::kU8:
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Out>(int32_t{src[i]} - zp);
+      break;
+    case DType::kI8:
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Out>(int32_t{static_cast<int8_t>(src[i])} - zp);
+      break;
+    case DType::kFP16: {
+      const float* table = HalfTable();
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        dst[i] = static_cast<Out>(table[h]);
+      }
+      break;
+    }
+    default:  // bf16
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        dst[i] = static_cast<Out>(BF16ToFloat(h));
+      }
+      break;
   }
-  return f;
 }
 
 // Whether skipping a zero weight can change a float result: only if an input is inf/NaN, or a
 // product of non-zero factors leaves the normal fp32 range (then -0.0 or rounding can appear).
-bool SkipIsInvisible(const std::vector<float>& x, const std::vector<float>& w) {
+bool SkipIsInvisible(const float* x, int64_t nx, const float* w, int64_t nw) {
   float xmin = std::numeric_limits<float>::infinity(), xmax = 0, wmin = xmin, wmax = 0;
-  for (float v : x) {
-    if (!std::isfinite(v)) return false;
-    if (v != 0) xmin = std::min(xmin, std::fabs(v)), xmax = std::max(xmax, std::fabs(v));
+  for (int64_t i = 0; i < nx; ++i) {
+    const float a = std::fabs(x[i]);
+    if (!(a <= std::numeric_limits<float>::max())) return false;  // inf or NaN
+    if (a != 0) xmin = std::min(xmin, a), xmax = std::max(xmax, a);
   }
-  for (float v : w) {
-    if (!std::isfinite(v)) return false;
-    if (v != 0) wmin = std::min(wmin, std::fabs(v)), wmax = std::max(wmax, std::fabs(v));
+  for (int64_t i = 0; i < nw; ++i) {
+    const float a = std::fabs(w[i]);
+    if (!(a <= std::numeric_limits<float>::max())) return false;
+    if (a != 0) wmin = std::min(wmin, a), wmax = std::max(wmax, a);
   }
   if (xmax == 0 || wmax == 0) return true;
   return double{xmin} * wmin >= std::numeric_limits<float>::min() &&
@@ -427,47 +541,61 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   KernelReport local;
   KernelReport& rep = report ? *report : local;
   rep = KernelReport();
+  rep.isa = HWY_DYNAMIC_DISPATCH(IsaName)();
 
   // bf16 products can leave the fp32 range, so mul-then-add differs from FMA there; targets
   // without a fused multiply-add run the reference instead.
   if (op.in_dtype == DType::kBF16 && !HWY_DYNAMIC_DISPATCH(HasFusedMulAdd)()) {
-    rep.kernel = ConvKernel::kAuto;
-    rep.isa = HWY_DYNAMIC_DISPATCH(IsaName)();
     rep.reason = "bf16 needs a fused multiply-add, which this CPU target lacks: ran the reference";
     return RunReference(task, target);
   }
+  thread_local Scratch s;
 
-  Tensor x_t, w_t;
-  DPUEMU_ASSIGN_OR_RETURN(x_t, GatherActivations(task.input_view(), op.in_dtype, {g.h, g.w, g.c}, op.in_zp));
+  // The input as the DPU reads it. A dense input without SE pointers is read in place.
+  const int64_t nx = g.h * g.w * g.c;
+  const int64_t in_eb = DTypeBytes(op.in_dtype);
+  const uint8_t* x_bytes = task.input_tiles[0].data();
+  if (!task.input_map.empty() || !task.se_table.empty() ||
+      static_cast<int64_t>(task.input_tiles[0].size()) != nx * in_eb) {
+    Tensor x_t;
+    DPUEMU_ASSIGN_OR_RETURN(x_t, GatherActivations(task.input_view(), op.in_dtype, {g.h, g.w, g.c}, op.in_zp));
+    s.gathered.swap(x_t.bytes);
+    x_bytes = s.gathered.data();
+  }
   std::vector<WeightTableEntry> table;
   DPUEMU_ASSIGN_OR_RETURN(table, DecodeWeightTable(task.weight_table, g.k));
+  Tensor w_t;
   DPUEMU_ASSIGN_OR_RETURN(w_t, DecompressWeights(task.weights, task.weight_map, task.weight_table, g,
                                                  op.w_dtype, op.w_zp));
   ChannelQuant quant;
   DPUEMU_ASSIGN_OR_RETURN(quant, WeightTableQuant(op, table));
-  const std::vector<float> xf = InputAsFloat(x_t, op);
-  const std::vector<float> wf = WeightsAsFloat(w_t, op);
+
+  const int64_t taps = g.taps();
+  const int64_t nw = g.k * taps;
+  s.wf.resize(static_cast<size_t>(nw));
+  ConvertElements(op.w_dtype, w_t.bytes.data(), nw, op.w_zp, s.wf.data());
+  s.xf.resize(static_cast<size_t>(nx));
+  ConvertElements(op.in_dtype, x_bytes, nx, op.in_zp, s.xf.data());
 
   // Which weights the sparse-weights kernel visits: those present in the map (sparse storage),
   // or those that differ from the zero point (dense storage).
-  const int64_t taps = g.taps();
-  std::vector<uint8_t> visit(static_cast<size_t>(g.k * taps));
+  s.visit.resize(static_cast<size_t>(nw));
   int64_t nnz = 0;
   for (int64_t k = 0; k < g.k; ++k) {
-    const WeightTableEntry& e = table[k];
+    const uint8_t* map = task.weights_sparse() ? task.weight_map.data() + table[k].sparsity_ptr : nullptr;
+    const uint8_t* wk = w_t.bytes.data() + k * taps * DTypeBytes(op.w_dtype);
     for (int64_t t = 0; t < taps; ++t) {
-      const int64_t i = k * taps + t;
-      visit[i] = task.weights_sparse() ? MapBit(task.weight_map.data() + e.sparsity_ptr, t)
-                                       : !IsZeroPoint(op.w_dtype, w_t.bytes.data(), i, op.w_zp);
-      nnz += visit[i];
+      const bool v = map ? MapBit(map, t) : !IsZeroPoint(op.w_dtype, wk, t, op.w_zp);
+      s.visit[k * taps + t] = v;
+      nnz += v;
     }
   }
-  rep.weight_density = static_cast<double>(nnz) / static_cast<double>(g.k * taps);
+  rep.weight_density = static_cast<double>(nnz) / static_cast<double>(nw);
 
   // Kernel choice. Integer results never depend on it; float ones only through the skip of
   // absent weights, which SkipIsInvisible rules out.
   const ConvKernel storage_kernel = task.weights_sparse() ? ConvKernel::kSparseWeights : ConvKernel::kDense;
-  const bool free_choice = integer || SkipIsInvisible(xf, wf);
+  const bool free_choice = integer || SkipIsInvisible(s.xf.data(), nx, s.wf.data(), nw);
   char density[64];
   std::snprintf(density, sizeof(density), "weight density %.1f%%", 100 * rep.weight_density);
   if (options.kernel != ConvKernel::kAuto) {
@@ -490,7 +618,6 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     rep.kernel = ConvKernel::kDense;
     rep.reason = std::string(density) + " >= 60%: dense kernel is faster";
   }
-  rep.isa = HWY_DYNAMIC_DISPATCH(IsaName)();
 
   // Per-channel requantisation in the forms the epilogues use.
   std::vector<double> bias_d, mult_d, inv2s, inv2s_leaky;
@@ -516,23 +643,39 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   Tensor out(op.out_dtype, {p.oh, p.ow, g.k});
   p.out = out.bytes.data();
 
-  std::vector<float> xbuf;
-  hwy::AlignedFreeUniquePtr<float[]> wpack;
-  std::vector<int64_t> nz_begin, nz_off;
-  std::vector<float> nz_w;
-  if (rep.kernel == ConvKernel::kDense) {
-    // Padded NHWC input; weights [k / 16][taps][16].
-    xbuf.assign(static_cast<size_t>(p.hp * p.wp * g.c), 0.0f);
+  if (rep.kernel == ConvKernel::kDense && integer && HWY_DYNAMIC_DISPATCH(HasPairwiseInt16)()) {
+    // Padded NHWC int16 input (padding = x_zp, i.e. 0 after the shift); weights
+    // [k / 16][taps / 2][16][2].
+    s.x16.assign(static_cast<size_t>(p.hp * p.wp * g.c), 0);
     for (int64_t y = 0; y < g.h; ++y) {
-      std::copy_n(xf.data() + y * g.w * g.c, g.w * g.c,
-                  xbuf.data() + ((y + g.pad_top) * p.wp + g.pad_left) * g.c);
+      int16_t* dst = s.x16.data() + ((y + g.pad_top) * p.wp + g.pad_left) * g.c;
+      for (int64_t i = 0; i < g.w * g.c; ++i) dst[i] = static_cast<int16_t>(s.xf[y * g.w * g.c + i]);
     }
-    wpack = hwy::AllocateAligned<float>(static_cast<size_t>(g.k * taps));
+    int16_t* wpack = AlignedScratch(s.wpack16, s.wpack16_size, static_cast<size_t>(nw));
     for (int64_t k = 0; k < g.k; ++k) {
-      for (int64_t t = 0; t < taps; ++t) wpack[((k / 16) * taps + t) * 16 + k % 16] = wf[k * taps + t];
+      for (int64_t t = 0; t < taps; ++t) {
+        wpack[((k / 16) * taps + (t & ~int64_t{1})) * 16 + (k % 16) * 2 + (t & 1)] =
+            static_cast<int16_t>(s.wf[k * taps + t]);
+      }
     }
-    p.xpad = xbuf.data();
-    p.wpack = wpack.get();
+    p.xpad16 = s.x16.data();
+    p.wpack16 = wpack;
+    rep.reason += " (int16 pairwise multiply-add)";
+    HWY_DYNAMIC_DISPATCH(DenseRowsI16)(p, 0, p.oh, 0, g.k);
+  } else if (rep.kernel == ConvKernel::kDense) {
+    // Padded NHWC input; weights [k / 16][taps][16].
+    std::vector<float>& xpad = s.nz_w;  // reused as the padded input here
+    xpad.assign(static_cast<size_t>(p.hp * p.wp * g.c), 0.0f);
+    for (int64_t y = 0; y < g.h; ++y) {
+      std::copy_n(s.xf.data() + y * g.w * g.c, g.w * g.c,
+                  xpad.data() + ((y + g.pad_top) * p.wp + g.pad_left) * g.c);
+    }
+    float* wpack = AlignedScratch(s.wpack, s.wpack_size, static_cast<size_t>(nw));
+    for (int64_t k = 0; k < g.k; ++k) {
+      for (int64_t t = 0; t < taps; ++t) wpack[((k / 16) * taps + t) * 16 + k % 16] = s.wf[k * taps + t];
+    }
+    p.xpad = xpad.data();
+    p.wpack = wpack;
     HWY_DYNAMIC_DISPATCH(DenseRows)(p, 0, p.oh, 0, g.k);
   } else {
     // Planar input per column phase, [sx][c][hp][wq], so a run of output pixels reads a
@@ -540,33 +683,38 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     const int64_t lanes = static_cast<int64_t>(HWY_DYNAMIC_DISPATCH(FloatLanes)());
     p.wq = AlignUp(p.ow, lanes * 4) + (g.kx - 1) / g.stride_x + 1;
     const int64_t plane = p.hp * p.wq;
-    xbuf.assign(static_cast<size_t>(g.stride_x * g.c * plane), 0.0f);
+    float* planar = AlignedScratch(s.wpack, s.wpack_size, static_cast<size_t>(g.stride_x * g.c * plane));
+    std::fill_n(planar, g.stride_x * g.c * plane, 0.0f);
     for (int64_t y = 0; y < g.h; ++y) {
-      for (int64_t x = 0; x < g.w; ++x) {
-        const int64_t col = x + g.pad_left;
-        float* dst = xbuf.data() + ((col % g.stride_x) * g.c * p.hp + (y + g.pad_top)) * p.wq + col / g.stride_x;
-        const float* src = xf.data() + (y * g.w + x) * g.c;
-        for (int64_t c = 0; c < g.c; ++c) dst[c * plane] = src[c];
+      const float* row = s.xf.data() + y * g.w * g.c;  // one input row stays in L1
+      for (int64_t c = 0; c < g.c; ++c) {
+        for (int64_t x = 0; x < g.w; ++x) {
+          const int64_t col = x + g.pad_left;
+          planar[((col % g.stride_x) * g.c + c) * plane + (y + g.pad_top) * p.wq + col / g.stride_x] =
+              row[x * g.c + c];
+        }
       }
     }
-    nz_begin.push_back(0);
+    s.nz_begin.assign(1, 0);
+    s.nz_off.clear();
+    s.nz_w.clear();
     for (int64_t k = 0; k < g.k; ++k) {
       int64_t t = 0;
       for (int64_t ky = 0; ky < g.ky; ++ky) {
         for (int64_t kx = 0; kx < g.kx; ++kx) {
           for (int64_t c = 0; c < g.c; ++c, ++t) {
-            if (!visit[k * taps + t]) continue;
-            nz_off.push_back(((kx % g.stride_x) * g.c + c) * plane + ky * p.wq + kx / g.stride_x);
-            nz_w.push_back(wf[k * taps + t]);
+            if (!s.visit[k * taps + t]) continue;
+            s.nz_off.push_back(((kx % g.stride_x) * g.c + c) * plane + ky * p.wq + kx / g.stride_x);
+            s.nz_w.push_back(s.wf[k * taps + t]);
           }
         }
       }
-      nz_begin.push_back(static_cast<int64_t>(nz_off.size()));
+      s.nz_begin.push_back(static_cast<int64_t>(s.nz_off.size()));
     }
-    p.xplanar = xbuf.data();
-    p.nz_begin = nz_begin.data();
-    p.nz_off = nz_off.data();
-    p.nz_w = nz_w.data();
+    p.xplanar = planar;
+    p.nz_begin = s.nz_begin.data();
+    p.nz_off = s.nz_off.data();
+    p.nz_w = s.nz_w.data();
     HWY_DYNAMIC_DISPATCH(SparseRows)(p, 0, p.oh, 0, g.k);
   }
   return StoreOutput(task, std::move(out));

@@ -54,7 +54,9 @@ uint16_t BF16Oracle(float f) {
   const int e = std::max(std::ilogb(x), -126);
   const double ulp = std::ldexp(1.0, e - 7);
   const double r = std::nearbyint(x / ulp) * ulp;  // default rounding mode: nearest, ties to even
-  if (std::fabs(r) >= std::ldexp(1.0, 128)) return static_cast<uint16_t>((u >> 16 & 0x8000) | 0x7F80);
+  if (std::fabs(r) >= std::ldexp(1.0, 128)) {
+    return static_cast<uint16_t>((u >> 16 & 0x8000) | 0x7F80);  // overflow: infinity
+  }
   const uint32_t rb = FloatBits(static_cast<float>(r));
   EXPECT_EQ(rb & 0xFFFF, 0u) << "oracle produced a non-bf16 value for " << Hex(u);
   return static_cast<uint16_t>(rb >> 16);
@@ -71,7 +73,9 @@ TEST(HalfToFloat, AllPatternsMatchFieldDecoding) {
   for (uint32_t h = 0; h <= 0xFFFF; ++h) {
     const float got = HalfToFloat(static_cast<uint16_t>(h));
     ASSERT_EQ(FloatBits(got), FloatBits(HalfOracle(static_cast<uint16_t>(h)))) << "half " << Hex(h);
-    // The GCC widening agrees too (NaN payloads included).
+    // GCC's widening agrees, except that it quiets signalling NaNs (dpuemu keeps every bit).
+    const bool signalling_nan = (h & 0x7E00) == 0x7C00 && (h & 0x1FF) != 0;
+    if (signalling_nan) continue;
     _Float16 hf;
     const uint16_t hb = static_cast<uint16_t>(h);
     std::memcpy(&hf, &hb, 2);
@@ -171,7 +175,9 @@ TEST(FloatToBF16, EveryBF16ValueAndMidpoints) {
     const uint32_t u = b << 16;
     const float f = BitsToFloat(u);
     ASSERT_EQ(FloatToBF16(f), BF16Oracle(f)) << Hex(u);
-    if (!std::isnan(f)) ASSERT_EQ(FloatToBF16(f), b) << Hex(u);
+    if (!std::isnan(f)) {
+      ASSERT_EQ(FloatToBF16(f), b) << Hex(u);
+    }
     if ((b & 0x7F80) == 0x7F80) continue;  // inf/NaN have no midpoints
     // The midpoint to the next pattern (a tie) and its two fp32 neighbours.
     for (uint32_t m : {u | 0x8000u, u | 0x7FFFu, u | 0x8001u}) {
@@ -237,7 +243,8 @@ TEST(DType, ParseErrorNamesTheString) {
     ASSERT_FALSE(r.ok()) << "'" << bad << "'";
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("dtype"), std::string::npos) << r.status().message();
-    EXPECT_NE(r.status().message().find("'" + bad + "'"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("'" + bad + "'"), std::string::npos)
+        << r.status().message();
   }
 }
 

@@ -1,0 +1,159 @@
+// ZMConv throughput: dpuemu's kernels beside oneDNN (the CPU peer) and the reference DPU, on the
+// project's layer table (hw/layer.h StandardLayers). Rows: <impl>/<layer>/<dtype>/<sparsity>,
+// counter gmacs = dense-equivalent MACs per second / 1e9. Single thread.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdio>
+#include <dnnl.hpp>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "hw/dpu_task.h"
+#include "hw/layer.h"
+#include "kernels/ref/zmconv_ref.h"
+#include "kernels/zmconv.h"
+
+namespace dpuemu {
+namespace {
+
+struct Case {
+  ConvLayer layer;
+  DpuTask task;  // weights stored sparse when the layer has sparsity, dense otherwise
+};
+
+// One generated layer per (layer, dtype, sparsity), shared by every implementation's row.
+const Case& GetCase(const std::string& name, bool int8, int sparsity) {
+  static std::map<std::string, std::unique_ptr<Case>> cache;
+  const std::string key = name + (int8 ? "/int8/" : "/fp16/") + std::to_string(sparsity);
+  auto& slot = cache[key];
+  if (!slot) {
+    LayerSpec spec = *StandardLayer(name);
+    spec.in_dtype = int8 ? DType::kU8 : DType::kFP16;
+    spec.w_dtype = int8 ? DType::kI8 : DType::kFP16;
+    spec.out_dtype = int8 ? DType::kU8 : DType::kFP16;
+    spec.weight_sparsity = sparsity / 100.0;
+    slot = std::make_unique<Case>();
+    slot->layer = *GenerateLayer(spec, 1234);
+    StorageOptions storage;
+    storage.weights_sparse = sparsity > 0;
+    slot->task = *LowerLayer(slot->layer, storage, GetTarget(TargetId::kNPU40XX));
+  }
+  return *slot;
+}
+
+void SetGmacs(benchmark::State& state, const ConvLayer& layer) {
+  state.counters["gmacs"] = benchmark::Counter(
+      static_cast<double>(layer.op.g.dense_macs()) * static_cast<double>(state.iterations()) / 1e9,
+      benchmark::Counter::kIsRate);
+}
+
+void BM_Dpuemu(benchmark::State& state, std::string name, bool int8, int sparsity) {
+  const Case& c = GetCase(name, int8, sparsity);
+  const Target& target = GetTarget(TargetId::kNPU40XX);
+  KernelReport report;
+  for (auto _ : state) {
+    auto out = RunZMConv(c.task, target, {}, &report);
+    if (!out.ok()) return state.SkipWithError(out.status().ToString().c_str());
+    benchmark::DoNotOptimize(out->data.bytes.data());
+  }
+  state.SetLabel(std::string(ConvKernelName(report.kernel)) + " " + report.isa);
+  SetGmacs(state, c.layer);
+}
+
+void BM_Reference(benchmark::State& state, std::string name, bool int8, int sparsity) {
+  const Case& c = GetCase(name, int8, sparsity);
+  const Target& target = GetTarget(TargetId::kNPU40XX);
+  for (auto _ : state) {
+    auto out = RunReference(c.task, target);
+    if (!out.ok()) return state.SkipWithError(out.status().ToString().c_str());
+    benchmark::DoNotOptimize(out->data.bytes.data());
+  }
+  SetGmacs(state, c.layer);
+}
+
+// oneDNN 2.6 on the same layer, dense: u8s8s32 for int8 (its AVX2 path is inexact, see README),
+// f32 for fp16 (no fp16 convolution on AVX2). Tensors in oneDNN's preferred layouts, reordered
+// once outside the timed loop.
+void BM_OneDnn(benchmark::State& state, std::string name, bool int8, int sparsity) {
+  using dnnl::memory;
+  const Case& c = GetCase(name, int8, sparsity);
+  const ConvGeometry& g = c.layer.op.g;
+  omp_set_num_threads(1);
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  const auto src_t = int8 ? memory::data_type::u8 : memory::data_type::f32;
+  const auto w_t = int8 ? memory::data_type::s8 : memory::data_type::f32;
+  const auto dst_t = int8 ? memory::data_type::s32 : memory::data_type::f32;
+  const memory::dims src_dims = {1, g.c, g.h, g.w}, w_dims = {g.k, g.c, g.ky, g.kx};
+  const memory::dims dst_dims = {1, g.k, g.out_h(), g.out_w()};
+  const memory::desc src_md(src_dims, src_t, memory::format_tag::any);
+  const memory::desc w_md(w_dims, w_t, memory::format_tag::any);
+  const memory::desc dst_md(dst_dims, dst_t, memory::format_tag::any);
+  const dnnl::convolution_forward::desc desc(
+      dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md, w_md, dst_md,
+      {g.stride_y, g.stride_x}, {g.pad_top, g.pad_left}, {g.pad_bottom, g.pad_right});
+  const dnnl::convolution_forward::primitive_desc pd(desc, eng);
+  // The layer's own data, as plain NHWC / OIHW user memory, reordered into oneDNN's layouts.
+  memory user_src({src_dims, src_t, memory::format_tag::nhwc}, eng);
+  memory user_w({w_dims, w_t, memory::format_tag::ohwi}, eng);
+  const int64_t nx = c.layer.input.numel(), nw = c.layer.weights.numel();
+  for (int64_t i = 0; i < nx; ++i) {
+    if (int8) {
+      static_cast<uint8_t*>(user_src.get_data_handle())[i] = c.layer.input.bytes[i];
+    } else {
+      static_cast<float*>(user_src.get_data_handle())[i] = LoadFloat(DType::kFP16, c.layer.input.bytes.data(), i);
+    }
+  }
+  for (int64_t i = 0; i < nw; ++i) {
+    if (int8) {
+      static_cast<int8_t*>(user_w.get_data_handle())[i] = static_cast<int8_t>(c.layer.weights.bytes[i]);
+    } else {
+      static_cast<float*>(user_w.get_data_handle())[i] = LoadFloat(DType::kFP16, c.layer.weights.bytes.data(), i);
+    }
+  }
+  memory src(pd.src_desc(), eng), w(pd.weights_desc(), eng), dst(pd.dst_desc(), eng);
+  dnnl::reorder(user_src, src).execute(strm, user_src, src);
+  dnnl::reorder(user_w, w).execute(strm, user_w, w);
+  const dnnl::convolution_forward conv(pd);
+  for (auto _ : state) {
+    conv.execute(strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}});
+    strm.wait();
+  }
+  SetGmacs(state, c.layer);
+}
+
+void RegisterAll() {
+  for (const LayerSpec& spec : StandardLayers()) {
+    for (bool int8 : {true, false}) {
+      const std::string dt = int8 ? "int8" : "fp16";
+      for (int sparsity : {0, 50, 75, 90}) {
+        const std::string suffix = spec.name + "/" + dt + "/" + std::to_string(sparsity);
+        benchmark::RegisterBenchmark(("dpuemu/" + suffix).c_str(), BM_Dpuemu, spec.name, int8, sparsity)
+            ->Unit(benchmark::kMillisecond);
+        if (sparsity == 0) {
+          benchmark::RegisterBenchmark(("onednn/" + suffix).c_str(), BM_OneDnn, spec.name, int8, sparsity)
+              ->Unit(benchmark::kMillisecond);
+        }
+        if (sparsity == 0 || sparsity == 75) {
+          benchmark::RegisterBenchmark(("ref/" + suffix).c_str(), BM_Reference, spec.name, int8, sparsity)
+              ->Unit(benchmark::kMillisecond)
+              ->Iterations(1);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dpuemu
+
+int main(int argc, char** argv) {
+  dpuemu::RegisterAll();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

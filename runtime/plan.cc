@@ -1,0 +1,949 @@
+#include "runtime/plan.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "hw/formats.h"
+
+namespace dpuemu {
+namespace {
+
+std::string Str(int64_t v) { return std::to_string(v); }
+
+// 92160 -> "92,160": byte counts in reasons are read by people.
+std::string Commas(int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
+  return (v < 0 ? "-" : "") + digits;
+}
+
+// 0.602 -> "60.2%", 0.125 -> "12.5%", 0.0625 -> "6.25%".
+std::string Pct(double fraction) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f", fraction * 100);
+  std::string s = buf;
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s + "%";
+}
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int64_t NextPow2(int64_t v) {
+  int64_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+std::string Range(int64_t begin, int64_t end) { return "[" + Str(begin) + ", " + Str(end) + ")"; }
+
+std::string Tiles(size_t n) {
+  return Str(static_cast<int64_t>(n)) + (n == 1 ? " tile" : " tiles");
+}
+
+// The input rows (or columns) that output rows [out_begin, out_end) read, clipped to the input,
+// and the padding the clipped window needs on each side.
+struct Window {
+  int64_t begin, end, pad_before, pad_after;
+  bool empty() const { return begin >= end; }
+  int64_t size() const { return std::max<int64_t>(end - begin, 0); }
+};
+Window InputWindow(int64_t out_begin, int64_t out_end, int64_t stride, int64_t kernel, int64_t pad,
+                   int64_t size) {
+  const int64_t lo = out_begin * stride - pad;
+  const int64_t hi = (out_end - 1) * stride - pad + kernel;
+  return {std::max<int64_t>(lo, 0), std::min(hi, size), std::max<int64_t>(-lo, 0),
+          std::max<int64_t>(hi - size, 0)};
+}
+
+// ---- MPE modes ----
+
+struct Grain {
+  MpeMode mode;
+  int64_t w, h, k;
+};
+constexpr Grain kGrains[] = {{MpeMode::kCuboid16x16, 16, 16, 64},
+                             {MpeMode::kCuboid8x16, 16, 8, 128},
+                             {MpeMode::kCuboid4x16, 8, 8, 256}};
+constexpr int64_t kCuboidVolume = 16384;  // outputs per cuboid, the same for every mode
+
+struct ModeCost {
+  MpeMode mode;
+  int64_t cuboids;
+  int64_t reads;  // 16-byte input grains
+};
+
+// Sum of the input windows of the chunks of `grain` outputs that cover n outputs: a chunk of m
+// outputs reads (m - 1) * stride + kernel inputs.
+int64_t WindowSum(int64_t n, int64_t grain, int64_t stride, int64_t kernel) {
+  return n * stride + CeilDiv(n, grain) * (kernel - stride);
+}
+
+ModeCost ChooseMode(const ConvOp& op, int64_t rows, int64_t cols, int64_t channels) {
+  const ConvGeometry& g = op.g;
+  const int64_t grains_per_pixel = g.c * DTypeBytes(op.in_dtype) / 16;  // C is 16-aligned
+  ModeCost best{MpeMode::kCuboid16x16, -1, -1};
+  for (const Grain& gr : kGrains) {
+    const int64_t k_passes = CeilDiv(channels, gr.k);
+    const ModeCost c{gr.mode, CeilDiv(cols, gr.w) * CeilDiv(rows, gr.h) * k_passes,
+                     k_passes * WindowSum(rows, gr.h, g.stride_y, g.ky) *
+                         WindowSum(cols, gr.w, g.stride_x, g.kx) * grains_per_pixel};
+    if (best.cuboids < 0 || c.cuboids < best.cuboids ||
+        (c.cuboids == best.cuboids && c.reads < best.reads)) {
+      best = c;
+    }
+  }
+  return best;
+}
+
+const Grain& GrainOf(MpeMode m) {
+  for (const Grain& g : kGrains) {
+    if (g.mode == m) return g;
+  }
+  return kGrains[0];
+}
+
+// ---- Splits ----
+
+struct TileRange {
+  int64_t k_begin, k_end, row_begin, row_end;
+};
+
+// A split the planner considered: its ranges, or why the target's rules forbid it.
+struct Candidate {
+  SplitStrategy split = SplitStrategy::kClustering;
+  std::string why_not;  // non-empty: not possible
+  std::vector<TileRange> ranges;
+  int64_t k_padded = 0;
+  std::vector<std::string> notes;
+  // Filled in by Planner::Build.
+  std::vector<TilePlan> tiles;
+  std::vector<Workload> workloads;
+  int64_t cycles = 0;     // slowest tile
+  int64_t cmx_total = 0;  // bytes over all tiles
+  std::string cmx_problem;  // non-empty: a tile does not fit CMX
+  std::string Summary() const {
+    return std::string(SplitStrategyName(split)) + " over " + Tiles(ranges.size()) +
+           " (slowest tile " + Commas(cycles) + " cycles, " + Commas(cmx_total) +
+           " bytes in CMX)";
+  }
+};
+
+Candidate Clustering(const ConvGeometry& g, int n) {
+  Candidate c;
+  c.split = SplitStrategy::kClustering;
+  c.k_padded = g.k;
+  c.ranges.assign(static_cast<size_t>(n), TileRange{0, g.k, 0, g.out_h()});
+  return c;
+}
+
+// Equal channel splits of `per` (the last may be shorter when per * used > k_padded).
+void SplitChannels(Candidate* c, int64_t per, int64_t k_padded, int64_t out_h) {
+  c->k_padded = k_padded;
+  for (int64_t k = 0; k < k_padded; k += per) {
+    c->ranges.push_back({k, std::min(k + per, k_padded), 0, out_h});
+  }
+}
+
+Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_sparse) {
+  Candidate c;
+  c.split = SplitStrategy::kSok;
+  const int64_t k = g.k;
+  const int64_t min = t.sok_min_channels_per_tile;
+  const std::string kstr = "K=" + Str(k);
+  if (n < 2 || k < 2 * min) {
+    c.why_not = "SOK needs at least 2 tiles of >= " + Str(min) + " output channels (" + kstr +
+                ", " + Str(n) + " tiles)";
+    return c;
+  }
+  if (output_sparse && t.sok_sparse_output_pow2) {
+    const int64_t per = std::max(min, NextPow2(CeilDiv(k, n)));
+    const int64_t used = CeilDiv(k, per);
+    if (used < 2) {
+      c.why_not = std::string(t.name) + " SOK with sparse output needs equal power-of-two " +
+                  "splits: " + kstr + " gives one split of " + Str(per);
+      return c;
+    }
+    SplitChannels(&c, per, per * used, g.out_h());
+    if (c.k_padded != k) {
+      c.notes.push_back(kstr + " padded to " + Str(c.k_padded) + " with zero-weight channels: " +
+                        t.name + " SOK with sparse output needs equal power-of-two splits (" +
+                        Str(used) + " x " + Str(per) + ")");
+    }
+    return c;
+  }
+  if (k % (min * n) == 0) {
+    SplitChannels(&c, k / n, k, g.out_h());
+    return c;
+  }
+  if (output_sparse) {
+    // Equal splits in multiples of 16: fewer tiles, or pad K; the smaller split is faster.
+    int64_t fewer = 0;
+    for (int64_t m = n - 1; m >= 2 && fewer == 0; --m) {
+      if (k % (min * m) == 0) fewer = m;
+    }
+    const int64_t padded = AlignUp(k, min * n);
+    const std::string rule = std::string(t.name) + " SOK with sparse output needs equal splits " +
+                             "in multiples of " + Str(min) + ": " + kstr +
+                             " is not a multiple of " + Str(n) + " x " + Str(min);
+    if (fewer != 0 && k / fewer <= padded / n) {
+      SplitChannels(&c, k / fewer, k, g.out_h());
+      c.notes.push_back(rule + "; using " + Str(fewer) + " of " + Str(n) + " tiles (" +
+                        Str(fewer) + " x " + Str(k / fewer) + "; padding K to " + Str(padded) +
+                        " would give " + Str(padded / n) + " per tile)");
+    } else {
+      SplitChannels(&c, padded / n, padded, g.out_h());
+      c.notes.push_back(
+          rule + "; " + kstr + " padded to " + Str(padded) + " with zero-weight channels (" +
+          Str(n) + " x " + Str(padded / n) +
+          (fewer != 0 ? "; " + Str(fewer) + " tiles would need " + Str(k / fewer) + " per tile"
+                      : std::string("; no smaller tile count divides it")) +
+          ")");
+    }
+    return c;
+  }
+  // The compiler's segments: the first N-1 equal and 16-aligned, the last no larger.
+  const int64_t per = AlignUp(CeilDiv(k, n), min);
+  const int64_t used = CeilDiv(k, per);
+  if (used < 2) {
+    c.why_not = "SOK: " + kstr + " fills one tile of " + Str(per);
+    return c;
+  }
+  SplitChannels(&c, per, k, g.out_h());
+  const int64_t last = k - per * (used - 1);
+  c.notes.push_back(kstr + " is not a multiple of " + Str(n) + " x " + Str(min) + ": " +
+                    Str(used - 1) + " x " + Str(per) + " + " + Str(last) +
+                    " (first tiles equal and 16-aligned, the last no larger)" +
+                    (used < n ? "; only " + Str(used) + " of " + Str(n) + " tiles get channels"
+                              : std::string()));
+  return c;
+}
+
+Candidate SplitOverH(const ConvGeometry& g, const Target& t, int n, bool input_sparse) {
+  Candidate c;
+  c.split = SplitStrategy::kSoh;
+  c.k_padded = g.k;
+  const int64_t oh = g.out_h(), ow = g.out_w();
+  if (n < 2 || oh < 2) {
+    c.why_not = "SOH needs at least 2 tiles with an output row each (OH=" + Str(oh) + ", " +
+                Str(n) + " tiles)";
+    return c;
+  }
+  int64_t per = CeilDiv(oh, n);
+  const int multiple = input_sparse ? t.soh_row_multiple_sparse : t.soh_row_multiple_dense;
+  std::string rule;
+  if (multiple > 0) {
+    // The smallest power-of-two row alignment that makes OW x rows a multiple of the rule's.
+    int64_t align = 1;
+    while (ow * AlignUp(per, align) % multiple != 0) align *= 2;
+    rule = std::string(t.name) + " SOH needs OW x rows-per-tile a multiple of " + Str(multiple) +
+           " (" + (input_sparse ? "sparse" : "dense") + " input): OW=" + Str(ow);
+    if (AlignUp(per, align) != per) {
+      per = AlignUp(per, align);
+      rule += " -> " + Str(per) + " rows per tile";
+    }
+  }
+  const int64_t used = CeilDiv(oh, per);
+  if (used < 2) {
+    c.why_not = rule + ", which leaves no rows for a second tile (OH=" + Str(oh) + ")";
+    return c;
+  }
+  for (int64_t r = 0; r < oh; r += per) c.ranges.push_back({0, g.k, r, std::min(r + per, oh)});
+  if (per != CeilDiv(oh, n)) {
+    c.notes.push_back(rule + " (last tile " + Str(oh - per * (used - 1)) + ")");
+  }
+  if (used < n) {
+    c.notes.push_back("OH=" + Str(oh) + " rows in blocks of " + Str(per) + " fill " + Str(used) +
+                      " of " + Str(n) + " tiles");
+  }
+  return c;
+}
+
+// ---- Costs ----
+
+class Planner {
+ public:
+  Planner(const ConvOp& op, const Target& t, const PlanOptions& o, const WeightDecision& w,
+          double act_sparsity)
+      : op_(op), g_(op.g), t_(t), o_(o), w_(w), act_sparsity_(act_sparsity) {}
+
+  // Tiles, workloads, cycles and CMX footprint of a possible candidate.
+  void Build(Candidate* c) const {
+    for (size_t i = 0; i < c->ranges.size(); ++i) {
+      const TileRange& r = c->ranges[i];
+      TilePlan tp;
+      tp.tile = static_cast<int>(i);
+      tp.k_begin = r.k_begin;
+      tp.k_end = r.k_end;
+      tp.row_begin = r.row_begin;
+      tp.row_end = r.row_end;
+      const Window win = InputWindow(r.row_begin, r.row_end, g_.stride_y, g_.ky, g_.pad_top, g_.h);
+      if (win.empty()) {
+        c->why_not = "tile " + Str(i) + " output rows " + Range(r.row_begin, r.row_end) +
+                     " read only padding rows";
+        return;
+      }
+      tp.in_row_begin = win.begin;
+      tp.in_row_end = win.end;
+      const int64_t kc = r.k_end - r.k_begin;
+      if (o_.output_se_size != 0 && kc % o_.output_se_size != 0) {
+        c->why_not = "output se_size = " + Str(o_.output_se_size) +
+                     " must divide every tile's channel count (tile " + Str(i) + " has " +
+                     Str(kc) + ")";
+        return;
+      }
+      tp.output_se_size = o_.output_se_size != 0 ? o_.output_se_size : DefaultSeSize(t_, kc);
+      tp.input_bytes = ActBytes(win.size() * g_.w * g_.c, op_.in_dtype, o_.input_sparse);
+      tp.weight_bytes = WeightBytes(r.k_begin, r.k_end);
+      tp.output_bytes =
+          ActBytes((r.row_end - r.row_begin) * g_.out_w() * kc, op_.out_dtype, o_.output_sparse);
+      // One DPU per tile on both targets: its workloads run one after another.
+      for (const Workload& w : TileWorkloads(tp)) {
+        tp.cycles += w.cycles;
+        c->workloads.push_back(w);
+      }
+      c->cycles = std::max(c->cycles, tp.cycles);
+      c->cmx_total += tp.cmx_bytes();
+      if (tp.cmx_bytes() > t_.cmx_bytes_per_tile && c->cmx_problem.empty()) {
+        c->cmx_problem = std::string(SplitStrategyName(c->split)) + " on " +
+                         Tiles(c->ranges.size()) + " needs " + Commas(tp.cmx_bytes()) +
+                         " bytes on tile " + Str(i) + " (input " + Commas(tp.input_bytes) +
+                         " + weights " + Commas(tp.weight_bytes) + " + output " +
+                         Commas(tp.output_bytes) + ") > " + Commas(t_.cmx_bytes_per_tile) +
+                         " bytes of CMX per tile on " + t_.name;
+      }
+      c->tiles.push_back(tp);
+    }
+  }
+
+ private:
+  int64_t ActBytes(int64_t elements, DType dtype, bool sparse) const {
+    return elements * DTypeBytes(dtype) + (sparse ? ActivationMapBytes(elements) : 0);
+  }
+
+  // Channels [kb, ke); those >= K are padding (no non-zeros).
+  int64_t WeightBytes(int64_t kb, int64_t ke) const {
+    ConvGeometry sub = g_;
+    sub.k = ke - kb;
+    if (!w_.sparse) return DenseWeightBytes(sub, op_.w_dtype) + WeightTableBytes(sub);
+    int64_t data = 0;
+    for (int64_t k = kb; k < std::min(ke, g_.k); ++k) {
+      data += AlignUp(w_.nonzeros[static_cast<size_t>(k)] * DTypeBytes(op_.w_dtype), 16);
+    }
+    return data + WeightMapBytes(sub) + WeightTableBytes(sub);
+  }
+
+  // The fraction of MACs the DPU does: the better of the sparsities in use (VPUNN). Padding
+  // channels are costed like the real ones: the MPE walks the padded cuboids all the same.
+  double Density(int64_t kb, int64_t ke) const {
+    double d = 1.0;
+    const int64_t real_end = std::min(ke, g_.k);
+    if (w_.sparse && real_end > kb) {
+      int64_t nnz = 0;
+      for (int64_t k = kb; k < real_end; ++k) nnz += w_.nonzeros[static_cast<size_t>(k)];
+      d = static_cast<double>(nnz) / static_cast<double>((real_end - kb) * g_.taps());
+    }
+    if (o_.input_sparse) d = std::min(d, 1.0 - act_sparsity_);
+    return d;
+  }
+
+  // The tile's output cut into row bands aligned to the tile's MPE mode.
+  std::vector<Workload> TileWorkloads(const TilePlan& tp) const {
+    const int64_t rows = tp.row_end - tp.row_begin;
+    const int64_t gh = GrainOf(ChooseMode(op_, rows, g_.out_w(), tp.k_end - tp.k_begin).mode).h;
+    const int64_t grains = CeilDiv(rows, gh);
+    const int64_t bands = std::min<int64_t>(o_.workloads_per_tile, grains);
+    const int64_t band_rows = CeilDiv(grains, bands) * gh;
+    std::vector<Workload> out;
+    for (int64_t r = tp.row_begin; r < tp.row_end; r += band_rows) {
+      out.push_back(
+          MakeWorkload(tp.tile, tp.k_begin, tp.k_end, r, std::min(r + band_rows, tp.row_end)));
+    }
+    return out;
+  }
+
+  Workload MakeWorkload(int tile, int64_t kb, int64_t ke, int64_t rb, int64_t re) const {
+    Workload w;
+    w.tile = tile;
+    w.k_begin = kb;
+    w.k_end = ke;
+    w.row_begin = rb;
+    w.row_end = re;
+    w.col_begin = 0;
+    w.col_end = g_.out_w();
+    const Window wr = InputWindow(rb, re, g_.stride_y, g_.ky, g_.pad_top, g_.h);
+    const Window wc = InputWindow(0, g_.out_w(), g_.stride_x, g_.kx, g_.pad_left, g_.w);
+    w.in_row_begin = wr.begin;
+    w.in_row_end = std::max(wr.begin, wr.end);
+    w.in_col_begin = wc.begin;
+    w.in_col_end = std::max(wc.begin, wc.end);
+    const int64_t rows = re - rb, cols = w.col_end - w.col_begin, kc = ke - kb;
+    const ModeCost mc = ChooseMode(op_, rows, cols, kc);
+    w.mpe_mode = mc.mode;
+    w.cuboids = mc.cuboids;
+    w.input_reads = mc.reads;
+    w.utilisation = static_cast<double>(rows * cols * kc) /
+                    static_cast<double>(mc.cuboids * kCuboidVolume);
+    w.cycles = static_cast<int64_t>(std::ceil(static_cast<double>(mc.cuboids) * kCuboidVolume *
+                                              static_cast<double>(g_.taps()) * Density(kb, ke) /
+                                              t_.macs_per_cycle));
+    w.input_bytes = ActBytes(wr.size() * wc.size() * g_.c, op_.in_dtype, o_.input_sparse);
+    w.weight_bytes = WeightBytes(kb, ke);
+    w.output_bytes = ActBytes(rows * cols * kc, op_.out_dtype, o_.output_sparse);
+    return w;
+  }
+
+  const ConvOp& op_;
+  const ConvGeometry& g_;
+  const Target& t_;
+  const PlanOptions& o_;
+  const WeightDecision& w_;
+  double act_sparsity_;
+};
+
+Status CheckWeights(const ConvOp& op, const Tensor& weights) {
+  const ConvGeometry& g = op.g;
+  const std::vector<int64_t> shape = {g.k, g.ky, g.kx, g.c};
+  if (weights.dtype != op.w_dtype || weights.shape != shape ||
+      static_cast<int64_t>(weights.bytes.size()) !=
+          g.k * g.taps() * DTypeBytes(op.w_dtype)) {
+    Tensor expect;
+    expect.shape = shape;
+    return InvalidArgument(std::string("weights: expected ") + DTypeName(op.w_dtype) + " " +
+                           expect.ShapeString() + ", got " + DTypeName(weights.dtype) + " " +
+                           weights.ShapeString() + " with " + Str(weights.bytes.size()) + " bytes");
+  }
+  return OkStatus();
+}
+
+std::string GeometryText(const ConvOp& op) {
+  const ConvGeometry& g = op.g;
+  return Str(g.h) + "x" + Str(g.w) + "x" + Str(g.c) + " -> " + Str(g.out_h()) + "x" +
+         Str(g.out_w()) + "x" + Str(g.k) + ", kernel " + Str(g.ky) + "x" + Str(g.kx) +
+         ", stride " + Str(g.stride_y) + "x" + Str(g.stride_x) + ", pad " + Str(g.pad_top) + "/" +
+         Str(g.pad_bottom) + "/" + Str(g.pad_left) + "/" + Str(g.pad_right) + ", " +
+         DTypeName(op.in_dtype) + " x " + DTypeName(op.w_dtype) + " -> " + DTypeName(op.out_dtype);
+}
+
+StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* input,
+                        const Target& t, const PlanOptions& o, const std::string& name) {
+  DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
+  DPUEMU_RETURN_IF_ERROR(CheckWeights(op, weights));
+  const ConvGeometry& g = op.g;
+  if (!Supports(t.activation_dtypes, op.in_dtype) || !Supports(t.weight_dtypes, op.w_dtype) ||
+      !Supports(t.output_dtypes, op.out_dtype)) {
+    return InvalidArgument(std::string("dtypes: ") + t.name + " does not support " +
+                           DTypeName(op.in_dtype) + " x " + DTypeName(op.w_dtype) + " -> " +
+                           DTypeName(op.out_dtype));
+  }
+  if (o.tiles < 0 || o.tiles > t.tiles) {
+    return InvalidArgument("tiles = " + Str(o.tiles) + ": must be in [0, " + Str(t.tiles) +
+                           "] on " + t.name + " (0 = all)");
+  }
+  if (o.workloads_per_tile < 1 || o.workloads_per_tile > 1024) {
+    return InvalidArgument("workloads_per_tile = " + Str(o.workloads_per_tile) +
+                           ": must be in [1, 1024]");
+  }
+  if (o.input_se_size != 0) {
+    DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, o.input_se_size, "input se_size"));
+    if (g.c % o.input_se_size != 0) {
+      return InvalidArgument("input se_size = " + Str(o.input_se_size) + ": must divide C = " +
+                             Str(g.c));
+    }
+  }
+  if (o.output_se_size != 0) {
+    DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, o.output_se_size, "output se_size"));
+  }
+
+  Plan plan;
+  plan.layer = name;
+  plan.target = &t;
+  plan.op = op;
+  plan.options = o;
+  plan.input_se_size = o.input_se_size != 0 ? o.input_se_size : DefaultSeSize(t, g.c);
+  DPUEMU_ASSIGN_OR_RETURN(plan.weights, DecideWeightSparsity(op, weights, t, o.heuristic));
+  if (input != nullptr && o.input_sparse) {
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < input->numel(); ++i) {
+      zeros += IsZeroPoint(input->dtype, input->bytes.data(), i, op.in_zp);
+    }
+    plan.input_sparsity = static_cast<double>(zeros) / static_cast<double>(input->numel());
+  }
+
+  const Planner planner(op, t, o, plan.weights, plan.input_sparsity);
+  const int n = o.tiles != 0 ? o.tiles : t.tiles;
+  auto build = [&](Candidate c) {
+    if (c.why_not.empty()) planner.Build(&c);
+    return c;
+  };
+  Candidate chosen;
+  std::string others;  // why the candidates not chosen lost
+  const std::string target = std::string(" on ") + t.name;
+  if (o.split != SplitStrategy::kAuto) {
+    chosen = build(o.split == SplitStrategy::kClustering ? Clustering(g, n)
+                   : o.split == SplitStrategy::kSok    ? SplitOverK(g, t, n, o.output_sparse)
+                                                       : SplitOverH(g, t, n, o.input_sparse));
+    plan.split_reason =
+        o.split == SplitStrategy::kClustering
+            ? "clustering (forced): each of the " + Tiles(n) + " computes the whole layer"
+            : "forced: " + chosen.Summary();
+  } else if (n == 1) {
+    chosen = build(Clustering(g, 1));
+    plan.split_reason = "1 tile: the whole layer runs on tile 0";
+  } else {
+    std::vector<Candidate> cands = {build(SplitOverK(g, t, n, o.output_sparse)),
+                                    build(SplitOverH(g, t, n, o.input_sparse))};
+    const Candidate* best = nullptr;
+    for (const Candidate& c : cands) {
+      if (!c.why_not.empty() || !c.cmx_problem.empty()) continue;
+      if (best == nullptr || c.cycles < best->cycles ||
+          (c.cycles == best->cycles && c.cmx_total < best->cmx_total)) {
+        best = &c;
+      }
+    }
+    bool any_rule_ok = false;
+    for (const Candidate& c : cands) {
+      any_rule_ok |= c.why_not.empty();
+      if (&c == best) continue;
+      if (!c.why_not.empty()) {
+        others += std::string("; ") + SplitStrategyName(c.split) + " not possible: " + c.why_not;
+      } else if (!c.cmx_problem.empty()) {
+        others += "; does not fit: " + c.cmx_problem;
+      } else {
+        others += "; beats " + c.Summary();  // a viable loser: `best` is set
+      }
+    }
+    if (best != nullptr) {
+      chosen = *best;
+      plan.split_reason = "auto: " + best->Summary() + others + "; K=" + Str(g.k) +
+                          " output channels vs " + Str(g.out_h()) + "x" + Str(g.out_w()) +
+                          " output pixels";
+    } else if (any_rule_ok) {
+      return OutOfRange("cmx: no split of the layer fits" + target + others);
+    } else {
+      chosen = build(Clustering(g, 1));
+      plan.split_reason = "auto: clustering on tile 0 (fallback)" + others;
+    }
+  }
+  if (!chosen.why_not.empty()) {
+    return InvalidArgument(std::string("split = ") + SplitStrategyName(chosen.split) + target +
+                           ": " + chosen.why_not + others);
+  }
+  if (!chosen.cmx_problem.empty()) return OutOfRange("cmx: " + chosen.cmx_problem + others);
+
+  plan.split = chosen.split;
+  plan.tiles_used = static_cast<int>(chosen.ranges.size());
+  plan.k_padded = chosen.k_padded;
+  plan.notes = std::move(chosen.notes);
+  plan.tiles = std::move(chosen.tiles);
+  plan.workloads = std::move(chosen.workloads);
+  plan.cycles = chosen.cycles;
+  return plan;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+const char* WeightHeuristicName(WeightHeuristic h) {
+  switch (h) {
+    case WeightHeuristic::kSas: return "sas";
+    case WeightHeuristic::kRatio: return "ratio";
+    case WeightHeuristic::kCmx: return "cmx";
+    case WeightHeuristic::kDense: return "dense";
+    case WeightHeuristic::kSparse: return "sparse";
+  }
+  return "?";
+}
+
+StatusOr<WeightHeuristic> ParseWeightHeuristic(const std::string& name) {
+  for (WeightHeuristic h : {WeightHeuristic::kSas, WeightHeuristic::kRatio, WeightHeuristic::kCmx,
+                            WeightHeuristic::kDense, WeightHeuristic::kSparse}) {
+    if (name == WeightHeuristicName(h)) return h;
+  }
+  return InvalidArgument("heuristic: unknown weight-sparsity heuristic '" + name +
+                         "' (expected sas, ratio, cmx, dense or sparse)");
+}
+
+const char* SplitStrategyName(SplitStrategy s) {
+  switch (s) {
+    case SplitStrategy::kAuto: return "auto";
+    case SplitStrategy::kClustering: return "clustering";
+    case SplitStrategy::kSok: return "SOK";
+    case SplitStrategy::kSoh: return "SOH";
+  }
+  return "?";
+}
+
+StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name) {
+  std::string lower = name;
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (SplitStrategy s : {SplitStrategy::kAuto, SplitStrategy::kClustering, SplitStrategy::kSok,
+                          SplitStrategy::kSoh}) {
+    std::string n = SplitStrategyName(s);
+    for (char& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (lower == n) return s;
+  }
+  return InvalidArgument("split: unknown split '" + name +
+                         "' (expected auto, clustering, sok or soh)");
+}
+
+const char* MpeModeName(MpeMode m) {
+  switch (m) {
+    case MpeMode::kCuboid16x16: return "CUBOID_16x16";
+    case MpeMode::kCuboid8x16: return "CUBOID_8x16";
+    case MpeMode::kCuboid4x16: return "CUBOID_4x16";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight sparsity
+
+double WeightTraffic::sparsity() const {
+  return elements == 0 ? 0.0 : 1.0 - static_cast<double>(nonzeros) / static_cast<double>(elements);
+}
+
+double WeightTraffic::effective_sparsity() const {
+  return dense_weight_bytes == 0 ? 0.0
+                                 : 1.0 - static_cast<double>(sparse_data_bytes) /
+                                             static_cast<double>(dense_weight_bytes);
+}
+
+StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& weights,
+                                              const Target& target, WeightHeuristic heuristic) {
+  DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
+  DPUEMU_RETURN_IF_ERROR(CheckWeights(op, weights));
+  const ConvGeometry& g = op.g;
+  CompressedWeights cw;
+  DPUEMU_ASSIGN_OR_RETURN(cw, CompressWeights(weights, op.w_zp));
+
+  WeightDecision d;
+  d.heuristic = heuristic;
+  WeightTraffic& tr = d.traffic;
+  tr.elements = g.k * g.taps();
+  for (int64_t nnz : cw.nonzeros) tr.nonzeros += nnz;
+  tr.dense_weight_bytes = DenseWeightBytes(g, op.w_dtype);
+  tr.sparse_data_bytes = static_cast<int64_t>(cw.data.size());  // channels 16-byte aligned
+  tr.map_bytes = WeightMapBytes(g);
+  tr.table_bytes = WeightTableBytes(g);
+  tr.dense_bytes = tr.dense_weight_bytes + tr.table_bytes;
+  tr.sparse_bytes = tr.sparse_data_bytes + tr.map_bytes + tr.table_bytes;
+  d.nonzeros = std::move(cw.nonzeros);
+
+  const std::string name = WeightHeuristicName(heuristic);
+  const int64_t eb = DTypeBytes(op.w_dtype);
+  const int64_t zeros = tr.elements - tr.nonzeros;
+  const int64_t dw = tr.dense_weight_bytes;
+  const int64_t saved_data = dw - tr.sparse_data_bytes;  // effective sparsity * dw
+  const std::string traffic = "sparse " + Commas(tr.sparse_bytes) + " vs dense " +
+                              Commas(tr.dense_bytes) + " bytes";
+  const std::string saves = "sparse saves " + Commas(tr.dense_bytes - tr.sparse_bytes) + " of " +
+                            Commas(tr.dense_bytes) + " bytes";
+  auto decide = [&](bool sparse, const std::string& reason) {
+    d.sparse = sparse;
+    d.reason = reason;
+    return d;
+  };
+
+  if (g.c > 8192) {
+    if (heuristic == WeightHeuristic::kSparse) {
+      return InvalidArgument("weights: sparse weights need IC <= 8192 (C = " + Str(g.c) +
+                             "; the compiler never sparsifies wider kernels)");
+    }
+    return decide(false, name + ": IC = " + Str(g.c) + " > 8192: weights are never sparsified");
+  }
+  if (heuristic == WeightHeuristic::kDense) return decide(false, "dense (forced): " + traffic);
+  if (heuristic == WeightHeuristic::kSparse) return decide(true, "sparse (forced): " + traffic);
+  if (tr.nonzeros == 0) {
+    return decide(false, name + ": all weights equal the zero point: nothing to sparsify");
+  }
+  const std::string sparsity = "sparsity " + Pct(tr.sparsity());
+  const std::string effective = "effective (16-byte aligned) sparsity " +
+                                Pct(tr.effective_sparsity());
+  switch (heuristic) {
+    case WeightHeuristic::kSas: {
+      // Break-even: the map costs 1 bit per weight, 1 / (8 * bytes) of the dense size.
+      const std::string be = Pct(1.0 / (8.0 * eb)) + " break-even for " + Str(8 * eb) +
+                             "-bit weights";
+      if (g.k < 64) {
+        return decide(false, "sas: K=" + Str(g.k) + " < 64 output channels: dense (the " +
+                                 "sparsity map would fill few 16-byte writes)");
+      }
+      if (zeros * 8 * eb < tr.elements) {
+        return decide(false, "sas: " + sparsity + " < " + be + ": dense");
+      }
+      if (tr.sparse_bytes >= tr.dense_bytes) {
+        return decide(false, "sas: " + sparsity + " >= " + be + ", but at 16-byte granularity " +
+                                 traffic + ": dense");
+      }
+      return decide(true, "sas: " + sparsity + " >= " + Pct(1.0 / (8.0 * eb)) +
+                              " break-even and K=" + Str(g.k) + " >= 64: " + saves);
+    }
+    case WeightHeuristic::kRatio: {
+      const bool integer = IsIntegerPath(op);
+      const int64_t inv = integer ? 8 : 16;  // thresholds 1/8 and 1/16
+      const std::string thr = Pct(1.0 / inv) + (integer ? " for integer" : " for float") +
+                              " weights";
+      if (saved_data * inv >= dw) {
+        return decide(true, "ratio: " + effective + " >= " + thr + ": sparse (" + traffic + ")");
+      }
+      return decide(false, "ratio: " + effective + " < " + thr + ": dense (" + traffic + ")");
+    }
+    case WeightHeuristic::kCmx: {
+      const int64_t cmx = target.cmx_bytes_per_tile;
+      const std::string share = "weights are " + Pct(static_cast<double>(dw) / cmx) + " of the " +
+                                Commas(cmx) + "-byte CMX";
+      if (dw * 20 < cmx) {
+        return decide(false, "cmx: " + share + " (< 5%): never sparsified");
+      }
+      const bool large = dw * 2 >= cmx;
+      const int64_t need_tenths = large ? 2 : 3;  // 20% or 30%
+      const std::string band = large ? " (>= 50%)" : " (5-50%)";
+      const std::string thr = "the " + Str(need_tenths * 10) + "% required";
+      if (saved_data * 10 >= dw * need_tenths) {
+        return decide(true, "cmx: " + share + band + ", " + effective + " >= " + thr +
+                                ": sparse (" + traffic + ")");
+      }
+      return decide(false, "cmx: " + share + band + ", " + effective + " < " + thr +
+                               ": dense (" + traffic + ")");
+    }
+    default:
+      break;
+  }
+  return Internal("weights: unhandled heuristic " + name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plans
+
+double Plan::time_us() const {
+  return target == nullptr ? 0.0 : static_cast<double>(cycles) / target->clock_mhz;
+}
+
+StatusOr<Plan> PlanLayer(const ConvLayer& layer, const Target& target, const PlanOptions& options) {
+  DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
+  return PlanImpl(layer.op, layer.weights, &layer.input, target, options, layer.name);
+}
+
+StatusOr<Plan> PlanOp(const ConvOp& op, const Tensor& weights, const Target& target,
+                      const PlanOptions& options, const std::string& name) {
+  return PlanImpl(op, weights, nullptr, target, options, name);
+}
+
+StorageOptions TileStorage(const Plan& plan, const TilePlan& tile) {
+  StorageOptions s;
+  s.weights_sparse = plan.weights.sparse;
+  s.input_sparse = plan.options.input_sparse;
+  s.input_se_size = plan.input_se_size;
+  s.output_sparse = plan.options.output_sparse;
+  s.output_se_size = tile.output_se_size;
+  return s;
+}
+
+std::string PlanToText(const Plan& p) {
+  if (p.target == nullptr) return "empty plan (no target)\n";
+  const ConvGeometry& g = p.op.g;
+  std::string s = "plan for layer '" + p.layer + "' on " + p.target->name + " (" +
+                  p.target->generation + ")\n";
+  s += "  conv " + GeometryText(p.op) + "\n";
+  const WeightTraffic& tr = p.weights.traffic;
+  s += std::string("  weights: ") + (p.weights.sparse ? "sparse" : "dense") + " - " +
+       p.weights.reason + "\n";
+  s += "    traffic: dense " + Commas(tr.dense_bytes) + " bytes (weights " +
+       Commas(tr.dense_weight_bytes) + " + table " + Commas(tr.table_bytes) + "), sparse " +
+       Commas(tr.sparse_bytes) + " bytes (data " + Commas(tr.sparse_data_bytes) + " + map " +
+       Commas(tr.map_bytes) + " + table " + Commas(tr.table_bytes) + "); sparsity " +
+       Pct(tr.sparsity()) + ", effective " + Pct(tr.effective_sparsity()) + "\n";
+  s += std::string("  activations: input ") + (p.options.input_sparse ? "sparse" : "dense") +
+       " (se_size " + Str(p.input_se_size) + (p.options.input_sparse ? ", measured sparsity " +
+       Pct(p.input_sparsity) : std::string()) + "), output " +
+       (p.options.output_sparse ? "sparse" : "dense") + "\n";
+  s += std::string("  split: ") + SplitStrategyName(p.split) + " over " + Str(p.tiles_used) +
+       " tiles, K=" + Str(g.k) + (p.k_padded != g.k ? " padded to " + Str(p.k_padded) : "") +
+       "\n    " + p.split_reason + "\n";
+  for (const std::string& note : p.notes) s += "  note: " + note + "\n";
+  for (const TilePlan& t : p.tiles) {
+    s += "  tile " + Str(t.tile) + ": k " + Range(t.k_begin, t.k_end) + ", rows " +
+         Range(t.row_begin, t.row_end) + ", input rows " + Range(t.in_row_begin, t.in_row_end) +
+         ", CMX " + Commas(t.cmx_bytes()) + " bytes (input " + Commas(t.input_bytes) +
+         " + weights " + Commas(t.weight_bytes) + " + output " + Commas(t.output_bytes) + "), " +
+         Commas(t.cycles) + " cycles\n";
+    for (const Workload& w : p.workloads) {
+      if (w.tile != t.tile) continue;
+      char util[16];
+      std::snprintf(util, sizeof(util), "%.0f%%", w.utilisation * 100);
+      s += std::string("    ") + MpeModeName(w.mpe_mode) + " k " + Range(w.k_begin, w.k_end) +
+           " rows " + Range(w.row_begin, w.row_end) + " cols " + Range(w.col_begin, w.col_end) +
+           ", input rows " + Range(w.in_row_begin, w.in_row_end) + " cols " +
+           Range(w.in_col_begin, w.in_col_end) + ": " + Str(w.cuboids) + " cuboids (" + util +
+           " used), " + Commas(w.cycles) + " cycles, bytes in " + Commas(w.input_bytes) +
+           " / weights " + Commas(w.weight_bytes) + " / out " + Commas(w.output_bytes) + "\n";
+    }
+  }
+  char time[32];
+  std::snprintf(time, sizeof(time), "%.2f", p.time_us());
+  s += "  estimate: " + Commas(p.cycles) + " cycles (slowest tile) = " + time + " us at " +
+       Str(static_cast<int64_t>(p.target->clock_mhz)) + " MHz\n";
+  return s;
+}
+
+nlohmann::json PlanToJson(const Plan& p) {
+  using nlohmann::json;
+  if (p.target == nullptr) return json::object();
+  const ConvGeometry& g = p.op.g;
+  const WeightTraffic& tr = p.weights.traffic;
+  json j;
+  j["layer"] = p.layer;
+  j["target"] = p.target->name;
+  j["conv"] = {{"h", g.h},           {"w", g.w},
+               {"c", g.c},           {"k", g.k},
+               {"ky", g.ky},         {"kx", g.kx},
+               {"stride_y", g.stride_y}, {"stride_x", g.stride_x},
+               {"pad", {g.pad_top, g.pad_bottom, g.pad_left, g.pad_right}},
+               {"out_h", g.out_h()}, {"out_w", g.out_w()},
+               {"in_dtype", DTypeName(p.op.in_dtype)}, {"w_dtype", DTypeName(p.op.w_dtype)},
+               {"out_dtype", DTypeName(p.op.out_dtype)}};
+  j["heuristic"] = WeightHeuristicName(p.weights.heuristic);
+  j["weights_sparse"] = p.weights.sparse;
+  j["reason"] = p.weights.reason;
+  j["traffic"] = {{"dense_bytes", tr.dense_bytes},
+                  {"sparse_bytes", tr.sparse_bytes},
+                  {"dense_weight_bytes", tr.dense_weight_bytes},
+                  {"sparse_data_bytes", tr.sparse_data_bytes},
+                  {"map_bytes", tr.map_bytes},
+                  {"table_bytes", tr.table_bytes},
+                  {"elements", tr.elements},
+                  {"nonzeros", tr.nonzeros},
+                  {"sparsity", tr.sparsity()},
+                  {"effective_sparsity", tr.effective_sparsity()}};
+  j["input_sparse"] = p.options.input_sparse;
+  j["input_sparsity"] = p.input_sparsity;
+  j["input_se_size"] = p.input_se_size;
+  j["output_sparse"] = p.options.output_sparse;
+  j["split"] = SplitStrategyName(p.split);
+  j["split_reason"] = p.split_reason;
+  j["tiles_used"] = p.tiles_used;
+  j["k"] = g.k;
+  j["k_padded"] = p.k_padded;
+  j["notes"] = p.notes;
+  j["cycles"] = p.cycles;
+  j["time_us"] = p.time_us();
+  j["tiles"] = json::array();
+  for (const TilePlan& t : p.tiles) {
+    j["tiles"].push_back({{"tile", t.tile},
+                          {"k_begin", t.k_begin},
+                          {"k_end", t.k_end},
+                          {"row_begin", t.row_begin},
+                          {"row_end", t.row_end},
+                          {"in_row_begin", t.in_row_begin},
+                          {"in_row_end", t.in_row_end},
+                          {"output_se_size", t.output_se_size},
+                          {"input_bytes", t.input_bytes},
+                          {"weight_bytes", t.weight_bytes},
+                          {"output_bytes", t.output_bytes},
+                          {"cmx_bytes", t.cmx_bytes()},
+                          {"cycles", t.cycles}});
+  }
+  j["workloads"] = json::array();
+  for (const Workload& w : p.workloads) {
+    j["workloads"].push_back({{"tile", w.tile},
+                              {"mpe_mode", MpeModeName(w.mpe_mode)},
+                              {"k_begin", w.k_begin},
+                              {"k_end", w.k_end},
+                              {"row_begin", w.row_begin},
+                              {"row_end", w.row_end},
+                              {"col_begin", w.col_begin},
+                              {"col_end", w.col_end},
+                              {"in_row_begin", w.in_row_begin},
+                              {"in_row_end", w.in_row_end},
+                              {"in_col_begin", w.in_col_begin},
+                              {"in_col_end", w.in_col_end},
+                              {"cuboids", w.cuboids},
+                              {"input_reads", w.input_reads},
+                              {"utilisation", w.utilisation},
+                              {"cycles", w.cycles},
+                              {"input_bytes", w.input_bytes},
+                              {"weight_bytes", w.weight_bytes},
+                              {"output_bytes", w.output_bytes}});
+  }
+  return j;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slices
+
+StatusOr<ConvLayer> SliceLayer(const ConvLayer& layer, int64_t k_begin, int64_t k_end,
+                               int64_t out_row_begin, int64_t out_row_end) {
+  DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
+  const ConvOp& op = layer.op;
+  const ConvGeometry& g = op.g;
+  if (k_begin < 0 || k_begin >= g.k || k_end <= k_begin || k_begin % 16 != 0 ||
+      k_end % 16 != 0) {
+    return InvalidArgument("slice: channels " + Range(k_begin, k_end) +
+                           ": need 0 <= k_begin < K = " + Str(g.k) +
+                           ", k_begin < k_end, both multiples of 16");
+  }
+  if (out_row_begin < 0 || out_row_end > g.out_h() || out_row_begin >= out_row_end) {
+    return InvalidArgument("slice: output rows " + Range(out_row_begin, out_row_end) +
+                           ": must be a non-empty range inside [0, OH = " + Str(g.out_h()) + ")");
+  }
+  const Window win = InputWindow(out_row_begin, out_row_end, g.stride_y, g.ky, g.pad_top, g.h);
+  if (win.empty()) {
+    return InvalidArgument("slice: output rows " + Range(out_row_begin, out_row_end) +
+                           " read only padding rows; a slice needs at least one input row");
+  }
+  const int64_t kc = k_end - k_begin;
+  const int64_t k_real = std::min(k_end, g.k) - k_begin;
+
+  ConvLayer s;
+  s.name = layer.name + "[k" + Range(k_begin, k_end) + " rows" +
+           Range(out_row_begin, out_row_end) + "]";
+  s.op = op;
+  ConvGeometry& sg = s.op.g;
+  sg.k = kc;
+  sg.h = win.end - win.begin;
+  sg.pad_top = win.pad_before;
+  sg.pad_bottom = win.pad_after;
+
+  const size_t row_bytes = static_cast<size_t>(g.w * g.c * DTypeBytes(op.in_dtype));
+  s.input = Tensor(op.in_dtype, {sg.h, g.w, g.c});
+  std::memcpy(s.input.bytes.data(), layer.input.bytes.data() + win.begin * row_bytes,
+              static_cast<size_t>(sg.h) * row_bytes);
+
+  const int64_t eb = DTypeBytes(op.w_dtype);
+  const size_t channel_bytes = static_cast<size_t>(g.taps() * eb);
+  s.weights = Tensor(op.w_dtype, {kc, g.ky, g.kx, g.c});
+  std::memcpy(s.weights.bytes.data(), layer.weights.bytes.data() + k_begin * channel_bytes,
+              static_cast<size_t>(k_real) * channel_bytes);
+  if (eb == 1) {  // padding channels hold the zero point (+0.0, all zero bytes, for float)
+    std::fill(s.weights.bytes.begin() + k_real * channel_bytes, s.weights.bytes.end(),
+              static_cast<uint8_t>(op.w_zp));
+  }
+
+  const ChannelQuant& q = layer.quant;
+  auto slice = [&](const auto& v) {
+    using V = std::decay_t<decltype(v)>;
+    V out(v.begin() + k_begin, v.begin() + k_begin + k_real);
+    out.resize(static_cast<size_t>(kc), typename V::value_type{});  // padding: zero requantisation
+    return out;
+  };
+  if (IsIntegerPath(op)) {
+    s.quant.mult = slice(q.mult);
+    s.quant.shift = slice(q.shift);
+    s.quant.bias = slice(q.bias);
+  } else {
+    s.quant.scale = slice(q.scale);
+    s.quant.fbias = slice(q.fbias);
+  }
+  DPUEMU_RETURN_IF_ERROR(ValidateLayer(s));
+  return s;
+}
+
+}  // namespace dpuemu

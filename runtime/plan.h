@@ -1,0 +1,188 @@
+// The planning half of the runtime. For one ZMConv layer on one target it decides
+//   1. whether the weights are stored sparse (a named heuristic over CMX-granular byte counts),
+//   2. how the layer is split across tiles (clustering, SOK = split over output channels,
+//      SOH = split over output rows) under the target's split rules,
+//   3. the DPU workloads of each tile (output cuboids, each with an MPE mode),
+// and estimates cycles and bytes. Every decision is data with a reason a user can print
+// (PlanToText, PlanToJson). A request no target can run is an error naming the rule; padding the
+// planner adds for a rule shows in the plan (k_padded and a note), nothing is fixed silently.
+//
+// Cost model (the project's definition; sources in ../shared/dpu-facts.md):
+//   - An MPE mode walks the output in cuboids of W x H x K elements (VPUNN's grid):
+//       CUBOID_16x16 = 16 x 16 x 64, CUBOID_8x16 = 16 x 8 x 128, CUBOID_4x16 = 8 x 8 x 256;
+//     all three hold 16384 outputs. Covering a region of R rows x Q cols x Kc channels takes
+//       cuboids = ceil(Q / gw) * ceil(R / gh) * ceil(Kc / gk),
+//     and each cuboid reads its input window ((n - 1) * stride + kernel per spatial dimension,
+//     padding included) for all C input channels, so the input read is
+//       reads = ceil(Kc / gk) * (sum of row windows) * (sum of col windows) * C * bytes / 16
+//     16-byte grains. The mode chosen is the one with the fewest cuboids (padding waste costs
+//     MPE cycles), then the fewest input reads, then the order above.
+//   - cycles = cuboids * 16384 * KY * KX * C * density / macs_per_cycle, where density =
+//     min(1 - input sparsity, weight density of the workload's real channels) over the
+//     sparsities in use (VPUNN), 1 when both are dense; padding channels cost like real ones.
+//     The int8 MAC rate is used for every type.
+//   - A tile's output is cut into up to workloads_per_tile row bands whose heights are
+//     multiples of the grain height of the tile's MPE mode; each band picks its own mode.
+//   - A tile holds its input rows (halo included), its weight slice (data, map, table) and its
+//     output slice in CMX; the sum must fit cmx_bytes_per_tile.
+#ifndef DPUEMU_RUNTIME_PLAN_H_
+#define DPUEMU_RUNTIME_PLAN_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hw/dpu_task.h"
+#include "hw/layer.h"
+#include "hw/status.h"
+#include "hw/target.h"
+#include "hw/tensor.h"
+
+namespace dpuemu {
+
+// How the weight storage is chosen.
+//   sas:    the seed's rules: K < 64 -> dense; sparsity below the break-even 1 / (8 * bytes)
+//           (12.5% for 8-bit, 6.25% for 16-bit weights) -> dense; dense when the CMX-granular
+//           sparse traffic is not smaller than the dense traffic.
+//   ratio:  the NPU compiler's default: sparse when the effective sparsity
+//           1 - (packed data, 16-byte aligned per channel) / (dense weight bytes)
+//           is >= 0.125 for integer weights, >= 0.0625 for float weights.
+//   cmx:    the compiler's CMX-share table over the dense weight bytes / CMX per tile:
+//           < 5% -> never; [5%, 50%) -> effective sparsity >= 30%; >= 50% -> >= 20%.
+//   dense, sparse: forced.
+// Every heuristic keeps dense weights when IC > 8192 (forcing sparse is then an error) or all
+// weights equal the zero point.
+enum class WeightHeuristic { kSas, kRatio, kCmx, kDense, kSparse };
+const char* WeightHeuristicName(WeightHeuristic h);  // "sas", "ratio", "cmx", "dense", "sparse"
+StatusOr<WeightHeuristic> ParseWeightHeuristic(const std::string& name);
+
+// Split rules (Target flags):
+//   SOK: >= 16 output channels per tile (fewer tiles are used when K is small). Dense output:
+//        equal splits when K is a multiple of 16 x tiles, else the compiler's segments (first
+//        tiles equal and 16-aligned, the last no larger). Sparse output: NPU37XX needs equal
+//        power-of-two splits (K padded: 320 on 2 tiles -> 2 x 256, k_padded 512); NPU40XX needs
+//        equal multiples of 16 (320 on 2 tiles -> 2 x 160) and, when K does not divide, uses
+//        fewer tiles or pads K, whichever gives the smaller split.
+//   SOH: rows split ceil(OH / tiles) per tile, the last no larger. NPU37XX also needs
+//        OW x rows-per-tile a multiple of 4 (dense input) or 8 (sparse input); dpuemu applies it
+//        to the output rows each tile writes (the compiler's input segments for stride-1 "same"
+//        convolutions) by rounding the rows up to the smallest power-of-two alignment that works.
+enum class SplitStrategy { kAuto, kClustering, kSok, kSoh };
+const char* SplitStrategyName(SplitStrategy s);  // "auto", "clustering", "SOK", "SOH"
+StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name);  // case-insensitive
+
+enum class MpeMode { kCuboid16x16, kCuboid8x16, kCuboid4x16 };
+const char* MpeModeName(MpeMode m);  // "CUBOID_16x16", ...
+
+struct PlanOptions {
+  WeightHeuristic heuristic = WeightHeuristic::kSas;
+  // kAuto picks SOK or SOH by estimated cycles among the splits that obey the target's rules
+  // and fit CMX, and falls back to clustering on one tile when neither split is possible.
+  // kClustering runs the whole layer on every tile used.
+  SplitStrategy split = SplitStrategy::kAuto;
+  int tiles = 0;               // tiles to use; 0 = all of the target's
+  int workloads_per_tile = 4;  // most workloads (row bands) a tile's output is cut into
+  bool input_sparse = false;
+  bool output_sparse = false;
+  int64_t input_se_size = 0;   // 0 = the target's default for C
+  int64_t output_se_size = 0;  // 0 = the target's default for each tile's channel count
+};
+
+// Weight DMA traffic of the whole layer at CMX granularity.
+struct WeightTraffic {
+  int64_t elements = 0;            // K * KY * KX * C
+  int64_t nonzeros = 0;            // elements that differ from the zero point
+  int64_t dense_weight_bytes = 0;  // elements * bytes
+  int64_t sparse_data_bytes = 0;   // sum over channels of align16(nonzeros_k * bytes)
+  int64_t map_bytes = 0;           // K * align16(ceil(KY * KX * C / 8))
+  int64_t table_bytes = 0;         // 16 * K
+  int64_t dense_bytes = 0;         // dense_weight_bytes + table_bytes
+  int64_t sparse_bytes = 0;        // sparse_data_bytes + map_bytes + table_bytes
+  double sparsity() const;            // 1 - nonzeros / elements
+  double effective_sparsity() const;  // 1 - sparse_data_bytes / dense_weight_bytes
+};
+
+struct WeightDecision {
+  WeightHeuristic heuristic = WeightHeuristic::kSas;
+  bool sparse = false;
+  std::string reason;
+  WeightTraffic traffic;
+  std::vector<int64_t> nonzeros;  // per output channel
+};
+
+// The weight decision alone. `weights` is [K, KY, KX, C] of op.w_dtype.
+StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& weights,
+                                              const Target& target, WeightHeuristic heuristic);
+
+// One tile's share of the layer. Channels in [K, k_padded) are padding: zero-point weights and
+// zero requantisation, computed by the DPU and discarded (SliceLayer builds them).
+struct TilePlan {
+  int tile = 0;
+  int64_t k_begin = 0, k_end = 0;            // output channels
+  int64_t row_begin = 0, row_end = 0;        // output rows
+  int64_t in_row_begin = 0, in_row_end = 0;  // input rows read, halo included
+  int64_t output_se_size = 0;
+  int64_t input_bytes = 0, weight_bytes = 0, output_bytes = 0;  // CMX footprint
+  int64_t cycles = 0;                                           // sum of its workloads
+  int64_t cmx_bytes() const { return input_bytes + weight_bytes + output_bytes; }
+};
+
+// One DPU workload: an output cuboid walked in one MPE mode.
+struct Workload {
+  int tile = 0;
+  MpeMode mpe_mode = MpeMode::kCuboid16x16;
+  int64_t k_begin = 0, k_end = 0;
+  int64_t row_begin = 0, row_end = 0;  // output rows
+  int64_t col_begin = 0, col_end = 0;  // output columns
+  int64_t in_row_begin = 0, in_row_end = 0;  // input window inside the input, halo included
+  int64_t in_col_begin = 0, in_col_end = 0;
+  int64_t cuboids = 0;      // MPE cuboids covering the output volume
+  int64_t input_reads = 0;  // 16-byte input grains the cuboids read
+  double utilisation = 0;   // output volume / cuboids' volume
+  int64_t cycles = 0;
+  int64_t input_bytes = 0, weight_bytes = 0, output_bytes = 0;
+};
+
+struct Plan {
+  std::string layer;  // the layer's name
+  const Target* target = nullptr;
+  ConvOp op;
+  PlanOptions options;
+  WeightDecision weights;
+  double input_sparsity = 0;  // measured on the layer's input when input_sparse, else 0
+  SplitStrategy split = SplitStrategy::kClustering;
+  std::string split_reason;
+  int tiles_used = 0;
+  int64_t k_padded = 0;  // output channels computed, padding included (>= op.g.k)
+  int64_t input_se_size = 0;
+  std::vector<std::string> notes;  // rules that changed the split (padding, fewer tiles)
+  std::vector<TilePlan> tiles;
+  std::vector<Workload> workloads;
+  int64_t cycles = 0;  // slowest tile
+  double time_us() const;
+};
+
+// Plans a layer; the input tensor gives the activation sparsity the cycle estimate uses.
+StatusOr<Plan> PlanLayer(const ConvLayer& layer, const Target& target, const PlanOptions& options);
+// Plans from the op and its weights alone (activations counted dense in the cycle estimate).
+StatusOr<Plan> PlanOp(const ConvOp& op, const Tensor& weights, const Target& target,
+                      const PlanOptions& options, const std::string& name = "");
+
+std::string PlanToText(const Plan& plan);
+nlohmann::json PlanToJson(const Plan& plan);
+
+// How to lower the sub-layer of `tile` (SliceLayer of its ranges) with LowerLayer.
+StorageOptions TileStorage(const Plan& plan, const TilePlan& tile);
+
+// The layer one tile or workload computes: output channels [k_begin, k_end) (16-aligned;
+// channels >= K are padding with zero-point weights and zero requantisation) and output rows
+// [out_row_begin, out_row_end), reading the input rows that window needs with the padding
+// adjusted, so the slice's output equals those rows and channels of the whole layer's output.
+StatusOr<ConvLayer> SliceLayer(const ConvLayer& layer, int64_t k_begin, int64_t k_end,
+                               int64_t out_row_begin, int64_t out_row_end);
+
+}  // namespace dpuemu
+
+#endif  // DPUEMU_RUNTIME_PLAN_H_

@@ -1,0 +1,511 @@
+// The vectorized bitmap kernels (kernels/bitmap.h) against the scalar definitions in hw/formats.h,
+// byte for byte, on every Highway target compiled in and supported by this CPU: generated
+// activations and weights over every element type, zero points 0 and not, sparsity 0 to 1,
+// sizes around the 16-byte block and the SSE/AVX2 lane counts, SE tables scattered over several
+// misaligned tiles, partial row ranges into misaligned buffers; and rejected inputs, which must
+// fail with the scalar path's exact status.
+#include "kernels/bitmap.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "hw/formats.h"
+#include "hw/rng.h"
+#include "hwy/targets.h"
+#include "hwy/tests/hwy_gtest.h"
+#include "tests/test_util.h"
+
+namespace dpuemu {
+namespace {
+
+constexpr DType kDTypes[] = {DType::kI8, DType::kU8, DType::kFP16, DType::kBF16};
+constexpr double kSparsities[] = {0.0, 0.5, 0.9, 1.0};
+// Bytes per pixel (C * element bytes): around and across 16-byte blocks, plus an odd one.
+constexpr int64_t kPixelBytes[] = {16, 32, 48, 64, 80, 256, 6};
+// Pixel counts around multiples of 16 and 32 (the u8 lane counts of SSE and AVX2).
+constexpr int64_t kPixelCounts[] = {1, 3, 7, 15, 16, 17, 31, 32, 33, 48, 96, 130, 258};
+
+template <typename T, size_t N>
+T Pick(Rng& rng, const T (&options)[N]) {
+  return options[rng.Int(0, N - 1)];
+}
+
+// The absent element's bytes, as IsZeroPoint defines them (2-byte types ignore zp).
+std::vector<uint8_t> AbsentBytes(DType t, int32_t zp) {
+  const int eb = DTypeBytes(t);
+  std::vector<uint8_t> b(eb, 0);
+  if (eb != 2) {
+    for (int i = 0; i < eb; ++i) b[i] = static_cast<uint8_t>(static_cast<uint32_t>(zp) >> (8 * i));
+  }
+  return b;
+}
+
+int32_t DrawZp(DType t, Rng& rng) {
+  if (t == DType::kFP32) return 0;
+  // Non-zero for 2-byte types too: the formats ignore it there, and so must the kernels.
+  return rng.Bernoulli(0.5) ? 0 : static_cast<int32_t>(rng.Int(-128, 255));
+}
+
+void Fill(Tensor& t, int32_t zp, double sparsity, Rng& rng) {
+  const std::vector<uint8_t> absent = AbsentBytes(t.dtype, zp);
+  const size_t eb = absent.size();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    uint8_t* e = t.bytes.data() + i * eb;
+    if (rng.Bernoulli(sparsity)) {
+      std::memcpy(e, absent.data(), eb);
+      continue;
+    }
+    do {
+      const uint64_t r = rng.Next();
+      std::memcpy(e, &r, eb);
+    } while (std::memcmp(e, absent.data(), eb) == 0);
+  }
+}
+
+std::vector<int64_t> Divisors(int64_t n) {
+  std::vector<int64_t> d;
+  for (int64_t i = 1; i <= n; ++i) {
+    if (n % i == 0) d.push_back(i);
+  }
+  return d;
+}
+
+// A copy of `bytes` that starts 1..15 bytes past a 16-byte boundary.
+struct Misaligned {
+  std::vector<uint8_t> storage;
+  size_t shift = 0;
+  Misaligned(const std::vector<uint8_t>& bytes, Rng& rng)
+      : storage(bytes.size() + 16), shift(static_cast<size_t>(rng.Int(1, 15))) {
+    if (!bytes.empty()) std::memcpy(storage.data() + shift, bytes.data(), bytes.size());
+  }
+  ByteSpan span() const { return ByteSpan(storage.data() + shift, storage.size() - 16); }
+};
+
+// The slots of sparse activations scattered over 2-3 tiles: each SE at a random 16-aligned
+// offset of a random tile (gaps hold garbage), each tile ending right after its last slot and
+// starting at a misaligned address.
+struct ScatteredInput {
+  std::vector<std::vector<uint8_t>> storage;
+  std::vector<ByteSpan> tiles;
+  std::vector<int32_t> table;
+};
+
+ScatteredInput Scatter(const std::vector<uint8_t>& data, int64_t slot_bytes, Rng& rng) {
+  ScatteredInput in;
+  const int ntiles = static_cast<int>(rng.Int(2, 3));
+  const int64_t ses = static_cast<int64_t>(data.size()) / slot_bytes;
+  std::vector<int32_t> tile_of(ses);
+  std::vector<int64_t> offset_of(ses), cursor(ntiles, 0);
+  for (int64_t s = 0; s < ses; ++s) {
+    tile_of[s] = static_cast<int32_t>(rng.Int(0, ntiles - 1));
+    offset_of[s] = cursor[tile_of[s]] + 16 * rng.Int(0, 2);
+    cursor[tile_of[s]] = offset_of[s] + slot_bytes;
+  }
+  std::vector<size_t> shift(ntiles);
+  for (int t = 0; t < ntiles; ++t) {
+    shift[t] = static_cast<size_t>(rng.Int(1, 15));
+    in.storage.emplace_back(shift[t] + cursor[t]);
+    for (uint8_t& b : in.storage[t]) b = static_cast<uint8_t>(rng.Next());
+  }
+  for (int64_t s = 0; s < ses; ++s) {
+    std::memcpy(in.storage[tile_of[s]].data() + shift[tile_of[s]] + offset_of[s],
+                data.data() + s * slot_bytes, static_cast<size_t>(slot_bytes));
+    in.table.push_back(EncodeSePointer(offset_of[s], tile_of[s]).value());
+  }
+  for (int t = 0; t < ntiles; ++t) {
+    in.tiles.emplace_back(in.storage[t].data() + shift[t], static_cast<size_t>(cursor[t]));
+  }
+  return in;
+}
+
+// Asserts that both paths failed alike.
+void ExpectSameError(const Status& scalar, const Status& fast) {
+  ASSERT_FALSE(scalar.ok()) << "the case was meant to be rejected";
+  EXPECT_EQ(fast.code(), scalar.code()) << fast.ToString() << " vs " << scalar.ToString();
+  EXPECT_EQ(fast.message(), scalar.message());
+}
+
+void ExpectSameWeights(const CompressedWeights& fast, const CompressedWeights& scalar) {
+  EXPECT_EQ(fast.data, scalar.data);
+  EXPECT_EQ(fast.map, scalar.map);
+  EXPECT_EQ(fast.data_offset, scalar.data_offset);
+  EXPECT_EQ(fast.map_offset, scalar.map_offset);
+  EXPECT_EQ(fast.nonzeros, scalar.nonzeros);
+}
+
+// Each test runs once per target, with the dispatch pinned to it.
+class Bitmap : public hwy::TestWithParamTarget {
+ protected:
+  void SetUp() override {
+    hwy::TestWithParamTarget::SetUp();
+    ASSERT_EQ(simd::ActiveTarget(), GetParam()) << "dispatch did not switch to the target";
+  }
+};
+
+// Case `index` of a sweep draws from Rng(base + index); the trace names the sweep's base seed,
+// which DPUEMU_SEED takes to replay the whole sweep.
+std::string CaseTrace(uint64_t base, uint64_t index) {
+  return SeedTrace(base) + ", case " + std::to_string(index);
+}
+HWY_GTEST_INSTANTIATE_TEST_SUITE_P(AllTargets, Bitmap,
+                                   testing::ValuesIn(simd::CompiledTargets()),
+                                   hwy::TestParamTargetName);
+
+TEST(BitmapTargets, SomeVectorTargetRuns) {
+  const std::vector<int64_t> targets = simd::CompiledTargets();
+  ASSERT_FALSE(targets.empty());
+  std::string names;
+  for (int64_t t : targets) names += std::string(hwy::TargetName(t)) + " ";
+  const bool vector = std::any_of(targets.begin(), targets.end(), [](int64_t t) {
+    return t != HWY_SCALAR && t != HWY_EMU128;
+  });
+  EXPECT_TRUE(vector) << "only " << names;
+}
+
+// Encode, decode, and the gather through a scattered SE table and by row ranges.
+TEST_P(Bitmap, ActivationsMatchScalar) {
+  const uint64_t base = BaseSeed(1);
+  uint64_t index = 0;
+  for (DType dtype : {DType::kI8, DType::kU8, DType::kFP16, DType::kBF16, DType::kFP32}) {
+    for (int64_t pixel_bytes : kPixelBytes) {
+      const int64_t eb = DTypeBytes(dtype);
+      if (pixel_bytes % eb != 0) continue;
+      for (int64_t pixels : kPixelCounts) {
+        SCOPED_TRACE(CaseTrace(base, index));
+        Rng rng(base + index++);
+        const int64_t c = pixel_bytes / eb;
+        const std::vector<int64_t> divs = Divisors(pixels);
+        const int64_t h = divs[rng.Int(0, divs.size() - 1)];
+        const int64_t w = pixels / h;
+        const int32_t zp = DrawZp(dtype, rng);
+        const double sparsity = Pick(rng, kSparsities);
+        const std::vector<int64_t> c_divs = Divisors(c);
+        const int64_t se = c_divs[rng.Int(0, c_divs.size() - 1)];  // any divisor: bit-unaligned SEs
+        SCOPED_TRACE(std::string(DTypeName(dtype)) + " [" + std::to_string(h) + ", " +
+                     std::to_string(w) + ", " + std::to_string(c) + "] zp " +
+                     std::to_string(zp) + " sparsity " + std::to_string(sparsity) + " se " +
+                     std::to_string(se));
+        Tensor t(dtype, {h, w, c});
+        Fill(t, zp, sparsity, rng);
+
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const SparseActivations sa,
+                                    EncodeSparseActivations(t, zp, se));
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const SparseActivations fa,
+                                    simd::EncodeSparseActivations(t, zp, se));
+        EXPECT_EQ(fa.data, sa.data);
+        EXPECT_EQ(fa.map, sa.map);
+        EXPECT_EQ(fa.se_size, sa.se_size);
+
+        const Misaligned data(sa.data, rng), map(sa.map, rng);
+        DPUEMU_ASSERT_OK_AND_ASSIGN(
+            const Tensor fd,
+            simd::DecodeSparseActivations(data.span(), map.span(), dtype, t.shape, zp, se));
+        EXPECT_EQ(FirstDifference(fd, t), "");
+
+        // Through an SE table: SE sizes the 16-byte pointers can address.
+        std::vector<int64_t> table_ses;
+        for (int64_t s : {int64_t{16}, int64_t{32}, c}) {
+          if (c % s == 0 && s * eb % 16 == 0) table_ses.push_back(s);
+        }
+        if (table_ses.empty()) continue;
+        const int64_t tse = table_ses[rng.Int(0, table_ses.size() - 1)];
+        SCOPED_TRACE("table se " + std::to_string(tse));
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const SparseActivations ta,
+                                    EncodeSparseActivations(t, zp, tse));
+        const ScatteredInput in = Scatter(ta.data, tse * eb, rng);
+        ActivationView view;
+        view.tiles = in.tiles;
+        view.se_table = in.table;
+        view.se_size = tse;
+        for (bool sparse : {true, false}) {
+          view.map = sparse ? ByteSpan(ta.map) : ByteSpan();
+          DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor sg, GatherActivations(view, dtype, t.shape, zp));
+          DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor fg,
+                                      simd::GatherActivations(view, dtype, t.shape, zp));
+          EXPECT_EQ(FirstDifference(fg, sg), "") << (sparse ? "sparse" : "dense");
+          if (sparse) {
+            EXPECT_EQ(FirstDifference(fg, t), "");
+          }
+
+          // A row range into a misaligned buffer between guard bytes.
+          const int64_t rb = rng.Int(0, h), re = rng.Int(rb, h);
+          const int64_t row_bytes = w * c * eb;
+          const size_t need = static_cast<size_t>((re - rb) * row_bytes);
+          const size_t shift = static_cast<size_t>(rng.Int(1, 15));
+          std::vector<uint8_t> buf(need + 32, 0xA5);
+          DPUEMU_ASSERT_OK(simd::GatherRows(view, dtype, t.shape, zp, rb, re,
+                                            MutableByteSpan(buf.data() + shift, need)));
+          EXPECT_EQ(std::memcmp(buf.data() + shift, sg.bytes.data() + rb * row_bytes, need), 0)
+              << "rows [" << rb << ", " << re << ")";
+          for (size_t i = 0; i < buf.size(); ++i) {
+            if (i < shift || i >= shift + need) {
+              ASSERT_EQ(buf[i], 0xA5) << "wrote outside, at " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Compress, and decompress through tables that mix sparse and dense channels.
+TEST_P(Bitmap, WeightsMatchScalar) {
+  const uint64_t base = BaseSeed(2);
+  uint64_t index = 0;
+  const int64_t kernels[][2] = {{1, 1}, {3, 3}, {1, 3}};
+  for (DType dtype : kDTypes) {
+    for (int64_t pixel_bytes : kPixelBytes) {
+      const int64_t eb = DTypeBytes(dtype);
+      for (const auto& kyx : kernels) {
+        for (double sparsity : kSparsities) {
+          SCOPED_TRACE(CaseTrace(base, index));
+          Rng rng(base + index++);
+          ConvGeometry g;
+          g.k = rng.Int(1, 5);
+          g.ky = kyx[0];
+          g.kx = kyx[1];
+          g.c = pixel_bytes / eb;
+          const int32_t zp = DrawZp(dtype, rng);
+          SCOPED_TRACE(std::string(DTypeName(dtype)) + " [" + std::to_string(g.k) + ", " +
+                       std::to_string(g.ky) + ", " + std::to_string(g.kx) + ", " +
+                       std::to_string(g.c) + "] zp " + std::to_string(zp) + " sparsity " +
+                       std::to_string(sparsity));
+          Tensor w(dtype, {g.k, g.ky, g.kx, g.c});
+          Fill(w, zp, sparsity, rng);
+          DPUEMU_ASSERT_OK_AND_ASSIGN(const CompressedWeights sc, CompressWeights(w, zp));
+          DPUEMU_ASSERT_OK_AND_ASSIGN(const CompressedWeights fc, simd::CompressWeights(w, zp));
+          ExpectSameWeights(fc, sc);
+
+          // Some channels read dense from copies appended to the data buffer.
+          std::vector<uint8_t> data = sc.data;
+          std::vector<WeightTableEntry> entries(g.k);
+          const int64_t channel_bytes = g.taps() * eb;
+          for (int64_t k = 0; k < g.k; ++k) {
+            if (rng.Bernoulli(0.3)) {
+              data.resize(AlignUp(static_cast<int64_t>(data.size()), 16));
+              entries[k].weight_ptr = static_cast<uint32_t>(data.size());
+              data.insert(data.end(), w.bytes.begin() + k * channel_bytes,
+                          w.bytes.begin() + (k + 1) * channel_bytes);
+            } else {
+              entries[k].weight_ptr = sc.data_offset[k];
+              entries[k].sparsity_ptr = sc.map_offset[k];
+            }
+          }
+          const std::vector<uint8_t> table = EncodeWeightTable(entries);
+          const Misaligned md(data, rng), mm(sc.map, rng);
+          DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor sd,
+                                      DecompressWeights(md.span(), mm.span(), table, g, dtype, zp));
+          DPUEMU_ASSERT_OK_AND_ASSIGN(
+              const Tensor fd, simd::DecompressWeights(md.span(), mm.span(), table, g, dtype, zp));
+          EXPECT_EQ(FirstDifference(fd, sd), "");
+          EXPECT_EQ(FirstDifference(fd, w), "");
+        }
+      }
+    }
+  }
+}
+
+// ---- Rejected inputs: the scalar path's status, exactly ----
+
+struct SmallActs {
+  Tensor t;
+  SparseActivations sa;
+  std::vector<int32_t> table;
+  ActivationView View() const {
+    ActivationView v;
+    v.tiles = {sa.data};
+    v.map = sa.map;
+    v.se_table = table;
+    v.se_size = 16;
+    return v;
+  }
+};
+
+SmallActs MakeSmallActs() {
+  SmallActs s;
+  s.t = Tensor(DType::kI8, {3, 3, 32});
+  Rng rng(12);
+  Fill(s.t, 0, 0.5, rng);
+  s.sa = EncodeSparseActivations(s.t, 0, 16).value();
+  s.table = MakeIdentitySeTable(3, 3, 32, 16, DType::kI8).value();
+  return s;
+}
+
+void ExpectSameGatherError(const ActivationView& v, DType dtype, const std::vector<int64_t>& shape) {
+  const StatusOr<Tensor> scalar = GatherActivations(v, dtype, shape, 0);
+  ExpectSameError(scalar.status(), simd::GatherActivations(v, dtype, shape, 0).status());
+  std::vector<uint8_t> out(3 * 3 * 32 * 4);
+  ExpectSameError(scalar.status(), simd::GatherRows(v, dtype, shape, 0, 0, -1, out));
+}
+
+TEST_P(Bitmap, GatherErrorsMatchScalar) {
+  const SmallActs s = MakeSmallActs();
+  const std::vector<int64_t> shape = {3, 3, 32};
+  for (int delta : {-16, 16, -1}) {  // map size
+    std::vector<uint8_t> map = s.sa.map;
+    map.resize(map.size() + delta, 0);
+    ActivationView v = s.View();
+    v.map = map;
+    ExpectSameGatherError(v, DType::kI8, shape);
+    ExpectSameError(DecodeSparseActivations(s.sa.data, map, DType::kI8, shape, 0, 16).status(),
+                    simd::DecodeSparseActivations(s.sa.data, map, DType::kI8, shape, 0, 16).status());
+  }
+  {
+    std::vector<uint8_t> map = s.sa.map;  // padding bit
+    map.back() |= 0x80;
+    ActivationView v = s.View();
+    v.map = map;
+    ExpectSameGatherError(v, DType::kI8, shape);
+  }
+  {
+    const std::vector<uint8_t> data(s.sa.data.begin(), s.sa.data.end() - 1);  // truncated
+    ExpectSameError(DecodeSparseActivations(data, s.sa.map, DType::kI8, shape, 0, 16).status(),
+                    simd::DecodeSparseActivations(data, s.sa.map, DType::kI8, shape, 0, 16).status());
+    ActivationView v = s.View();
+    v.tiles = {data};
+    ExpectSameGatherError(v, DType::kI8, shape);
+  }
+  {
+    ActivationView v = s.View();  // se_size does not divide C
+    v.se_size = 20;
+    ExpectSameGatherError(v, DType::kI8, shape);
+  }
+  const int32_t bad_entries[] = {
+      EncodeSePointer(static_cast<int64_t>(s.sa.data.size()), 0).value(),  // slot past the tile
+      EncodeSePointer(kSeMaxOffset, 0).value(),
+      EncodeSePointer(0, 1).value(),                                       // no tile 1
+      EncodeSePointer(0, kSeMaxTile).value(),
+      static_cast<int32_t>(static_cast<uint32_t>(s.table[3]) | 1u << 30),  // reserved bits
+      static_cast<int32_t>(0x80000000u),
+  };
+  for (int32_t bad : bad_entries) {
+    std::vector<int32_t> table = s.table;
+    table[8] = bad;
+    ActivationView v = s.View();
+    v.se_table = table;
+    SCOPED_TRACE(bad);
+    ExpectSameGatherError(v, DType::kI8, shape);
+    // Row ranges check only the pointers of their rows: with 6 SEs per row, SE 8 is in row 1, so
+    // rows [0, 1) and [2, 3) gather and any range over row 1 fails alike.
+    std::vector<uint8_t> out(3 * 32);
+    DPUEMU_ASSERT_OK(simd::GatherRows(v, DType::kI8, shape, 0, 0, 1, out));
+    DPUEMU_ASSERT_OK(simd::GatherRows(v, DType::kI8, shape, 0, 2, 3, out));
+    std::vector<uint8_t> full(3 * 3 * 32);
+    const Status whole = simd::GatherRows(v, DType::kI8, shape, 0, 0, 3, full);
+    ExpectSameError(whole, simd::GatherRows(v, DType::kI8, shape, 0, 0, 2, full));
+  }
+  {
+    std::vector<int32_t> table = s.table;  // table length
+    table.pop_back();
+    ActivationView v = s.View();
+    v.se_table = table;
+    ExpectSameGatherError(v, DType::kI8, shape);
+    v = s.View();
+    v.tiles.clear();
+    ExpectSameGatherError(v, DType::kI8, shape);
+  }
+  ExpectSameGatherError(s.View(), DType::kI8, {2, 3, 3, 32});
+  ExpectSameGatherError(s.View(), DType::kI8, {0, 3, 32});
+  ExpectSameGatherError(s.View(), DType::kI32, shape);
+
+  // Only the row variant has these.
+  std::vector<uint8_t> out(3 * 3 * 32);
+  for (const auto& rows : {std::pair<int64_t, int64_t>{-1, 2}, {2, 1}, {0, 4}}) {
+    const Status st = simd::GatherRows(s.View(), DType::kI8, shape, 0, rows.first, rows.second, out);
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("rows"), std::string::npos) << st.message();
+  }
+  const Status small =
+      simd::GatherRows(s.View(), DType::kI8, shape, 0, 1, 3, MutableByteSpan(out.data(), 191));
+  EXPECT_FALSE(small.ok());
+  EXPECT_NE(small.message().find("out"), std::string::npos) << small.message();
+  DPUEMU_ASSERT_OK(
+      simd::GatherRows(s.View(), DType::kI8, shape, 0, 1, 3, MutableByteSpan(out.data(), 192)));
+}
+
+TEST_P(Bitmap, EncodeErrorsMatchScalar) {
+  const SmallActs s = MakeSmallActs();
+  Tensor truncated = s.t;
+  truncated.bytes.pop_back();
+  ExpectSameError(EncodeSparseActivations(truncated, 0, 16).status(),
+                  simd::EncodeSparseActivations(truncated, 0, 16).status());
+  for (int64_t se : {0, 48, -16}) {
+    ExpectSameError(EncodeSparseActivations(s.t, 0, se).status(),
+                    simd::EncodeSparseActivations(s.t, 0, se).status());
+  }
+  const Tensor bad_shape(DType::kI8, {2, 1, 1, 16});
+  ExpectSameError(EncodeSparseActivations(bad_shape, 0, 16).status(),
+                  simd::EncodeSparseActivations(bad_shape, 0, 16).status());
+
+  Tensor w(DType::kI8, {2, 1, 1, 16});
+  w.bytes.pop_back();
+  Tensor negative(DType::kI8, {1, 1, 1, 16});
+  negative.shape = {-1, -1, 1, 16};
+  for (const Tensor& bad : {w, Tensor(DType::kI32, {1, 1, 1, 16}), Tensor(DType::kFP32, {1, 1, 1, 4}),
+                            Tensor(DType::kI8, {1, 1, 16}), negative}) {
+    ExpectSameError(CompressWeights(bad, 0).status(), simd::CompressWeights(bad, 0).status());
+  }
+}
+
+void SetWord(std::vector<uint8_t>& table, int entry, int word, uint32_t v) {
+  for (int b = 0; b < 4; ++b) table[entry * 16 + word * 4 + b] = static_cast<uint8_t>(v >> (8 * b));
+}
+
+TEST_P(Bitmap, DecompressErrorsMatchScalar) {
+  ConvGeometry g;
+  g.k = 2;
+  g.ky = g.kx = 3;
+  g.c = 16;
+  Tensor w(DType::kI8, {2, 3, 3, 16});
+  Rng rng(11);
+  Fill(w, 0, 0.5, rng);
+  const CompressedWeights cw = CompressWeights(w, 0).value();
+  std::vector<WeightTableEntry> entries(2);
+  for (int k = 0; k < 2; ++k) entries[k] = {cw.data_offset[k], cw.map_offset[k], 0, 0};
+  const std::vector<uint8_t> table = EncodeWeightTable(entries);
+  const auto expect_same = [&](ByteSpan data, ByteSpan map, ByteSpan tbl, const ConvGeometry& gg,
+                               DType dtype) {
+    SCOPED_TRACE(std::string(DTypeName(dtype)) + " ky " + std::to_string(gg.ky) + " kx " +
+                 std::to_string(gg.kx) + " c " + std::to_string(gg.c) + ", buffers " +
+                 std::to_string(data.size()) + ", " + std::to_string(map.size()) + ", " +
+                 std::to_string(tbl.size()));
+    ExpectSameError(DecompressWeights(data, map, tbl, gg, dtype, 0).status(),
+                    simd::DecompressWeights(data, map, tbl, gg, dtype, 0).status());
+  };
+  const std::vector<uint8_t> short_map(cw.map.begin(), cw.map.end() - 16);
+  ASSERT_GT(cw.nonzeros[1], 0);
+  expect_same(cw.data, short_map, table, g, DType::kI8);
+  std::vector<uint8_t> map = cw.map;
+  map[cw.map_offset[1] + 144 / 8] |= 1;  // channel 1's first padding bit
+  expect_same(cw.data, map, table, g, DType::kI8);
+  const std::vector<uint8_t> short_data(cw.data.begin(),
+                                        cw.data.begin() + cw.data_offset[1] + cw.nonzeros[1] - 1);
+  expect_same(short_data, cw.map, table, g, DType::kI8);
+  for (const auto& word : {std::pair<int, uint32_t>{0, 8}, {0, 1u << 20}, {1, 0x18},
+                           {1, static_cast<uint32_t>(cw.map.size())}, {1, 0xFFFFF0u}}) {
+    std::vector<uint8_t> t = table;
+    SetWord(t, 1, word.first, word.second);
+    expect_same(cw.data, cw.map, t, g, DType::kI8);
+  }
+  entries[1].sparsity_ptr = kDenseSparsityPtr;  // a dense channel that does not fit
+  expect_same(cw.data, cw.map, EncodeWeightTable(entries), g, DType::kI8);
+  const std::vector<uint8_t> short_table(table.begin(), table.end() - 16);
+  expect_same(cw.data, cw.map, short_table, g, DType::kI8);
+  for (int64_t ConvGeometry::*dim : {&ConvGeometry::ky, &ConvGeometry::kx, &ConvGeometry::c}) {
+    for (int64_t bad : {int64_t{0}, int64_t{-16}, int64_t{1} << 40}) {
+      ConvGeometry bg = g;
+      bg.*dim = bad;
+      expect_same(cw.data, cw.map, table, bg, DType::kI8);
+    }
+  }
+  expect_same(cw.data, cw.map, table, g, DType::kI32);
+  expect_same(cw.data, cw.map, table, g, DType::kFP32);
+}
+
+}  // namespace
+}  // namespace dpuemu

@@ -1,0 +1,775 @@
+#include "runtime/plan.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hw/dpu_task.h"
+#include "hw/formats.h"
+#include "hw/layer.h"
+#include "kernels/ref/zmconv_ref.h"
+#include "tests/test_util.h"
+
+namespace dpuemu {
+namespace {
+
+const Target& Npu37() { return GetTarget(TargetId::kNPU37XX); }
+const Target& Npu40() { return GetTarget(TargetId::kNPU40XX); }
+
+bool Contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+ConvOp MakeOp(int64_t h, int64_t w, int64_t c, int64_t k, int64_t kernel = 1,
+              DType dt = DType::kI8) {
+  ConvOp op;
+  op.g.h = h;
+  op.g.w = w;
+  op.g.c = c;
+  op.g.k = k;
+  op.g.ky = op.g.kx = kernel;
+  op.g.pad_top = op.g.pad_bottom = op.g.pad_left = op.g.pad_right = (kernel - 1) / 2;
+  if (IsFloat(dt)) {
+    op.in_dtype = op.w_dtype = op.out_dtype = dt;
+  } else {
+    op.in_dtype = DType::kU8;
+    op.w_dtype = dt;
+    op.out_dtype = DType::kU8;
+  }
+  return op;
+}
+
+// Weights for `op` whose channel k has nnz(k) values that differ from the zero point (the first
+// nnz(k) taps), the rest zero point.
+Tensor MakeWeights(const ConvOp& op, const std::function<int64_t(int64_t)>& nnz) {
+  const ConvGeometry& g = op.g;
+  Tensor t(op.w_dtype, {g.k, g.ky, g.kx, g.c});
+  for (int64_t k = 0; k < g.k; ++k) {
+    for (int64_t i = 0; i < g.taps(); ++i) {
+      const int64_t at = k * g.taps() + i;
+      if (IsFloat(op.w_dtype)) {
+        StoreFloat(op.w_dtype, t.bytes.data(), at, i < nnz(k) ? 1.0f : 0.0f);
+      } else {
+        StoreInt(op.w_dtype, t.bytes.data(), at, i < nnz(k) ? op.w_zp + 1 : op.w_zp);
+      }
+    }
+  }
+  return t;
+}
+
+Tensor UniformWeights(const ConvOp& op, int64_t nnz_per_channel) {
+  return MakeWeights(op, [=](int64_t) { return nnz_per_channel; });
+}
+
+WeightDecision Decide(const ConvOp& op, const Tensor& w, WeightHeuristic h,
+                      const Target& t = Npu37()) {
+  StatusOr<WeightDecision> d = DecideWeightSparsity(op, w, t, h);
+  EXPECT_TRUE(d.ok()) << d.status().ToString();
+  return d.ok() ? *d : WeightDecision{};
+}
+
+// ---- Names ----
+
+TEST(PlanNames, ParseAndPrint) {
+  for (const char* name : {"sas", "ratio", "cmx", "dense", "sparse"}) {
+    StatusOr<WeightHeuristic> h = ParseWeightHeuristic(name);
+    ASSERT_TRUE(h.ok()) << name;
+    EXPECT_STREQ(WeightHeuristicName(*h), name);
+  }
+  EXPECT_FALSE(ParseWeightHeuristic("greedy").ok());
+  EXPECT_TRUE(Contains(ParseWeightHeuristic("greedy").status().message(), "heuristic"));
+  EXPECT_EQ(*ParseSplitStrategy("sok"), SplitStrategy::kSok);
+  EXPECT_EQ(*ParseSplitStrategy("SOH"), SplitStrategy::kSoh);
+  EXPECT_EQ(*ParseSplitStrategy("clustering"), SplitStrategy::kClustering);
+  EXPECT_EQ(*ParseSplitStrategy("auto"), SplitStrategy::kAuto);
+  EXPECT_FALSE(ParseSplitStrategy("sow").ok());
+}
+
+// ---- Weight traffic and heuristics ----
+
+TEST(WeightDecision, TrafficIsCmxGranularPerChannel) {
+  // 3x3x32 taps = 288 per channel: map align16(36) = 48 bytes; packed runs aligned per channel.
+  const ConvOp op = MakeOp(8, 8, 32, 64, 3);
+  const Tensor w = MakeWeights(op, [](int64_t k) { return (k * 37) % 289; });
+  const WeightDecision d = Decide(op, w, WeightHeuristic::kSas);
+  int64_t data = 0, nnz = 0;
+  for (int64_t k = 0; k < 64; ++k) {
+    nnz += (k * 37) % 289;
+    data += ((k * 37) % 289 + 15) / 16 * 16;
+  }
+  EXPECT_EQ(d.traffic.elements, 64 * 288);
+  EXPECT_EQ(d.traffic.nonzeros, nnz);
+  EXPECT_EQ(d.traffic.dense_weight_bytes, 64 * 288);
+  EXPECT_EQ(d.traffic.table_bytes, 64 * 16);
+  EXPECT_EQ(d.traffic.map_bytes, 64 * 48);
+  EXPECT_EQ(d.traffic.sparse_data_bytes, data);
+  EXPECT_EQ(d.traffic.dense_bytes, 64 * 288 + 64 * 16);
+  EXPECT_EQ(d.traffic.sparse_bytes, data + 64 * 48 + 64 * 16);
+  ASSERT_EQ(d.nonzeros.size(), 64u);
+  EXPECT_EQ(d.nonzeros[3], 111);
+}
+
+// C=128, 1x1: 128 weights per channel; the map is 16 bytes, exactly 1/8 of an 8-bit channel.
+TEST(WeightDecision, SasBreakEven8Bit) {
+  const ConvOp op = MakeOp(4, 4, 128, 64);
+  // 15 of 128 zero (11.7%): below the break-even.
+  WeightDecision d = Decide(op, UniformWeights(op, 113), WeightHeuristic::kSas);
+  EXPECT_FALSE(d.sparse);
+  EXPECT_TRUE(Contains(d.reason, "< 12.5% break-even for 8-bit weights")) << d.reason;
+  // Exactly 12.5%: past the sparsity rule, but sparse traffic equals dense (112 + 16 = 128).
+  d = Decide(op, UniformWeights(op, 112), WeightHeuristic::kSas);
+  EXPECT_FALSE(d.sparse);
+  EXPECT_EQ(d.traffic.sparse_bytes, d.traffic.dense_bytes);
+  EXPECT_TRUE(Contains(d.reason, "16-byte granularity")) << d.reason;
+  // 14% sparsity, but 110 non-zeros round up to 112 bytes: still no saving.
+  d = Decide(op, UniformWeights(op, 110), WeightHeuristic::kSas);
+  EXPECT_FALSE(d.sparse);
+  EXPECT_TRUE(Contains(d.reason, "16-byte granularity")) << d.reason;
+  // 25%: 96 + 16 = 112 < 128 per channel.
+  d = Decide(op, UniformWeights(op, 96), WeightHeuristic::kSas);
+  EXPECT_TRUE(d.sparse) << d.reason;
+  EXPECT_EQ(d.reason,
+            "sas: sparsity 25% >= 12.5% break-even and K=64 >= 64: sparse saves 1,024 of 9,216 "
+            "bytes");
+}
+
+TEST(WeightDecision, SasBreakEven16Bit) {
+  // fp16: 256 bytes per channel, map 16 bytes = 1/16: break-even 6.25%.
+  const ConvOp op = MakeOp(4, 4, 128, 64, 1, DType::kFP16);
+  WeightDecision d = Decide(op, UniformWeights(op, 121), WeightHeuristic::kSas);  // 5.5%
+  EXPECT_FALSE(d.sparse);
+  EXPECT_TRUE(Contains(d.reason, "< 6.25% break-even for 16-bit weights")) << d.reason;
+  d = Decide(op, UniformWeights(op, 120), WeightHeuristic::kSas);  // 6.25%: 240 + 16 = 256
+  EXPECT_FALSE(d.sparse);
+  EXPECT_TRUE(Contains(d.reason, "16-byte granularity")) << d.reason;
+  d = Decide(op, UniformWeights(op, 112), WeightHeuristic::kSas);  // 12.5%: 224 + 16 < 256
+  EXPECT_TRUE(d.sparse) << d.reason;
+}
+
+TEST(WeightDecision, SasFewOutputChannelsStayDense) {
+  const ConvOp op48 = MakeOp(4, 4, 128, 48);
+  WeightDecision d = Decide(op48, UniformWeights(op48, 40), WeightHeuristic::kSas);  // 69% sparse
+  EXPECT_FALSE(d.sparse);
+  EXPECT_TRUE(Contains(d.reason, "K=48 < 64")) << d.reason;
+  EXPECT_LT(d.traffic.sparse_bytes, d.traffic.dense_bytes);  // the rule, not the traffic
+  const ConvOp op64 = MakeOp(4, 4, 128, 64);
+  EXPECT_TRUE(Decide(op64, UniformWeights(op64, 40), WeightHeuristic::kSas).sparse);
+}
+
+TEST(WeightDecision, RatioThresholds) {
+  // Integer: effective sparsity >= 1/8. 112 of 128 bytes kept -> exactly 0.125.
+  const ConvOp op = MakeOp(4, 4, 128, 16);  // K < 64 does not matter to "ratio"
+  WeightDecision d = Decide(op, UniformWeights(op, 112), WeightHeuristic::kRatio);
+  EXPECT_TRUE(d.sparse) << d.reason;
+  EXPECT_DOUBLE_EQ(d.traffic.effective_sparsity(), 0.125);
+  EXPECT_TRUE(Contains(d.reason, "12.5% >= 12.5% for integer weights")) << d.reason;
+  // Half the channels at 113 non-zeros round up to 128 bytes: effective 6.25%.
+  d = Decide(op, MakeWeights(op, [](int64_t k) { return k % 2 ? 113 : 112; }),
+             WeightHeuristic::kRatio);
+  EXPECT_FALSE(d.sparse) << d.reason;
+  EXPECT_DOUBLE_EQ(d.traffic.effective_sparsity(), 0.0625);
+  // Float: >= 1/16. 120 fp16 values = 240 of 256 bytes -> exactly 0.0625.
+  const ConvOp fop = MakeOp(4, 4, 128, 16, 1, DType::kFP16);
+  d = Decide(fop, UniformWeights(fop, 120), WeightHeuristic::kRatio);
+  EXPECT_TRUE(d.sparse) << d.reason;
+  EXPECT_TRUE(Contains(d.reason, "for float weights")) << d.reason;
+  d = Decide(fop, UniformWeights(fop, 121), WeightHeuristic::kRatio);  // 242 -> 256 bytes
+  EXPECT_FALSE(d.sparse) << d.reason;
+}
+
+TEST(WeightDecision, CmxShareTable) {
+  // NPU37XX: 1,982,464 bytes of CMX per tile.
+  // 64 x 3x3x64 = 36,864 bytes = 1.9%: never, even at 90% sparsity.
+  const ConvOp small = MakeOp(8, 8, 64, 64, 3);
+  WeightDecision d = Decide(small, UniformWeights(small, 58), WeightHeuristic::kCmx);
+  EXPECT_FALSE(d.sparse);
+  EXPECT_TRUE(Contains(d.reason, "(< 5%): never")) << d.reason;
+  // 64 x 3x3x1024 = 589,824 bytes = 29.8%: needs 30%. 9216 bytes per channel.
+  const ConvOp mid = MakeOp(8, 8, 1024, 64, 3);
+  d = Decide(mid, UniformWeights(mid, 6448), WeightHeuristic::kCmx);  // 30.03%
+  EXPECT_TRUE(d.sparse) << d.reason;
+  EXPECT_TRUE(Contains(d.reason, "(5-50%)")) << d.reason;
+  d = Decide(mid, UniformWeights(mid, 6464), WeightHeuristic::kCmx);  // 29.86%
+  EXPECT_FALSE(d.sparse) << d.reason;
+  // 128 channels = 1,179,648 bytes = 59.5%: needs 20%.
+  const ConvOp big = MakeOp(8, 8, 1024, 128, 3);
+  d = Decide(big, UniformWeights(big, 7360), WeightHeuristic::kCmx);  // 20.14%
+  EXPECT_TRUE(d.sparse) << d.reason;
+  EXPECT_TRUE(Contains(d.reason, "(>= 50%)")) << d.reason;
+  d = Decide(big, UniformWeights(big, 7376), WeightHeuristic::kCmx);  // 19.97%
+  EXPECT_FALSE(d.sparse) << d.reason;
+}
+
+TEST(WeightDecision, SkipsWideKernelsAndAllZeroWeights) {
+  const ConvOp wide = MakeOp(2, 2, 8208, 64);
+  const Tensor half = UniformWeights(wide, 4104);
+  for (WeightHeuristic h :
+       {WeightHeuristic::kSas, WeightHeuristic::kRatio, WeightHeuristic::kCmx}) {
+    const WeightDecision d = Decide(wide, half, h);
+    EXPECT_FALSE(d.sparse);
+    EXPECT_TRUE(Contains(d.reason, "IC = 8208 > 8192")) << d.reason;
+  }
+  StatusOr<WeightDecision> forced =
+      DecideWeightSparsity(wide, half, Npu37(), WeightHeuristic::kSparse);
+  ASSERT_FALSE(forced.ok());
+  EXPECT_TRUE(Contains(forced.status().message(), "IC <= 8192"));
+
+  const ConvOp op = MakeOp(4, 4, 128, 64);
+  const Tensor zeros = UniformWeights(op, 0);
+  WeightDecision d = Decide(op, zeros, WeightHeuristic::kRatio);
+  EXPECT_FALSE(d.sparse);
+  EXPECT_TRUE(Contains(d.reason, "all weights equal the zero point")) << d.reason;
+  d = Decide(op, zeros, WeightHeuristic::kSparse);  // forcing is still allowed: 0-byte channels
+  EXPECT_TRUE(d.sparse);
+  EXPECT_EQ(d.traffic.sparse_data_bytes, 0);
+}
+
+TEST(WeightDecision, ForcedModesAndBadWeights) {
+  const ConvOp op = MakeOp(4, 4, 128, 64);
+  const Tensor w = UniformWeights(op, 127);  // sparse would cost more
+  EXPECT_TRUE(Decide(op, w, WeightHeuristic::kSparse).sparse);
+  EXPECT_TRUE(Contains(Decide(op, w, WeightHeuristic::kSparse).reason, "sparse (forced)"));
+  const Tensor w2 = UniformWeights(op, 10);
+  EXPECT_FALSE(Decide(op, w2, WeightHeuristic::kDense).sparse);
+  Tensor bad = w;
+  bad.shape[3] = 64;
+  StatusOr<WeightDecision> d = DecideWeightSparsity(op, bad, Npu37(), WeightHeuristic::kSas);
+  ASSERT_FALSE(d.ok());
+  EXPECT_TRUE(Contains(d.status().message(), "weights: expected i8 [64, 1, 1, 128]"))
+      << d.status().message();
+}
+
+// ---- Splits ----
+
+StatusOr<Plan> PlanWith(const ConvOp& op, const Target& t, PlanOptions o, int64_t nnz = -1) {
+  return PlanOp(op, UniformWeights(op, nnz < 0 ? op.g.taps() : nnz), t, o, "test");
+}
+
+std::vector<std::pair<int64_t, int64_t>> KRanges(const Plan& p) {
+  std::vector<std::pair<int64_t, int64_t>> r;
+  for (const TilePlan& t : p.tiles) r.push_back({t.k_begin, t.k_end});
+  return r;
+}
+
+std::vector<std::pair<int64_t, int64_t>> RowRanges(const Plan& p) {
+  std::vector<std::pair<int64_t, int64_t>> r;
+  for (const TilePlan& t : p.tiles) r.push_back({t.row_begin, t.row_end});
+  return r;
+}
+
+using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+
+TEST(PlanSplit, SeedK320On37xxSparseOutputPadsToPowerOfTwo) {
+  const ConvOp op = MakeOp(28, 28, 256, 320);
+  PlanOptions o;
+  o.split = SplitStrategy::kSok;
+  o.output_sparse = true;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, Npu37(), o));
+  EXPECT_EQ(p.split, SplitStrategy::kSok);
+  EXPECT_EQ(p.k_padded, 512);
+  EXPECT_EQ(KRanges(p), (Ranges{{0, 256}, {256, 512}}));
+  ASSERT_EQ(p.notes.size(), 1u);
+  EXPECT_TRUE(Contains(p.notes[0], "K=320 padded to 512")) << p.notes[0];
+  EXPECT_TRUE(Contains(p.notes[0], "power-of-two")) << p.notes[0];
+  EXPECT_EQ(p.tiles[1].output_se_size, 256);
+  EXPECT_TRUE(Contains(p.split_reason, "forced: SOK over 2 tiles")) << p.split_reason;
+  // Padding channels cost MPE cycles like real ones, even with sparse weights.
+  PlanOptions sparse_w = o;
+  sparse_w.heuristic = WeightHeuristic::kSparse;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan ps, PlanWith(op, Npu37(), sparse_w, /*nnz=*/128));
+  EXPECT_EQ(ps.tiles[1].cycles, ps.tiles[0].cycles);
+  EXPECT_LT(ps.tiles[1].weight_bytes, ps.tiles[0].weight_bytes);  // but carry fewer weights
+  // Dense output has no such rule: 160/160.
+  o.output_sparse = false;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan dense, PlanWith(op, Npu37(), o));
+  EXPECT_EQ(dense.k_padded, 320);
+  EXPECT_EQ(KRanges(dense), (Ranges{{0, 160}, {160, 320}}));
+  EXPECT_TRUE(dense.notes.empty());
+}
+
+TEST(PlanSplit, SeedK320On40xx) {
+  const ConvOp op = MakeOp(28, 28, 256, 320);
+  PlanOptions o;
+  o.split = SplitStrategy::kSok;
+  o.output_sparse = true;
+  o.tiles = 2;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan two, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(two.k_padded, 320);
+  EXPECT_EQ(KRanges(two), (Ranges{{0, 160}, {160, 320}}));
+  EXPECT_EQ(two.tiles[0].output_se_size, 160);
+  // Six tiles: 320 is not a multiple of 6 x 16. Sparse output needs equal splits: 5 tiles of 64
+  // (padding to 384 would give the same 64 per tile).
+  o.tiles = 0;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan six, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(six.tiles_used, 5);
+  EXPECT_EQ(six.k_padded, 320);
+  EXPECT_EQ(KRanges(six), (Ranges{{0, 64}, {64, 128}, {128, 192}, {192, 256}, {256, 320}}));
+  ASSERT_EQ(six.notes.size(), 1u);
+  EXPECT_TRUE(Contains(six.notes[0], "using 5 of 6 tiles")) << six.notes[0];
+}
+
+TEST(PlanSplit, Npu40xxUnevenK) {
+  const ConvOp op = MakeOp(14, 14, 64, 352);
+  PlanOptions o;
+  o.split = SplitStrategy::kSok;
+  // Dense output: the compiler's segments, 5 x 64 + 32.
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan dense, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(KRanges(dense),
+            (Ranges{{0, 64}, {64, 128}, {128, 192}, {192, 256}, {256, 320}, {320, 352}}));
+  EXPECT_EQ(dense.k_padded, 352);
+  // Sparse output: equal splits. 2 tiles of 176 lose to padding 352 -> 384 = 6 x 64.
+  o.output_sparse = true;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan sparse, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(sparse.k_padded, 384);
+  EXPECT_EQ(sparse.tiles_used, 6);
+  EXPECT_EQ(sparse.tiles.back().k_begin, 320);
+  EXPECT_EQ(sparse.tiles.back().k_end, 384);
+  ASSERT_EQ(sparse.notes.size(), 1u);
+  EXPECT_TRUE(Contains(sparse.notes[0], "K=352 padded to 384")) << sparse.notes[0];
+}
+
+TEST(PlanSplit, SokNeedsSixteenChannelsPerTile) {
+  PlanOptions o;
+  o.split = SplitStrategy::kSok;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(MakeOp(8, 8, 32, 32), Npu40(), o));
+  EXPECT_EQ(KRanges(p), (Ranges{{0, 16}, {16, 32}}));
+  ASSERT_EQ(p.notes.size(), 1u);
+  EXPECT_TRUE(Contains(p.notes[0], "only 2 of 6 tiles")) << p.notes[0];
+  StatusOr<Plan> bad = PlanWith(MakeOp(8, 8, 32, 16), Npu40(), o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(bad.status().message(), ">= 16 output channels")) << bad.status().message();
+}
+
+TEST(PlanSplit, Npu37xxSohRowMultiple) {
+  // OH=10, OW=6 on 2 tiles: 5 rows would give 30 pixels per tile.
+  const ConvOp op = MakeOp(10, 6, 16, 16);
+  PlanOptions o;
+  o.split = SplitStrategy::kSoh;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan dense, PlanWith(op, Npu37(), o));
+  EXPECT_EQ(RowRanges(dense), (Ranges{{0, 6}, {6, 10}}));  // 6 x 6 = 36, a multiple of 4
+  ASSERT_EQ(dense.notes.size(), 1u);
+  EXPECT_TRUE(Contains(dense.notes[0], "multiple of 4 (dense input)")) << dense.notes[0];
+  o.input_sparse = true;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan sparse, PlanWith(op, Npu37(), o));
+  EXPECT_EQ(RowRanges(sparse), (Ranges{{0, 8}, {8, 10}}));  // 6 x 8 = 48, a multiple of 8
+  // NPU40XX has no such rule.
+  o.tiles = 2;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p40, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(RowRanges(p40), (Ranges{{0, 5}, {5, 10}}));
+  EXPECT_TRUE(p40.notes.empty());
+  // OH=6, OW=7, sparse input: 8 rows per tile leave nothing for tile 1.
+  StatusOr<Plan> bad = PlanWith(MakeOp(6, 7, 16, 16), Npu37(), o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(Contains(bad.status().message(), "split = SOH on NPU37XX")) << bad.status().message();
+  EXPECT_TRUE(Contains(bad.status().message(), "multiple of 8 (sparse input)"))
+      << bad.status().message();
+}
+
+TEST(PlanSplit, AutoPicksByShape) {
+  // Large K, small spatial -> SOK.
+  PlanOptions o;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan sok, PlanWith(MakeOp(7, 7, 128, 512, 3), Npu40(), o));
+  EXPECT_EQ(sok.split, SplitStrategy::kSok) << sok.split_reason;
+  EXPECT_TRUE(Contains(sok.split_reason, "auto: SOK over 6 tiles")) << sok.split_reason;
+  EXPECT_TRUE(Contains(sok.split_reason, "beats SOH")) << sok.split_reason;
+  // Large spatial, few channels -> SOH.
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan soh, PlanWith(MakeOp(56, 56, 64, 64, 3), Npu40(), o));
+  EXPECT_EQ(soh.split, SplitStrategy::kSoh) << soh.split_reason;
+  EXPECT_TRUE(Contains(soh.split_reason, "beats SOK")) << soh.split_reason;
+  // With 2.4 MB of weights SOH (weights on every tile) does not fit: SOK whatever the cycles.
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan wide, PlanWith(MakeOp(7, 7, 512, 512, 3), Npu40(), o));
+  EXPECT_EQ(wide.split, SplitStrategy::kSok);
+  EXPECT_TRUE(Contains(wide.split_reason, "does not fit: SOH on 4 tiles")) << wide.split_reason;
+  // Neither split possible (K=16, one output row): clustering on one tile.
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan one, PlanWith(MakeOp(1, 16, 16, 16), Npu37(), o));
+  EXPECT_EQ(one.split, SplitStrategy::kClustering);
+  EXPECT_EQ(one.tiles_used, 1);
+  EXPECT_TRUE(Contains(one.split_reason, "fallback")) << one.split_reason;
+  // One tile asked for: no split.
+  o.tiles = 1;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan t1, PlanWith(MakeOp(56, 56, 64, 64, 3), Npu40(), o));
+  EXPECT_EQ(t1.split, SplitStrategy::kClustering);
+  EXPECT_EQ(t1.tiles_used, 1);
+}
+
+TEST(PlanSplit, ForcedClusteringDuplicatesTheLayer) {
+  PlanOptions o;
+  o.split = SplitStrategy::kClustering;
+  o.tiles = 3;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(MakeOp(8, 8, 16, 32), Npu40(), o));
+  EXPECT_EQ(p.tiles_used, 3);
+  for (const TilePlan& t : p.tiles) {
+    EXPECT_EQ(t.k_begin, 0);
+    EXPECT_EQ(t.k_end, 32);
+    EXPECT_EQ(t.row_end, 8);
+  }
+}
+
+TEST(PlanSplit, CmxFit) {
+  // 112x112x128 u8 in and out: SOK keeps the whole input on each tile and overflows NPU37XX's
+  // 1,982,464 bytes; SOH halves the input and output and fits.
+  const ConvOp op = MakeOp(112, 112, 128, 128, 3);
+  PlanOptions o;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, Npu37(), o));
+  EXPECT_EQ(p.split, SplitStrategy::kSoh);
+  EXPECT_TRUE(Contains(p.split_reason, "does not fit: SOK")) << p.split_reason;
+  for (const TilePlan& t : p.tiles) EXPECT_LE(t.cmx_bytes(), Npu37().cmx_bytes_per_tile);
+  o.split = SplitStrategy::kSok;
+  StatusOr<Plan> sok = PlanWith(op, Npu37(), o);
+  ASSERT_FALSE(sok.ok());
+  EXPECT_EQ(sok.status().code(), StatusCode::kOutOfRange);
+  EXPECT_TRUE(Contains(sok.status().message(), "cmx: SOK on 2 tiles needs 2,483,200 bytes"))
+      << sok.status().message();
+  // 32 MiB of input fits nowhere.
+  o.split = SplitStrategy::kAuto;
+  StatusOr<Plan> huge = PlanWith(MakeOp(256, 256, 512, 64), Npu37(), o);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_TRUE(Contains(huge.status().message(), "cmx: no split of the layer fits on NPU37XX"))
+      << huge.status().message();
+  o.tiles = 1;
+  huge = PlanWith(MakeOp(256, 256, 512, 64), Npu37(), o);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_TRUE(Contains(huge.status().message(), "cmx: clustering on 1 tile needs 37,782,528 bytes"))
+      << huge.status().message();
+}
+
+TEST(PlanErrors, NamesTheRule) {
+  PlanOptions o;
+  ConvOp op = MakeOp(8, 8, 64, 64);
+  // K not a multiple of 16.
+  ConvOp k40 = op;
+  k40.g.k = 40;
+  StatusOr<Plan> p = PlanOp(k40, Tensor(DType::kI8, {40, 1, 1, 64}), Npu37(), o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(Contains(p.status().message(), "k (output channels) = 40: must be a multiple of 16"));
+  // Storage-element sizes.
+  o.input_se_size = 48;
+  p = PlanWith(MakeOp(8, 8, 96, 64), Npu37(), o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(Contains(p.status().message(), "input se_size = 48 on NPU37XX"));
+  EXPECT_TRUE(Contains(p.status().message(), "power-of-two")) << p.status().message();
+  EXPECT_TRUE(PlanWith(MakeOp(8, 8, 96, 64), Npu40(), o).ok());
+  p = PlanWith(op, Npu40(), o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(Contains(p.status().message(), "input se_size = 48: must divide C = 64"));
+  o.input_se_size = 0;
+  o.output_se_size = 40;
+  p = PlanWith(op, Npu40(), o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(Contains(p.status().message(), "output se_size = 40 on NPU40XX"));
+  // An output SE that does not divide the SOK split.
+  o.output_se_size = 64;
+  o.split = SplitStrategy::kSok;
+  o.tiles = 2;
+  p = PlanWith(MakeOp(8, 8, 64, 320), Npu40(), o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(
+      Contains(p.status().message(), "must divide every tile's channel count (tile 0 has 160)"))
+      << p.status().message();
+  // Every output row reads only padding rows: no tile can be cut out of the input.
+  ConvOp void_rows = MakeOp(1, 16, 16, 16);
+  void_rows.g.pad_top = 5;
+  void_rows.g.stride_y = 8;
+  p = PlanWith(void_rows, Npu37(), PlanOptions());
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(Contains(p.status().message(), "read only padding rows")) << p.status().message();
+  // Tile count.
+  o = PlanOptions();
+  o.tiles = 3;
+  p = PlanWith(op, Npu37(), o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_TRUE(Contains(p.status().message(), "tiles = 3: must be in [0, 2] on NPU37XX"));
+}
+
+// ---- Workloads ----
+
+TEST(PlanWorkloads, MpeModeFewestCuboidsThenReads) {
+  PlanOptions o;
+  o.tiles = 1;
+  o.workloads_per_tile = 1;
+  // 56x56x64: 16x16x64 cuboids cover it in 16, 16x8x128 in 28, 8x8x256 in 49.
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan a, PlanWith(MakeOp(56, 56, 64, 64, 3), Npu40(), o));
+  ASSERT_EQ(a.workloads.size(), 1u);
+  const Workload& w = a.workloads[0];
+  EXPECT_EQ(w.mpe_mode, MpeMode::kCuboid16x16);
+  EXPECT_EQ(w.cuboids, 16);
+  EXPECT_DOUBLE_EQ(w.utilisation, 56.0 * 56 * 64 / (16 * 16384));
+  EXPECT_EQ(w.cycles, 16 * 16384 * 576 / 2048);  // dense: every padded MAC
+  // 8x16x128: one 16x8x128 cuboid, two of the others.
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan b, PlanWith(MakeOp(8, 16, 64, 128), Npu40(), o));
+  EXPECT_EQ(b.workloads[0].mpe_mode, MpeMode::kCuboid8x16);
+  EXPECT_EQ(b.workloads[0].cuboids, 1);
+  // 14x14x256: four cuboids in every mode; 8x8x256 reads the input once instead of 4 or 2 times.
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan c, PlanWith(MakeOp(14, 14, 256, 256, 3), Npu40(), o));
+  EXPECT_EQ(c.workloads[0].mpe_mode, MpeMode::kCuboid4x16);
+  EXPECT_EQ(c.workloads[0].cuboids, 4);
+  // Chunks 8 + 6 outputs read windows 10 + 8 per dimension: 18 x 18 pixels x 256 bytes / 16.
+  EXPECT_EQ(c.workloads[0].input_reads, 18 * 18 * 16);
+}
+
+TEST(PlanWorkloads, SparseWeightsScaleCycles) {
+  PlanOptions o;
+  o.tiles = 1;
+  o.workloads_per_tile = 1;
+  o.heuristic = WeightHeuristic::kSparse;
+  const ConvOp op = MakeOp(16, 16, 128, 64);
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, Npu37(), o, /*nnz=*/32));
+  ASSERT_TRUE(p.weights.sparse);
+  // One 16x16x64 cuboid of 128 taps at a quarter density.
+  EXPECT_EQ(p.workloads[0].cycles, 16384 * 128 / 4 / 2048);
+  // Weight bytes: 32 packed bytes + 16 map + 16 table per channel.
+  EXPECT_EQ(p.workloads[0].weight_bytes, 64 * (32 + 16 + 16));
+}
+
+// Tiles cover [0, k_padded) x [0, OH) (SOK/SOH) and workloads cover each tile, within CMX.
+void ExpectCoverage(const Plan& p) {
+  const ConvGeometry& g = p.op.g;
+  int64_t covered = 0;
+  for (const TilePlan& t : p.tiles) {
+    EXPECT_LE(t.cmx_bytes(), p.target->cmx_bytes_per_tile);
+    EXPECT_EQ((t.k_end - t.k_begin) % 16, 0);
+    EXPECT_EQ((t.k_end - t.k_begin) % t.output_se_size, 0);
+    covered += (t.k_end - t.k_begin) * (t.row_end - t.row_begin);
+    int64_t rows = 0, cycles = 0;
+    for (const Workload& w : p.workloads) {
+      if (w.tile != t.tile) continue;
+      EXPECT_EQ(w.k_begin, t.k_begin);
+      EXPECT_EQ(w.k_end, t.k_end);
+      EXPECT_EQ(w.row_begin, t.row_begin + rows);
+      EXPECT_EQ(w.col_begin, 0);
+      EXPECT_EQ(w.col_end, g.out_w());
+      EXPECT_GE(w.in_row_begin, t.in_row_begin);
+      EXPECT_LE(w.in_row_end, t.in_row_end);
+      rows += w.row_end - w.row_begin;
+      cycles += w.cycles;
+    }
+    EXPECT_EQ(rows, t.row_end - t.row_begin);
+    EXPECT_EQ(cycles, t.cycles);
+  }
+  if (p.split != SplitStrategy::kClustering) {
+    EXPECT_EQ(covered, p.k_padded * g.out_h());
+  }
+}
+
+TEST(PlanWorkloads, CoverTheLayer) {
+  for (const LayerSpec& spec : StandardLayers()) {
+    for (const Target* t : AllTargets()) {
+      for (SplitStrategy s : {SplitStrategy::kAuto, SplitStrategy::kSok, SplitStrategy::kSoh}) {
+        for (bool sparse_out : {false, true}) {
+          SCOPED_TRACE(spec.name + " on " + t->name + " " + SplitStrategyName(s) +
+                       (sparse_out ? " sparse out" : ""));
+          ConvOp op = MakeOp(spec.h, spec.w, spec.c, spec.k, spec.ky);
+          PlanOptions o;
+          o.split = s;
+          o.output_sparse = sparse_out;
+          DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, *t, o, op.g.taps() / 3));
+          ExpectCoverage(p);
+        }
+      }
+    }
+  }
+}
+
+// ---- Output ----
+
+TEST(PlanOutput, JsonAndText) {
+  const ConvOp op = MakeOp(28, 28, 256, 320);
+  PlanOptions o;
+  o.split = SplitStrategy::kSok;
+  o.output_sparse = true;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, Npu37(), o, 102));  // 60% sparse
+  const nlohmann::json j = PlanToJson(p);
+  EXPECT_EQ(j["target"], "NPU37XX");
+  EXPECT_EQ(j["weights_sparse"], true);
+  EXPECT_EQ(j["reason"], p.weights.reason);
+  EXPECT_TRUE(Contains(j["reason"].get<std::string>(), "sas: sparsity 60.16% >= 12.5%"));
+  EXPECT_EQ(j["traffic"]["dense_bytes"], 320 * 256 + 320 * 16);
+  EXPECT_EQ(j["traffic"]["sparse_bytes"], 320 * (112 + 32 + 16));
+  EXPECT_EQ(j["split"], "SOK");
+  EXPECT_EQ(j["k_padded"], 512);
+  ASSERT_EQ(j["tiles"].size(), 2u);
+  EXPECT_EQ(j["tiles"][1]["tile"], 1);
+  EXPECT_EQ(j["tiles"][1]["k_begin"], 256);
+  EXPECT_EQ(j["tiles"][1]["k_end"], 512);
+  EXPECT_EQ(j["tiles"][1]["row_begin"], 0);
+  EXPECT_EQ(j["tiles"][1]["row_end"], 28);
+  ASSERT_EQ(j["workloads"].size(), p.workloads.size());
+  for (const char* key : {"tile", "mpe_mode", "k_begin", "k_end", "row_begin", "row_end",
+                          "col_begin", "col_end", "cycles"}) {
+    EXPECT_TRUE(j["workloads"][0].contains(key)) << key;
+  }
+  EXPECT_EQ(j["workloads"][0]["mpe_mode"], MpeModeName(p.workloads[0].mpe_mode));
+  EXPECT_EQ(j["cycles"], p.cycles);
+
+  const std::string text = PlanToText(p);
+  EXPECT_TRUE(Contains(text, "on NPU37XX (VPU2.7)")) << text;
+  EXPECT_TRUE(Contains(text, p.weights.reason)) << text;
+  EXPECT_TRUE(Contains(text, "split: SOK over 2 tiles, K=320 padded to 512")) << text;
+  EXPECT_TRUE(Contains(text, "note: K=320 padded to 512")) << text;
+  EXPECT_TRUE(Contains(text, "tile 1: k [256, 512)")) << text;
+}
+
+// ---- Slices run on the reference and reassemble to the whole layer ----
+
+Tensor RunDense(const ConvLayer& layer, const StorageOptions& s, const Target& t) {
+  StatusOr<DpuTask> task = LowerLayer(layer, s, t);
+  EXPECT_TRUE(task.ok()) << task.status().ToString();
+  if (!task.ok()) return Tensor();
+  StatusOr<DpuOutput> out = RunReference(*task, t);
+  EXPECT_TRUE(out.ok()) << out.status().ToString();
+  if (!out.ok()) return Tensor();
+  StatusOr<Tensor> dense = DenseOutput(*out, layer.op.ppe.out_zp);
+  EXPECT_TRUE(dense.ok()) << dense.status().ToString();
+  return dense.ok() ? *dense : Tensor();
+}
+
+// Copies the real channels of a slice's output [rows, OW, kc] into the whole output.
+void Place(const Tensor& part, int64_t k_begin, int64_t row_begin, int64_t k, Tensor* whole) {
+  const int64_t eb = DTypeBytes(part.dtype);
+  const int64_t rows = part.shape[0], ow = part.shape[1], kc = part.shape[2];
+  const int64_t real = std::min(kc, k - k_begin);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t x = 0; x < ow; ++x) {
+      std::memcpy(whole->bytes.data() + (((row_begin + r) * ow + x) * k + k_begin) * eb,
+                  part.bytes.data() + ((r * ow + x) * kc) * eb, static_cast<size_t>(real * eb));
+    }
+  }
+}
+
+struct SliceCase {
+  LayerSpec spec;
+  const Target* target;
+  PlanOptions options;
+};
+
+TEST(PlanSlices, ReassembleToTheWholeLayer) {
+  std::vector<SliceCase> cases;
+  auto add = [&](LayerSpec s, const Target& t, SplitStrategy split, bool sparse,
+                 WeightHeuristic h = WeightHeuristic::kSas) {
+    PlanOptions o;
+    o.split = split;
+    o.input_sparse = o.output_sparse = sparse;
+    o.heuristic = h;
+    o.workloads_per_tile = 2;
+    cases.push_back({s, &t, o});
+  };
+  LayerSpec conv3;
+  conv3.name = "conv3";
+  conv3.h = 9;
+  conv3.w = 7;
+  conv3.c = 32;
+  conv3.k = 48;
+  conv3.ky = conv3.kx = 3;
+  conv3.weight_sparsity = 0.6;
+  conv3.input_sparsity = 0.4;
+  LayerSpec strided = conv3;
+  strided.name = "strided";
+  strided.h = 11;
+  strided.stride = 2;
+  strided.pad = 2;
+  strided.ky = strided.kx = 5;
+  strided.k = 64;
+  LayerSpec k320;  // the seed's channel count on a tiny image
+  k320.name = "k320";
+  k320.h = k320.w = 3;
+  k320.c = 16;
+  k320.k = 320;
+  k320.weight_sparsity = 0.6;
+  k320.input_sparsity = 0.4;
+  LayerSpec tall = conv3;  // enough rows for several workloads per tile
+  tall.name = "tall";
+  tall.h = 40;
+  tall.w = 5;
+  tall.c = 16;
+  tall.k = 32;
+  LayerSpec fp = conv3;
+  fp.name = "fp16";
+  fp.in_dtype = fp.w_dtype = fp.out_dtype = DType::kFP16;
+  for (const Target* t : AllTargets()) {
+    for (SplitStrategy s : {SplitStrategy::kSok, SplitStrategy::kSoh, SplitStrategy::kAuto}) {
+      add(conv3, *t, s, false);
+      add(conv3, *t, s, true, WeightHeuristic::kSparse);
+      add(strided, *t, s, true, WeightHeuristic::kSparse);
+      add(fp, *t, s, false, WeightHeuristic::kSparse);
+      add(tall, *t, s, true, WeightHeuristic::kSparse);
+    }
+    add(k320, *t, SplitStrategy::kSok, true, WeightHeuristic::kSparse);
+    add(k320, *t, SplitStrategy::kSok, false);
+    add(conv3, *t, SplitStrategy::kClustering, true);
+  }
+  const uint64_t base = BaseSeed(7);
+  int padded_plans = 0, multi_workload_plans = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const SliceCase& c = cases[i];
+    const uint64_t seed = base + i;
+    SCOPED_TRACE(c.spec.name + " on " + c.target->name + " " + SplitStrategyName(c.options.split) +
+                 (c.options.output_sparse ? " sparse" : " dense") + " " + SeedTrace(seed));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(c.spec, seed));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, *c.target, c.options));
+    if (c.options.input_sparse) {
+      EXPECT_GT(plan.input_sparsity, 0.2);
+    }
+    padded_plans += plan.k_padded > layer.op.g.k;
+    multi_workload_plans += plan.workloads.size() > plan.tiles.size();
+    const Tensor whole = RunDense(layer, StorageOptions(), *c.target);
+    const ConvGeometry& g = layer.op.g;
+    Tensor by_tiles(whole.dtype, whole.shape), by_workloads(whole.dtype, whole.shape);
+    for (const TilePlan& t : plan.tiles) {
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer part,
+                                  SliceLayer(layer, t.k_begin, t.k_end, t.row_begin, t.row_end));
+      EXPECT_EQ(part.op.g.h, t.in_row_end - t.in_row_begin);
+      Place(RunDense(part, TileStorage(plan, t), *c.target), t.k_begin, t.row_begin, g.k,
+            &by_tiles);
+    }
+    for (const Workload& w : plan.workloads) {
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer part,
+                                  SliceLayer(layer, w.k_begin, w.k_end, w.row_begin, w.row_end));
+      EXPECT_EQ(part.op.g.h, w.in_row_end - w.in_row_begin);
+      Place(RunDense(part, StorageOptions(), *c.target), w.k_begin, w.row_begin, g.k,
+            &by_workloads);
+    }
+    EXPECT_EQ(FirstDifference(by_tiles, whole), "");
+    EXPECT_EQ(FirstDifference(by_workloads, whole), "");
+  }
+  // The sweep reached padded channels and tiles cut into several workloads.
+  EXPECT_GT(padded_plans, 0);
+  EXPECT_GT(multi_workload_plans, 0);
+}
+
+TEST(PlanSlices, PaddingChannelsAndBadRanges) {
+  LayerSpec spec;
+  spec.name = "pad";
+  spec.h = spec.w = 5;
+  spec.c = 16;
+  spec.k = 48;
+  spec.ky = spec.kx = 3;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 3));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer part, SliceLayer(layer, 32, 64, 1, 4));
+  EXPECT_EQ(part.op.g.k, 32);
+  EXPECT_EQ(part.op.g.h, 5);  // rows 0..4 feed output rows 1..3 with no padding
+  EXPECT_EQ(part.op.g.pad_top, 0);
+  EXPECT_EQ(part.op.g.pad_bottom, 0);
+  // Channels 48..63 are padding: zero-point weights and zero requantisation.
+  const int64_t taps = layer.op.g.taps();
+  for (int64_t i = 16 * taps; i < 32 * taps; ++i) {
+    ASSERT_EQ(LoadInt(part.weights.dtype, part.weights.bytes.data(), i), layer.op.w_zp);
+  }
+  EXPECT_EQ(part.quant.mult[16], 0);
+  EXPECT_EQ(part.quant.mult[15], layer.quant.mult[47]);
+
+  EXPECT_TRUE(Contains(SliceLayer(layer, 8, 32, 0, 5).status().message(), "multiples of 16"));
+  EXPECT_TRUE(Contains(SliceLayer(layer, 48, 64, 0, 5).status().message(), "k_begin < K = 48"));
+  EXPECT_TRUE(Contains(SliceLayer(layer, 0, 16, 3, 6).status().message(), "inside [0, OH = 5)"));
+  spec.pad = 4;  // output row 0 reads input rows -4..-2: padding only
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer padded, GenerateLayer(spec, 3));
+  EXPECT_TRUE(Contains(SliceLayer(padded, 0, 16, 0, 1).status().message(), "only padding rows"));
+}
+
+}  // namespace
+}  // namespace dpuemu

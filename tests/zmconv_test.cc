@@ -1,0 +1,214 @@
+// The fast ZMConv against the reference DPU, bit for bit, on every compiled Highway target.
+#include "kernels/zmconv.h"
+
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "hw/dpu_task.h"
+#include "hw/layer.h"
+#include "hw/rng.h"
+#include "kernels/ref/zmconv_ref.h"
+#include "tests/test_util.h"
+
+namespace dpuemu {
+namespace {
+
+struct Types {
+  DType in, w, out;
+};
+const Types kTypes[] = {
+    {DType::kU8, DType::kI8, DType::kU8},     {DType::kI8, DType::kI8, DType::kI8},
+    {DType::kU8, DType::kU8, DType::kI32},    {DType::kI8, DType::kU8, DType::kU8},
+    {DType::kFP16, DType::kFP16, DType::kFP16}, {DType::kFP16, DType::kFP16, DType::kFP32},
+    {DType::kBF16, DType::kBF16, DType::kBF16}, {DType::kBF16, DType::kBF16, DType::kFP16},
+};
+
+// Runs `layer` in `storage` through the reference and through RunZMConv with each kernel, on the
+// currently selected Highway target, and compares the dense outputs byte for byte.
+void ExpectSameAsReference(const ConvLayer& layer, const StorageOptions& storage, const Target& target) {
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref_out, RunReference(task, target));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(Tensor ref, DenseOutput(ref_out, layer.op.ppe.out_zp));
+  for (ConvKernel kernel : {ConvKernel::kAuto, ConvKernel::kDense, ConvKernel::kSparseWeights}) {
+    SCOPED_TRACE(std::string("kernel ") + ConvKernelName(kernel));
+    KernelOptions opts;
+    opts.kernel = kernel;
+    KernelReport report;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput out, RunZMConv(task, target, opts, &report));
+    EXPECT_EQ(out.sparse(), storage.output_sparse);
+    EXPECT_EQ(out.data.bytes, ref_out.data.bytes) << "storage differs; isa " << report.isa;
+    EXPECT_EQ(out.map, ref_out.map);
+    DPUEMU_ASSERT_OK_AND_ASSIGN(Tensor got, DenseOutput(out, layer.op.ppe.out_zp));
+    const std::string diff = FirstDifference(ref, got);
+    ASSERT_TRUE(diff.empty()) << diff << " (isa " << report.isa << ", " << report.reason << ")";
+  }
+}
+
+// Every compiled target that this CPU runs; the test fails if none ran.
+template <class F>
+void ForEachTarget(F&& body) {
+  int ran = 0;
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(std::string("target ") + hwy::TargetName(target));
+    std::printf("[ target   ] %s\n", hwy::TargetName(target));
+    body();
+    ++ran;
+    if (::testing::Test::HasFatalFailure()) break;
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  ASSERT_GT(ran, 0) << "no Highway target ran";
+}
+
+TEST(ZMConvTest, GeneratedLayersMatchReferenceOnEveryTarget) {
+  const uint64_t base = BaseSeed(7001);
+  const double sparsities[] = {0.0, 0.5, 0.9, 1.0};
+  ForEachTarget([&] {
+    for (int i = 0; i < 24; ++i) {
+      const uint64_t seed = base + i;
+      SCOPED_TRACE(SeedTrace(seed));
+      Rng rng(seed);
+      const Types& types = kTypes[i % 8];
+      LayerSpec spec;
+      spec.name = "gen";
+      spec.c = 16 * rng.Int(1, 3);
+      spec.k = 16 * rng.Int(1, 3);
+      spec.ky = rng.Int(1, 3) * 2 - 1;
+      spec.kx = rng.Bernoulli(0.8) ? spec.ky : rng.Int(1, 5);
+      spec.stride = rng.Int(1, 3);
+      spec.h = rng.Int(spec.ky, 9);
+      // Output widths around the register blocks: 1, 3, 7, 8, 9, 15, 16, 17, 33 ...
+      const int64_t ows[] = {1, 3, 7, 8, 9, 15, 16, 17, 33};
+      const int64_t ow = ows[rng.Int(0, 8)];
+      spec.pad = rng.Int(0, (std::min(spec.ky, spec.kx) - 1) / 2);
+      spec.w = std::max<int64_t>((ow - 1) * spec.stride + spec.kx - 2 * spec.pad, 1);
+      spec.in_dtype = types.in;
+      spec.w_dtype = types.w;
+      spec.out_dtype = types.out;
+      spec.weight_sparsity = sparsities[rng.Int(0, 3)];
+      spec.input_sparsity = sparsities[rng.Int(0, 2)];
+      spec.leaky_relu = rng.Bernoulli(0.5);
+      DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, seed));
+      if (rng.Bernoulli(0.3) && types.out != DType::kI32) {
+        layer.op.ppe.clamp_lo = IsFloat(types.out) ? -0.5 : static_cast<double>(layer.op.ppe.out_zp - 20);
+        layer.op.ppe.clamp_hi = IsFloat(types.out) ? 1.25 : static_cast<double>(layer.op.ppe.out_zp + 30);
+      }
+      StorageOptions storage;
+      storage.weights_sparse = rng.Bernoulli(0.5);
+      storage.input_sparse = rng.Bernoulli(0.5);
+      storage.input_se_table = rng.Bernoulli(0.3);
+      storage.output_sparse = rng.Bernoulli(0.5);
+      const Target& target = *AllTargets()[i % 2];
+      ExpectSameAsReference(layer, storage, target);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  });
+}
+
+TEST(ZMConvTest, LargeTapCountsFlushIntegerAccumulatorsExactly) {
+  // 3x3x256 = 2304 taps: nine flushes of the fp32 partial sums; extreme values and zero points
+  // make the sums large.
+  ForEachTarget([&] {
+    LayerSpec spec;
+    spec.name = "deep";
+    spec.h = spec.w = 5;
+    spec.c = 256;
+    spec.k = 32;
+    spec.ky = spec.kx = 3;
+    spec.in_dtype = DType::kU8;
+    spec.w_dtype = DType::kU8;
+    spec.out_dtype = DType::kI32;
+    spec.weight_sparsity = 0.3;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 99));
+    layer.op.in_zp = 0;
+    layer.op.w_zp = 255;  // every weight - zp in [-255, 0]
+    for (auto& b : layer.input.bytes) b = 255;
+    ExpectSameAsReference(layer, StorageOptions{}, GetTarget(TargetId::kNPU40XX));
+    StorageOptions sparse;
+    sparse.weights_sparse = true;
+    ExpectSameAsReference(layer, sparse, GetTarget(TargetId::kNPU37XX));
+  });
+}
+
+TEST(ZMConvTest, InfInputKeepsTheStorageSemantics) {
+  LayerSpec spec;
+  spec.name = "inf";
+  spec.h = spec.w = 4;
+  spec.c = spec.k = 16;
+  spec.ky = spec.kx = 1;
+  spec.in_dtype = spec.w_dtype = DType::kFP16;
+  spec.out_dtype = DType::kFP32;
+  spec.weight_sparsity = 0.5;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 5));
+  StoreFloat(DType::kFP16, layer.input.bytes.data(), 3, std::numeric_limits<float>::infinity());
+  const Target& target = GetTarget(TargetId::kNPU40XX);
+  for (bool sparse : {false, true}) {
+    StorageOptions storage;
+    storage.weights_sparse = sparse;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, target));
+    KernelReport report;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput got, RunZMConv(task, target, {}, &report));
+    EXPECT_EQ(got.data.bytes, ref.data.bytes);
+    EXPECT_EQ(report.kernel, sparse ? ConvKernel::kSparseWeights : ConvKernel::kDense) << report.reason;
+    KernelOptions cross;
+    cross.kernel = sparse ? ConvKernel::kDense : ConvKernel::kSparseWeights;
+    const auto refused = RunZMConv(task, target, cross);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.status().message().find("kernel"), std::string::npos);
+  }
+  // Dense storage multiplies inf by the +0.0 weights (NaN); sparse storage skips them.
+  StorageOptions dense, sparse;
+  sparse.weights_sparse = true;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask td, LowerLayer(layer, dense, target));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask ts, LowerLayer(layer, sparse, target));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput od, RunZMConv(td, target));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput os, RunZMConv(ts, target));
+  EXPECT_NE(od.data.bytes, os.data.bytes);
+}
+
+TEST(ZMConvTest, AutoChoiceFollowsDensity) {
+  const Target& target = GetTarget(TargetId::kNPU37XX);
+  for (double sparsity : {0.0, 0.9}) {
+    LayerSpec spec = *StandardLayer("r50_3x3_14");
+    spec.h = spec.w = 4;
+    spec.weight_sparsity = sparsity;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 3));
+    StorageOptions storage;
+    storage.weights_sparse = true;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
+    KernelReport report;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput out, RunZMConv(task, target, {}, &report));
+    EXPECT_EQ(report.kernel, sparsity > 0.5 ? ConvKernel::kSparseWeights : ConvKernel::kDense)
+        << report.reason;
+    EXPECT_FALSE(report.isa.empty());
+    EXPECT_NEAR(report.weight_density, 1 - sparsity, 0.05);
+  }
+}
+
+TEST(ZMConvTest, RejectsMalformedTasksLikeTheReference) {
+  LayerSpec spec = *StandardLayer("r50_3x3_14");
+  spec.h = spec.w = 4;
+  spec.weight_sparsity = 0.5;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 4));
+  const Target& target = GetTarget(TargetId::kNPU37XX);
+  StorageOptions storage;
+  storage.weights_sparse = true;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
+  DpuTask bad = task;
+  bad.weight_table.pop_back();
+  EXPECT_FALSE(RunZMConv(bad, target).ok());
+  bad = task;
+  bad.weights.resize(16);
+  const auto r = RunZMConv(bad, target);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("weight"), std::string::npos) << r.status().ToString();
+  EXPECT_FALSE(ParseConvKernel("fastest").ok());
+}
+
+}  // namespace
+}  // namespace dpuemu
