@@ -26,9 +26,8 @@ struct ConvPlan {
   const int32_t* mult;
   const int32_t* shift;
   const double* bias_d;
-  const double* mult_d;
-  const double* inv2s;       // 2^-shift
-  const double* inv2s_leaky;  // 2^-(shift + lrelu_shift)
+  const double* scale_d;        // mult * 2^-shift (exact in double)
+  const double* scale_leaky_d;  // mult * lrelu_mult * 2^-(shift + lrelu_shift)
   // Dense kernel: input padded NHWC [hp][wp][c] (x - x_zp as float, padding 0); weights
   // [k / 16][taps][16].
   const float* xpad;
@@ -152,9 +151,6 @@ void EpilogueFloat(const ConvPlan& p, const float* tile, int64_t npix, int64_t k
 }
 
 void EpilogueInt(const ConvPlan& p, const int32_t* tile, int64_t npix, int64_t k0, uint8_t* out) {
-  const hn::CappedTag<double, 4> dd;
-  const hn::Rebind<int32_t, decltype(dd)> di;
-  const size_t nd = hn::Lanes(dd);
   const PpeParams& q = p.ppe;
   if (q.out == DType::kI32) {
     const hn::CappedTag<int32_t, 16> d32;
@@ -168,36 +164,40 @@ void EpilogueInt(const ConvPlan& p, const int32_t* tile, int64_t npix, int64_t k
     }
     return;
   }
+  const hn::CappedTag<double, 4> dd;
+  const hn::Rebind<int32_t, decltype(dd)> di;
+  const hn::Rebind<uint8_t, decltype(dd)> du8;
+  const hn::Rebind<int8_t, decltype(dd)> di8;
+  const size_t nd = hn::Lanes(dd);
   const auto zp = hn::Set(dd, q.out_zp), lo = hn::Set(dd, q.lo), hi = hn::Set(dd, q.hi);
-  const auto lrelu = hn::Set(dd, q.lrelu_mult), zero = hn::Zero(dd);
-  // Below 2^42, v * lrelu_mult (< 2^53) is still exact in double.
-  const auto exact_limit = hn::Set(dd, 4398046511104.0);
-  alignas(64) int32_t res[16];
+  const auto zero = hn::Zero(dd);
+  // acc + bias < 2^33 and mult * lrelu_mult < 2^27: below 2^26 the leaky product is exact too.
+  const auto leaky_exact = hn::Set(dd, 67108864.0);
   for (int64_t px = 0; px < npix; ++px) {
     const int32_t* a = tile + px * 16;
+    uint8_t* dst = out + px * p.k + k0;
     for (size_t c = 0; c < 16; c += nd) {
       const int64_t k = k0 + static_cast<int64_t>(c);
-      // (acc + bias) * mult < 2^49: exact in double; * 2^-shift is exact; Round is half-to-even.
-      auto v = hn::Mul(hn::Add(hn::PromoteTo(dd, hn::LoadU(di, a + c)), hn::LoadU(dd, p.bias_d + k)),
-                       hn::LoadU(dd, p.mult_d + k));
-      auto inv = hn::LoadU(dd, p.inv2s + k);
+      // (acc + bias) * mult * 2^-shift is exact in double; Round is half-to-even.
+      const auto v = hn::Add(hn::PromoteTo(dd, hn::LoadU(di, a + c)), hn::LoadU(dd, p.bias_d + k));
+      auto scale = hn::LoadU(dd, p.scale_d + k);
       if (q.leaky) {
-        if (!hn::AllTrue(dd, hn::Lt(hn::Abs(v), exact_limit))) {
+        if (!hn::AllTrue(dd, hn::Lt(hn::Abs(v), leaky_exact))) {
           for (size_t i = 0; i < nd; ++i) {
-            res[c + i] = PpeInt(a[c + i], p.bias[k + i], p.mult[k + i], p.shift[k + i], q);
+            const int32_t r = PpeInt(a[c + i], p.bias[k + i], p.mult[k + i], p.shift[k + i], q);
+            dst[c + i] = static_cast<uint8_t>(r);
           }
           continue;
         }
-        const auto neg = hn::Lt(v, zero);
-        v = hn::IfThenElse(neg, hn::Mul(v, lrelu), v);
-        inv = hn::IfThenElse(neg, hn::LoadU(dd, p.inv2s_leaky + k), inv);
+        scale = hn::IfThenElse(hn::Lt(v, zero), hn::LoadU(dd, p.scale_leaky_d + k), scale);
       }
-      v = hn::Add(hn::Round(hn::Mul(v, inv)), zp);
-      v = hn::Min(hn::Max(v, lo), hi);
-      hn::StoreU(hn::DemoteTo(di, v), di, res + c);
+      const auto r = hn::DemoteTo(di, hn::Min(hn::Max(hn::Add(hn::Round(hn::Mul(v, scale)), zp), lo), hi));
+      if (q.out == DType::kU8) {
+        hn::StoreU(hn::DemoteTo(du8, r), du8, dst + c);
+      } else {
+        hn::StoreU(hn::DemoteTo(di8, r), di8, reinterpret_cast<int8_t*>(dst + c));
+      }
     }
-    uint8_t* dst = out + px * p.k + k0;
-    for (int i = 0; i < 16; ++i) dst[i] = static_cast<uint8_t>(res[i]);
   }
 }
 
@@ -346,18 +346,21 @@ void DenseRowsI16(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k
 
 // ---- Sparse-weights kernel: P vectors of output pixels, one non-zero weight broadcast ----
 
-template <size_t P>
+// R output rows x P vectors of pixels share each broadcast weight (up to 4 accumulators).
+template <size_t P, size_t R>
 HWY_NOINLINE void SparseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t kb, int64_t npix) {
   const DF d;
-  alignas(64) float ftile[P * kN * 16];
-  alignas(64) int32_t itile[P * kN * 16];
-  alignas(64) float lanes[P * kN];
-  alignas(64) int32_t ilanes[P * kN];
-  const float* base = p.xplanar + oy * p.sy * p.wq + ox0;
+  constexpr size_t kPix = P * kN;
+  alignas(64) float ftile[R * kPix * 16];
+  alignas(64) int32_t itile[R * kPix * 16];
+  alignas(64) float lanes[R * kPix];
+  alignas(64) int32_t ilanes[R * kPix];
+  const float* base[R];
+  DPUEMU_UNROLL for (size_t r = 0; r < R; ++r) base[r] = p.xplanar + (oy + r) * p.sy * p.wq + ox0;
   for (int64_t kk = 0; kk < 16; ++kk) {
     const int64_t k = kb * 16 + kk;
-    VF acc[P];
-    DPUEMU_UNROLL for (size_t q = 0; q < P; ++q) acc[q] = hn::Zero(d);
+    VF acc[R * P];
+    DPUEMU_UNROLL for (size_t q = 0; q < R * P; ++q) acc[q] = hn::Zero(d);
     if (p.integer) std::memset(ilanes, 0, sizeof(ilanes));
     const int64_t end = p.nz_begin[k + 1];
     int64_t j = p.nz_begin[k];
@@ -365,42 +368,60 @@ HWY_NOINLINE void SparseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t
       const int64_t chunk_end = p.integer ? std::min(end, j + kFlushTaps) : end;
       for (; j < chunk_end; ++j) {
         const VF w = hn::Set(d, p.nz_w[j]);
-        const float* src = base + p.nz_off[j];
-        DPUEMU_UNROLL for (size_t q = 0; q < P; ++q) acc[q] = hn::MulAdd(hn::LoadU(d, src + q * kN), w, acc[q]);
+        const int64_t off = p.nz_off[j];
+        DPUEMU_UNROLL for (size_t r = 0; r < R; ++r) {
+          DPUEMU_UNROLL for (size_t q = 0; q < P; ++q) {
+            acc[r * P + q] = hn::MulAdd(hn::LoadU(d, base[r] + off + q * kN), w, acc[r * P + q]);
+          }
+        }
       }
       if (p.integer) FlushToInt(acc, ilanes);
     }
     if (p.integer) {
-      for (int64_t i = 0; i < npix; ++i) itile[i * 16 + kk] = ilanes[i];
+      for (size_t r = 0; r < R; ++r) {
+        for (int64_t i = 0; i < npix; ++i) itile[(r * kPix + i) * 16 + kk] = ilanes[r * kPix + i];
+      }
     } else {
-      for (size_t q = 0; q < P; ++q) hn::Store(acc[q], d, lanes + q * kN);
-      for (int64_t i = 0; i < npix; ++i) ftile[i * 16 + kk] = lanes[i];
+      DPUEMU_UNROLL for (size_t q = 0; q < R * P; ++q) hn::Store(acc[q], d, lanes + q * kN);
+      for (size_t r = 0; r < R; ++r) {
+        for (int64_t i = 0; i < npix; ++i) ftile[(r * kPix + i) * 16 + kk] = lanes[r * kPix + i];
+      }
     }
   }
-  Epilogue(p, ftile, itile, npix, oy, ox0, kb * 16);
+  for (size_t r = 0; r < R; ++r) {
+    Epilogue(p, ftile + r * kPix * 16, itile + r * kPix * 16, npix, oy + static_cast<int64_t>(r), ox0, kb * 16);
+  }
 }
 
-constexpr size_t kSparseP = kV >= 4 ? 1 : 4;  // 4 vectors of pixels per non-zero (1 if scalar)
+constexpr size_t kSparseP = kV >= 4 ? 1 : 4;  // vectors of pixels per row segment (1 if scalar)
 
 void SparseRows(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k_begin, int64_t k_end) {
   const int64_t seg = static_cast<int64_t>(kSparseP * kN);
-  for (int64_t oy = oy_begin; oy < oy_end; ++oy) {
+  for (int64_t oy = oy_begin; oy < oy_end;) {
+    // Narrow rows take several rows per tile so each weight still feeds 4 vectors.
+    const int64_t vecs_row = (std::min(seg, p.ow) + static_cast<int64_t>(kN) - 1) / static_cast<int64_t>(kN);
+    const int64_t rows = kSparseP == 4 ? std::min<int64_t>(std::max<int64_t>(1, 4 / vecs_row), oy_end - oy) : 1;
     for (int64_t kb = k_begin / 16; kb < k_end / 16; ++kb) {
       for (int64_t ox = 0; ox < p.ow; ox += seg) {
         const int64_t n = std::min(seg, p.ow - ox);
         const int64_t vecs = (n + static_cast<int64_t>(kN) - 1) / static_cast<int64_t>(kN);
         if constexpr (kSparseP == 4) {
-          switch (vecs) {
-            case 1: SparseTile<1>(p, oy, ox, kb, n); break;
-            case 2: SparseTile<2>(p, oy, ox, kb, n); break;
-            case 3: SparseTile<3>(p, oy, ox, kb, n); break;
-            default: SparseTile<4>(p, oy, ox, kb, n); break;
+          switch (vecs * 8 + rows) {
+            case 8 + 1: SparseTile<1, 1>(p, oy, ox, kb, n); break;
+            case 8 + 2: SparseTile<1, 2>(p, oy, ox, kb, n); break;
+            case 8 + 3: SparseTile<1, 3>(p, oy, ox, kb, n); break;
+            case 8 + 4: SparseTile<1, 4>(p, oy, ox, kb, n); break;
+            case 16 + 1: SparseTile<2, 1>(p, oy, ox, kb, n); break;
+            case 16 + 2: SparseTile<2, 2>(p, oy, ox, kb, n); break;
+            case 24 + 1: SparseTile<3, 1>(p, oy, ox, kb, n); break;
+            default: SparseTile<4, 1>(p, oy, ox, kb, n); break;
           }
         } else {
-          SparseTile<kSparseP>(p, oy, ox, kb, n);
+          SparseTile<kSparseP, 1>(p, oy, ox, kb, n);
         }
       }
     }
+    oy += rows;
   }
 }
 
@@ -451,26 +472,11 @@ namespace {
 
 using zmconv_internal::ConvPlan;
 
-// Per-thread buffers reused across calls: no allocation (and no page faults) on the hot path.
-struct Scratch {
-  std::vector<uint8_t> gathered;
-  std::vector<float> xf, wf, nz_w;
-  std::vector<int16_t> x16;
-  std::vector<int64_t> nz_begin, nz_off;
-  std::vector<uint8_t> visit;
-  hwy::AlignedFreeUniquePtr<float[]> wpack;
-  hwy::AlignedFreeUniquePtr<int16_t[]> wpack16;
-  size_t wpack_size = 0, wpack16_size = 0;
-};
-
-template <typename T>
-T* AlignedScratch(hwy::AlignedFreeUniquePtr<T[]>& buf, size_t& size, size_t n) {
-  if (size < n) {
-    buf = hwy::AllocateAligned<T>(n);
-    size = n;
-  }
-  return buf.get();
-}
+// Row length of the sparse kernel's planar input: whole vectors of the widest target (16 lanes x
+// 4 vectors) past the last output pixel, so non-zero offsets do not depend on the CPU target.
+int64_t PlanarRow(const ConvGeometry& g) { return AlignUp(g.out_w(), 64) + (g.kx - 1) / g.stride_x + 1; }
+int64_t PaddedH(const ConvGeometry& g) { return g.h + g.pad_top + g.pad_bottom; }
+int64_t PaddedW(const ConvGeometry& g) { return g.w + g.pad_left + g.pad_right; }
 
 // fp16 -> fp32 for every bit pattern, so converting a tensor is one load per element.
 const float* HalfTable() {
@@ -482,7 +488,7 @@ const float* HalfTable() {
   return table.data();
 }
 
-// n elements of `t` as the kernels consume them: x - zp (integer types) or the float value.
+// n elements of type t as the kernels consume them: x - zp (integer types) or the float value.
 template <typename Out>
 void ConvertElements(DType t, const uint8_t* src, int64_t n, int32_t zp, Out* dst) {
   switch (t) {
@@ -511,29 +517,146 @@ void ConvertElements(DType t, const uint8_t* src, int64_t n, int32_t zp, Out* ds
   }
 }
 
-// Whether skipping a zero weight can change a float result: only if an input is inf/NaN, or a
-// product of non-zero factors leaves the normal fp32 range (then -0.0 or rounding can appear).
-bool SkipIsInvisible(const float* x, int64_t nx, const float* w, int64_t nw) {
-  float xmin = std::numeric_limits<float>::infinity(), xmax = 0, wmin = xmin, wmax = 0;
-  for (int64_t i = 0; i < nx; ++i) {
-    const float a = std::fabs(x[i]);
-    if (!(a <= std::numeric_limits<float>::max())) return false;  // inf or NaN
-    if (a != 0) xmin = std::min(xmin, a), xmax = std::max(xmax, a);
-  }
-  for (int64_t i = 0; i < nw; ++i) {
-    const float a = std::fabs(w[i]);
+// Smallest and largest non-zero magnitude; false if any value is inf/NaN.
+bool MagnitudeRange(const float* v, int64_t n, float* lo, float* hi) {
+  *lo = std::numeric_limits<float>::infinity();
+  *hi = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = std::fabs(v[i]);
     if (!(a <= std::numeric_limits<float>::max())) return false;
-    if (a != 0) wmin = std::min(wmin, a), wmax = std::max(wmax, a);
+    if (a != 0) *lo = std::min(*lo, a), *hi = std::max(*hi, a);
   }
-  if (xmax == 0 || wmax == 0) return true;
-  return double{xmin} * wmin >= std::numeric_limits<float>::min() &&
-         double{xmax} * wmax <= std::numeric_limits<float>::max();
+  return true;
+}
+
+bool SameOp(const ConvOp& a, const ConvOp& b) {
+  const ConvGeometry &x = a.g, &y = b.g;
+  return x.h == y.h && x.w == y.w && x.c == y.c && x.k == y.k && x.ky == y.ky && x.kx == y.kx &&
+         x.stride_y == y.stride_y && x.stride_x == y.stride_x && x.pad_top == y.pad_top &&
+         x.pad_bottom == y.pad_bottom && x.pad_left == y.pad_left && x.pad_right == y.pad_right &&
+         a.in_dtype == b.in_dtype && a.w_dtype == b.w_dtype && a.out_dtype == b.out_dtype &&
+         a.in_zp == b.in_zp && a.w_zp == b.w_zp && a.ppe.out_zp == b.ppe.out_zp &&
+         a.ppe.leaky_relu == b.ppe.leaky_relu && a.ppe.lrelu_mult == b.ppe.lrelu_mult &&
+         a.ppe.lrelu_shift == b.ppe.lrelu_shift && a.ppe.clamp_lo == b.ppe.clamp_lo &&
+         a.ppe.clamp_hi == b.ppe.clamp_hi;
+}
+
+// Per-thread buffers reused across calls: no allocation (and no page faults) on the hot path.
+struct Scratch {
+  std::vector<uint8_t> gathered;
+  std::vector<float> xf;
+  hwy::AlignedFreeUniquePtr<float[]> xbuf, wbuf;
+  hwy::AlignedFreeUniquePtr<int16_t[]> x16;
+  size_t xbuf_size = 0, wbuf_size = 0, x16_size = 0;
+};
+
+template <typename T>
+T* Grow(hwy::AlignedFreeUniquePtr<T[]>& buf, size_t& size, size_t n) {
+  if (size < n) {
+    buf = hwy::AllocateAligned<T>(n);
+    size = n;
+  }
+  return buf.get();
+}
+
+// Weights [k][taps] -> [k / 16][taps][16] (dense fp32 kernel).
+void PackDense(const float* wf, int64_t k, int64_t taps, float* out) {
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t t = 0; t < taps; ++t) out[((i / 16) * taps + t) * 16 + i % 16] = wf[i * taps + t];
+  }
 }
 
 }  // namespace
 
+struct PreparedWeights::Impl {
+  ConvOp op;
+  std::vector<uint8_t> weights, weight_map, weight_table;  // what this was prepared from
+  bool weights_sparse = false;
+  ChannelQuant quant;
+  std::vector<double> bias_d, scale_d, scale_leaky_d;
+  std::vector<float> wf;  // [k][taps]: w - w_zp, or the float value
+  double density = 1.0;
+  bool w_finite = true;
+  float wmin = 0, wmax = 0;
+  hwy::AlignedFreeUniquePtr<float[]> wpack;      // float layers: dense kernel layout
+  hwy::AlignedFreeUniquePtr<int16_t[]> wpack16;  // integer layers: [k / 16][taps / 2][16][2]
+  // Sparse-weights kernel: per channel the visited weights, in (ky, kx, c) order, as offsets
+  // into the planar input (rows of PlanarRow) and values.
+  std::vector<int64_t> nz_begin, nz_off;
+  std::vector<float> nz_w;
+};
+
+double PreparedWeights::weight_density() const { return impl_->density; }
+
+StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Target& target) {
+  DPUEMU_RETURN_IF_ERROR(ValidateTask(task, target));
+  auto impl = std::make_shared<Impl>();
+  Impl& w = *impl;
+  const ConvOp& op = task.op;
+  const ConvGeometry& g = op.g;
+  w.op = op;
+  w.weights = task.weights;
+  w.weight_map = task.weight_map;
+  w.weight_table = task.weight_table;
+  w.weights_sparse = task.weights_sparse();
+  std::vector<WeightTableEntry> table;
+  DPUEMU_ASSIGN_OR_RETURN(table, DecodeWeightTable(task.weight_table, g.k));
+  Tensor w_t;
+  DPUEMU_ASSIGN_OR_RETURN(w_t, DecompressWeights(task.weights, task.weight_map, task.weight_table, g,
+                                                 op.w_dtype, op.w_zp));
+  DPUEMU_ASSIGN_OR_RETURN(w.quant, WeightTableQuant(op, table));
+  const bool integer = IsIntegerPath(op);
+  for (int64_t k = 0; integer && k < g.k; ++k) {
+    w.bias_d.push_back(w.quant.bias[k]);
+    w.scale_d.push_back(std::ldexp(static_cast<double>(w.quant.mult[k]), -w.quant.shift[k]));
+    w.scale_leaky_d.push_back(std::ldexp(static_cast<double>(w.quant.mult[k]) * op.ppe.lrelu_mult,
+                                         -(w.quant.shift[k] + op.ppe.lrelu_shift)));
+  }
+  const int64_t taps = g.taps(), nw = g.k * taps;
+  w.wf.resize(static_cast<size_t>(nw));
+  ConvertElements(op.w_dtype, w_t.bytes.data(), nw, op.w_zp, w.wf.data());
+  w.w_finite = MagnitudeRange(w.wf.data(), nw, &w.wmin, &w.wmax);
+
+  if (integer) {
+    w.wpack16 = hwy::AllocateAligned<int16_t>(static_cast<size_t>(nw));
+    for (int64_t k = 0; k < g.k; ++k) {
+      for (int64_t t = 0; t < taps; ++t) {
+        w.wpack16[((k / 16) * taps + (t & ~int64_t{1})) * 16 + (k % 16) * 2 + (t & 1)] =
+            static_cast<int16_t>(w.wf[k * taps + t]);
+      }
+    }
+  } else {
+    w.wpack = hwy::AllocateAligned<float>(static_cast<size_t>(nw));
+    PackDense(w.wf.data(), g.k, taps, w.wpack.get());
+  }
+
+  // The sparse-weights kernel visits the weights present in the map (sparse storage), or those
+  // that differ from the zero point (dense storage; their value is w - w_zp != 0, or bits != 0).
+  const int64_t wq = PlanarRow(g), plane = PaddedH(g) * wq;
+  w.nz_begin.push_back(0);
+  for (int64_t k = 0; k < g.k; ++k) {
+    const uint8_t* map = w.weights_sparse ? task.weight_map.data() + table[k].sparsity_ptr : nullptr;
+    int64_t t = 0;
+    for (int64_t ky = 0; ky < g.ky; ++ky) {
+      for (int64_t kx = 0; kx < g.kx; ++kx) {
+        for (int64_t c = 0; c < g.c; ++c, ++t) {
+          const float v = w.wf[k * taps + t];
+          if (map ? !MapBit(map, t) : FloatBits(v) == 0) continue;
+          w.nz_off.push_back(((kx % g.stride_x) * g.c + c) * plane + ky * wq + kx / g.stride_x);
+          w.nz_w.push_back(v);
+        }
+      }
+    }
+    w.nz_begin.push_back(static_cast<int64_t>(w.nz_off.size()));
+  }
+  w.density = static_cast<double>(w.nz_off.size()) / static_cast<double>(nw);
+  PreparedWeights out;
+  out.impl_ = std::move(impl);
+  return out;
+}
+
 StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const KernelOptions& options,
-                              KernelReport* report) {
+                              KernelReport* report, const PreparedWeights* prepared) {
   DPUEMU_RETURN_IF_ERROR(ValidateTask(task, target));
   const ConvOp& op = task.op;
   const ConvGeometry& g = op.g;
@@ -549,55 +672,54 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     rep.reason = "bf16 needs a fused multiply-add, which this CPU target lacks: ran the reference";
     return RunReference(task, target);
   }
+
+  PreparedWeights own;
+  if (prepared == nullptr) {
+    DPUEMU_ASSIGN_OR_RETURN(own, PreparedWeights::Create(task, target));
+    prepared = &own;
+  }
+  const PreparedWeights::Impl& w = prepared->impl();
+  if (!SameOp(w.op, op) || w.weights != task.weights || w.weight_map != task.weight_map ||
+      w.weight_table != task.weight_table) {
+    return InvalidArgument("prepared weights: made from a different op or weight buffers than the task");
+  }
   thread_local Scratch s;
 
   // The input as the DPU reads it. A dense input without SE pointers is read in place.
   const int64_t nx = g.h * g.w * g.c;
-  const int64_t in_eb = DTypeBytes(op.in_dtype);
   const uint8_t* x_bytes = task.input_tiles[0].data();
   if (!task.input_map.empty() || !task.se_table.empty() ||
-      static_cast<int64_t>(task.input_tiles[0].size()) != nx * in_eb) {
+      static_cast<int64_t>(task.input_tiles[0].size()) != nx * DTypeBytes(op.in_dtype)) {
     Tensor x_t;
     DPUEMU_ASSIGN_OR_RETURN(x_t, GatherActivations(task.input_view(), op.in_dtype, {g.h, g.w, g.c}, op.in_zp));
     s.gathered.swap(x_t.bytes);
     x_bytes = s.gathered.data();
   }
-  std::vector<WeightTableEntry> table;
-  DPUEMU_ASSIGN_OR_RETURN(table, DecodeWeightTable(task.weight_table, g.k));
-  Tensor w_t;
-  DPUEMU_ASSIGN_OR_RETURN(w_t, DecompressWeights(task.weights, task.weight_map, task.weight_table, g,
-                                                 op.w_dtype, op.w_zp));
-  ChannelQuant quant;
-  DPUEMU_ASSIGN_OR_RETURN(quant, WeightTableQuant(op, table));
-
-  const int64_t taps = g.taps();
-  const int64_t nw = g.k * taps;
-  s.wf.resize(static_cast<size_t>(nw));
-  ConvertElements(op.w_dtype, w_t.bytes.data(), nw, op.w_zp, s.wf.data());
-  s.xf.resize(static_cast<size_t>(nx));
-  ConvertElements(op.in_dtype, x_bytes, nx, op.in_zp, s.xf.data());
-
-  // Which weights the sparse-weights kernel visits: those present in the map (sparse storage),
-  // or those that differ from the zero point (dense storage).
-  s.visit.resize(static_cast<size_t>(nw));
-  int64_t nnz = 0;
-  for (int64_t k = 0; k < g.k; ++k) {
-    const uint8_t* map = task.weights_sparse() ? task.weight_map.data() + table[k].sparsity_ptr : nullptr;
-    const uint8_t* wk = w_t.bytes.data() + k * taps * DTypeBytes(op.w_dtype);
-    for (int64_t t = 0; t < taps; ++t) {
-      const bool v = map ? MapBit(map, t) : !IsZeroPoint(op.w_dtype, wk, t, op.w_zp);
-      s.visit[k * taps + t] = v;
-      nnz += v;
-    }
+  // Float inputs are converted now (the kernel choice looks at them); integer ones only when a
+  // kernel needs them as fp32.
+  if (!integer) {
+    s.xf.resize(static_cast<size_t>(nx));
+    ConvertElements(op.in_dtype, x_bytes, nx, op.in_zp, s.xf.data());
   }
-  rep.weight_density = static_cast<double>(nnz) / static_cast<double>(nw);
 
-  // Kernel choice. Integer results never depend on it; float ones only through the skip of
-  // absent weights, which SkipIsInvisible rules out.
-  const ConvKernel storage_kernel = task.weights_sparse() ? ConvKernel::kSparseWeights : ConvKernel::kDense;
-  const bool free_choice = integer || SkipIsInvisible(s.xf.data(), nx, s.wf.data(), nw);
-  char density[64];
-  std::snprintf(density, sizeof(density), "weight density %.1f%%", 100 * rep.weight_density);
+  // Kernel choice. Integer results never depend on it. Float ones differ only through the skip
+  // of absent weights, which cannot show unless an input is inf/NaN or a product of non-zero
+  // factors leaves the normal fp32 range (then -0.0 or rounding can appear).
+  rep.weight_density = w.density;
+  bool free_choice = integer;
+  if (!integer && w.w_finite) {
+    float xmin, xmax;
+    free_choice = MagnitudeRange(s.xf.data(), nx, &xmin, &xmax) &&
+                  (xmax == 0 || w.wmax == 0 ||
+                   (double{xmin} * w.wmin >= std::numeric_limits<float>::min() &&
+                    double{xmax} * w.wmax <= std::numeric_limits<float>::max()));
+  }
+  const ConvKernel storage_kernel = w.weights_sparse ? ConvKernel::kSparseWeights : ConvKernel::kDense;
+  // The sparse kernel is fp32 FMA over pixels; the integer dense kernel does twice the MACs per
+  // instruction (int16 pairs), so integer layers need sparser weights to gain.
+  const double max_density = integer ? kSparseKernelMaxDensityInt : kSparseKernelMaxDensityFloat;
+  char density[96];
+  std::snprintf(density, sizeof(density), "weight density %.1f%%", 100 * w.density);
   if (options.kernel != ConvKernel::kAuto) {
     if (!free_choice && options.kernel != storage_kernel) {
       return InvalidArgument(std::string("kernel: '") + ConvKernelName(options.kernel) +
@@ -611,80 +733,76 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     rep.kernel = storage_kernel;
     rep.reason = std::string("float input with inf/NaN or extreme products: the kernel must match "
                              "the weights' storage; ") + density;
-  } else if (rep.weight_density < kSparseKernelMaxDensity) {
+  } else if (w.density < max_density) {
     rep.kernel = ConvKernel::kSparseWeights;
-    rep.reason = std::string(density) + " < 60%: work proportional to the non-zeros";
+    rep.reason = std::string(density) + " < " + std::to_string(static_cast<int>(100 * max_density)) +
+                 "%: work proportional to the non-zeros";
   } else {
     rep.kernel = ConvKernel::kDense;
-    rep.reason = std::string(density) + " >= 60%: dense kernel is faster";
-  }
-
-  // Per-channel requantisation in the forms the epilogues use.
-  std::vector<double> bias_d, mult_d, inv2s, inv2s_leaky;
-  for (int64_t k = 0; integer && k < g.k; ++k) {
-    bias_d.push_back(quant.bias[k]);
-    mult_d.push_back(quant.mult[k]);
-    inv2s.push_back(std::ldexp(1.0, -quant.shift[k]));
-    inv2s_leaky.push_back(std::ldexp(1.0, -(quant.shift[k] + op.ppe.lrelu_shift)));
+    rep.reason = std::string(density) + " >= " + std::to_string(static_cast<int>(100 * max_density)) +
+                 "%: the dense kernel is faster";
   }
 
   ConvPlan p{};
   p.oh = g.out_h(); p.ow = g.out_w(); p.k = g.k; p.c = g.c; p.ky = g.ky; p.kx = g.kx;
-  p.sy = g.stride_y; p.sx = g.stride_x; p.taps = taps;
+  p.sy = g.stride_y; p.sx = g.stride_x; p.taps = g.taps();
   p.integer = integer;
   p.ppe = ResolvePpe(op);
-  p.scale = quant.scale.data(); p.fbias = quant.fbias.data();
-  p.bias = quant.bias.data(); p.mult = quant.mult.data(); p.shift = quant.shift.data();
-  p.bias_d = bias_d.data(); p.mult_d = mult_d.data();
-  p.inv2s = inv2s.data(); p.inv2s_leaky = inv2s_leaky.data();
-  p.hp = g.h + g.pad_top + g.pad_bottom;
-  p.wp = g.w + g.pad_left + g.pad_right;
+  p.scale = w.quant.scale.data(); p.fbias = w.quant.fbias.data();
+  p.bias = w.quant.bias.data(); p.mult = w.quant.mult.data(); p.shift = w.quant.shift.data();
+  p.bias_d = w.bias_d.data(); p.scale_d = w.scale_d.data(); p.scale_leaky_d = w.scale_leaky_d.data();
+  p.hp = PaddedH(g);
+  p.wp = PaddedW(g);
 
   Tensor out(op.out_dtype, {p.oh, p.ow, g.k});
   p.out = out.bytes.data();
+  const size_t padded = static_cast<size_t>(p.hp * p.wp * g.c);
 
-  if (rep.kernel == ConvKernel::kDense && integer && HWY_DYNAMIC_DISPATCH(HasPairwiseInt16)()) {
-    // Padded NHWC int16 input (padding = x_zp, i.e. 0 after the shift); weights
-    // [k / 16][taps / 2][16][2].
-    s.x16.assign(static_cast<size_t>(p.hp * p.wp * g.c), 0);
+  const bool int16_dense =
+      rep.kernel == ConvKernel::kDense && integer && HWY_DYNAMIC_DISPATCH(HasPairwiseInt16)();
+  if (integer && !int16_dense) {
+    s.xf.resize(static_cast<size_t>(nx));
+    ConvertElements(op.in_dtype, x_bytes, nx, op.in_zp, s.xf.data());
+  }
+  if (int16_dense) {
+    // Padded NHWC int16 input (padding = x_zp, i.e. 0 after the shift).
+    int16_t* x16 = Grow(s.x16, s.x16_size, padded);
+    std::fill_n(x16, padded, int16_t{0});
     for (int64_t y = 0; y < g.h; ++y) {
-      int16_t* dst = s.x16.data() + ((y + g.pad_top) * p.wp + g.pad_left) * g.c;
-      for (int64_t i = 0; i < g.w * g.c; ++i) dst[i] = static_cast<int16_t>(s.xf[y * g.w * g.c + i]);
+      ConvertElements(op.in_dtype, x_bytes + y * g.w * g.c, g.w * g.c, op.in_zp,
+                      x16 + ((y + g.pad_top) * p.wp + g.pad_left) * g.c);
     }
-    int16_t* wpack = AlignedScratch(s.wpack16, s.wpack16_size, static_cast<size_t>(nw));
-    for (int64_t k = 0; k < g.k; ++k) {
-      for (int64_t t = 0; t < taps; ++t) {
-        wpack[((k / 16) * taps + (t & ~int64_t{1})) * 16 + (k % 16) * 2 + (t & 1)] =
-            static_cast<int16_t>(s.wf[k * taps + t]);
-      }
-    }
-    p.xpad16 = s.x16.data();
-    p.wpack16 = wpack;
+    p.xpad16 = x16;
+    p.wpack16 = w.wpack16.get();
     rep.reason += " (int16 pairwise multiply-add)";
     HWY_DYNAMIC_DISPATCH(DenseRowsI16)(p, 0, p.oh, 0, g.k);
   } else if (rep.kernel == ConvKernel::kDense) {
-    // Padded NHWC input; weights [k / 16][taps][16].
-    std::vector<float>& xpad = s.nz_w;  // reused as the padded input here
-    xpad.assign(static_cast<size_t>(p.hp * p.wp * g.c), 0.0f);
-    for (int64_t y = 0; y < g.h; ++y) {
-      std::copy_n(s.xf.data() + y * g.w * g.c, g.w * g.c,
-                  xpad.data() + ((y + g.pad_top) * p.wp + g.pad_left) * g.c);
+    if (p.hp == g.h && p.wp == g.w) {
+      p.xpad = s.xf.data();  // no padding: the converted input is the padded input
+    } else {
+      float* xpad = Grow(s.xbuf, s.xbuf_size, padded);
+      std::fill_n(xpad, padded, 0.0f);
+      for (int64_t y = 0; y < g.h; ++y) {
+        std::copy_n(s.xf.data() + y * g.w * g.c, g.w * g.c, xpad + ((y + g.pad_top) * p.wp + g.pad_left) * g.c);
+      }
+      p.xpad = xpad;
     }
-    float* wpack = AlignedScratch(s.wpack, s.wpack_size, static_cast<size_t>(nw));
-    for (int64_t k = 0; k < g.k; ++k) {
-      for (int64_t t = 0; t < taps; ++t) wpack[((k / 16) * taps + t) * 16 + k % 16] = s.wf[k * taps + t];
+    if (w.wpack) {
+      p.wpack = w.wpack.get();
+    } else {  // integer layer on a target without int16 pairs
+      float* wpack = Grow(s.wbuf, s.wbuf_size, w.wf.size());
+      PackDense(w.wf.data(), g.k, g.taps(), wpack);
+      p.wpack = wpack;
     }
-    p.xpad = xpad.data();
-    p.wpack = wpack;
     HWY_DYNAMIC_DISPATCH(DenseRows)(p, 0, p.oh, 0, g.k);
   } else {
     // Planar input per column phase, [sx][c][hp][wq], so a run of output pixels reads a
     // contiguous run of inputs for any stride; zeros past the edge cover whole vectors.
-    const int64_t lanes = static_cast<int64_t>(HWY_DYNAMIC_DISPATCH(FloatLanes)());
-    p.wq = AlignUp(p.ow, lanes * 4) + (g.kx - 1) / g.stride_x + 1;
+    p.wq = PlanarRow(g);
     const int64_t plane = p.hp * p.wq;
-    float* planar = AlignedScratch(s.wpack, s.wpack_size, static_cast<size_t>(g.stride_x * g.c * plane));
-    std::fill_n(planar, g.stride_x * g.c * plane, 0.0f);
+    const size_t n = static_cast<size_t>(g.stride_x * g.c * plane);
+    float* planar = Grow(s.xbuf, s.xbuf_size, n);
+    std::fill_n(planar, n, 0.0f);
     for (int64_t y = 0; y < g.h; ++y) {
       const float* row = s.xf.data() + y * g.w * g.c;  // one input row stays in L1
       for (int64_t c = 0; c < g.c; ++c) {
@@ -695,26 +813,10 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
         }
       }
     }
-    s.nz_begin.assign(1, 0);
-    s.nz_off.clear();
-    s.nz_w.clear();
-    for (int64_t k = 0; k < g.k; ++k) {
-      int64_t t = 0;
-      for (int64_t ky = 0; ky < g.ky; ++ky) {
-        for (int64_t kx = 0; kx < g.kx; ++kx) {
-          for (int64_t c = 0; c < g.c; ++c, ++t) {
-            if (!s.visit[k * taps + t]) continue;
-            s.nz_off.push_back(((kx % g.stride_x) * g.c + c) * plane + ky * p.wq + kx / g.stride_x);
-            s.nz_w.push_back(s.wf[k * taps + t]);
-          }
-        }
-      }
-      s.nz_begin.push_back(static_cast<int64_t>(s.nz_off.size()));
-    }
     p.xplanar = planar;
-    p.nz_begin = s.nz_begin.data();
-    p.nz_off = s.nz_off.data();
-    p.nz_w = s.nz_w.data();
+    p.nz_begin = w.nz_begin.data();
+    p.nz_off = w.nz_off.data();
+    p.nz_w = w.nz_w.data();
     HWY_DYNAMIC_DISPATCH(SparseRows)(p, 0, p.oh, 0, g.k);
   }
   return StoreOutput(task, std::move(out));

@@ -12,6 +12,7 @@
 #ifndef DPUEMU_KERNELS_ZMCONV_H_
 #define DPUEMU_KERNELS_ZMCONV_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,13 +39,31 @@ struct KernelReport {
   double weight_density = 1.0;
 };
 
+// A task's weights decoded from the hardware formats and packed for the kernels, for callers that
+// run the same weights on many inputs (the decode is O(K * KY * KX * C) per call otherwise).
+class PreparedWeights {
+ public:
+  // Validates the task's weight buffers and weight table like the reference.
+  static StatusOr<PreparedWeights> Create(const DpuTask& task, const Target& target);
+  double weight_density() const;
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::shared_ptr<const Impl> impl_;
+};
+
 // Validates the task like the reference, then computes it. A forced kernel that would change the
 // result (the float skip semantics differ when the input holds inf/NaN) is refused with an error.
+// `prepared`, if given, must come from a task with the same op and weight buffers (checked).
 StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target,
-                              const KernelOptions& options = {}, KernelReport* report = nullptr);
+                              const KernelOptions& options = {}, KernelReport* report = nullptr,
+                              const PreparedWeights* prepared = nullptr);
 
-// Weight density below which the auto choice takes the sparse-weights kernel.
-constexpr double kSparseKernelMaxDensity = 0.6;
+// Weight density below which the auto choice takes the sparse-weights kernel (measured crossovers
+// on the benchmark layers, see README).
+constexpr double kSparseKernelMaxDensityInt = 0.2;
+constexpr double kSparseKernelMaxDensityFloat = 0.3;
 
 }  // namespace dpuemu
 
