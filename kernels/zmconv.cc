@@ -173,26 +173,32 @@ void EpilogueInt(const ConvPlan& p, const int32_t* tile, int64_t npix, int64_t k
   const auto zero = hn::Zero(dd);
   // acc + bias < 2^33 and mult * lrelu_mult < 2^27: below 2^26 the leaky product is exact too.
   const auto leaky_exact = hn::Set(dd, 67108864.0);
+  // Locals, not plan fields: the byte stores below may alias anything, which would force the
+  // compiler to reload every field after each store.
+  const bool leaky = q.leaky, u8 = q.out == DType::kU8;
+  const int64_t stride = p.k;
+  const double* bias_d = p.bias_d + k0;
+  const double* scale_d = p.scale_d + k0;
+  const double* scale_leaky_d = p.scale_leaky_d + k0;
   for (int64_t px = 0; px < npix; ++px) {
     const int32_t* a = tile + px * 16;
-    uint8_t* dst = out + px * p.k + k0;
+    uint8_t* dst = out + px * stride + k0;
     for (size_t c = 0; c < 16; c += nd) {
-      const int64_t k = k0 + static_cast<int64_t>(c);
       // (acc + bias) * mult * 2^-shift is exact in double; Round is half-to-even.
-      const auto v = hn::Add(hn::PromoteTo(dd, hn::LoadU(di, a + c)), hn::LoadU(dd, p.bias_d + k));
-      auto scale = hn::LoadU(dd, p.scale_d + k);
-      if (q.leaky) {
+      const auto v = hn::Add(hn::PromoteTo(dd, hn::LoadU(di, a + c)), hn::LoadU(dd, bias_d + c));
+      auto scale = hn::LoadU(dd, scale_d + c);
+      if (leaky) {
         if (!hn::AllTrue(dd, hn::Lt(hn::Abs(v), leaky_exact))) {
           for (size_t i = 0; i < nd; ++i) {
-            const int32_t r = PpeInt(a[c + i], p.bias[k + i], p.mult[k + i], p.shift[k + i], q);
-            dst[c + i] = static_cast<uint8_t>(r);
+            const int64_t k = k0 + static_cast<int64_t>(c + i);
+            dst[c + i] = static_cast<uint8_t>(PpeInt(a[c + i], p.bias[k], p.mult[k], p.shift[k], q));
           }
           continue;
         }
-        scale = hn::IfThenElse(hn::Lt(v, zero), hn::LoadU(dd, p.scale_leaky_d + k), scale);
+        scale = hn::IfThenElse(hn::Lt(v, zero), hn::LoadU(dd, scale_leaky_d + c), scale);
       }
       const auto r = hn::DemoteTo(di, hn::Min(hn::Max(hn::Add(hn::Round(hn::Mul(v, scale)), zp), lo), hi));
-      if (q.out == DType::kU8) {
+      if (u8) {
         hn::StoreU(hn::DemoteTo(du8, r), du8, dst + c);
       } else {
         hn::StoreU(hn::DemoteTo(di8, r), di8, reinterpret_cast<int8_t*>(dst + c));
