@@ -1,6 +1,9 @@
 // ZMConv throughput: dpuemu's kernels beside oneDNN (the CPU peer) and the reference DPU, on the
 // project's layer table (hw/layer.h StandardLayers). Rows: <impl>/<layer>/<dtype>/<sparsity>,
-// counter gmacs = dense-equivalent MACs per second / 1e9. Single thread.
+// counter gmacs = dense-equivalent MACs per second / 1e9. Single thread, except the
+// .../threads:2 rows: the layer planned for NPU40XX and run by the runtime's executor on 2 threads
+// (workloads prepared once, like the single-thread rows' weights), and oneDNN on 2 OpenMP threads;
+// those are timed in wall-clock time (suffix /real_time).
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -14,6 +17,8 @@
 #include "hw/layer.h"
 #include "kernels/ref/zmconv_ref.h"
 #include "kernels/zmconv.h"
+#include "runtime/execute.h"
+#include "runtime/plan.h"
 
 namespace dpuemu {
 namespace {
@@ -65,6 +70,32 @@ void BM_Dpuemu(benchmark::State& state, std::string name, bool int8, int sparsit
   SetGmacs(state, c.layer);
 }
 
+// The layer through the runtime: planned for NPU40XX (auto split, weights stored as in the
+// single-thread row), every workload sliced, lowered and its weights decoded once, then run on
+// `threads` threads.
+void BM_DpuemuThreads(benchmark::State& state, std::string name, bool int8, int sparsity,
+                      int threads) {
+  const Case& c = GetCase(name, int8, sparsity);
+  const Target& target = GetTarget(TargetId::kNPU40XX);
+  PlanOptions po;
+  po.heuristic = sparsity > 0 ? WeightHeuristic::kSparse : WeightHeuristic::kDense;
+  auto plan = PlanLayer(c.layer, target, po);
+  if (!plan.ok()) return state.SkipWithError(plan.status().ToString().c_str());
+  RunOptions ro;
+  ro.threads = threads;
+  auto prepared = PreparedLayer::Create(c.layer, *plan, target, ro);
+  if (!prepared.ok()) return state.SkipWithError(prepared.status().ToString().c_str());
+  for (auto _ : state) {
+    auto r = prepared->Run();
+    if (!r.ok()) return state.SkipWithError(r.status().ToString().c_str());
+    benchmark::DoNotOptimize(r->output.bytes.data());
+  }
+  state.SetLabel(std::string(SplitStrategyName(plan->split)) + " " +
+                 std::to_string(plan->tiles_used) + " tiles, " +
+                 std::to_string(prepared->items()) + " items");
+  SetGmacs(state, c.layer);
+}
+
 void BM_Reference(benchmark::State& state, std::string name, bool int8, int sparsity) {
   const Case& c = GetCase(name, int8, sparsity);
   const Target& target = GetTarget(TargetId::kNPU40XX);
@@ -79,11 +110,11 @@ void BM_Reference(benchmark::State& state, std::string name, bool int8, int spar
 // oneDNN 2.6 on the same layer, dense: u8s8s32 for int8 (its AVX2 path is inexact, see README),
 // f32 for fp16 (no fp16 convolution on AVX2). Tensors in oneDNN's preferred layouts, reordered
 // once outside the timed loop.
-void BM_OneDnn(benchmark::State& state, std::string name, bool int8, int sparsity) {
+void BM_OneDnn(benchmark::State& state, std::string name, bool int8, int sparsity, int threads) {
   using dnnl::memory;
   const Case& c = GetCase(name, int8, sparsity);
   const ConvGeometry& g = c.layer.op.g;
-  omp_set_num_threads(1);
+  omp_set_num_threads(threads);
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream strm(eng);
   const auto src_t = int8 ? memory::data_type::u8 : memory::data_type::f32;
@@ -135,9 +166,19 @@ void RegisterAll() {
         const std::string suffix = spec.name + "/" + dt + "/" + std::to_string(sparsity);
         benchmark::RegisterBenchmark(("dpuemu/" + suffix).c_str(), BM_Dpuemu, spec.name, int8, sparsity)
             ->Unit(benchmark::kMillisecond);
+        if (sparsity == 0 || sparsity == 75) {
+          benchmark::RegisterBenchmark(("dpuemu/" + suffix + "/threads:2").c_str(), BM_DpuemuThreads,
+                                       spec.name, int8, sparsity, 2)
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime();
+        }
         if (sparsity == 0) {
-          benchmark::RegisterBenchmark(("onednn/" + suffix).c_str(), BM_OneDnn, spec.name, int8, sparsity)
+          benchmark::RegisterBenchmark(("onednn/" + suffix).c_str(), BM_OneDnn, spec.name, int8, sparsity, 1)
               ->Unit(benchmark::kMillisecond);
+          benchmark::RegisterBenchmark(("onednn/" + suffix + "/threads:2").c_str(), BM_OneDnn, spec.name,
+                                       int8, sparsity, 2)
+              ->Unit(benchmark::kMillisecond)
+              ->UseRealTime();
         }
         if (sparsity == 0 || sparsity == 75) {
           benchmark::RegisterBenchmark(("ref/" + suffix).c_str(), BM_Reference, spec.name, int8, sparsity)

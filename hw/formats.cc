@@ -325,11 +325,6 @@ StatusOr<int32_t> EncodeSePointer(int64_t offset, int32_t tile) {
   return static_cast<int32_t>(((offset >> 4) << 9) | tile);
 }
 
-SePointer DecodeSePointer(int32_t entry) {
-  const uint32_t u = static_cast<uint32_t>(entry);
-  return SePointer{static_cast<int64_t>((u >> 9) & 0xFFFFF) << 4, static_cast<int32_t>(u & 0x1FF)};
-}
-
 StatusOr<std::vector<int32_t>> MakeIdentitySeTable(int64_t h, int64_t w, int64_t c,
                                                    int64_t se_size, DType dtype, int32_t tile,
                                                    int64_t base_offset) {

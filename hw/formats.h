@@ -103,7 +103,10 @@ struct SePointer {
 constexpr int64_t kSeMaxOffset = ((int64_t{1} << 20) - 1) << 4;
 constexpr int32_t kSeMaxTile = (1 << 9) - 1;
 StatusOr<int32_t> EncodeSePointer(int64_t offset, int32_t tile);
-SePointer DecodeSePointer(int32_t entry);
+inline SePointer DecodeSePointer(int32_t entry) {  // inline: the gather kernels call it per SE
+  const uint32_t u = static_cast<uint32_t>(entry);
+  return SePointer{static_cast<int64_t>((u >> 9) & 0xFFFFF) << 4, static_cast<int32_t>(u & 0x1FF)};
+}
 // The table that reads an [H, W, C] tensor stored NHWC at `base_offset` of tile `tile` in order.
 StatusOr<std::vector<int32_t>> MakeIdentitySeTable(int64_t h, int64_t w, int64_t c,
                                                    int64_t se_size, DType dtype, int32_t tile = 0,

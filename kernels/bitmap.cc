@@ -25,30 +25,29 @@ namespace bitmap_internal {
 // Shuffle tables keyed by one map byte (8 elements). "Absent" indices are 0x80, which a byte
 // shuffle turns into 0.
 struct Tables {
-  uint8_t pop[256];            // set bits
-  uint8_t expand1[256][8];     // 1-byte elements: output j <- packed byte rank(j), or absent
-  uint8_t compress1[256][8];   // 1-byte elements: packed r <- input byte of the r-th set bit
-  alignas(16) uint8_t expand2[256][16];    // 2-byte elements, same in byte pairs
+  uint8_t pop[256];              // set bits
+  uint64_t expand1[256];         // 1-byte elements: index byte j = rank of element j, or absent
+  uint64_t splat_pop[256];       // pop in every byte
+  uint8_t compress1[256][8];     // 1-byte elements: packed r <- input byte of the r-th set bit
+  uint8_t compress1_hi[256][8];  // the same for the upper 8 bytes of a block (indices + 8)
+  alignas(16) uint8_t expand2[256][16];  // 2-byte elements: as above, in byte pairs
   alignas(16) uint8_t compress2[256][16];
-  alignas(16) uint8_t hi_offset[17][16];   // 0 in the lower 8 bytes, i in the upper 8
 };
 
 constexpr Tables MakeTables() {
   Tables t{};
   for (int b = 0; b < 256; ++b) {
+    for (int j = 0; j < 8; ++j) {
+      t.compress1[b][j] = t.compress1_hi[b][j] = 0x80;
+      for (int k = 0; k < 2; ++k) t.expand2[b][2 * j + k] = t.compress2[b][2 * j + k] = 0x80;
+    }
     int rank = 0;
     for (int j = 0; j < 8; ++j) {
-      t.expand1[b][j] = 0x80;
-      t.compress1[b][j] = 0x80;
-      for (int k = 0; k < 2; ++k) {
-        t.expand2[b][2 * j + k] = 0x80;
-        t.compress2[b][2 * j + k] = 0x80;
-      }
-    }
-    for (int j = 0; j < 8; ++j) {
-      if (!((b >> j) & 1)) continue;
-      t.expand1[b][j] = static_cast<uint8_t>(rank);
+      const bool present = (b >> j) & 1;
+      t.expand1[b] |= uint64_t{present ? static_cast<uint8_t>(rank) : uint8_t{0x80}} << (8 * j);
+      if (!present) continue;
       t.compress1[b][rank] = static_cast<uint8_t>(j);
+      t.compress1_hi[b][rank] = static_cast<uint8_t>(j + 8);
       for (int k = 0; k < 2; ++k) {
         t.expand2[b][2 * j + k] = static_cast<uint8_t>(2 * rank + k);
         t.compress2[b][2 * rank + k] = static_cast<uint8_t>(2 * j + k);
@@ -56,9 +55,7 @@ constexpr Tables MakeTables() {
       ++rank;
     }
     t.pop[b] = static_cast<uint8_t>(rank);
-  }
-  for (int i = 0; i <= 16; ++i) {
-    for (int j = 8; j < 16; ++j) t.hi_offset[i][j] = static_cast<uint8_t>(i);
+    t.splat_pop[b] = uint64_t(rank) * 0x0101010101010101ull;
   }
   return t;
 }
@@ -75,8 +72,6 @@ inline uint32_t MapBits16(const uint8_t* map, const uint8_t* map_end, int64_t po
   if ((pos & 7) != 0 && avail > 2) w |= uint32_t{p[2]} << 16;
   return (w >> (pos & 7)) & 0xFFFF;
 }
-
-inline int64_t PopCount16(uint32_t bits) { return kTables.pop[bits & 0xFF] + kTables.pop[bits >> 8]; }
 
 // Element-at-a-time versions: the whole job on targets without 16-byte vectors (HWY_SCALAR), and
 // 4-byte elements (fp32 activations) everywhere. Same contracts as the vector runs below.
@@ -130,13 +125,11 @@ using bitmap_internal::ExpandScalar;
 using bitmap_internal::kTables;
 using bitmap_internal::MapBits16;
 using bitmap_internal::MapScalar;
-using bitmap_internal::PopCount16;
 
 #if HWY_TARGET != HWY_SCALAR
 // The kernels work in 16-byte blocks on every target: byte shuffles do not cross 16-byte lanes,
 // and one block's index comes from one or two table rows.
 using D = hn::Full128<uint8_t>;
-using DI = hn::Full128<int8_t>;
 using DH = hn::Full64<uint8_t>;
 using V = hn::Vec<D>;
 
@@ -149,27 +142,55 @@ HWY_INLINE V LoadBlock(const uint8_t* p, const uint8_t* end) {
   return hn::Load(d, buf);
 }
 
-// One block of 16 / kEb elements: the dense block for map bits `bits` from the packed bytes at
-// the start of `packed`. Absent elements become `zpv` (1-byte elements with kZp) or 0.
-template <int kEb, bool kZp>
-HWY_INLINE V ExpandBlock(V packed, uint32_t bits, V zpv) {
+// Set bits of a map word: the popcnt instruction where the target has it (GCC and Clang enable
+// it with SSE4.2), else a byte table.
+HWY_INLINE uint32_t Pop(uint32_t w) {
+#if HWY_ARCH_X86 && HWY_TARGET == HWY_SSSE3
+  return kTables.pop[w & 0xFF] + kTables.pop[(w >> 8) & 0xFF] + kTables.pop[(w >> 16) & 0xFF] +
+         kTables.pop[w >> 24];
+#else
+  return static_cast<uint32_t>(hwy::PopCount(w));
+#endif
+}
+
+// The shuffle index that expands one block of 16 / kEb elements with map bits `bits` from the
+// packed bytes at the start of the block's source.
+template <int kEb>
+HWY_INLINE V ExpandIndex(uint32_t bits) {
   const D d;
-  V idx;
-  if (kEb == 1) {
-    // Two table rows; the upper 8 outputs read after the lower 8's popcount.
-    const DH dh;
-    const uint32_t b0 = bits & 0xFF, b1 = bits >> 8;
-    idx = hn::Add(hn::Combine(d, hn::LoadU(dh, kTables.expand1[b1]),
-                              hn::LoadU(dh, kTables.expand1[b0])),
-                  hn::Load(d, kTables.hi_offset[kTables.pop[b0]]));  // 0x80 + k stays absent
-  } else {
-    idx = hn::Load(d, kTables.expand2[bits]);
-  }
-  const V out = hn::TableLookupBytesOr0(packed, idx);
+  if (kEb == 2) return hn::Load(d, kTables.expand2[bits]);
+  // Two table rows; the upper 8 outputs read after the lower 8's popcount. Added as 64-bit
+  // scalars: every index byte stays below 0x100 (absent 0x80 + at most 8), so nothing carries.
+  const hn::Full64<uint64_t> dq;
+  const uint32_t b0 = bits & 0xFF;
+  const uint64_t hi = kTables.expand1[bits >> 8] + kTables.splat_pop[b0];
+  return hn::BitCast(d, hn::Combine(hn::Full128<uint64_t>(), hn::Set(dq, hi),
+                                    hn::Set(dq, kTables.expand1[b0])));
+}
+
+// Packed bytes that map bits `bits` select.
+template <int kEb>
+HWY_INLINE uint32_t PackedBytes(uint32_t bits) {
+  return kEb * Pop(bits);
+}
+
+// `out` with the absent lanes (negative index) set to the zero point, for 1-byte elements with
+// a non-zero zero point (elsewhere the shuffle's 0 is the absent value).
+template <bool kZp, class DV>
+HWY_INLINE hn::Vec<DV> WithZeroPoint(DV d, hn::Vec<DV> idx, hn::Vec<DV> out, uint8_t zp) {
   if (!kZp) return out;
   // An explicit compare: Highway 1.0.3's IfNegativeThenElse looks at all bits on SSSE3.
-  const DI di;
-  return hn::IfThenElse(hn::RebindMask(d, hn::Lt(hn::BitCast(di, idx), hn::Zero(di))), zpv, out);
+  const hn::RebindToSigned<DV> di;
+  return hn::IfThenElse(hn::RebindMask(d, hn::Lt(hn::BitCast(di, idx), hn::Zero(di))),
+                        hn::Set(d, zp), out);
+}
+
+// One block of dense output from the packed bytes at src (bounds-checked), map bits `bits`.
+template <int kEb, bool kZp>
+HWY_INLINE V ExpandBlock(const uint8_t* src, const uint8_t* src_end, uint32_t bits, uint8_t zp) {
+  const D d;
+  const V idx = ExpandIndex<kEb>(bits);
+  return WithZeroPoint<kZp>(d, idx, hn::TableLookupBytesOr0(LoadBlock(src, src_end), idx), zp);
 }
 
 // Expands `count` elements into dst: element j is the next packed element from `src` when map
@@ -177,30 +198,79 @@ HWY_INLINE V ExpandBlock(V packed, uint32_t bits, V zpv) {
 // map_end.
 template <int kEb, bool kZp>
 HWY_INLINE void ExpandRun(const uint8_t* src, const uint8_t* src_end, const uint8_t* map,
-                          const uint8_t* map_end, int64_t bit0, int64_t count, V zpv,
+                          const uint8_t* map_end, int64_t bit0, int64_t count, uint8_t zp,
                           uint8_t* dst) {
   const D d;
-  constexpr int64_t kLanes = 16 / kEb;
+  constexpr int64_t kLanes = 16 / kEb;         // elements per block
+  constexpr int64_t kMapBytes = kLanes / 8;    // map bytes per block
+  static_assert(kEb == 1 || kEb == 2, "1- or 2-byte elements");
   constexpr uint32_t kAll = (1u << kLanes) - 1;
   int64_t j = 0;
+  // Fast path: the run starts on a map byte and 16 bytes past its packed end are readable, so
+  // no block needs a bounds check (the packed read position never passes src + count * kEb).
+  if ((bit0 & 7) == 0 && src_end - src >= count * kEb + 16) {
+    const uint8_t* mp = map + (bit0 >> 3);
+#if HWY_CAP_GE256
+    // Two blocks per 32-byte vector; each 16-byte lane shuffles its own source.
+    const hn::Full256<uint8_t> d2;
+    constexpr uint32_t kAll2 = kEb == 1 ? 0xFFFFFFFFu : 0xFFFFu;
+    for (; j + 2 * kLanes <= count; j += 2 * kLanes, dst += 32, mp += 2 * kMapBytes) {
+      uint32_t w = mp[0] | uint32_t{mp[1]} << 8;
+      if (kEb == 1) w |= uint32_t{mp[2]} << 16 | uint32_t{mp[3]} << 24;
+      if (w == kAll2) {  // dense: a plain copy
+        hn::StoreU(hn::LoadU(d2, src), d2, dst);
+        src += 32;
+        continue;
+      }
+      const uint32_t bits0 = w & kAll, bits1 = w >> kLanes;
+      const auto idx = hn::Combine(d2, ExpandIndex<kEb>(bits1), ExpandIndex<kEb>(bits0));
+      const auto packed =
+          hn::Combine(d2, hn::LoadU(d, src + PackedBytes<kEb>(bits0)), hn::LoadU(d, src));
+      hn::StoreU(WithZeroPoint<kZp>(d2, idx, hn::TableLookupBytesOr0(packed, idx), zp), d2, dst);
+      src += PackedBytes<kEb>(w);
+    }
+#endif
+    for (; j + kLanes <= count; j += kLanes, dst += 16, mp += kMapBytes) {
+      const uint32_t bits = kEb == 1 ? mp[0] | uint32_t{mp[1]} << 8 : mp[0];
+      const V idx = ExpandIndex<kEb>(bits);
+      hn::StoreU(WithZeroPoint<kZp>(d, idx, hn::TableLookupBytesOr0(hn::LoadU(d, src), idx), zp),
+                 d, dst);
+      src += PackedBytes<kEb>(bits);
+    }
+  }
   for (; j + kLanes <= count; j += kLanes, dst += 16) {
     const uint32_t bits = MapBits16(map, map_end, bit0 + j) & kAll;
-    const V packed = LoadBlock(src, src_end);
-    if (bits == kAll) {  // dense block: a plain copy (sparsity 0 runs at memcpy speed)
-      hn::StoreU(packed, d, dst);
-      src += 16;
-      continue;
-    }
-    hn::StoreU(ExpandBlock<kEb, kZp>(packed, bits, zpv), d, dst);
-    src += kEb * PopCount16(bits);
+    hn::StoreU(ExpandBlock<kEb, kZp>(src, src_end, bits, zp), d, dst);
+    src += PackedBytes<kEb>(bits);
   }
   if (j < count) {
     const int64_t rest = count - j;
     const uint32_t bits = MapBits16(map, map_end, bit0 + j) & ((1u << rest) - 1);
     alignas(16) uint8_t buf[16];
-    hn::Store(ExpandBlock<kEb, kZp>(LoadBlock(src, src_end), bits, zpv), d, buf);
+    hn::Store(ExpandBlock<kEb, kZp>(src, src_end, bits, zp), d, buf);
     std::memcpy(dst, buf, static_cast<size_t>(rest * kEb));
   }
+}
+
+// Packs the present elements of the block v (map bits `bits`) to dst and advances it; writes 16
+// bytes from dst on.
+template <int kEb>
+HWY_INLINE void CompressBlock(V v, uint32_t bits, uint8_t*& dst) {
+  const D d;
+  if (kEb == 2) {
+    hn::StoreU(hn::TableLookupBytesOr0(v, hn::Load(d, kTables.compress2[bits])), d, dst);
+    dst += PackedBytes<2>(bits);
+    return;
+  }
+  // Each 8-byte half packs its own bytes; the upper half's store follows the lower's count.
+  const DH dh;
+  const uint32_t b0 = bits & 0xFF;
+  const V packed = hn::TableLookupBytesOr0(
+      v, hn::Combine(d, hn::LoadU(dh, kTables.compress1_hi[bits >> 8]),
+                     hn::LoadU(dh, kTables.compress1[b0])));
+  hn::StoreU(hn::LowerHalf(dh, packed), dh, dst);
+  hn::StoreU(hn::UpperHalf(dh, packed), dh, dst + Pop(b0));
+  dst += PackedBytes<1>(bits);
 }
 
 // Packs the elements of src[0, count) whose map bit bit0 + j is set to dst; returns the bytes
@@ -210,232 +280,252 @@ HWY_INLINE int64_t CompressRun(const uint8_t* src, const uint8_t* src_end, const
                                const uint8_t* map_end, int64_t bit0, int64_t count,
                                uint8_t* dst) {
   const D d;
-  const DH dh;
   constexpr int64_t kLanes = 16 / kEb;
+  constexpr uint32_t kAll = (1u << kLanes) - 1;
   uint8_t* const start = dst;
-  for (int64_t j = 0; j < count; j += kLanes, src += 16) {
-    const int64_t n = count - j < kLanes ? count - j : kLanes;
-    const uint32_t bits = MapBits16(map, map_end, bit0 + j) & ((1u << n) - 1);
-    const V v = LoadBlock(src, src_end);
-    if (kEb == 1) {
-      const uint32_t b0 = bits & 0xFF, b1 = bits >> 8;
-      const V idx = hn::Add(hn::Combine(d, hn::LoadU(dh, kTables.compress1[b1]),
-                                        hn::LoadU(dh, kTables.compress1[b0])),
-                            hn::Load(d, kTables.hi_offset[8]));
-      const V packed = hn::TableLookupBytesOr0(v, idx);
-      hn::StoreU(hn::LowerHalf(dh, packed), dh, dst);
-      hn::StoreU(hn::UpperHalf(dh, packed), dh, dst + kTables.pop[b0]);
-      dst += PopCount16(bits);
-    } else {
-      hn::StoreU(hn::TableLookupBytesOr0(v, hn::Load(d, kTables.compress2[bits])), d, dst);
-      dst += 2 * kTables.pop[bits];
+  int64_t j = 0;
+  if ((bit0 & 7) == 0) {  // whole map bytes
+    const uint8_t* mp = map + (bit0 >> 3);
+    for (; j + kLanes <= count; j += kLanes, src += 16, mp += kLanes / 8) {
+      CompressBlock<kEb>(hn::LoadU(d, src), kEb == 1 ? mp[0] | uint32_t{mp[1]} << 8 : mp[0], dst);
     }
+  }
+  for (; j + kLanes <= count; j += kLanes, src += 16) {
+    CompressBlock<kEb>(hn::LoadU(d, src), MapBits16(map, map_end, bit0 + j) & kAll, dst);
+  }
+  if (j < count) {
+    const uint32_t bits = MapBits16(map, map_end, bit0 + j) & ((1u << (count - j)) - 1);
+    CompressBlock<kEb>(LoadBlock(src, src_end), bits, dst);
   }
   return dst - start;
 }
 
-// Sets map bit j (map zeroed, byte-aligned) for each of the `count` elements of src that differs
-// from the zero point (1-byte: zp; 2-byte: bit pattern 0, as IsZeroPoint defines it).
+// Stores the map bits of block v at out (16 / kEb bits): present = differs from the zero point
+// (1-byte elements: zp; 2-byte: bit pattern 0, as IsZeroPoint defines it).
+template <int kEb>
+HWY_INLINE void StoreMapBits(V v, uint8_t zp, uint8_t* out) {
+  const D d;
+  if (kEb == 1) {
+    hn::StoreMaskBits(d, hn::Ne(v, hn::Set(d, zp)), out);
+  } else {
+    const hn::Full128<uint16_t> d16;
+    hn::StoreMaskBits(d16, hn::Ne(hn::BitCast(d16, v), hn::Zero(d16)), out);
+  }
+}
+
+// Writes the map of the `count` elements of src to the byte-aligned map (bits past count 0).
 template <int kEb>
 HWY_INLINE void MakeMap(const uint8_t* src, int64_t count, uint8_t zp, uint8_t* map) {
-  const D d;
-  const hn::Full128<uint16_t> d16;
   constexpr int64_t kLanes = 16 / kEb;
-  const uint8_t* const end = src + count * kEb;
-  for (int64_t j = 0; j < count; j += kLanes, src += 16) {
-    const V v = LoadBlock(src, end);
+  int64_t j = 0;
+  for (; j + kLanes <= count; j += kLanes, src += 16) {
+    StoreMapBits<kEb>(hn::LoadU(D(), src), zp, map + j / 8);
+  }
+  if (j < count) {
+    const int64_t rest = count - j;
     uint8_t bits[2] = {0, 0};
-    if (kEb == 1) {
-      hn::StoreMaskBits(d, hn::Ne(v, hn::Set(d, zp)), bits);
-    } else {
-      hn::StoreMaskBits(d16, hn::Ne(hn::BitCast(d16, v), hn::Zero(d16)), bits);
-    }
-    const int64_t n = count - j < kLanes ? count - j : kLanes;
-    const uint32_t keep = (1u << n) - 1;
-    const uint32_t w = (bits[0] | uint32_t{bits[1]} << 8) & keep;
+    StoreMapBits<kEb>(LoadBlock(src, src + rest * kEb), zp, bits);
+    const uint32_t w = (bits[0] | uint32_t{bits[1]} << 8) & ((1u << rest) - 1);
     map[j >> 3] = static_cast<uint8_t>(w);
-    if (n > 8) map[(j >> 3) + 1] = static_cast<uint8_t>(w >> 8);
+    if (rest > 8) map[(j >> 3) + 1] = static_cast<uint8_t>(w >> 8);
   }
 }
 #endif  // HWY_TARGET != HWY_SCALAR
 
+// ---- Kernel bundles ----
+// Each bundle expands and packs runs for one element size; the drivers below are instantiated
+// once per bundle, so every run is inlined into its driver's loop.
+
+// Element-at-a-time (HWY_SCALAR, and 4-byte elements everywhere).
+struct ScalarKernels {
+  DType dtype;
+  int32_t zp;
+  int64_t eb() const { return DTypeBytes(dtype); }
+  void Expand(const uint8_t* src, const uint8_t*, const uint8_t* map, const uint8_t*,
+              int64_t bit0, int64_t count, uint8_t* dst) const {
+    ExpandScalar(src, map, bit0, count, eb(), static_cast<uint8_t>(zp), dst);
+  }
+  void MakeMap(const uint8_t* src, int64_t count, uint8_t* map) const {
+    MapScalar(src, dtype, count, zp, map);
+  }
+  int64_t Compress(const uint8_t* src, const uint8_t*, const uint8_t* map, const uint8_t*,
+                   int64_t bit0, int64_t count, uint8_t* dst) const {
+    return CompressScalar(src, map, bit0, count, eb(), dst);
+  }
+  void Clear(uint8_t* p, int64_t n) const { std::memset(p, 0, static_cast<size_t>(n)); }
+};
+
+#if HWY_TARGET != HWY_SCALAR
+template <int kEb, bool kZp>
+struct VectorKernels {
+  uint8_t zp;
+  static constexpr int64_t eb() { return kEb; }
+  HWY_INLINE void Expand(const uint8_t* src, const uint8_t* src_end, const uint8_t* map,
+                         const uint8_t* map_end, int64_t bit0, int64_t count, uint8_t* dst) const {
+    ExpandRun<kEb, kZp>(src, src_end, map, map_end, bit0, count, zp, dst);
+  }
+  HWY_INLINE void MakeMap(const uint8_t* src, int64_t count, uint8_t* map) const {
+    dpuemu::HWY_NAMESPACE::MakeMap<kEb>(src, count, zp, map);
+  }
+  HWY_INLINE int64_t Compress(const uint8_t* src, const uint8_t* src_end, const uint8_t* map,
+                              const uint8_t* map_end, int64_t bit0, int64_t count,
+                              uint8_t* dst) const {
+    return CompressRun<kEb>(src, src_end, map, map_end, bit0, count, dst);
+  }
+  // Zeroes n bytes at p in 16-byte stores (a memset call per SE costs more than the SE): may
+  // write up to 15 bytes past them, like Compress.
+  HWY_INLINE void Clear(uint8_t* p, int64_t n) const {
+    for (int64_t i = 0; i < n; i += 16) hn::StoreU(hn::Zero(D()), D(), p + i);
+  }
+};
+#endif
+
+// Calls body(kernels) with the bundle for this element type and zero point.
+template <class Body>
+HWY_INLINE void WithKernels(DType dtype, int32_t zp, const Body& body) {
+#if HWY_TARGET != HWY_SCALAR
+  const uint8_t zp8 = static_cast<uint8_t>(zp);
+  switch (DTypeBytes(dtype)) {
+    case 1:
+      if (zp8 != 0) return body(VectorKernels<1, true>{zp8});
+      return body(VectorKernels<1, false>{0});
+    case 2:
+      return body(VectorKernels<2, false>{0});  // the absent value is 0 whatever zp is
+    default:
+      break;
+  }
+#endif
+  body(ScalarKernels{dtype, zp});
+}
+
 // ---- Gather / decode ----
 
-// SEs [s_begin, s_end) of the gathered input, dense, to out (the view passed CheckGather).
-void GatherSes(const ActivationView& view, int64_t eb, int32_t zp, int64_t s_begin,
-               int64_t s_end, uint8_t* out) {
+// SEs [s_begin, s_end) of the sparse gathered input, dense, to out.
+template <class Kernels>
+HWY_NOINLINE void ExpandSes(const Kernels& kernels, const ActivationView& view, int64_t s_begin,
+                            int64_t s_end, uint8_t* out) {
   const int64_t se = view.se_size;
-  const int64_t slot_bytes = se * eb;
-  const bool table = !view.se_table.empty();
-  const bool sparse = !view.map.empty();
-  if (!table && !sparse) {
+  const int64_t slot_bytes = se * kernels.eb();
+  // Locals, not view's members: stores through uint8_t* could alias those.
+  const ByteSpan* tiles = view.tiles.data();
+  const int32_t* table = view.se_table.empty() ? nullptr : view.se_table.data();
+  const uint8_t* map = view.map.data();
+  const uint8_t* map_end = map + view.map.size();
+  for (int64_t s = s_begin; s < s_end; ++s, out += slot_bytes) {
+    const ByteSpan* tile = tiles;
+    int64_t offset = s * slot_bytes;
+    if (table) {
+      const SePointer p = DecodeSePointer(table[s]);
+      tile = tiles + p.tile;
+      offset = p.offset;
+    }
+    kernels.Expand(tile->data() + offset, tile->end(), map, map_end, s * se, se, out);
+  }
+}
+
+// SEs [s_begin, s_end) of the gathered input, dense, to out (the view passed CheckGather).
+void GatherSes(const ActivationView& view, DType dtype, int32_t zp, int64_t s_begin,
+               int64_t s_end, uint8_t* out) {
+  const int64_t slot_bytes = view.se_size * DTypeBytes(dtype);
+  if (!view.map.empty()) {
+    return WithKernels(dtype, zp, [&](const auto& kernels) {
+      ExpandSes(kernels, view, s_begin, s_end, out);
+    });
+  }
+  if (view.se_table.empty()) {
     if (s_end > s_begin) {
       std::memcpy(out, view.tiles[0].data() + s_begin * slot_bytes,
                   static_cast<size_t>((s_end - s_begin) * slot_bytes));
     }
     return;
   }
-  // Calls run(first map bit, slot, end of the slot's buffer, destination) for each SE.
-  const auto for_each_se = [&](const auto& run) {
-    for (int64_t s = s_begin; s < s_end; ++s) {
-      ByteSpan buf = view.tiles[0];
-      int64_t offset = s * slot_bytes;
-      if (table) {
-        const SePointer p = DecodeSePointer(view.se_table[s]);
-        buf = view.tiles[static_cast<size_t>(p.tile)];
-        offset = p.offset;
-      }
-      run(s * se, buf.data() + offset, buf.end(), out + (s - s_begin) * slot_bytes);
-    }
-  };
-  if (!sparse) {
-    for_each_se([&](int64_t, const uint8_t* slot, const uint8_t*, uint8_t* dst) {
-      std::memcpy(dst, slot, static_cast<size_t>(slot_bytes));
-    });
-    return;
+  for (int64_t s = s_begin; s < s_end; ++s, out += slot_bytes) {
+    const SePointer p = DecodeSePointer(view.se_table[s]);
+    std::memcpy(out, view.tiles[static_cast<size_t>(p.tile)].data() + p.offset,
+                static_cast<size_t>(slot_bytes));
   }
-  const uint8_t* map = view.map.data();
-  const uint8_t zp8 = static_cast<uint8_t>(zp);
-#if HWY_TARGET != HWY_SCALAR
-  const uint8_t* map_end = map + view.map.size();
-  const V zpv = hn::Set(D(), zp8);
-  if (eb == 1 && zp8 != 0) {
-    return for_each_se([&](int64_t bit0, const uint8_t* slot, const uint8_t* end, uint8_t* dst) {
-      ExpandRun<1, true>(slot, end, map, map_end, bit0, se, zpv, dst);
-    });
-  }
-  if (eb == 1) {
-    return for_each_se([&](int64_t bit0, const uint8_t* slot, const uint8_t* end, uint8_t* dst) {
-      ExpandRun<1, false>(slot, end, map, map_end, bit0, se, zpv, dst);
-    });
-  }
-  if (eb == 2) {
-    return for_each_se([&](int64_t bit0, const uint8_t* slot, const uint8_t* end, uint8_t* dst) {
-      ExpandRun<2, false>(slot, end, map, map_end, bit0, se, zpv, dst);
-    });
-  }
-#endif
-  for_each_se([&](int64_t bit0, const uint8_t* slot, const uint8_t*, uint8_t* dst) {
-    ExpandScalar(slot, map, bit0, se, eb, zp8, dst);
-  });
 }
 
-// Dense [K, taps] weights to out from the buffers the (checked) table points into.
-void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* entries, int64_t k,
-                        int64_t taps, int64_t map_per_k, int64_t eb, int32_t zp, uint8_t* out) {
-  const int64_t channel_bytes = taps * eb;
-  // Calls expand(packed run, its buffer's end, channel map, destination) per sparse channel.
-  const auto for_each_channel = [&](const auto& expand) {
-    for (int64_t i = 0; i < k; ++i) {
-      const WeightTableEntry& e = entries[i];
-      uint8_t* dst = out + i * channel_bytes;
-      if (e.sparsity_ptr == kDenseSparsityPtr) {
-        std::memcpy(dst, data.data() + e.weight_ptr, static_cast<size_t>(channel_bytes));
-      } else {
-        expand(data.data() + e.weight_ptr, data.end(), map.data() + e.sparsity_ptr, dst);
-      }
+// Dense [k, taps] weights to out from the buffers the (checked) table points into.
+template <class Kernels>
+HWY_NOINLINE void ExpandChannels(const Kernels& kernels, ByteSpan data, ByteSpan map,
+                                 const WeightTableEntry* entries, int64_t k, int64_t taps,
+                                 int64_t map_per_k, uint8_t* out) {
+  const int64_t channel_bytes = taps * kernels.eb();
+  for (int64_t i = 0; i < k; ++i, out += channel_bytes) {
+    const WeightTableEntry& e = entries[i];
+    const uint8_t* src = data.data() + e.weight_ptr;
+    if (e.sparsity_ptr == kDenseSparsityPtr) {
+      std::memcpy(out, src, static_cast<size_t>(channel_bytes));
+    } else {
+      const uint8_t* m = map.data() + e.sparsity_ptr;
+      kernels.Expand(src, data.end(), m, m + map_per_k, 0, taps, out);
     }
-  };
-  const uint8_t zp8 = static_cast<uint8_t>(zp);
-#if HWY_TARGET != HWY_SCALAR
-  const V zpv = hn::Set(D(), zp8);
-  if (eb == 1 && zp8 != 0) {
-    return for_each_channel([&](const uint8_t* src, const uint8_t* end, const uint8_t* m,
-                                uint8_t* dst) {
-      ExpandRun<1, true>(src, end, m, m + map_per_k, 0, taps, zpv, dst);
-    });
   }
-  if (eb == 1) {
-    return for_each_channel([&](const uint8_t* src, const uint8_t* end, const uint8_t* m,
-                                uint8_t* dst) {
-      ExpandRun<1, false>(src, end, m, m + map_per_k, 0, taps, zpv, dst);
-    });
-  }
-  if (eb == 2) {
-    return for_each_channel([&](const uint8_t* src, const uint8_t* end, const uint8_t* m,
-                                uint8_t* dst) {
-      ExpandRun<2, false>(src, end, m, m + map_per_k, 0, taps, zpv, dst);
-    });
-  }
-#endif
-  for_each_channel([&](const uint8_t* src, const uint8_t*, const uint8_t* m, uint8_t* dst) {
-    ExpandScalar(src, m, 0, taps, eb, zp8, dst);
+}
+
+void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* entries, int64_t k,
+                        int64_t taps, int64_t map_per_k, DType dtype, int32_t zp, uint8_t* out) {
+  WithKernels(dtype, zp, [&](const auto& kernels) {
+    ExpandChannels(kernels, data, map, entries, k, taps, map_per_k, out);
   });
 }
 
 // ---- Encode ----
 
-// Runs make_map(src, count, map) and compress(src, src_end, map, map_end, bit0, count, dst) ->
-// bytes with the kernels for this element size (and target).
-template <class Body>
-HWY_INLINE void WithPackKernels(DType dtype, int32_t zp, const Body& body) {
-  const int64_t eb = DTypeBytes(dtype);
-#if HWY_TARGET != HWY_SCALAR
-  const uint8_t zp8 = static_cast<uint8_t>(zp);
-  if (eb == 1) {
-    return body([&](const uint8_t* src, int64_t count, uint8_t* map) {
-      MakeMap<1>(src, count, zp8, map);
-    }, [](const uint8_t* src, const uint8_t* end, const uint8_t* map, const uint8_t* map_end,
-          int64_t bit0, int64_t count, uint8_t* dst) {
-      return CompressRun<1>(src, end, map, map_end, bit0, count, dst);
-    });
-  }
-  if (eb == 2) {
-    return body([](const uint8_t* src, int64_t count, uint8_t* map) {
-      MakeMap<2>(src, count, 0, map);
-    }, [](const uint8_t* src, const uint8_t* end, const uint8_t* map, const uint8_t* map_end,
-          int64_t bit0, int64_t count, uint8_t* dst) {
-      return CompressRun<2>(src, end, map, map_end, bit0, count, dst);
-    });
-  }
-#endif
-  body([&](const uint8_t* src, int64_t count, uint8_t* map) {
-    MapScalar(src, dtype, count, zp, map);
-  }, [eb](const uint8_t* src, const uint8_t*, const uint8_t* map, const uint8_t*, int64_t bit0,
-          int64_t count, uint8_t* dst) {
-    return CompressScalar(src, map, bit0, count, eb, dst);
-  });
-}
-
 // Sparse activations of the n elements at src: the zeroed map (map_bytes) and the slots of
 // `data`, which has 16 bytes of room past n * element bytes.
+template <class Kernels>
+HWY_NOINLINE void PackSes(const Kernels& kernels, const uint8_t* src, int64_t n, int64_t se,
+                          uint8_t* data, uint8_t* map, int64_t map_bytes) {
+  const int64_t slot_bytes = se * kernels.eb();
+  const uint8_t* src_end = src + n * kernels.eb();
+  kernels.MakeMap(src, n, map);
+  for (int64_t s = 0; s < n / se; ++s) {
+    uint8_t* slot = data + s * slot_bytes;
+    const int64_t packed =
+        kernels.Compress(src + s * slot_bytes, src_end, map, map + map_bytes, s * se, se, slot);
+    kernels.Clear(slot + packed, slot_bytes - packed);
+  }
+}
+
 void EncodeSes(const uint8_t* src, DType dtype, int64_t n, int32_t zp, int64_t se,
                uint8_t* data, uint8_t* map, int64_t map_bytes) {
-  const int64_t eb = DTypeBytes(dtype);
-  const int64_t slot_bytes = se * eb;
-  WithPackKernels(dtype, zp, [&](const auto& make_map, const auto& compress) {
-    make_map(src, n, map);
-    for (int64_t s = 0; s < n / se; ++s) {
-      uint8_t* slot = data + s * slot_bytes;
-      const int64_t packed =
-          compress(src + s * slot_bytes, src + n * eb, map, map + map_bytes, s * se, se, slot);
-      std::memset(slot + packed, 0, static_cast<size_t>(slot_bytes - packed));
-    }
+  WithKernels(dtype, zp, [&](const auto& kernels) {
+    PackSes(kernels, src, n, se, data, map, map_bytes);
   });
 }
 
 // Compressed weights of the [k, taps] tensor at src: per channel the map (zeroed, map_per_k
 // bytes each), its offset and non-zero count, and the packed run padded to 16 bytes in `data`,
 // which has 16 bytes of room past the worst case. Returns the bytes of data used.
+template <class Kernels>
+HWY_NOINLINE int64_t PackChannels(const Kernels& kernels, const uint8_t* src, int64_t k,
+                                  int64_t taps, int64_t map_per_k, uint8_t* data, uint8_t* map,
+                                  uint32_t* data_offset, int64_t* nonzeros) {
+  const int64_t channel_bytes = taps * kernels.eb();
+  int64_t pos = 0;
+  for (int64_t i = 0; i < k; ++i, src += channel_bytes, map += map_per_k) {
+    kernels.MakeMap(src, taps, map);
+    const int64_t packed =
+        kernels.Compress(src, src + channel_bytes, map, map + map_per_k, 0, taps, data + pos);
+    const int64_t padded = AlignUp(packed, 16);
+    kernels.Clear(data + pos + packed, padded - packed);
+    data_offset[i] = static_cast<uint32_t>(pos);
+    nonzeros[i] = packed / kernels.eb();
+    pos += padded;
+  }
+  return pos;
+}
+
 int64_t CompressChannels(const uint8_t* src, DType dtype, int64_t k, int64_t taps, int32_t zp,
                          int64_t map_per_k, uint8_t* data, uint8_t* map, uint32_t* data_offset,
                          int64_t* nonzeros) {
-  const int64_t eb = DTypeBytes(dtype);
-  int64_t pos = 0;
-  WithPackKernels(dtype, zp, [&](const auto& make_map, const auto& compress) {
-    for (int64_t i = 0; i < k; ++i) {
-      const uint8_t* w = src + i * taps * eb;
-      uint8_t* m = map + i * map_per_k;
-      make_map(w, taps, m);
-      const int64_t packed = compress(w, w + taps * eb, m, m + map_per_k, 0, taps, data + pos);
-      const int64_t padded = AlignUp(packed, 16);
-      std::memset(data + pos + packed, 0, static_cast<size_t>(padded - packed));
-      data_offset[i] = static_cast<uint32_t>(pos);
-      nonzeros[i] = packed / eb;
-      pos += padded;
-    }
+  int64_t used = 0;
+  WithKernels(dtype, zp, [&](const auto& kernels) {
+    used = PackChannels(kernels, src, k, taps, map_per_k, data, map, data_offset, nonzeros);
   });
-  return pos;
+  return used;
 }
 
 int64_t TargetId() { return HWY_TARGET; }
@@ -483,7 +573,7 @@ StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
   GatherShape gs;
   DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape));
   Tensor out(dtype, {gs.h, gs.w, gs.c});
-  HWY_DYNAMIC_DISPATCH(GatherSes)(view, DTypeBytes(dtype), zp, 0, gs.h * gs.w * gs.c / view.se_size,
+  HWY_DYNAMIC_DISPATCH(GatherSes)(view, dtype, zp, 0, gs.h * gs.w * gs.c / view.se_size,
                                   out.bytes.data());
   return out;
 }
@@ -501,7 +591,7 @@ Status GatherRows(const ActivationView& view, DType dtype, const std::vector<int
                            ") need " + std::to_string(need));
   }
   const int64_t ses_per_row = gs.w * gs.c / view.se_size;
-  HWY_DYNAMIC_DISPATCH(GatherSes)(view, DTypeBytes(dtype), zp, row_begin * ses_per_row,
+  HWY_DYNAMIC_DISPATCH(GatherSes)(view, dtype, zp, row_begin * ses_per_row,
                                   row_end * ses_per_row, out.data());
   return OkStatus();
 }
@@ -533,7 +623,7 @@ StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
   DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype));
   Tensor out(dtype, {g.k, g.ky, g.kx, g.c});
   HWY_DYNAMIC_DISPATCH(DecompressChannels)(data, map, entries.data(), g.k, g.taps(),
-                                           WeightMapBytesPerChannel(g), DTypeBytes(dtype), zp,
+                                           WeightMapBytesPerChannel(g), dtype, zp,
                                            out.bytes.data());
   return out;
 }

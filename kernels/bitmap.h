@@ -27,9 +27,10 @@ StatusOr<Tensor> DecodeSparseActivations(ByteSpan data, ByteSpan map, DType dtyp
                                          int64_t se_size);
 StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
                                    const std::vector<int64_t>& shape, int32_t zp);
-// Writes input rows [row_begin, row_end) of the gathered [H, W, C] tensor, dense NHWC, to the
-// start of `out` (any alignment; at least (row_end - row_begin) * W * C * element bytes). Only
-// the SE pointers of those rows are checked and read, so a workload pays for its own rows.
+// Writes input rows [row_begin, row_end) (row_end < 0: through the last row) of the gathered
+// [H, W, C] tensor, dense NHWC, to the start of `out` (any alignment; at least
+// (row_end - row_begin) * W * C * element bytes). Only the SE pointers of those rows are checked
+// and read, so a workload pays for its own rows.
 Status GatherRows(const ActivationView& view, DType dtype, const std::vector<int64_t>& shape,
                   int32_t zp, int64_t row_begin, int64_t row_end, MutableByteSpan out);
 

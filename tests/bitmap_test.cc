@@ -75,15 +75,16 @@ std::vector<int64_t> Divisors(int64_t n) {
   return d;
 }
 
-// A copy of `bytes` that starts 1..15 bytes past a 16-byte boundary.
+// A copy of `bytes` that starts 1..15 bytes past a 16-byte boundary and ends where its
+// allocation ends (so that address sanitizers see any read past it).
 struct Misaligned {
-  std::vector<uint8_t> storage;
   size_t shift = 0;
+  std::vector<uint8_t> storage;
   Misaligned(const std::vector<uint8_t>& bytes, Rng& rng)
-      : storage(bytes.size() + 16), shift(static_cast<size_t>(rng.Int(1, 15))) {
+      : shift(static_cast<size_t>(rng.Int(1, 15))), storage(shift + bytes.size()) {
     if (!bytes.empty()) std::memcpy(storage.data() + shift, bytes.data(), bytes.size());
   }
-  ByteSpan span() const { return ByteSpan(storage.data() + shift, storage.size() - 16); }
+  ByteSpan span() const { return ByteSpan(storage.data() + shift, storage.size() - shift); }
 };
 
 // The slots of sparse activations scattered over 2-3 tiles: each SE at a random 16-aligned

@@ -1,0 +1,193 @@
+// Storage-element (SE) pointer operations: tensor reshapings the DPU performs for free by reading
+// its input through an SE pointer table instead of a materialised tensor.
+//
+// Each generator maps a source tensor [H, W, C] (stored NHWC in CMX, its rows possibly split
+// across tiles) to a virtual tensor [H', W', C]. Every virtual pixel either reads a source pixel
+// (one SE pointer per se_size channels, DATA_PTR/BASE_PTR via EncodeSePointer) or is an inserted
+// zero: its map bits are 0, so it reads as the zero point (its pointers still point at a valid
+// source SE, as the hardware bounds-checks every pointer). The virtual map is in the activation
+// map format of hw/formats.h; where a virtual pixel reads a sparse source pixel it copies the
+// source's bits, because the source's SE slot packs only the present elements. The gather
+// definition itself is GatherActivations (hw/formats.h).
+//
+// Composite operations built on top: transposed convolution (zero insertion + flipped kernel)
+// and dilated convolution (a set of ordinary convolutions over SE-gathered sub-grids).
+#ifndef DPUEMU_HW_SE_OPS_H_
+#define DPUEMU_HW_SE_OPS_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "hw/dpu_task.h"
+#include "hw/layer.h"
+#include "hw/status.h"
+#include "hw/target.h"
+#include "hw/tensor.h"
+
+namespace dpuemu {
+
+// Where a source tensor [H, W, C] sits in CMX: tile i holds the next tiles[i].rows rows (at least
+// one), stored NHWC from byte tiles[i].base_offset (a multiple of 16). Empty: the whole tensor at
+// offset 0 of tile 0.
+struct SourceLayout {
+  struct Part {
+    int64_t rows = 0;
+    int64_t base_offset = 0;
+  };
+  std::vector<Part> tiles;
+};
+// Splits h rows over min(tiles, h) tiles, earlier tiles taking the remainder, each at base_offset.
+SourceLayout SplitRows(int64_t h, int tiles, int64_t base_offset = 0);
+
+// The source of a gather: shape, element type, placement, and its sparsity map when it is stored
+// sparse (ActivationMapBytes(H * W * C) bytes, 1 = present; empty = dense).
+struct SeSource {
+  int64_t h = 0, w = 0, c = 0;
+  DType dtype = DType::kU8;
+  SourceLayout layout;
+  std::vector<uint8_t> map;
+};
+// Describes tensor t [H, W, C]; when `sparse`, records which elements differ from zero point zp.
+StatusOr<SeSource> MakeSeSource(const Tensor& t, const SourceLayout& layout, bool sparse,
+                                int32_t zp);
+
+// A gather: the SE pointer table and sparsity map of a virtual tensor [h, w, c] over a source of
+// [source_h, source_w, c].
+struct SeGather {
+  int64_t h = 0, w = 0, c = 0;
+  int64_t source_h = 0, source_w = 0;
+  int64_t se_size = 0;
+  std::vector<int32_t> table;  // [h, w, c / se_size]
+  std::vector<uint8_t> map;    // ActivationMapBytes(h * w * c); 0 = reads as the zero point
+  std::string description;     // what was gathered, for printing
+};
+
+// Every generator takes the target and an se_size (0 = DefaultSeSize(target, C)); the size must
+// satisfy CheckSeSize and divide C. Virtual dimensions are limited to [1, 16384] and 2^31
+// elements, like ZMConv inputs.
+
+// Nearest upsampling by integer factors: virtual (y, x) reads source (y / fy, x / fx).
+StatusOr<SeGather> UpsampleNearestGather(const SeSource& src, const Target& t, int64_t se_size,
+                                         int64_t fy, int64_t fx);
+
+// ONNX Resize, mode "nearest", to [out_h, out_w]: the coordinate transformation maps an output
+// index to a source coordinate (scale = out / in), the nearest mode rounds it, and the result is
+// clamped to the source. Computed in exact rational arithmetic, so exact halves are exact.
+enum class CoordMode {
+  kAsymmetric,
+  kHalfPixel,
+  kAlignCorners,
+  kPytorchHalfPixel,
+  kTfHalfPixelForNN
+};
+enum class NearestMode { kRoundPreferFloor, kRoundPreferCeil, kFloor, kCeil };
+const char* CoordModeName(CoordMode m);      // ONNX spelling: "half_pixel", ...
+const char* NearestModeName(NearestMode m);  // "round_prefer_floor", ...
+StatusOr<CoordMode> ParseCoordMode(const std::string& name);
+StatusOr<NearestMode> ParseNearestMode(const std::string& name);
+StatusOr<SeGather> InterpolateNearestGather(const SeSource& src, const Target& t, int64_t se_size,
+                                            int64_t out_h, int64_t out_w, CoordMode coord,
+                                            NearestMode mode);
+
+// numpy.pad semantics, pads wider than the tensor included: constant = inserted zeros (the zero
+// point); edge repeats the border pixel; reflect mirrors without repeating it (period 2(n-1); a
+// single row or column acts like edge), symmetric mirrors repeating it (period 2n).
+enum class PadMode { kConstant, kEdge, kReflect, kSymmetric };
+const char* PadModeName(PadMode m);
+StatusOr<PadMode> ParsePadMode(const std::string& name);
+struct Pads {
+  int64_t top = 0, bottom = 0, left = 0, right = 0;
+};
+StatusOr<SeGather> PadGather(const SeSource& src, const Target& t, int64_t se_size,
+                             const Pads& pads, PadMode mode);
+
+// numpy.roll semantics: virtual (y, x) reads source ((y - dy) mod H, (x - dx) mod W); any shift.
+StatusOr<SeGather> RollGather(const SeSource& src, const Target& t, int64_t se_size, int64_t dy,
+                              int64_t dx);
+
+// ---- Transposed convolution ----
+// Definition, with weights W [K, KY, KX, C] (output channels, kernel, input channels):
+//   out[y * stride_y + ky - pads.top][x * stride_x + kx - pads.left][k]
+//       += in[y][x][c] * W[k][ky][kx][c]
+// over an output of ((H - 1) * stride_y - pads.top - pads.bottom + KY + output_padding_y) rows
+// (likewise columns). It equals a stride-1, unpadded ZMConv with the kernel flipped in y and x
+// over the virtual tensor that holds the input pixels `stride` apart, zeros between them, and a
+// border of KY - 1 - pads.top zero rows above and KY - 1 - pads.bottom + output_padding_y below
+// (a negative border crops).
+struct TransposedConv {
+  int64_t stride_y = 1, stride_x = 1;  // zero-insertion factors, >= 1
+  Pads pads;                           // >= 0
+  // Extra bottom rows / right columns of the output, < stride.
+  int64_t output_padding_y = 0, output_padding_x = 0;
+  int64_t ky = 1, kx = 1;  // kernel, 1..11
+};
+StatusOr<SeGather> ZeroInsertGather(const SeSource& src, const Target& t, int64_t se_size,
+                                    const TransposedConv& tc);
+// The ZMConv that, run over `gather` (from ZeroInsertGather with the same tc), computes the
+// transposed convolution: op's types, zero points and PPE with the virtual geometry (stride 1,
+// no padding), the flipped weights, quant unchanged. weights: [K, KY, KX, C] as defined above.
+// The layer's input is left empty: LowerWithGather reads the source instead.
+StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGather& gather,
+                                           const ConvOp& op, const ChannelQuant& quant,
+                                           const Tensor& weights);
+
+// ---- Lowering ----
+// The DpuTask that runs virtual_layer's op and weights over the gathered virtual tensor:
+// input_tiles hold the source placed per `layout` (dense bytes, or the sparse-activation slots
+// when opts.input_sparse), se_table = gather.table, input_map = gather.map, input_se_size =
+// gather.se_size (opts.input_se_size must be 0 or equal). virtual_layer.op.g must describe the
+// virtual tensor; virtual_layer.input is ignored. Every pointer must address a storage element of
+// a source row held in its tile, and every virtual SE's map bits must be all 0 or exactly what the
+// addressed source slot holds (all 1 for a dense source, the source's bits for a sparse one).
+StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& source,
+                                  const SourceLayout& layout, const SeGather& gather,
+                                  const StorageOptions& opts, const Target& t);
+
+// ---- Dilated convolution ----
+// out[oy][ox] = sum over (ky, kx, c) of xp[oy * stride_y + ky * dilation_y][ox * stride_x +
+// kx * dilation_x][c] * W[k][ky][kx][c], xp the padded input. With g = gcd(stride, dilation),
+// the outputs fall into step = dilation / g phases per axis; phase p (outputs p, p + step, ...)
+// reads padded rows p * stride + dilation * m only, so it is an ordinary ZMConv with the dense
+// kernel and stride stride / g over the sub-grid of those rows (padding rows gathered as map 0).
+struct DilatedPhase {
+  int64_t out_y0 = 0, out_x0 = 0;        // first output row / column of the phase
+  int64_t out_h = 0, out_w = 0;          // outputs out_y0 + step_y * q, q < out_h (likewise x)
+  int64_t source_y0 = 0, source_x0 = 0;  // sub-grid row m is source row source_y0 + dilation_y * m
+  SeGather gather;
+};
+struct DilatedPlan {
+  ConvGeometry geometry;  // the dilated conv's source, kernel, stride and padding (k unused)
+  int64_t dilation_y = 1, dilation_x = 1;
+  int64_t out_h = 0, out_w = 0;
+  int64_t step_y = 1, step_x = 1;      // phases per axis
+  int64_t stride_y = 1, stride_x = 1;  // each sub-convolution's stride
+  std::vector<DilatedPhase> phases;    // empty phases (no outputs) are left out
+  std::string ToString() const;
+};
+// g: the dilated conv (h, w, c as src; kernel 1..11, stride 1..8, padding 0..255). Dilation
+// 1..1024 per axis.
+StatusOr<DilatedPlan> PlanDilatedConv(const SeSource& src, const Target& t, int64_t se_size,
+                                      const ConvGeometry& g, int64_t dilation_y,
+                                      int64_t dilation_x);
+// One task per phase of plan, for `layer` (op.g as planned, input = the source [H, W, C]).
+StatusOr<std::vector<DpuTask>> LowerDilatedConv(const ConvLayer& layer, const DilatedPlan& plan,
+                                                const SourceLayout& layout,
+                                                const StorageOptions& opts, const Target& t);
+// Interleaves the phases' outputs (one per phase, either storage) into [OH, OW, K].
+StatusOr<Tensor> AssembleDilatedOutput(const DilatedPlan& plan,
+                                       const std::vector<DpuOutput>& outputs, int32_t out_zp);
+
+// Runs one DpuTask: RunReference (kernels/ref) or a wrapper of RunZMConv (kernels/zmconv.h).
+using ConvRunner = std::function<StatusOr<DpuOutput>(const DpuTask&, const Target&)>;
+// Plans (se_size from opts.input_se_size), lowers, runs every phase and assembles the dense
+// output [OH, OW, K] of the dilated convolution `layer`. The plan is stored in *plan if given.
+StatusOr<Tensor> RunDilatedConv(const ConvLayer& layer, int64_t dilation_y, int64_t dilation_x,
+                                const SourceLayout& layout, const StorageOptions& opts,
+                                const Target& t, const ConvRunner& run,
+                                DilatedPlan* plan = nullptr);
+
+}  // namespace dpuemu
+
+#endif  // DPUEMU_HW_SE_OPS_H_

@@ -1,0 +1,321 @@
+// dpuemu: the command line for hardware teams (README.md, "The dpuemu CLI").
+//   dpuemu plan SPEC.json|DIR [--json]
+//   dpuemu run  SPEC.json|DIR --out OUT [--threads N] [--reference] [--kernel K] [--explain]
+//                                       [--repeat N]
+// Exit status: 0 ok, 2 usage or spec errors (bad flags, spec, tensor file, or a layer the planner
+// refuses), 1 when running or writing the results fails.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "hw/status.h"
+#include "runtime/execute.h"
+#include "runtime/golden.h"
+#include "runtime/npy.h"
+#include "runtime/plan.h"
+#include "runtime/spec.h"
+
+namespace dpuemu {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+struct Flags {
+  std::string spec;  // a spec file or a directory of them
+  bool json = false;
+  std::string out;
+  int threads = -1;  // -1: the spec's
+  bool reference = false;
+  std::string kernel;  // empty: the spec's
+  bool explain = false;
+  int repeat = 1;
+};
+
+// A failed step: the exit status it calls for and the message.
+struct Failure {
+  int exit = 0;
+  Status status;
+};
+
+void PrintError(const Status& s) {
+  std::string m = s.message();
+  std::replace(m.begin(), m.end(), '\n', ' ');
+  std::fprintf(stderr, "dpuemu: error: %s\n", m.c_str());
+}
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+// Progress of a long command (more than one run) on stderr: on a terminal a bar redrawn in place
+// (Clear it before printing anything else), otherwise plain lines, at most one per tenth of the
+// work so logs stay short.
+class Progress {
+ public:
+  explicit Progress(int64_t total)
+      : total_(total),
+        tty_(isatty(fileno(stderr)) != 0),
+        start_(std::chrono::steady_clock::now()) {}
+  ~Progress() { Clear(); }
+
+  // `n` more units of work done, the last on `label`.
+  void Step(const std::string& label, int64_t n = 1) {
+    done_ += n;
+    if (total_ < 2 || n < 1) return;
+    const double elapsed = Seconds(start_);
+    if (tty_) {
+      constexpr int kWidth = 30;
+      const int filled = static_cast<int>(kWidth * done_ / total_);
+      const double eta = elapsed / done_ * (total_ - done_);
+      std::fprintf(stderr, "\r[%s%s] %lld/%lld  %.1f s, eta %.1f s  %s\033[K",
+                   std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
+                   static_cast<long long>(done_), static_cast<long long>(total_), elapsed, eta,
+                   label.c_str());
+      drawn_ = true;
+    } else if (done_ == total_ || 10 * done_ / total_ != 10 * (done_ - n) / total_) {
+      std::fprintf(stderr, "[%lld/%lld] %.1f s %s\n", static_cast<long long>(done_),
+                   static_cast<long long>(total_), elapsed, label.c_str());
+    }
+    std::fflush(stderr);
+  }
+
+  // Erases the bar so other output starts on a clean line; the next Step redraws it.
+  void Clear() {
+    if (!drawn_) return;
+    std::fputs("\r\033[K", stderr);
+    std::fflush(stderr);
+    drawn_ = false;
+  }
+  int64_t done() const { return done_; }
+
+ private:
+  int64_t total_, done_ = 0;
+  bool tty_, drawn_ = false;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// The spec files a command works on: the file itself, or every *.json of a directory in name order.
+struct SpecList {
+  std::vector<std::string> files;
+  bool directory = false;
+};
+
+StatusOr<SpecList> SpecFiles(const std::string& arg) {
+  std::error_code ec;
+  SpecList list;
+  list.directory = fs::is_directory(arg, ec);
+  if (!list.directory) {
+    list.files = {arg};
+    return list;
+  }
+  for (fs::directory_iterator it(arg, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().extension() == ".json" && it->is_regular_file(ec)) {
+      list.files.push_back(it->path().string());
+    }
+  }
+  if (ec) return NotFound(arg + ": cannot list the directory: " + ec.message());
+  if (list.files.empty()) return NotFound(arg + ": no *.json spec files in the directory");
+  std::sort(list.files.begin(), list.files.end());
+  return list;
+}
+
+struct Planned {
+  Spec spec;
+  Plan plan;
+};
+
+StatusOr<Planned> LoadAndPlan(const std::string& path) {
+  Planned p;
+  DPUEMU_ASSIGN_OR_RETURN(p.spec, LoadSpec(path));
+  StatusOr<Plan> plan = PlanLayer(p.spec.layer, *p.spec.target, p.spec.plan);
+  if (!plan.ok()) return plan.status().Annotate(path);
+  p.plan = std::move(plan).value();
+  return p;
+}
+
+int PlanCommand(const Flags& f) {
+  StatusOr<SpecList> specs = SpecFiles(f.spec);
+  if (!specs.ok()) {
+    PrintError(specs.status());
+    return kExitUsage;
+  }
+  const bool many = specs->directory;
+  nlohmann::json all = nlohmann::json::object();
+  int exit = 0;
+  for (const std::string& path : specs->files) {
+    StatusOr<Planned> p = LoadAndPlan(path);
+    if (!p.ok()) {
+      PrintError(p.status());
+      exit = kExitUsage;
+      continue;
+    }
+    if (f.json && many) {
+      all[fs::path(path).stem().string()] = PlanToJson(p->plan);
+    } else if (f.json) {
+      std::printf("%s\n", PlanToJson(p->plan).dump(2).c_str());
+    } else {
+      std::printf("%s%s", many ? ("== " + path + "\n").c_str() : "", PlanToText(p->plan).c_str());
+    }
+  }
+  if (f.json && many) std::printf("%s\n", all.dump(2).c_str());
+  return exit;
+}
+
+void Explain(const RunOptions& options, const RunResult& r) {
+  std::printf("  kernels (%zu work items):\n", r.workloads.size());
+  for (const WorkloadReport& w : r.workloads) {
+    std::string what = options.reference ? std::string("reference DPU (--reference)")
+                                         : std::string(ConvKernelName(w.kernel.kernel)) + " [" +
+                                               w.kernel.isa + "]: " + w.kernel.reason;
+    if (w.replicas > 0) what += " (+" + std::to_string(w.replicas) + " clustering replicas)";
+    std::printf("    tile %d  k [%lld, %lld)  rows [%lld, %lld)  %8.3f ms  %s\n", w.tile,
+                static_cast<long long>(w.k_begin), static_cast<long long>(w.k_end),
+                static_cast<long long>(w.row_begin), static_cast<long long>(w.row_end),
+                w.seconds * 1e3, what.c_str());
+  }
+}
+
+void PrintTiming(std::vector<double> runs, double prepare) {
+  std::sort(runs.begin(), runs.end());
+  double sum = 0;
+  for (double s : runs) sum += s;
+  std::printf(
+      "  timing: %zu runs: min %.3f ms, median %.3f ms, mean %.3f ms, max %.3f ms "
+      "(preparation %.3f ms, once)\n",
+      runs.size(), runs.front() * 1e3, runs[runs.size() / 2] * 1e3, sum / runs.size() * 1e3,
+      runs.back() * 1e3, prepare * 1e3);
+}
+
+Status WriteText(const std::string& path, const std::string& text) {
+  return WriteFileBytes(path, ByteSpan(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+}
+
+// Runs one spec into `out_dir`: output.npy, plan.json and the golden set.
+Failure RunOne(const std::string& path, const std::string& out_dir, const Flags& f,
+               Progress& progress) {
+  StatusOr<Planned> planned = LoadAndPlan(path);
+  if (!planned.ok()) return {kExitUsage, planned.status()};
+  const Spec& spec = planned->spec;
+  const Plan& plan = planned->plan;
+  RunOptions options = spec.run;
+  if (f.threads >= 0) options.threads = f.threads;
+  if (f.reference) options.reference = true;
+  if (!f.kernel.empty()) {
+    StatusOr<ConvKernel> k = ParseConvKernel(f.kernel);
+    if (!k.ok()) return {kExitUsage, k.status()};
+    options.kernel.kernel = *k;
+  }
+
+  auto fail = [&path](const Status& s) { return Failure{kExitFailed, s.Annotate(path)}; };
+  const auto t0 = std::chrono::steady_clock::now();
+  StatusOr<PreparedLayer> prepared = PreparedLayer::Create(spec.layer, plan, *spec.target, options);
+  if (!prepared.ok()) return fail(prepared.status());
+  const double prepare = Seconds(t0);
+  std::vector<double> runs;
+  RunResult result;
+  for (int i = 0; i < f.repeat; ++i) {
+    StatusOr<RunResult> r = prepared->Run();
+    if (!r.ok()) return fail(r.status());
+    runs.push_back(r->seconds);
+    result = std::move(r).value();
+    progress.Step(spec.layer.name);
+  }
+
+  progress.Clear();
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return fail(InvalidArgument("--out " + out_dir + ": cannot create: " + ec.message()));
+  Status st = WriteNpy(out_dir + "/output.npy", result.output);
+  if (st.ok()) st = WriteText(out_dir + "/plan.json", PlanToJson(plan).dump(2) + "\n");
+  if (st.ok()) {
+    StatusOr<GoldenSet> golden = MakeGoldenSet(spec.layer, plan, result.output);
+    st = golden.ok() ? WriteGoldenSet(*golden, out_dir) : golden.status();
+  }
+  if (!st.ok()) return fail(st);
+
+  std::printf(
+      "%s: '%s' on %s: %s over %d tile(s), weights %s, %zu work items on %d thread(s), "
+      "%.3f ms -> %s/\n",
+      path.c_str(), spec.layer.name.c_str(), spec.target->name, SplitStrategyName(plan.split),
+      plan.tiles_used, plan.weights.sparse ? "sparse" : "dense", result.workloads.size(),
+      prepared->threads(), (prepare + runs.front()) * 1e3, out_dir.c_str());
+  if (f.explain) Explain(options, result);
+  if (f.repeat > 1) PrintTiming(runs, prepare);
+  std::fflush(stdout);
+  return {};
+}
+
+int RunCommand(const Flags& f) {
+  StatusOr<SpecList> specs = SpecFiles(f.spec);
+  if (!specs.ok()) {
+    PrintError(specs.status());
+    return kExitUsage;
+  }
+  const std::vector<std::string>& files = specs->files;
+  Progress progress(static_cast<int64_t>(files.size()) * f.repeat);
+  int exit = 0, failed = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string name = fs::path(files[i]).stem().string();
+    const Failure r = RunOne(files[i], specs->directory ? f.out + "/" + name : f.out, f, progress);
+    if (r.exit != 0) {
+      // The runs it did not do count as done.
+      progress.Step(name + ": failed", static_cast<int64_t>(i + 1) * f.repeat - progress.done());
+      progress.Clear();
+      PrintError(r.status);
+      exit = std::max(exit, r.exit);
+      ++failed;
+    }
+  }
+  if (specs->directory) {
+    std::printf("%zu specs: %zu ok, %d failed\n", files.size(), files.size() - failed, failed);
+  }
+  return exit;
+}
+
+int Main(int argc, char** argv) {
+  Flags f;
+  CLI::App app{"dpuemu: functional emulator of the Intel NPU DPU (ZMConv on NPU37XX, NPU40XX)"};
+  app.require_subcommand(1);
+  CLI::App* plan = app.add_subcommand("plan", "print the plan of a layer spec");
+  plan->add_option("spec", f.spec, "SPEC.json, or a directory of *.json specs")->required();
+  plan->add_flag("--json", f.json, "print the plan as JSON");
+  CLI::App* run =
+      app.add_subcommand("run", "run a layer spec; write output.npy, plan.json and the golden set");
+  run->add_option("spec", f.spec,
+                  "SPEC.json, or a directory of *.json specs (each into OUT/<name>/)")
+      ->required();
+  run->add_option("--out,-o", f.out, "output directory (created if missing)")->required();
+  run->add_option("--threads", f.threads,
+                  "CPU threads, 0 = all cores (default: the spec's run.threads)")
+      ->check(CLI::Range(0, 4096));
+  run->add_flag("--reference", f.reference,
+                "run the scalar reference DPU instead of the SIMD kernels");
+  run->add_option("--kernel", f.kernel, "SIMD kernel: auto|dense|sparse-weights")
+      ->check(CLI::IsMember({"auto", "dense", "sparse-weights"}));
+  run->add_flag("--explain", f.explain, "print which kernel ran for each workload and why");
+  run->add_option("--repeat", f.repeat, "run N times and print the timing")
+      ->check(CLI::Range(1, 1000000));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help, or the error
+    return code == 0 ? 0 : kExitUsage;
+  }
+  return plan->parsed() ? PlanCommand(f) : RunCommand(f);
+}
+
+}  // namespace
+}  // namespace dpuemu
+
+int main(int argc, char** argv) { return dpuemu::Main(argc, argv); }
