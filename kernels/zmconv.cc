@@ -445,6 +445,7 @@ HWY_AFTER_NAMESPACE();
 #include <vector>
 
 #include "hw/formats.h"
+#include "kernels/bitmap.h"
 #include "kernels/ref/zmconv_ref.h"
 #include "kernels/zmconv.h"
 
@@ -608,7 +609,7 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
   std::vector<WeightTableEntry> table;
   DPUEMU_ASSIGN_OR_RETURN(table, DecodeWeightTable(task.weight_table, g.k));
   Tensor w_t;
-  DPUEMU_ASSIGN_OR_RETURN(w_t, DecompressWeights(task.weights, task.weight_map, task.weight_table, g,
+  DPUEMU_ASSIGN_OR_RETURN(w_t, simd::DecompressWeights(task.weights, task.weight_map, task.weight_table, g,
                                                  op.w_dtype, op.w_zp));
   DPUEMU_ASSIGN_OR_RETURN(w.quant, WeightTableQuant(op, table));
   const bool integer = IsIntegerPath(op);
@@ -696,9 +697,9 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   const uint8_t* x_bytes = task.input_tiles[0].data();
   if (!task.input_map.empty() || !task.se_table.empty() ||
       static_cast<int64_t>(task.input_tiles[0].size()) != nx * DTypeBytes(op.in_dtype)) {
-    Tensor x_t;
-    DPUEMU_ASSIGN_OR_RETURN(x_t, GatherActivations(task.input_view(), op.in_dtype, {g.h, g.w, g.c}, op.in_zp));
-    s.gathered.swap(x_t.bytes);
+    s.gathered.resize(static_cast<size_t>(nx * DTypeBytes(op.in_dtype)));
+    DPUEMU_RETURN_IF_ERROR(simd::GatherRows(task.input_view(), op.in_dtype, {g.h, g.w, g.c}, op.in_zp,
+                                            0, g.h, MutableByteSpan(s.gathered.data(), s.gathered.size())));
     x_bytes = s.gathered.data();
   }
   // Float inputs are converted now (the kernel choice looks at them); integer ones only when a
@@ -825,7 +826,16 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     p.nz_w = w.nz_w.data();
     HWY_DYNAMIC_DISPATCH(SparseRows)(p, 0, p.oh, 0, g.k);
   }
-  return StoreOutput(task, std::move(out));
+  if (!task.output_sparse) return StoreOutput(task, std::move(out));
+  // The output unit's sparse storage, encoded with the SIMD encoder (same bytes as StoreOutput).
+  SparseActivations sa;
+  DPUEMU_ASSIGN_OR_RETURN(sa, simd::EncodeSparseActivations(out, op.ppe.out_zp, task.output_se_size));
+  DpuOutput result;
+  result.se_size = task.output_se_size;
+  result.data = Tensor(out.dtype, out.shape);
+  result.data.bytes = std::move(sa.data);
+  result.map = std::move(sa.map);
+  return result;
 }
 
 }  // namespace dpuemu
