@@ -1,6 +1,8 @@
-// The main job of dpuemu's README: build a ResNet-50 style 3x3 layer and the seed's K=320 layer
-// with ~60% weight sparsity, run them on the reference DPU of each target in dense and sparse
-// storage, check every storage gives the same output, and print what was done.
+// The main job of dpuemu's README: a ResNet-50 3x3 layer and the seed's K=320 layer with ~60%
+// weight sparsity, planned for NPU37XX and NPU40XX (sparsity decision, split, workloads), run on
+// the SIMD kernels in parallel, checked bit for bit against the reference DPU and across storage
+// formats (dense; sparse weights + input + output; input through SE pointers), with byte sizes and
+// times printed.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -10,6 +12,9 @@
 #include "hw/layer.h"
 #include "hw/target.h"
 #include "kernels/ref/zmconv_ref.h"
+#include "kernels/zmconv.h"
+#include "runtime/execute.h"
+#include "runtime/plan.h"
 
 namespace dpuemu {
 namespace {
@@ -20,6 +25,10 @@ std::string Bytes(int64_t n) {
   return s + " B";
 }
 
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 struct Variant {
   const char* name;
   StorageOptions storage;
@@ -27,14 +36,13 @@ struct Variant {
 
 const std::vector<Variant>& Variants() {
   static const std::vector<Variant> v = [] {
-    StorageOptions dense;
-    StorageOptions sparse;
+    StorageOptions dense, sparse;
     sparse.weights_sparse = sparse.input_sparse = sparse.output_sparse = true;
     StorageOptions se = sparse;
     se.input_se_table = true;
-    return std::vector<Variant>{{"dense: weights, input, output", dense},
-                                {"sparse: weights, input, output", sparse},
-                                {"sparse, input read through SE pointers", se}};
+    return std::vector<Variant>{{"dense weights, input, output", dense},
+                                {"sparse weights, input, output", sparse},
+                                {"sparse, input through SE pointers", se}};
   }();
   return v;
 }
@@ -45,41 +53,96 @@ int64_t TotalBytes(const std::vector<std::vector<uint8_t>>& tiles) {
   return n;
 }
 
-// Runs one layer on one target in every storage variant; false if any output differs.
-StatusOr<bool> RunLayer(const ConvLayer& layer, const Target& target) {
-  std::printf("  %s (%s, %d tiles):\n", target.name, target.generation, target.tiles);
-  Tensor first;
-  bool same = true;
+// Plans and runs one layer on one target; false if any output differs from the reference.
+StatusOr<bool> RunLayerOn(const ConvLayer& layer, const Target& target) {
+  std::printf("  %s (%s, %d tiles x %d DPU)\n", target.name, target.generation, target.tiles,
+              target.dpus_per_tile);
+  // 1. The whole layer as one DPU task on the reference: the definition.
+  DpuTask whole;
+  DPUEMU_ASSIGN_OR_RETURN(whole, LowerLayer(layer, StorageOptions{}, target));
+  auto t0 = std::chrono::steady_clock::now();
+  DpuOutput ref_out;
+  DPUEMU_ASSIGN_OR_RETURN(ref_out, RunReference(whole, target));
+  const double ref_secs = Seconds(t0);
+  Tensor ref;
+  DPUEMU_ASSIGN_OR_RETURN(ref, DenseOutput(ref_out, layer.op.ppe.out_zp));
+
+  // 2. The runtime: plan (sparsity decision, split, workloads), then a parallel run on the SIMD
+  //    kernels, every workload in its tile's storage formats.
+  PlanOptions plan_options;
+  plan_options.output_sparse = true;
+  Plan plan;
+  DPUEMU_ASSIGN_OR_RETURN(plan, PlanLayer(layer, target, plan_options));
+  RunResult run;
+  DPUEMU_ASSIGN_OR_RETURN(run, RunLayer(layer, plan, target, RunOptions{}));
+  bool same = run.output == ref;
+  std::printf("    plan: weights %s (%s)\n", plan.weights.sparse ? "sparse" : "dense",
+              plan.weights.reason.c_str());
+  std::printf("          split %s over %d tiles, K padded to %lld, %zu workloads; %s\n",
+              SplitStrategyName(plan.split), plan.tiles_used, static_cast<long long>(plan.k_padded),
+              plan.workloads.size(), plan.split_reason.c_str());
+  for (const std::string& note : plan.notes) std::printf("          note: %s\n", note.c_str());
+  std::printf("          estimated %.1f us on the NPU\n", plan.time_us());
+  const KernelReport& k0 = run.workloads.front().kernel;
+  std::printf("    run:  %zu work items, SIMD %s kernel (%s): %.3f s vs reference %.3f s (%.0fx) -> %s\n",
+              run.workloads.size(), ConvKernelName(k0.kernel), k0.isa.c_str(), run.seconds, ref_secs,
+              ref_secs / run.seconds, same ? "identical to the reference" : "DIFFERS FROM THE REFERENCE");
+
+  // The seed's case: K=320 split over output channels with sparse output (NPU37XX pads to two
+  // power-of-two halves, NPU40XX splits equally in multiples of 16).
+  if (layer.op.g.k == 320) {
+    PlanOptions sok = plan_options;
+    sok.split = SplitStrategy::kSok;
+    sok.tiles = 2;
+    Plan p2;
+    DPUEMU_ASSIGN_OR_RETURN(p2, PlanLayer(layer, target, sok));
+    RunResult r2;
+    DPUEMU_ASSIGN_OR_RETURN(r2, RunLayer(layer, p2, target, RunOptions{}));
+    std::string ranges;
+    for (const TilePlan& tp : p2.tiles) {
+      ranges += (ranges.empty() ? "" : " / ") + std::to_string(tp.k_end - tp.k_begin);
+    }
+    const bool ok = r2.output == ref;
+    same = same && ok;
+    std::printf("    seed case, SOK on 2 tiles with sparse output: K split %s, K padded to %lld -> %s\n",
+                ranges.c_str(), static_cast<long long>(p2.k_padded),
+                ok ? "identical to the reference" : "DIFFERS FROM THE REFERENCE");
+  }
+
+  // 3. Every storage format of the whole layer gives the same output.
   for (const Variant& v : Variants()) {
     DpuTask task;
     DPUEMU_ASSIGN_OR_RETURN(task, LowerLayer(layer, v.storage, target));
-    const auto t0 = std::chrono::steady_clock::now();
+    t0 = std::chrono::steady_clock::now();
     DpuOutput out;
-    DPUEMU_ASSIGN_OR_RETURN(out, RunReference(task, target));
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    DPUEMU_ASSIGN_OR_RETURN(out, RunZMConv(task, target));
+    const double secs = Seconds(t0);
     Tensor dense;
     DPUEMU_ASSIGN_OR_RETURN(dense, DenseOutput(out, layer.op.ppe.out_zp));
-    if (first.bytes.empty()) first = dense;
-    const bool match = dense == first;
+    const bool match = dense == ref;
     same = same && match;
-    std::printf("    %-44s %7.3f s  %s\n      weights %s + map %s + table %s; input %s + map %s"
-                " + SE table %s; output %s + map %s (SE %lld ch)\n",
-                v.name, secs, match ? "output identical" : "OUTPUT DIFFERS", Bytes(static_cast<int64_t>(task.weights.size())).c_str(),
+    std::printf("    %-34s %7.3f s  %s\n      weights %s + map %s + table %s; input %s + map %s + SE "
+                "table %s; output %s + map %s (SE %lld ch)\n",
+                v.name, secs, match ? "identical" : "DIFFERS",
+                Bytes(static_cast<int64_t>(task.weights.size())).c_str(),
                 Bytes(static_cast<int64_t>(task.weight_map.size())).c_str(),
                 Bytes(static_cast<int64_t>(task.weight_table.size())).c_str(),
                 Bytes(TotalBytes(task.input_tiles)).c_str(),
                 Bytes(static_cast<int64_t>(task.input_map.size())).c_str(),
                 Bytes(static_cast<int64_t>(task.se_table.size() * 4)).c_str(),
                 Bytes(static_cast<int64_t>(out.data.bytes.size())).c_str(),
-                Bytes(static_cast<int64_t>(out.map.size())).c_str(),
-                static_cast<long long>(out.se_size));
+                Bytes(static_cast<int64_t>(out.map.size())).c_str(), static_cast<long long>(out.se_size));
   }
   return same;
 }
 
+int Fail(const Status& s) {
+  std::fprintf(stderr, "demo: %s\n", s.ToString().c_str());
+  return 1;
+}
+
 int Main() {
-  std::printf("dpuemu demo: ZMConv on the reference DPU (scalar; the SIMD kernels and tiling "
-              "come in later releases)\n\n");
+  std::printf("dpuemu demo: ZMConv with sparse weights and activations on the emulated NPU DPU\n\n");
   struct Case {
     const char* layer;
     DType in, w, out;
@@ -90,14 +153,14 @@ int Main() {
   bool all_same = true;
   for (const Case& c : cases) {
     StatusOr<LayerSpec> spec = StandardLayer(c.layer);
-    if (!spec.ok()) return std::fprintf(stderr, "%s\n", spec.status().ToString().c_str()), 1;
+    if (!spec.ok()) return Fail(spec.status());
     spec->in_dtype = c.in;
     spec->w_dtype = c.w;
     spec->out_dtype = c.out;
     spec->weight_sparsity = 0.6;
     spec->input_sparsity = 0.3;
     StatusOr<ConvLayer> layer = GenerateLayer(*spec, /*seed=*/2024);
-    if (!layer.ok()) return std::fprintf(stderr, "%s\n", layer.status().ToString().c_str()), 1;
+    if (!layer.ok()) return Fail(layer.status());
     const ConvGeometry& g = layer->op.g;
     std::printf("%s: input %lldx%lldx%lld %s -> %lld channels %s, kernel %lldx%lld, stride %lld, "
                 "pad %lld; weights %s, 60%% zero; %.1f M MACs\n",
@@ -107,14 +170,15 @@ int Main() {
                 static_cast<long long>(g.stride_y), static_cast<long long>(g.pad_top),
                 DTypeName(c.w), static_cast<double>(g.dense_macs()) / 1e6);
     for (const Target* t : AllTargets()) {
-      StatusOr<bool> same = RunLayer(*layer, *t);
-      if (!same.ok()) return std::fprintf(stderr, "%s\n", same.status().ToString().c_str()), 1;
+      StatusOr<bool> same = RunLayerOn(*layer, *t);
+      if (!same.ok()) return Fail(same.status());
       all_same = all_same && *same;
     }
     std::printf("\n");
   }
-  std::printf(all_same ? "All storage formats gave identical outputs on both targets.\n"
-                       : "ERROR: storage formats disagree.\n");
+  std::printf(all_same ? "All runs, splits and storage formats gave outputs identical to the reference "
+                         "DPU on both targets.\n"
+                       : "ERROR: outputs differ.\n");
   return all_same ? 0 : 1;
 }
 
