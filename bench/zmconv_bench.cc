@@ -1,9 +1,9 @@
 // ZMConv throughput: dpuemu's kernels beside oneDNN (the CPU peer) and the reference DPU, on the
 // project's layer table (hw/layer.h StandardLayers). Rows: <impl>/<layer>/<dtype>/<sparsity>,
 // counter gmacs = dense-equivalent MACs per second / 1e9. Single thread, except the
-// .../threads:2 rows: the layer planned for NPU40XX and run by the runtime's executor on 2 threads
-// (workloads prepared once, like the single-thread rows' weights), and oneDNN on 2 OpenMP threads;
-// those are timed in wall-clock time (suffix /real_time).
+// .../threads:N rows: the layer planned for NPU40XX and run by the runtime's executor (every
+// workload its own task, prepared once like the single-thread rows' weights) on N threads, and
+// oneDNN on 2 OpenMP threads; those are timed in wall-clock time (suffix /real_time).
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -166,17 +166,18 @@ void RegisterAll() {
         const std::string suffix = spec.name + "/" + dt + "/" + std::to_string(sparsity);
         benchmark::RegisterBenchmark(("dpuemu/" + suffix).c_str(), BM_Dpuemu, spec.name, int8, sparsity)
             ->Unit(benchmark::kMillisecond);
-        if (sparsity == 0 || sparsity == 75) {
-          benchmark::RegisterBenchmark(("dpuemu/" + suffix + "/threads:2").c_str(), BM_DpuemuThreads,
-                                       spec.name, int8, sparsity, 2)
+        // threads:1 beside threads:2 separates what the plan's split costs on a CPU from scaling.
+        for (int threads = 1; (sparsity == 0 || sparsity == 75) && threads <= 2; ++threads) {
+          const std::string row = "dpuemu/" + suffix + "/threads:" + std::to_string(threads);
+          benchmark::RegisterBenchmark(row.c_str(), BM_DpuemuThreads, spec.name, int8, sparsity, threads)
               ->Unit(benchmark::kMillisecond)
               ->UseRealTime();
         }
         if (sparsity == 0) {
           benchmark::RegisterBenchmark(("onednn/" + suffix).c_str(), BM_OneDnn, spec.name, int8, sparsity, 1)
               ->Unit(benchmark::kMillisecond);
-          benchmark::RegisterBenchmark(("onednn/" + suffix + "/threads:2").c_str(), BM_OneDnn, spec.name,
-                                       int8, sparsity, 2)
+          benchmark::RegisterBenchmark(("onednn/" + suffix + "/threads:2").c_str(), BM_OneDnn,
+                                       spec.name, int8, sparsity, 2)
               ->Unit(benchmark::kMillisecond)
               ->UseRealTime();
         }

@@ -431,6 +431,33 @@ void SparseRows(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k_b
   }
 }
 
+// fp16 -> fp32 for n elements, exactly as HalfToFloat. Inf/NaN lanes are rebuilt from their bits:
+// Highway 1.0.3's emulated conversion (targets without F16C) gets them wrong, and F16C would set
+// the quiet bit of signalling NaNs.
+void HalfToFloatN(const uint16_t* src, int64_t n, float* dst) {
+  const DF df;
+  const hn::Rebind<uint32_t, DF> du;
+  const hn::Rebind<uint16_t, DF> d16;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  int64_t i = 0;
+  for (; i + static_cast<int64_t>(kN) <= n; i += kN) {
+    const auto h = hn::LoadU(d16, src + i);
+    const auto h32 = hn::PromoteTo(du, h);
+    auto bits = hn::BitCast(du, hn::PromoteTo(df, hn::BitCast(dh, h)));
+    const auto special = hn::Eq(hn::And(h32, hn::Set(du, 0x7C00u)), hn::Set(du, 0x7C00u));
+    const auto rebuilt = hn::Or(hn::Or(hn::ShiftLeft<16>(hn::And(h32, hn::Set(du, 0x8000u))),
+                                       hn::Set(du, 0x7F800000u)),
+                                hn::ShiftLeft<13>(hn::And(h32, hn::Set(du, 0x3FFu))));
+    bits = hn::IfThenElse(special, rebuilt, bits);
+    hn::StoreU(hn::BitCast(df, bits), df, dst + i);
+  }
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + i, 2);
+    dst[i] = HalfToFloat(h);
+  }
+}
+
 size_t FloatLanes() { return kN; }
 const char* IsaName() { return hwy::TargetName(HWY_TARGET); }
 
@@ -442,6 +469,7 @@ HWY_AFTER_NAMESPACE();
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "hw/formats.h"
@@ -457,6 +485,7 @@ HWY_EXPORT(DenseRowsI16);
 HWY_EXPORT(HasPairwiseInt16);
 HWY_EXPORT(SparseRows);
 HWY_EXPORT(FloatLanes);
+HWY_EXPORT(HalfToFloatN);
 HWY_EXPORT(IsaName);
 
 const char* ConvKernelName(ConvKernel k) {
@@ -485,16 +514,6 @@ int64_t PlanarRow(const ConvGeometry& g) { return AlignUp(g.out_w(), 64) + (g.kx
 int64_t PaddedH(const ConvGeometry& g) { return g.h + g.pad_top + g.pad_bottom; }
 int64_t PaddedW(const ConvGeometry& g) { return g.w + g.pad_left + g.pad_right; }
 
-// fp16 -> fp32 for every bit pattern, so converting a tensor is one load per element.
-const float* HalfTable() {
-  static const std::vector<float> table = [] {
-    std::vector<float> t(65536);
-    for (uint32_t h = 0; h < 65536; ++h) t[h] = HalfToFloat(static_cast<uint16_t>(h));
-    return t;
-  }();
-  return table.data();
-}
-
 // n elements of type t as the kernels consume them: x - zp (integer types) or the float value.
 template <typename Out>
 void ConvertElements(DType t, const uint8_t* src, int64_t n, int32_t zp, Out* dst) {
@@ -505,15 +524,17 @@ void ConvertElements(DType t, const uint8_t* src, int64_t n, int32_t zp, Out* ds
     case DType::kI8:
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Out>(int32_t{static_cast<int8_t>(src[i])} - zp);
       break;
-    case DType::kFP16: {
-      const float* table = HalfTable();
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = static_cast<Out>(table[h]);
+    case DType::kFP16:
+      if constexpr (std::is_same_v<Out, float>) {
+        HWY_DYNAMIC_DISPATCH(HalfToFloatN)(reinterpret_cast<const uint16_t*>(src), n, dst);
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          uint16_t h;
+          std::memcpy(&h, src + 2 * i, 2);
+          dst[i] = static_cast<Out>(HalfToFloat(h));
+        }
       }
       break;
-    }
     default:  // bf16
       for (int64_t i = 0; i < n; ++i) {
         uint16_t h;
@@ -711,43 +732,43 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
 
   // Kernel choice. Integer results never depend on it. Float ones differ only through the skip
   // of absent weights, which cannot show unless an input is inf/NaN or a product of non-zero
-  // factors leaves the normal fp32 range (then -0.0 or rounding can appear).
+  // factors leaves the normal fp32 range (then -0.0 or rounding can appear); the input is only
+  // scanned for that when the wanted kernel differs from the one the storage implies.
   rep.weight_density = w.density;
-  bool free_choice = integer;
-  if (!integer && w.w_finite) {
+  const ConvKernel storage_kernel = w.weights_sparse ? ConvKernel::kSparseWeights : ConvKernel::kDense;
+  // The sparse kernel is fp32 FMA over pixels; the integer dense kernel does twice the MACs per
+  // instruction (int16 pairs), so integer layers need sparser weights to gain.
+  const double max_density = integer ? kSparseKernelMaxDensityInt : kSparseKernelMaxDensityFloat;
+  const ConvKernel wanted = options.kernel != ConvKernel::kAuto ? options.kernel
+                            : w.density < max_density          ? ConvKernel::kSparseWeights
+                                                               : ConvKernel::kDense;
+  bool free_choice = integer || wanted == storage_kernel;
+  if (!free_choice && w.w_finite) {
     float xmin, xmax;
     free_choice = MagnitudeRange(s.xf.data(), nx, &xmin, &xmax) &&
                   (xmax == 0 || w.wmax == 0 ||
                    (double{xmin} * w.wmin >= std::numeric_limits<float>::min() &&
                     double{xmax} * w.wmax <= std::numeric_limits<float>::max()));
   }
-  const ConvKernel storage_kernel = w.weights_sparse ? ConvKernel::kSparseWeights : ConvKernel::kDense;
-  // The sparse kernel is fp32 FMA over pixels; the integer dense kernel does twice the MACs per
-  // instruction (int16 pairs), so integer layers need sparser weights to gain.
-  const double max_density = integer ? kSparseKernelMaxDensityInt : kSparseKernelMaxDensityFloat;
   char density[96];
   std::snprintf(density, sizeof(density), "weight density %.1f%%", 100 * w.density);
+  const std::string threshold = std::to_string(static_cast<int>(100 * max_density)) + "%";
+  if (!free_choice && options.kernel != ConvKernel::kAuto) {
+    return InvalidArgument(std::string("kernel: '") + ConvKernelName(options.kernel) +
+                           "' would change the result: the input holds inf/NaN or products "
+                           "outside the normal fp32 range, where only the '" +
+                           ConvKernelName(storage_kernel) + "' kernel matches the weights' storage");
+  }
+  rep.kernel = free_choice ? wanted : storage_kernel;
   if (options.kernel != ConvKernel::kAuto) {
-    if (!free_choice && options.kernel != storage_kernel) {
-      return InvalidArgument(std::string("kernel: '") + ConvKernelName(options.kernel) +
-                             "' would change the result: the input holds inf/NaN or products "
-                             "outside the normal fp32 range, where only the '" +
-                             ConvKernelName(storage_kernel) + "' kernel matches the weights' storage");
-    }
-    rep.kernel = options.kernel;
     rep.reason = std::string("forced by the caller; ") + density;
   } else if (!free_choice) {
-    rep.kernel = storage_kernel;
     rep.reason = std::string("float input with inf/NaN or extreme products: the kernel must match "
                              "the weights' storage; ") + density;
-  } else if (w.density < max_density) {
-    rep.kernel = ConvKernel::kSparseWeights;
-    rep.reason = std::string(density) + " < " + std::to_string(static_cast<int>(100 * max_density)) +
-                 "%: work proportional to the non-zeros";
+  } else if (wanted == ConvKernel::kSparseWeights) {
+    rep.reason = std::string(density) + " < " + threshold + ": work proportional to the non-zeros";
   } else {
-    rep.kernel = ConvKernel::kDense;
-    rep.reason = std::string(density) + " >= " + std::to_string(static_cast<int>(100 * max_density)) +
-                 "%: the dense kernel is faster";
+    rep.reason = std::string(density) + " >= " + threshold + ": the dense kernel is faster";
   }
 
   ConvPlan p{};

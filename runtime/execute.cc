@@ -13,6 +13,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "hw/dpu_task.h"
@@ -125,13 +126,13 @@ struct PreparedLayer::Impl {
     }
   };
 
-  const Target* target = nullptr;
+  Target target;  // a copy: the caller's may not outlive the prepared layer
   RunOptions options;
   int threads = 1;
   std::unique_ptr<tbb::task_arena> arena;  // kept: its threads stay warm between runs
   ConvOp op;
-  std::vector<Item> items;
-  std::vector<int64_t> cost;             // per item, for longest-first scheduling
+  std::vector<Item> items;               // plan order
+  std::vector<size_t> longest_first;     // item indices by estimated work (rows x channels)
   std::vector<WorkloadReport> reports;  // ranges filled in; kernel and seconds by Run
 
   // Calls body(i) for every item, longest first; each thread takes the next item, so uneven
@@ -139,20 +140,16 @@ struct PreparedLayer::Impl {
   // failed one are not started.
   template <typename Body>
   Status ForEachItem(const Body& body) const {
-    std::vector<size_t> order(items.size());
-    std::iota(order.begin(), order.end(), size_t{0});
-    std::stable_sort(order.begin(), order.end(),
-                     [&](size_t a, size_t b) { return cost[a] > cost[b]; });
     std::vector<Status> status(items.size());
     std::atomic<size_t> first_error{items.size()};
     std::atomic<size_t> next{0};
     auto worker = [&](int) {
-      for (size_t n = next++; n < order.size(); n = next++) {
-        const size_t i = order[n];
+      for (size_t n = next++; n < longest_first.size(); n = next++) {
+        const size_t i = longest_first[n];
         if (i > first_error.load()) continue;
         status[i] = body(i);
-        if (status[i].ok()) continue;
-        for (size_t seen = first_error.load(); i < seen && !first_error.compare_exchange_weak(seen, i);) {
+        size_t seen = first_error.load();
+        while (!status[i].ok() && i < seen && !first_error.compare_exchange_weak(seen, i)) {
         }
       }
     };
@@ -268,20 +265,22 @@ StatusOr<PreparedLayer> PreparedLayer::Create(const ConvLayer& layer, const Plan
   const ConvGeometry& g = layer.op.g;
   auto impl = std::make_shared<Impl>();
   Impl& s = *impl;
-  s.target = &target;
+  s.target = target;
   s.options = options;
   s.threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
-  s.arena = std::make_unique<tbb::task_arena>(s.threads);
+  if (s.threads > 1) s.arena = std::make_unique<tbb::task_arena>(s.threads);
   s.op = layer.op;
   std::vector<int> replicas;
   std::vector<Item> workloads;
+  std::vector<int64_t> cost;
   DPUEMU_ASSIGN_OR_RETURN(workloads, PlanItems(g, plan, &replicas));
 
   // Too few workloads to keep every thread busy: cut each into equal row chunks.
   const size_t want = kItemsPerThread * static_cast<size_t>(s.threads);
-  const int64_t parts = s.threads == 1 || workloads.size() >= want
-                            ? 1
-                            : static_cast<int64_t>((want + workloads.size() - 1) / workloads.size());
+  int64_t parts = 1;
+  if (s.threads > 1 && !workloads.empty() && workloads.size() < want) {
+    parts = static_cast<int64_t>((want + workloads.size() - 1) / workloads.size());
+  }
   for (size_t i = 0; i < workloads.size(); ++i) {
     const Item& w = workloads[i];
     const int64_t rows = w.row_end - w.row_begin, n = std::min(parts, rows);
@@ -298,15 +297,20 @@ StatusOr<PreparedLayer> PreparedLayer::Create(const ConvLayer& layer, const Plan
       rep.row_end = it.row_end;
       rep.replicas = replicas[i];
       s.reports.push_back(rep);
-      s.cost.push_back((it.calc_end - it.calc_begin) * (it.k_end - it.k_begin));
+      cost.push_back((it.calc_end - it.calc_begin) * (it.k_end - it.k_begin));
       s.items.push_back(std::move(it));
     }
   }
 
+  s.longest_first.resize(s.items.size());
+  std::iota(s.longest_first.begin(), s.longest_first.end(), size_t{0});
+  std::stable_sort(s.longest_first.begin(), s.longest_first.end(),
+                   [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+
   DPUEMU_RETURN_IF_ERROR(s.ForEachItem([&](size_t i) -> Status {
     Item& it = s.items[i];
-    ConvLayer slice;
-    DPUEMU_ASSIGN_OR_RETURN(slice, SliceLayer(layer, it.k_begin, it.k_end, it.calc_begin, it.calc_end));
+    DPUEMU_ASSIGN_OR_RETURN(const ConvLayer slice,
+                            SliceLayer(layer, it.k_begin, it.k_end, it.calc_begin, it.calc_end));
     DPUEMU_ASSIGN_OR_RETURN(it.task, LowerLayer(slice, it.storage, target));
     return OkStatus();
   }));
@@ -318,10 +322,8 @@ StatusOr<PreparedLayer> PreparedLayer::Create(const ConvLayer& layer, const Plan
     for (size_t i = 0; i < s.items.size(); ++i) {
       const Item& it = s.items[i];
       const ConvGeometry& sg = it.task.op.g;
-      source[i] = first.emplace(std::array<int64_t, 5>{it.k_begin, it.k_end, sg.h, sg.pad_top,
-                                                       sg.pad_bottom},
-                                i)
-                      .first->second;
+      const std::array<int64_t, 5> key = {it.k_begin, it.k_end, sg.h, sg.pad_top, sg.pad_bottom};
+      source[i] = first.emplace(key, i).first->second;
     }
     DPUEMU_RETURN_IF_ERROR(s.ForEachItem([&](size_t i) -> Status {
       if (source[i] != i) return OkStatus();
@@ -352,10 +354,10 @@ StatusOr<RunResult> PreparedLayer::Run() const {
     WorkloadReport& rep = r.workloads[i];
     DpuOutput out;
     if (s.options.reference) {
-      DPUEMU_ASSIGN_OR_RETURN(out, RunReference(it.task, *s.target));
+      DPUEMU_ASSIGN_OR_RETURN(out, RunReference(it.task, s.target));
     } else {
       DPUEMU_ASSIGN_OR_RETURN(
-          out, RunZMConv(it.task, *s.target, s.options.kernel, &rep.kernel, &it.weights));
+          out, RunZMConv(it.task, s.target, s.options.kernel, &rep.kernel, &it.weights));
     }
     Tensor decoded;
     const Tensor* dense = &out.data;

@@ -9,8 +9,9 @@
 //   - a work item is a workload of the plan; clustering replicas (tiles computing the same
 //     output) are computed once, and workloads of padding channels only (k >= K) are skipped;
 //   - when the plan has fewer than 4 work items per thread, each workload's rows are cut into
-//     equal chunks so every thread stays busy;
-//   - items run longest first (estimated cycles), each thread taking the next one.
+//     equal chunks so every thread stays busy (a chunk that would read only padding rows also
+//     computes the nearest row that reads the input, and drops it);
+//   - items run longest first (rows x channels), each thread taking the next one.
 #ifndef DPUEMU_RUNTIME_EXECUTE_H_
 #define DPUEMU_RUNTIME_EXECUTE_H_
 

@@ -139,6 +139,12 @@ void ExpectSameWeights(const CompressedWeights& fast, const CompressedWeights& s
   EXPECT_EQ(fast.nonzeros, scalar.nonzeros);
 }
 
+// Case `index` of a sweep draws from Rng(base + index); the trace names the sweep's base seed,
+// which DPUEMU_SEED takes to replay the whole sweep.
+std::string CaseTrace(uint64_t base, uint64_t index) {
+  return SeedTrace(base) + ", case " + std::to_string(index);
+}
+
 // Each test runs once per target, with the dispatch pinned to it.
 class Bitmap : public hwy::TestWithParamTarget {
  protected:
@@ -148,11 +154,6 @@ class Bitmap : public hwy::TestWithParamTarget {
   }
 };
 
-// Case `index` of a sweep draws from Rng(base + index); the trace names the sweep's base seed,
-// which DPUEMU_SEED takes to replay the whole sweep.
-std::string CaseTrace(uint64_t base, uint64_t index) {
-  return SeedTrace(base) + ", case " + std::to_string(index);
-}
 HWY_GTEST_INSTANTIATE_TEST_SUITE_P(AllTargets, Bitmap,
                                    testing::ValuesIn(simd::CompiledTargets()),
                                    hwy::TestParamTargetName);

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include <cmath>
+#include <cstdio>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -79,7 +79,7 @@ TEST(ExecuteTest, EverySplitAndThreadCountMatchesOneTaskReference) {
     spec.h = rng.Int(spec.ky, 11);
     spec.w = rng.Int(spec.kx, 9);
     spec.c = 16 * rng.Int(1, 3);
-    spec.k = 16 * rng.Int(1, 6);
+    spec.k = 16 * rng.Int(1, 8);
     spec.weight_sparsity = sparsities[rng.Int(0, 2)];
     spec.input_sparsity = rng.Bernoulli(0.5) ? 0.4 : 0.0;
     spec.leaky_relu = rng.Bernoulli(0.5);
@@ -116,6 +116,10 @@ TEST(ExecuteTest, EverySplitAndThreadCountMatchesOneTaskReference) {
       }
     }
   }
+  std::printf("[ plans    ] clustering %d, SOK %d, SOH %d, auto %d (x 3 thread counts); "
+              "%d layers with sparse input or output; %d reference runs\n",
+              ran[splits[0]], ran[splits[1]], ran[splits[2]], ran[splits[3]], sparse_io,
+              reference_runs);
   for (SplitStrategy split : splits) {
     EXPECT_GE(ran[split], 8) << SplitStrategyName(split) << " was planned too rarely";
   }
@@ -154,6 +158,28 @@ TEST(ExecuteTest, SeedK320SparseOutputPaddedChannelsAreDropped) {
     EXPECT_EQ(plan.k_padded, npu37 ? 512 : 320);
     EXPECT_EQ(plan.tiles[1].k_end - plan.tiles[1].k_begin, npu37 ? 256 : 160);
   }
+}
+
+// NPU40XX with sparse output pads K=112 on 6 tiles to 6 x 32 = 192: the last two tiles hold only
+// padding channels, whose output is discarded, so they are not computed at all.
+TEST(ExecuteTest, TilesOfPaddingChannelsOnlyAreSkipped) {
+  LayerSpec spec = *StandardLayer("k320_1x1_28");
+  spec.h = spec.w = 5;
+  spec.c = 16;
+  spec.k = 112;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 112));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor expected, OneTaskReference(layer, Npu40()));
+  PlanOptions po;
+  po.split = SplitStrategy::kSok;
+  po.output_sparse = true;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, Npu40(), po));
+  ASSERT_EQ(plan.k_padded, 192);
+  RunOptions ro;
+  ro.threads = 2;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const RunResult r, RunLayer(layer, plan, Npu40(), ro));
+  EXPECT_EQ(FirstDifference(expected, r.output), "");
+  for (const WorkloadReport& w : r.workloads) EXPECT_LT(w.k_begin, 112) << "tile " << w.tile;
+  EXPECT_EQ(CoveredOutputs(r, spec.k), expected.numel() / layer.op.g.out_w());
 }
 
 // Clustering computes the layer once however many tiles replicate it, and a plan with fewer

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 
 #include "hw/dpu_task.h"
@@ -248,6 +249,44 @@ TEST(ZMConvTest, PreparedWeightsAreReusedAndChecked) {
   const auto r = RunZMConv(changed, target, {}, nullptr, &prepared);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("prepared weights"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dpuemu
+
+namespace dpuemu {
+namespace {
+
+// Every fp16 bit pattern (inf, NaN payloads, subnormals, -0) passes through the input conversion
+// of the kernels: a 1x1 identity convolution with sparse weights (one present weight per output
+// channel) makes each output the input value itself.
+TEST(ZMConvTest, EveryHalfInputPatternConvertsLikeTheReference) {
+  LayerSpec spec;
+  spec.name = "identity";
+  spec.h = spec.w = 64;
+  spec.c = spec.k = 16;
+  spec.in_dtype = spec.w_dtype = DType::kFP16;
+  spec.out_dtype = DType::kFP32;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 1));
+  for (int64_t i = 0; i < 65536; ++i) {
+    const uint16_t h = static_cast<uint16_t>(i);
+    std::memcpy(layer.input.bytes.data() + 2 * i, &h, 2);
+  }
+  for (int64_t k = 0; k < 16; ++k) {
+    for (int64_t c = 0; c < 16; ++c) StoreFloat(DType::kFP16, layer.weights.bytes.data(), k * 16 + c, k == c ? 1.0f : 0.0f);
+    layer.quant.scale[k] = 1.0f;
+    layer.quant.fbias[k] = 0.0f;
+  }
+  StorageOptions storage;
+  storage.weights_sparse = true;
+  const Target& target = GetTarget(TargetId::kNPU40XX);
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, target));
+  ForEachTarget([&] {
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput got, RunZMConv(task, target));
+    const std::string diff = FirstDifference(ref.data, got.data);
+    EXPECT_TRUE(diff.empty()) << diff;
+  });
 }
 
 }  // namespace
