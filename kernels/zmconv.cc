@@ -37,10 +37,12 @@ struct ConvPlan {
   // 32-bit broadcast of two input channels meets two taps of 16 channels (pairwise multiply-add).
   const int16_t* xpad16;
   const int16_t* wpack16;
-  // Sparse-weights kernel: input planar per column phase [sx][c][hp][wq]; per output channel the
+  // Sparse-weights kernel: input as rows of channel runs, [hp][sx][c][wq] (column phase, then
+  // channel, then col / sx), so the rows one output row reads stay in cache; per output channel the
   // list of non-zero weights (offset into the planar input, value) in (ky, kx, c) order.
   const float* xplanar;
   int64_t wq;
+  int64_t planar_row;  // elements per input row: sx * c * wq
   const int64_t* nz_begin;  // k + 1 entries
   const int64_t* nz_off;
   const float* nz_w;
@@ -362,7 +364,7 @@ HWY_NOINLINE void SparseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t
   alignas(64) float lanes[R * kPix];
   alignas(64) int32_t ilanes[R * kPix];
   const float* base[R];
-  DPUEMU_UNROLL for (size_t r = 0; r < R; ++r) base[r] = p.xplanar + (oy + r) * p.sy * p.wq + ox0;
+  DPUEMU_UNROLL for (size_t r = 0; r < R; ++r) base[r] = p.xplanar + (oy + r) * p.sy * p.planar_row + ox0;
   for (int64_t kk = 0; kk < 16; ++kk) {
     const int64_t k = kb * 16 + kk;
     VF acc[R * P];
@@ -573,6 +575,7 @@ bool SameOp(const ConvOp& a, const ConvOp& b) {
 struct Scratch {
   std::vector<uint8_t> gathered;
   std::vector<float> xf;
+  std::vector<int64_t> col_offset;
   hwy::AlignedFreeUniquePtr<float[]> xbuf, wbuf;
   hwy::AlignedFreeUniquePtr<int16_t[]> x16;
   size_t xbuf_size = 0, wbuf_size = 0, x16_size = 0;
@@ -660,7 +663,7 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
 
   // The sparse-weights kernel visits the weights present in the map (sparse storage), or those
   // that differ from the zero point (dense storage; their value is w - w_zp != 0, or bits != 0).
-  const int64_t wq = PlanarRow(g), plane = PaddedH(g) * wq;
+  const int64_t wq = PlanarRow(g), row = g.stride_x * g.c * wq;
   w.nz_begin.push_back(0);
   for (int64_t k = 0; k < g.k; ++k) {
     const uint8_t* map = w.weights_sparse ? task.weight_map.data() + table[k].sparsity_ptr : nullptr;
@@ -670,7 +673,7 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
         for (int64_t c = 0; c < g.c; ++c, ++t) {
           const float v = w.wf[k * taps + t];
           if (map ? !MapBit(map, t) : FloatBits(v) == 0) continue;
-          w.nz_off.push_back(((kx % g.stride_x) * g.c + c) * plane + ky * wq + kx / g.stride_x);
+          w.nz_off.push_back(ky * row + ((kx % g.stride_x) * g.c + c) * wq + kx / g.stride_x);
           w.nz_w.push_back(v);
         }
       }
@@ -824,21 +827,25 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     }
     HWY_DYNAMIC_DISPATCH(DenseRows)(p, 0, p.oh, 0, g.k);
   } else {
-    // Planar input per column phase, [sx][c][hp][wq], so a run of output pixels reads a
-    // contiguous run of inputs for any stride; zeros past the edge cover whole vectors.
+    // Input as [hp][sx][c][wq]: a run of output pixels reads a contiguous run of inputs for any
+    // stride, and zeros past the edge cover whole vectors.
     p.wq = PlanarRow(g);
-    const int64_t plane = p.hp * p.wq;
-    const size_t n = static_cast<size_t>(g.stride_x * g.c * plane);
+    p.planar_row = g.stride_x * g.c * p.wq;
+    const size_t n = static_cast<size_t>(p.hp * p.planar_row);
     float* planar = Grow(s.xbuf, s.xbuf_size, n);
     std::fill_n(planar, n, 0.0f);
+    // Where input column x lands within a row (no division per element).
+    s.col_offset.resize(static_cast<size_t>(g.w));
+    for (int64_t x = 0; x < g.w; ++x) {
+      const int64_t col = x + g.pad_left;
+      s.col_offset[x] = (col % g.stride_x) * g.c * p.wq + col / g.stride_x;
+    }
     for (int64_t y = 0; y < g.h; ++y) {
-      const float* row = s.xf.data() + y * g.w * g.c;  // one input row stays in L1
+      const float* src = s.xf.data() + y * g.w * g.c;
+      float* dst_row = planar + (y + g.pad_top) * p.planar_row;
       for (int64_t c = 0; c < g.c; ++c) {
-        for (int64_t x = 0; x < g.w; ++x) {
-          const int64_t col = x + g.pad_left;
-          planar[((col % g.stride_x) * g.c + c) * plane + (y + g.pad_top) * p.wq + col / g.stride_x] =
-              row[x * g.c + c];
-        }
+        float* dst = dst_row + c * p.wq;
+        for (int64_t x = 0; x < g.w; ++x) dst[s.col_offset[x]] = src[x * g.c + c];
       }
     }
     p.xplanar = planar;
