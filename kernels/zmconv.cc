@@ -742,9 +742,12 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   // The sparse kernel is fp32 FMA over pixels; the integer dense kernel does twice the MACs per
   // instruction (int16 pairs), so integer layers need sparser weights to gain.
   const double max_density = integer ? kSparseKernelMaxDensityInt : kSparseKernelMaxDensityFloat;
-  const ConvKernel wanted = options.kernel != ConvKernel::kAuto ? options.kernel
-                            : w.density < max_density          ? ConvKernel::kSparseWeights
-                                                               : ConvKernel::kDense;
+  // Per output channel the sparse kernel pays a fixed cost (its 16-channel tile transpose); with
+  // few non-zeros per channel the integer dense kernel stays ahead (measured on r50_1x1_56).
+  const bool few_nonzeros = integer && w.density * static_cast<double>(g.taps()) < kSparseKernelMinNonzerosInt;
+  const ConvKernel wanted = options.kernel != ConvKernel::kAuto         ? options.kernel
+                            : w.density < max_density && !few_nonzeros ? ConvKernel::kSparseWeights
+                                                                        : ConvKernel::kDense;
   bool free_choice = integer || wanted == storage_kernel;
   if (!free_choice && w.w_finite) {
     float xmin, xmax;
@@ -770,6 +773,10 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
                              "the weights' storage; ") + density;
   } else if (wanted == ConvKernel::kSparseWeights) {
     rep.reason = std::string(density) + " < " + threshold + ": work proportional to the non-zeros";
+  } else if (few_nonzeros && w.density < max_density) {
+    rep.reason = std::string(density) + " but fewer than " +
+                 std::to_string(static_cast<int>(kSparseKernelMinNonzerosInt)) +
+                 " non-zeros per output channel: the dense kernel is faster";
   } else {
     rep.reason = std::string(density) + " >= " + threshold + ": the dense kernel is faster";
   }

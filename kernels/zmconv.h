@@ -64,6 +64,8 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target,
 // on the benchmark layers, see README).
 constexpr double kSparseKernelMaxDensityInt = 0.2;
 constexpr double kSparseKernelMaxDensityFloat = 0.3;
+// ... and, for integer layers, at least this many non-zeros per output channel on average.
+constexpr double kSparseKernelMinNonzerosInt = 16;
 
 }  // namespace dpuemu
 
