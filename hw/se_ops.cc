@@ -311,6 +311,13 @@ StatusOr<SeSource> MakeSeSource(const Tensor& t, const SourceLayout& layout, boo
                                 int32_t zp) {
   if (t.shape.size() != 3)
     return InvalidArgument("source: shape must be [H, W, C], got " + t.ShapeString());
+  // The map records which elements differ from the zero point: it must be one the type has.
+  if (sparse && (IsFloat(t.dtype) ? zp != 0 : zp < DTypeMin(t.dtype) || zp > DTypeMax(t.dtype))) {
+    return InvalidArgument("zero_point = " + Str(zp) + ": must be in [" +
+                           Str(IsFloat(t.dtype) ? 0 : DTypeMin(t.dtype)) + ", " +
+                           Str(IsFloat(t.dtype) ? 0 : DTypeMax(t.dtype)) + "] (" +
+                           DTypeName(t.dtype) + ")");
+  }
   SeSource s;
   s.h = t.shape[0];
   s.w = t.shape[1];
@@ -343,6 +350,9 @@ StatusOr<SeGather> UpsampleNearestGather(const SeSource& src, const Target& t, i
                                          int64_t fy, int64_t fx) {
   DPUEMU_RETURN_IF_ERROR(CheckRange("fy", fy, 1, kMaxDim));
   DPUEMU_RETURN_IF_ERROR(CheckRange("fx", fx, 1, kMaxDim));
+  // Bounded before the products below (an unchecked H * fy can overflow int64).
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxDim));
   DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("fy", "height H * fy", src.h * fy));
   DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("fx", "width W * fx", src.w * fx));
   std::vector<int64_t> rows(static_cast<size_t>(src.h * fy)), cols(static_cast<size_t>(src.w * fx));
@@ -432,6 +442,9 @@ StatusOr<SeGather> ZeroInsertGather(const SeSource& src, const Target& t, int64_
 StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGather& gather,
                                            const ConvOp& op, const ChannelQuant& quant,
                                            const Tensor& weights) {
+  // Bounded before CheckTransposedAxis multiplies them by the strides.
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_h", gather.source_h, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_w", gather.source_w, 1, kMaxDim));
   DPUEMU_RETURN_IF_ERROR(CheckTransposedAxis("y", gather.source_h, tc.stride_y, tc.ky, tc.pads.top,
                                              tc.pads.bottom, tc.output_padding_y));
   DPUEMU_RETURN_IF_ERROR(CheckTransposedAxis("x", gather.source_w, tc.stride_x, tc.kx, tc.pads.left,
@@ -755,6 +768,21 @@ StatusOr<Tensor> AssembleDilatedOutput(const DilatedPlan& plan,
   if (outputs.size() != plan.phases.size() || outputs.empty()) {
     return InvalidArgument("outputs: " + Str(outputs.size()) + " given, the plan has " +
                            Str(plan.phases.size()) + " phases");
+  }
+  // The plan decides where each phase's outputs land: every one must fall inside the output.
+  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.out_h", plan.out_h, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.out_w", plan.out_w, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.step_y", plan.step_y, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.step_x", plan.step_x, 1, kMaxDim));
+  for (size_t i = 0; i < plan.phases.size(); ++i) {
+    const DilatedPhase& p = plan.phases[i];
+    const std::string f = "plan.phases[" + Str(i) + "]";
+    DPUEMU_RETURN_IF_ERROR(CheckRange(f + ".out_y0", p.out_y0, 0, plan.out_h - 1));
+    DPUEMU_RETURN_IF_ERROR(CheckRange(f + ".out_x0", p.out_x0, 0, plan.out_w - 1));
+    DPUEMU_RETURN_IF_ERROR(
+        CheckRange(f + ".out_h", p.out_h, 1, (plan.out_h - 1 - p.out_y0) / plan.step_y + 1));
+    DPUEMU_RETURN_IF_ERROR(
+        CheckRange(f + ".out_w", p.out_w, 1, (plan.out_w - 1 - p.out_x0) / plan.step_x + 1));
   }
   Tensor out;
   for (size_t i = 0; i < outputs.size(); ++i) {

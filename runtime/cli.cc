@@ -130,17 +130,16 @@ StatusOr<SpecList> SpecFiles(const std::string& arg) {
   return list;
 }
 
+// A spec and the plans of its DPU layers (one, or one per phase of a dilated convolution).
 struct Planned {
   Spec spec;
-  Plan plan;
+  std::vector<Plan> plans;
 };
 
 StatusOr<Planned> LoadAndPlan(const std::string& path) {
   Planned p;
   DPUEMU_ASSIGN_OR_RETURN(p.spec, LoadSpec(path));
-  StatusOr<Plan> plan = PlanLayer(p.spec.layer, *p.spec.target, p.spec.plan);
-  if (!plan.ok()) return plan.status().Annotate(path);
-  p.plan = std::move(plan).value();
+  DPUEMU_ASSIGN_OR_RETURN(p.plans, PlanSpec(p.spec));
   return p;
 }
 
@@ -161,19 +160,20 @@ int PlanCommand(const Flags& f) {
       continue;
     }
     if (f.json && many) {
-      all[fs::path(path).stem().string()] = PlanToJson(p->plan);
+      all[fs::path(path).stem().string()] = SpecPlanToJson(p->spec, p->plans);
     } else if (f.json) {
-      std::printf("%s\n", PlanToJson(p->plan).dump(2).c_str());
+      std::printf("%s\n", SpecPlanToJson(p->spec, p->plans).dump(2).c_str());
     } else {
-      std::printf("%s%s", many ? ("== " + path + "\n").c_str() : "", PlanToText(p->plan).c_str());
+      std::printf("%s%s", many ? ("== " + path + "\n").c_str() : "",
+                  SpecPlanToText(p->spec, p->plans).c_str());
     }
   }
   if (f.json && many) std::printf("%s\n", all.dump(2).c_str());
   return exit;
 }
 
-void Explain(const RunOptions& options, const RunResult& r) {
-  std::printf("  kernels (%zu work items):\n", r.workloads.size());
+void Explain(const RunOptions& options, const RunResult& r, const std::string& what_ran) {
+  std::printf("  kernels%s (%zu work items):\n", what_ran.c_str(), r.workloads.size());
   for (const WorkloadReport& w : r.workloads) {
     std::string what = options.reference ? std::string("reference DPU (--reference)")
                                          : std::string(ConvKernelName(w.kernel.kernel)) + " [" +
@@ -207,7 +207,8 @@ Failure RunOne(const std::string& path, const std::string& out_dir, const Flags&
   StatusOr<Planned> planned = LoadAndPlan(path);
   if (!planned.ok()) return {kExitUsage, planned.status()};
   const Spec& spec = planned->spec;
-  const Plan& plan = planned->plan;
+  const std::vector<Plan>& plans = planned->plans;
+  const Plan& plan = plans.front();
   RunOptions options = spec.run;
   if (f.threads >= 0) options.threads = f.threads;
   if (f.reference) options.reference = true;
@@ -219,38 +220,68 @@ Failure RunOne(const std::string& path, const std::string& out_dir, const Flags&
 
   auto fail = [&path](const Status& s) { return Failure{kExitFailed, s.Annotate(path)}; };
   const auto t0 = std::chrono::steady_clock::now();
-  StatusOr<PreparedLayer> prepared = PreparedLayer::Create(spec.layer, plan, *spec.target, options);
-  if (!prepared.ok()) return fail(prepared.status());
+  std::vector<PreparedLayer> prepared;  // one per DPU layer
+  for (size_t i = 0; i < plans.size(); ++i) {
+    StatusOr<PreparedLayer> p =
+        PreparedLayer::Create(DpuLayer(spec, i), plans[i], *spec.target, options);
+    if (!p.ok()) return fail(p.status());
+    prepared.push_back(std::move(p).value());
+  }
   const double prepare = Seconds(t0);
   std::vector<double> runs;
-  RunResult result;
+  std::vector<RunResult> results(prepared.size());
   for (int i = 0; i < f.repeat; ++i) {
-    StatusOr<RunResult> r = prepared->Run();
-    if (!r.ok()) return fail(r.status());
-    runs.push_back(r->seconds);
-    result = std::move(r).value();
+    double seconds = 0;
+    for (size_t l = 0; l < prepared.size(); ++l) {
+      StatusOr<RunResult> r = prepared[l].Run();
+      if (!r.ok()) return fail(r.status());
+      seconds += r->seconds;
+      results[l] = std::move(r).value();
+    }
+    runs.push_back(seconds);
     progress.Step(spec.layer.name);
   }
+  std::vector<Tensor> outputs;
+  size_t items = 0;
+  for (const RunResult& r : results) {
+    outputs.push_back(r.output);
+    items += r.workloads.size();
+  }
+  StatusOr<Tensor> output = AssembleSpecOutput(spec, outputs);
+  if (!output.ok()) return fail(output.status());
 
   progress.Clear();
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) return fail(InvalidArgument("--out " + out_dir + ": cannot create: " + ec.message()));
-  Status st = WriteNpy(out_dir + "/output.npy", result.output);
-  if (st.ok()) st = WriteText(out_dir + "/plan.json", PlanToJson(plan).dump(2) + "\n");
+  Status st = WriteNpy(out_dir + "/output.npy", *output);
   if (st.ok()) {
-    StatusOr<GoldenSet> golden = MakeGoldenSet(spec.layer, plan, result.output);
+    st = WriteText(out_dir + "/plan.json", SpecPlanToJson(spec, plans).dump(2) + "\n");
+  }
+  if (st.ok()) {
+    StatusOr<GoldenSet> golden =
+        spec.se ? MakeSeGoldenSet(spec, plans, outputs) : MakeGoldenSet(spec.layer, plan, *output);
     st = golden.ok() ? WriteGoldenSet(*golden, out_dir) : golden.status();
   }
   if (!st.ok()) return fail(st);
 
+  std::string se;
+  if (spec.se) {
+    se = ", se " + spec.se->op +
+         (plans.size() > 1 ? " in " + std::to_string(plans.size()) + " phases" : std::string());
+  }
   std::printf(
-      "%s: '%s' on %s: %s over %d tile(s), weights %s, %zu work items on %d thread(s), "
+      "%s: '%s' on %s%s: %s over %d tile(s), weights %s, %zu work items on %d thread(s), "
       "%.3f ms -> %s/\n",
-      path.c_str(), spec.layer.name.c_str(), spec.target->name, SplitStrategyName(plan.split),
-      plan.tiles_used, plan.weights.sparse ? "sparse" : "dense", result.workloads.size(),
-      prepared->threads(), (prepare + runs.front()) * 1e3, out_dir.c_str());
-  if (f.explain) Explain(options, result);
+      path.c_str(), spec.layer.name.c_str(), spec.target->name, se.c_str(),
+      SplitStrategyName(plan.split), plan.tiles_used, plan.weights.sparse ? "sparse" : "dense",
+      items, prepared.front().threads(), (prepare + runs.front()) * 1e3, out_dir.c_str());
+  if (f.explain) {
+    for (size_t l = 0; l < results.size(); ++l) {
+      Explain(options, results[l],
+              results.size() > 1 ? " of phase " + std::to_string(l) : std::string());
+    }
+  }
   if (f.repeat > 1) PrintTiming(runs, prepare);
   std::fflush(stdout);
   return {};

@@ -9,6 +9,13 @@
 // Files: weights.bin (dense OYXI or compressed), weight_map.bin (sparse weights only),
 // weight_table.bin, input.bin, input_map.bin (sparse input only), se_table.bin (SE pointers
 // only), output.bin (dense or ODU sparse storage), output_map.bin (sparse output only).
+//
+// A spec with "se" (MakeSeGoldenSet) is lowered as the DPU runs it (LowerWithGather): input.bin is
+// the SOURCE in its tile (input_tile<i>.bin, one per tile, when its rows are split over tiles),
+// se_table.bin the SE pointer table and input_map.bin the map of the virtual input; a dilated
+// convolution has one se_table / input_map / output / output_map per phase, named
+// <file>_phase<i>.bin. manifest.json's "se" section gives the op, the source tiles (rows,
+// first_row, base_offset, file) and the phases (geometry, output placement, files).
 #ifndef DPUEMU_RUNTIME_GOLDEN_H_
 #define DPUEMU_RUNTIME_GOLDEN_H_
 
@@ -21,6 +28,7 @@
 #include "hw/status.h"
 #include "hw/tensor.h"
 #include "runtime/plan.h"
+#include "runtime/spec.h"
 
 namespace dpuemu {
 
@@ -38,6 +46,11 @@ struct GoldenSet {
 // `output` is the layer's dense result ([OH, OW, K] of the output dtype, e.g. RunLayer's); it is
 // stored in the output's storage format (sparse: map + packed SEs) as the DPU's output unit would.
 StatusOr<GoldenSet> MakeGoldenSet(const ConvLayer& layer, const Plan& plan, const Tensor& output);
+
+// The golden set of a spec with "se": its DPU layers as LowerSeSpec lowers them (the plans'
+// storage), with `outputs` the DPU layers' dense outputs (one per phase) in output storage.
+StatusOr<GoldenSet> MakeSeGoldenSet(const Spec& spec, const std::vector<Plan>& plans,
+                                    const std::vector<Tensor>& outputs);
 
 // Writes every file and manifest.json into `dir`, which must exist.
 Status WriteGoldenSet(const GoldenSet& set, const std::string& dir);

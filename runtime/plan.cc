@@ -298,7 +298,13 @@ class Planner {
         return;
       }
       tp.output_se_size = o_.output_se_size != 0 ? o_.output_se_size : DefaultSeSize(t_, kc);
-      tp.input_bytes = ActBytes(win.size() * g_.w * g_.c, op_.in_dtype, o_.input_sparse);
+      if (o_.se.used()) {
+        tp.input_bytes = SourceBytes(win.begin, win.end);
+        tp.se_table_bytes = SeTableRowBytes(win.size());
+        tp.input_map_bytes = ActivationMapBytes(win.size() * g_.w * g_.c);
+      } else {
+        tp.input_bytes = ActBytes(win.size() * g_.w * g_.c, op_.in_dtype, o_.input_sparse);
+      }
       tp.weight_bytes = WeightBytes(r.k_begin, r.k_end);
       tp.output_bytes =
           ActBytes((r.row_end - r.row_begin) * g_.out_w() * kc, op_.out_dtype, o_.output_sparse);
@@ -312,7 +318,10 @@ class Planner {
       if (tp.cmx_bytes() > t_.cmx_bytes_per_tile && c->cmx_problem.empty()) {
         c->cmx_problem = std::string(SplitStrategyName(c->split)) + " on " +
                          Tiles(c->ranges.size()) + " needs " + Commas(tp.cmx_bytes()) +
-                         " bytes on tile " + Str(i) + " (input " + Commas(tp.input_bytes) +
+ " bytes on tile " + Str(i) + " (input " + Commas(tp.input_bytes) +
+                         (o_.se.used() ? " + SE table " + Commas(tp.se_table_bytes) + " + map " +
+                                             Commas(tp.input_map_bytes)
+                                       : std::string()) +
                          " + weights " + Commas(tp.weight_bytes) + " + output " +
                          Commas(tp.output_bytes) + ") > " + Commas(t_.cmx_bytes_per_tile) +
                          " bytes of CMX per tile on " + t_.name;
@@ -324,6 +333,27 @@ class Planner {
  private:
   int64_t ActBytes(int64_t elements, DType dtype, bool sparse) const {
     return elements * DTypeBytes(dtype) + (sparse ? ActivationMapBytes(elements) : 0);
+  }
+
+  // SE pointers: the table bytes of `rows` virtual input rows.
+  int64_t SeTableRowBytes(int64_t rows) const {
+    return rows * g_.w * (g_.c / o_.se.se_size) * 4;
+  }
+
+  // SE pointers: the source bytes virtual input rows [begin, end) read (source stored dense-sized,
+  // sparse or not: the virtual map replaces the source's own).
+  int64_t SourceBytes(int64_t begin, int64_t end) const {
+    const PlanSe& se = o_.se;
+    if (se.source_row_begin.empty()) return (end - begin) * g_.w * g_.c * DTypeBytes(op_.in_dtype);
+    int64_t lo = se.source_h, hi = 0;
+    for (int64_t y = begin; y < end; ++y) {
+      const int64_t b = se.source_row_begin[static_cast<size_t>(y)];
+      const int64_t e = se.source_row_end[static_cast<size_t>(y)];
+      if (b >= e) continue;
+      lo = std::min(lo, b);
+      hi = std::max(hi, e);
+    }
+    return hi > lo ? (hi - lo) * se.source_w * g_.c * DTypeBytes(op_.in_dtype) : 0;
   }
 
   // Channels [kb, ke); those >= K are padding (no non-zeros).
@@ -392,7 +422,11 @@ class Planner {
     w.cycles = static_cast<int64_t>(std::ceil(static_cast<double>(mc.cuboids) * kCuboidVolume *
                                               static_cast<double>(g_.taps()) * Density(kb, ke) /
                                               t_.macs_per_cycle));
-    w.input_bytes = ActBytes(wr.size() * wc.size() * g_.c, op_.in_dtype, o_.input_sparse);
+    w.input_bytes = o_.se.used() ? SourceBytes(wr.begin, std::max(wr.begin, wr.end)) +
+                                       SeTableRowBytes(wr.size()) +
+                                       ActivationMapBytes(wr.size() * g_.w * g_.c)
+                                 : ActBytes(wr.size() * wc.size() * g_.c, op_.in_dtype,
+                                            o_.input_sparse);
     w.weight_bytes = WeightBytes(kb, ke);
     w.output_bytes = ActBytes(rows * cols * kc, op_.out_dtype, o_.output_sparse);
     return w;
@@ -417,6 +451,53 @@ Status CheckWeights(const ConvOp& op, const Tensor& weights) {
     return InvalidArgument(std::string("weights: expected ") + DTypeName(op.w_dtype) + " " +
                            expect.ShapeString() + ", got " + DTypeName(weights.dtype) + " " +
                            weights.ShapeString() + " with " + Str(weights.bytes.size()) + " bytes");
+  }
+  return OkStatus();
+}
+
+// The SE accounting must describe this layer's virtual input.
+Status CheckPlanSe(const ConvGeometry& g, const PlanOptions& o, const Target& t) {
+  const PlanSe& se = o.se;
+  if (!se.used()) return OkStatus();
+  const std::string input = "the virtual input " + Str(g.h) + "x" + Str(g.w) + "x" + Str(g.c);
+  DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, se.se_size, "se.se_size"));
+  if (g.c % se.se_size != 0) {
+    return InvalidArgument("se.se_size = " + Str(se.se_size) + ": must divide C = " + Str(g.c));
+  }
+  if (o.input_se_size != 0 && o.input_se_size != se.se_size) {
+    return InvalidArgument("input se_size = " + Str(o.input_se_size) +
+                           ": differs from se.se_size = " + Str(se.se_size) +
+                           " (the SE table has one pointer per SE of that size)");
+  }
+  if (se.source_h < 1 || se.source_w < 1) {
+    return InvalidArgument("se.source: " + Str(se.source_h) + "x" + Str(se.source_w) +
+                           ": the source needs at least one row and column");
+  }
+  const int64_t table = SeTableBytes(g.h, g.w, g.c, se.se_size);
+  if (se.table_bytes != table) {
+    return InvalidArgument("se.table_bytes = " + Str(se.table_bytes) +
+                           ": must be 4 * H * W * C / se_size = " + Str(table) + " for " + input);
+  }
+  const int64_t map = ActivationMapBytes(g.h * g.w * g.c);
+  if (se.map_bytes != map) {
+    return InvalidArgument("se.map_bytes = " + Str(se.map_bytes) +
+                           ": must be align16(ceil(H * W * C / 8)) = " + Str(map) + " for " +
+                           input);
+  }
+  if (se.source_row_begin.empty() && se.source_row_end.empty()) return OkStatus();
+  if (static_cast<int64_t>(se.source_row_begin.size()) != g.h ||
+      static_cast<int64_t>(se.source_row_end.size()) != g.h) {
+    return InvalidArgument("se.source_row_begin/end: " + Str(se.source_row_begin.size()) + "/" +
+                           Str(se.source_row_end.size()) +
+                           " entries, need one per virtual row (H = " + Str(g.h) + ")");
+  }
+  for (int64_t y = 0; y < g.h; ++y) {
+    const int64_t b = se.source_row_begin[static_cast<size_t>(y)];
+    const int64_t e = se.source_row_end[static_cast<size_t>(y)];
+    if (b < 0 || b > e || e > se.source_h) {
+      return InvalidArgument("se.source_row_begin/end[" + Str(y) + "]: rows " + Range(b, e) +
+                             " must be a range inside [0, source_h = " + Str(se.source_h) + "]");
+    }
   }
   return OkStatus();
 }
@@ -459,13 +540,16 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
   if (o.output_se_size != 0) {
     DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, o.output_se_size, "output se_size"));
   }
+  DPUEMU_RETURN_IF_ERROR(CheckPlanSe(g, o, t));
 
   Plan plan;
   plan.layer = name;
   plan.target = &t;
   plan.op = op;
   plan.options = o;
-  plan.input_se_size = o.input_se_size != 0 ? o.input_se_size : DefaultSeSize(t, g.c);
+  plan.input_se_size = o.se.used()            ? o.se.se_size
+                       : o.input_se_size != 0 ? o.input_se_size
+                                              : DefaultSeSize(t, g.c);
   DPUEMU_ASSIGN_OR_RETURN(plan.weights, DecideWeightSparsity(op, weights, t, o.heuristic));
   if (input != nullptr && o.input_sparse) {
     int64_t zeros = 0;
@@ -765,6 +849,17 @@ std::string PlanToText(const Plan& p) {
        " (se_size " + Str(p.input_se_size) + (p.options.input_sparse ? ", measured sparsity " +
        Pct(p.input_sparsity) : std::string()) + "), output " +
        (p.options.output_sparse ? "sparse" : "dense") + "\n";
+  const PlanSe& se = p.options.se;
+  if (se.used()) {
+    // Descriptions usually start with the op's name ("upsample_nearest fy=2 ...").
+    const bool named = se.description.rfind(se.op, 0) == 0;
+    s += "  se: " + (named ? se.description : se.op + ": " + se.description) +
+         "\n    SE table " + Commas(se.table_bytes) + " bytes (" + Commas(se.table_bytes / 4) +
+         " pointers x 4) + input map " + Commas(se.map_bytes) + " bytes over the virtual input " +
+         Str(g.h) + "x" + Str(g.w) + "x" + Str(g.c) + " (source " + Str(se.source_h) + "x" +
+         Str(se.source_w) + "x" + Str(g.c) +
+         "), held in CMX beside the source rows each tile reads\n";
+  }
   s += std::string("  split: ") + SplitStrategyName(p.split) + " over " + Str(p.tiles_used) +
        " tiles, K=" + Str(g.k) + (p.k_padded != g.k ? " padded to " + Str(p.k_padded) : "") +
        "\n    " + p.split_reason + "\n";
@@ -773,6 +868,9 @@ std::string PlanToText(const Plan& p) {
     s += "  tile " + Str(t.tile) + ": k " + Range(t.k_begin, t.k_end) + ", rows " +
          Range(t.row_begin, t.row_end) + ", input rows " + Range(t.in_row_begin, t.in_row_end) +
          ", CMX " + Commas(t.cmx_bytes()) + " bytes (input " + Commas(t.input_bytes) +
+         (se.used() ? " + SE table " + Commas(t.se_table_bytes) + " + map " +
+                          Commas(t.input_map_bytes)
+                    : std::string()) +
          " + weights " + Commas(t.weight_bytes) + " + output " + Commas(t.output_bytes) + "), " +
          Commas(t.cycles) + " cycles\n";
     for (const Workload& w : p.workloads) {
@@ -827,6 +925,17 @@ nlohmann::json PlanToJson(const Plan& p) {
   j["input_sparsity"] = p.input_sparsity;
   j["input_se_size"] = p.input_se_size;
   j["output_sparse"] = p.options.output_sparse;
+  if (p.options.se.used()) {
+    const PlanSe& se = p.options.se;
+    j["se"] = {{"op", se.op},
+               {"description", se.description},
+               {"se_size", se.se_size},
+               {"source", {se.source_h, se.source_w, g.c}},
+               {"virtual", {g.h, g.w, g.c}},
+               {"table_entries", se.table_bytes / 4},
+               {"table_bytes", se.table_bytes},
+               {"map_bytes", se.map_bytes}};
+  }
   j["split"] = SplitStrategyName(p.split);
   j["split_reason"] = p.split_reason;
   j["tiles_used"] = p.tiles_used;
@@ -848,6 +957,8 @@ nlohmann::json PlanToJson(const Plan& p) {
                           {"input_bytes", t.input_bytes},
                           {"weight_bytes", t.weight_bytes},
                           {"output_bytes", t.output_bytes},
+                          {"se_table_bytes", t.se_table_bytes},
+                          {"input_map_bytes", t.input_map_bytes},
                           {"cmx_bytes", t.cmx_bytes()},
                           {"cycles", t.cycles}});
   }

@@ -76,6 +76,26 @@ StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name);  // case-in
 enum class MpeMode { kCuboid16x16, kCuboid8x16, kCuboid4x16 };
 const char* MpeModeName(MpeMode m);  // "CUBOID_16x16", ...
 
+// Storage-element pointers (SPEC.json "se", runtime/spec.h): the layer's input [H, W, C] is a
+// virtual tensor the DPU reads through an SE pointer table (4 bytes per pointer, one per
+// se_size channels of a pixel) and a sparsity map over the virtual tensor. Both sit in CMX beside
+// the input, so each tile holds the table and map rows of its input window (counted in
+// TilePlan::se_table_bytes / input_map_bytes and in every workload's input bytes), and the input
+// data it holds is the SOURCE rows those pointers address, not the virtual rows.
+struct PlanSe {
+  std::string op;           // "upsample_nearest", ..., "table"; empty = no SE pointers
+  std::string description;  // what the table gathers, for the plan's text
+  int64_t se_size = 0;      // the table's storage-element size; becomes Plan::input_se_size
+  int64_t source_h = 0, source_w = 0;  // the source tensor [source_h, source_w, C]
+  int64_t table_bytes = 0;  // 4 * H * W * C / se_size over the virtual input
+  int64_t map_bytes = 0;    // ActivationMapBytes(H * W * C)
+  // Per virtual input row y: the source rows [source_row_begin[y], source_row_end[y]) that its
+  // SEs with any map bit set address (begin == end: the row is inserted zeros only). Both empty:
+  // the source rows are counted as if they were the virtual rows.
+  std::vector<int64_t> source_row_begin, source_row_end;
+  bool used() const { return !op.empty(); }
+};
+
 struct PlanOptions {
   WeightHeuristic heuristic = WeightHeuristic::kSas;
   // kAuto picks SOK or SOH by estimated cycles among the splits that obey the target's rules
@@ -88,6 +108,7 @@ struct PlanOptions {
   bool output_sparse = false;
   int64_t input_se_size = 0;   // 0 = the target's default for C
   int64_t output_se_size = 0;  // 0 = the target's default for each tile's channel count
+  PlanSe se;                   // SE pointers (se.used()); input_se_size must be 0 or se.se_size
 };
 
 // Weight DMA traffic of the whole layer at CMX granularity.
@@ -125,8 +146,13 @@ struct TilePlan {
   int64_t in_row_begin = 0, in_row_end = 0;  // input rows read, halo included
   int64_t output_se_size = 0;
   int64_t input_bytes = 0, weight_bytes = 0, output_bytes = 0;  // CMX footprint
-  int64_t cycles = 0;                                           // sum of its workloads
-  int64_t cmx_bytes() const { return input_bytes + weight_bytes + output_bytes; }
+  // With SE pointers: the table and map rows of the tile's input window (0 otherwise); the
+  // input bytes are then the source rows the window reads.
+  int64_t se_table_bytes = 0, input_map_bytes = 0;
+  int64_t cycles = 0;  // sum of its workloads
+  int64_t cmx_bytes() const {
+    return input_bytes + se_table_bytes + input_map_bytes + weight_bytes + output_bytes;
+  }
 };
 
 // One DPU workload: an output cuboid walked in one MPE mode.
@@ -142,6 +168,8 @@ struct Workload {
   int64_t input_reads = 0;  // 16-byte input grains the cuboids read
   double utilisation = 0;   // output volume / cuboids' volume
   int64_t cycles = 0;
+  // Bytes read: input (with SE pointers: the source rows read plus the table and map rows of the
+  // input window), weights (data, map, table), output.
   int64_t input_bytes = 0, weight_bytes = 0, output_bytes = 0;
 };
 

@@ -1,14 +1,18 @@
 #include "runtime/spec.h"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
+#include "hw/formats.h"
+#include "kernels/bitmap.h"
 #include "runtime/npy.h"
 
 namespace dpuemu {
@@ -39,17 +43,22 @@ class Node {
 
   // Checks that this is an object whose keys are all in `known`.
   Status Object(std::initializer_list<const char*> known, const std::string& note = "") const {
+    return ObjectOf(std::vector<std::string>(known.begin(), known.end()), note);
+  }
+  Status ObjectOf(const std::vector<std::string>& known, const std::string& note = "") const {
     if (!j_->is_object()) return Error("must be an object, got " + Describe(*j_));
     for (const auto& item : j_->items()) {
-      bool ok = false;
-      for (const char* k : known) ok = ok || item.key() == k;
-      if (!ok) {
-        std::string list;
-        for (const char* k : known) list += std::string(list.empty() ? "" : ", ") + k;
-        return Child(item.key()).Error("unknown field" + note + " (known: " + list + ")");
+      if (std::find(known.begin(), known.end(), item.key()) == known.end()) {
+        return Child(item.key())
+            .Error("unknown field" + note + " (known: " + JoinNames(known) + ")");
       }
     }
     return OkStatus();
+  }
+  static std::string JoinNames(const std::vector<std::string>& names) {
+    std::string list;
+    for (const std::string& k : names) list += (list.empty() ? "" : ", ") + k;
+    return list;
   }
   std::optional<Node> Get(const std::string& key) const {
     const auto it = j_->find(key);
@@ -120,6 +129,18 @@ class Node {
       out.emplace_back((*j_)[i], path_ + "[" + Str(static_cast<int64_t>(i)) + "]");
     }
     return out;
+  }
+  // The elements of a list of any length.
+  StatusOr<std::vector<Node>> List() const {
+    if (!j_->is_array()) return Error("must be a list, got " + Describe(*j_));
+    return Array(j_->size());
+  }
+  std::vector<std::string> Keys() const {
+    std::vector<std::string> keys;
+    if (j_->is_object()) {
+      for (const auto& item : j_->items()) keys.push_back(item.key());
+    }
+    return keys;
   }
   // A scalar for every output channel, or a list of one value per output channel.
   StatusOr<std::vector<Node>> PerChannel(int64_t k) const {
@@ -416,16 +437,416 @@ Status ParseRun(const Node& root, RunOptions& run) {
   return OkStatus();
 }
 
+// ---- "se": storage-element pointer operations ----
+
+std::string Shape3(int64_t h, int64_t w, int64_t c) {
+  return "[" + Str(h) + ", " + Str(w) + ", " + Str(c) + "]";
+}
+
+constexpr const char* kSeOps[] = {
+    "upsample_nearest", "interpolate_nearest", "transposed", "pad", "roll", "dilate"};
+// Fields every form takes, and each form's own.
+const std::vector<std::string> kSeCommon = {"se_size", "source_rows_per_tile"};
+struct SeForm {
+  std::string op;
+  std::vector<std::string> fields;
+};
+const std::vector<SeForm>& SeForms() {
+  static const std::vector<SeForm> forms = {
+      {"upsample_nearest", {"op", "factor"}},
+      {"interpolate_nearest", {"op", "size", "mode", "nearest_mode"}},
+      {"transposed", {"op", "output_padding"}},
+      {"pad", {"op", "pad", "mode"}},
+      {"roll", {"op", "shift"}},
+      {"dilate", {"op", "dilation"}},
+      {"table", {"table", "map"}},
+  };
+  return forms;
+}
+
+// "[2, 3]" of a list of integers.
+std::string IntList(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + Str(v[i]);
+  return s + "]";
+}
+
+// A list of `n` integers in [lo, hi] (note appended to range errors).
+StatusOr<std::vector<int64_t>> Ints(const Node& n, size_t size, int64_t lo, int64_t hi,
+                                    const std::string& note = "") {
+  DPUEMU_ASSIGN_OR_RETURN(std::vector<Node> v, n.Array(size));
+  std::vector<int64_t> out;
+  for (const Node& e : v) {
+    DPUEMU_ASSIGN_OR_RETURN(int64_t x, e.Int(lo, hi, note));
+    out.push_back(x);
+  }
+  return out;
+}
+
+template <typename E>
+std::vector<std::string> EnumNames(const char* (*name)(E), int count) {
+  std::vector<std::string> names;
+  for (int i = 0; i < count; ++i) names.push_back(name(static_cast<E>(i)));
+  return names;
+}
+
+// An error of LowerWithGather: "gather.table[...]" / "gather.map: ..." name the spec's se.table
+// and se.map; anything else is about the convolution over the virtual tensor.
+Status LoweringError(const Status& s, const SeGather& g) {
+  const std::string& m = s.message();
+  if (m.rfind("gather.", 0) == 0) return Status(s.code(), "se." + m.substr(7));
+  return s.Annotate("se: the ZMConv over the virtual input " + Shape3(g.h, g.w, g.c));
+}
+
+// The source rows each virtual row's SEs with any map bit set read (LowerWithGather has checked
+// every pointer against the layout).
+void SourceRowsRead(const SeSpec& se, const SeGather& g, PlanSe* out) {
+  const std::vector<SourceLayout::Part> parts =
+      se.layout.tiles.empty() ? std::vector<SourceLayout::Part>{{g.source_h, 0}} : se.layout.tiles;
+  std::vector<int64_t> first_row;
+  int64_t row = 0;
+  for (const SourceLayout::Part& p : parts) {
+    first_row.push_back(row);
+    row += p.rows;
+  }
+  const int64_t row_bytes = g.source_w * g.c * DTypeBytes(se.source.dtype);
+  const int64_t ses = g.c / g.se_size, se_map_bytes = g.se_size / 8;
+  out->source_row_begin.assign(static_cast<size_t>(g.h), 0);
+  out->source_row_end.assign(static_cast<size_t>(g.h), 0);
+  for (int64_t y = 0; y < g.h; ++y) {
+    int64_t lo = g.source_h, hi = 0;
+    for (int64_t s = y * g.w * ses; s < (y + 1) * g.w * ses; ++s) {
+      const uint8_t* bits = g.map.data() + s * se_map_bytes;
+      bool any = false;
+      for (int64_t b = 0; b < se_map_bytes && !any; ++b) any = bits[b] != 0;
+      if (!any) continue;
+      const SePointer p = DecodeSePointer(g.table[static_cast<size_t>(s)]);
+      const size_t tile = static_cast<size_t>(p.tile);
+      const int64_t r = first_row[tile] + (p.offset - parts[tile].base_offset) / row_bytes;
+      lo = std::min(lo, r);
+      hi = std::max(hi, r + 1);
+    }
+    if (hi > lo) {
+      out->source_row_begin[static_cast<size_t>(y)] = lo;
+      out->source_row_end[static_cast<size_t>(y)] = hi;
+    }
+  }
+}
+
+// se.table + se.map: a gather made elsewhere.
+StatusOr<SeGather> ParseSeTable(const Node& se, const std::string& dir, const Target& target,
+                                const SeSpec& s, int64_t se_size, std::string* params) {
+  const int64_t c = s.source.shape[2];
+  DPUEMU_ASSIGN_OR_RETURN(Node table_node, se.Required("table"));
+  DPUEMU_ASSIGN_OR_RETURN(Node map_node, se.Required("map"));
+  DPUEMU_ASSIGN_OR_RETURN(TensorFile table,
+                          LoadTensor(table_node, dir, DType::kI32, "se.table (SE pointers)"));
+  const std::vector<int64_t>& ts = table.tensor.shape;
+  if (ts.size() != 3 || ts[0] < 1 || ts[1] < 1 || ts[2] < 1) {
+    return ShapeError(table_node, table, "[H', W', C / se_size] with every dimension >= 1");
+  }
+  if (se_size == 0) {
+    if (c % ts[2] != 0) {
+      return ShapeError(table_node, table,
+                        "[H', W', C / se_size]: its last dimension must divide C = " + Str(c) +
+                            " (the input's channels)");
+    }
+    se_size = c / ts[2];
+    DPUEMU_RETURN_IF_ERROR(CheckSeSize(
+        target, se_size,
+        "se.se_size (C / the table's last dimension = " + Str(c) + " / " + Str(ts[2]) + ")"));
+  } else if (ts[2] * se_size != c) {
+    return ShapeError(table_node, table,
+                      "[H', W', C / se_size] with C / se_size = " + Str(c) + " / " + Str(se_size) +
+                          " = " + (c % se_size ? "(not whole)" : Str(c / se_size)));
+  }
+  DPUEMU_ASSIGN_OR_RETURN(
+      TensorFile map,
+      LoadTensor(map_node, dir, DType::kU8, "se.map (1 = present, 0 = reads as the zero point)"));
+  const std::vector<int64_t> want = {ts[0], ts[1], c};
+  if (map.tensor.shape != want) {
+    return ShapeError(
+        map_node, map,
+        "[H', W', C] = " + Shape3(ts[0], ts[1], c) + " (the table's H' and W', the input's C)");
+  }
+  SeGather g;
+  g.h = ts[0];
+  g.w = ts[1];
+  g.c = c;
+  g.source_h = s.source.shape[0];
+  g.source_w = s.source.shape[1];
+  g.se_size = se_size;
+  const int64_t n = g.h * g.w * g.c;
+  if (n > (int64_t{1} << 31)) {
+    return map_node.Error("the virtual tensor " + Shape3(g.h, g.w, g.c) +
+                          " has more than 2^31 elements");
+  }
+  g.map.assign(static_cast<size_t>(ActivationMapBytes(n)), 0);
+  const uint8_t* m = map.tensor.bytes.data();
+  for (int64_t i = 0; i < n; ++i) {
+    if (m[i] > 1) {
+      const int64_t px = i / c;
+      return map_node.Error("'" + map.file + "' holds " + Str(m[i]) + " at " +
+                            Shape3(px / g.w, px % g.w, i % c) + ": must be 0 or 1");
+    }
+    if (m[i]) g.map[static_cast<size_t>(i >> 3)] |= static_cast<uint8_t>(1u << (i & 7));
+  }
+  g.table.resize(static_cast<size_t>(table.tensor.numel()));
+  std::memcpy(g.table.data(), table.tensor.bytes.data(), g.table.size() * 4);  // little-endian
+  for (int32_t& e : g.table) {
+    const uint8_t* b = reinterpret_cast<const uint8_t*>(&e);
+    e = static_cast<int32_t>(uint32_t{b[0]} | uint32_t{b[1]} << 8 | uint32_t{b[2]} << 16 |
+                             uint32_t{b[3]} << 24);
+  }
+  *params = "table '" + table.file + "', map '" + map.file + "'";
+  g.description = "table: source " + Shape3(g.source_h, g.source_w, c) + " -> virtual " +
+                  Shape3(g.h, g.w, g.c) + ", se_size " + Str(se_size) + " (" +
+                  Str(static_cast<int64_t>(g.table.size())) + " SE pointers, map " +
+                  Str(static_cast<int64_t>(g.map.size())) + " bytes)";
+  return g;
+}
+
+// Parses "se" into spec.se and replaces spec.layer by the first DPU layer.
+Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
+  const Target& target = *spec.target;
+  std::vector<std::string> known;
+  for (const SeForm& f : SeForms()) {
+    for (const std::string& k : f.fields) {
+      if (std::find(known.begin(), known.end(), k) == known.end()) known.push_back(k);
+    }
+  }
+  known.insert(known.end(), kSeCommon.begin(), kSeCommon.end());
+  DPUEMU_RETURN_IF_ERROR(se.ObjectOf(known));
+  const std::vector<std::string> ops(std::begin(kSeOps), std::end(kSeOps));
+  std::string op;
+  if (std::optional<Node> n = se.Get("op")) {
+    DPUEMU_ASSIGN_OR_RETURN(op, n->Choice(ops));
+  } else if (se.Get("table")) {
+    op = "table";
+  } else {
+    std::string list;
+    for (const std::string& o : ops) list += (list.empty() ? "" : "|") + o;
+    return se.Error("needs either op (" + list + ") or table and map (an SE table made elsewhere)");
+  }
+  const SeForm& form = *std::find_if(SeForms().begin(), SeForms().end(),
+                                     [&](const SeForm& f) { return f.op == op; });
+  std::vector<std::string> fields = form.fields;
+  fields.insert(fields.end(), kSeCommon.begin(), kSeCommon.end());
+  for (const std::string& key : se.Keys()) {
+    if (std::find(fields.begin(), fields.end(), key) != fields.end()) continue;
+    return se.Get(key)->Error((op == "table"
+                                   ? std::string("not a field of an SE table given as se.table")
+                                   : "not a field of se.op '" + op + "'") +
+                              " (its fields: " + Node::JoinNames(fields) + ")");
+  }
+
+  SeSpec s;
+  s.op = op;
+  s.source = spec.layer.input;
+  s.source_sparse = spec.plan.input_sparse;
+  const ConvLayer& base = spec.layer;  // the spec's layer over the source
+  const int64_t h = s.source.shape[0], c = s.source.shape[2];
+  s.geometry = base.op.g;
+
+  // The table's storage-element size: se.se_size or input.se_size (0: the target's default).
+  int64_t se_size = spec.plan.input_se_size;
+  if (se_size != 0 && c % se_size != 0) {
+    return InvalidArgument("input.se_size = " + Str(se_size) + ": must divide C = " + Str(c) +
+                           " (the input's channels)");
+  }
+  if (std::optional<Node> n = se.Get("se_size")) {
+    DPUEMU_ASSIGN_OR_RETURN(int64_t v, n->Int(0, kInt32Max));
+    DPUEMU_RETURN_IF_ERROR(CheckSeSize(target, v, n->path()));
+    if (c % v != 0) {
+      return InvalidArgument(n->path() + " = " + Str(v) + ": must divide C = " + Str(c) +
+                             " (the input's channels)");
+    }
+    if (se_size != 0 && se_size != v) {
+      return InvalidArgument(n->path() + " = " + Str(v) +
+                             ": differs from input.se_size = " + Str(se_size) +
+                             " (with se, both name the SE table's storage-element "
+                             "size)");
+    }
+    se_size = v;
+  }
+
+  // Where the source rows live.
+  if (std::optional<Node> n = se.Get("source_rows_per_tile")) {
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<Node> v, n->List());
+    if (v.empty() || static_cast<int64_t>(v.size()) > target.tiles) {
+      return n->Error(Str(static_cast<int64_t>(v.size())) + " parts: must be 1 to " +
+                      Str(target.tiles) + " (" + target.name + " has " + Str(target.tiles) +
+                      " tiles)");
+    }
+    int64_t sum = 0;
+    for (const Node& e : v) {
+      DPUEMU_ASSIGN_OR_RETURN(int64_t rows,
+                              e.Int(1, h, " (input.npy has H = " + Str(h) + " rows)"));
+      s.layout.tiles.push_back({rows, 0});
+      sum += rows;
+    }
+    if (sum != h) {
+      return n->Error("rows add up to " + Str(sum) + ", input.npy has H = " + Str(h));
+    }
+  }
+  StatusOr<SeSource> src_or = MakeSeSource(s.source, s.layout, s.source_sparse, base.op.in_zp);
+  if (!src_or.ok()) return src_or.status().Annotate("se");
+  const SeSource& src = *src_or;
+
+  // The phases: one virtual layer each.
+  auto add = [&](StatusOr<SeGather> g, ConvLayer layer) -> Status {
+    if (!g.ok()) return g.status().Annotate("se (" + op + ")");
+    SeSpec::Phase ph;
+    layer.op.g.h = g->h;
+    layer.op.g.w = g->w;
+    layer.input = Tensor();
+    ph.layer = std::move(layer);
+    ph.gather = std::move(g).value();
+    s.phases.push_back(std::move(ph));
+    return OkStatus();
+  };
+  auto required = [&](const char* key) { return se.Required(key); };
+  if (op == "upsample_nearest") {
+    DPUEMU_ASSIGN_OR_RETURN(Node n, required("factor"));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> f, Ints(n, 2, 1, 16384));
+    s.params = "factor " + IntList(f);
+    DPUEMU_RETURN_IF_ERROR(add(UpsampleNearestGather(src, target, se_size, f[0], f[1]), base));
+  } else if (op == "interpolate_nearest") {
+    DPUEMU_ASSIGN_OR_RETURN(Node n, required("size"));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> size, Ints(n, 2, 1, 16384));
+    DPUEMU_ASSIGN_OR_RETURN(Node mode_node, required("mode"));
+    DPUEMU_ASSIGN_OR_RETURN(std::string mode,
+                            mode_node.Choice(EnumNames<CoordMode>(CoordModeName, 5)));
+    std::string nearest = NearestModeName(NearestMode::kRoundPreferFloor);
+    if (std::optional<Node> nm = se.Get("nearest_mode")) {
+      DPUEMU_ASSIGN_OR_RETURN(nearest, nm->Choice(EnumNames<NearestMode>(NearestModeName, 4)));
+    }
+    DPUEMU_ASSIGN_OR_RETURN(const CoordMode cm, ParseCoordMode(mode));
+    DPUEMU_ASSIGN_OR_RETURN(const NearestMode nmode, ParseNearestMode(nearest));
+    s.params = "size " + IntList(size) + ", mode " + mode + ", nearest_mode " + nearest;
+    DPUEMU_RETURN_IF_ERROR(
+        add(InterpolateNearestGather(src, target, se_size, size[0], size[1], cm, nmode), base));
+  } else if (op == "transposed") {
+    const ConvGeometry& g = base.op.g;
+    TransposedConv tc;
+    tc.stride_y = g.stride_y;
+    tc.stride_x = g.stride_x;
+    tc.pads = {g.pad_top, g.pad_bottom, g.pad_left, g.pad_right};
+    tc.ky = g.ky;
+    tc.kx = g.kx;
+    if (std::optional<Node> n = se.Get("output_padding")) {
+      DPUEMU_ASSIGN_OR_RETURN(std::vector<Node> v, n->Array(2));
+      DPUEMU_ASSIGN_OR_RETURN(
+          tc.output_padding_y,
+          v[0].Int(0, tc.stride_y - 1, " (below stride[0] = " + Str(tc.stride_y) + ")"));
+      DPUEMU_ASSIGN_OR_RETURN(
+          tc.output_padding_x,
+          v[1].Int(0, tc.stride_x - 1, " (below stride[1] = " + Str(tc.stride_x) + ")"));
+    }
+    s.params = "stride " + IntList({tc.stride_y, tc.stride_x}) + ", pad " +
+               IntList({tc.pads.top, tc.pads.bottom, tc.pads.left, tc.pads.right}) +
+               ", output_padding " + IntList({tc.output_padding_y, tc.output_padding_x}) +
+               ", kernel " + Str(tc.ky) + "x" + Str(tc.kx) +
+               " (the DPU runs the kernel flipped in y and x, stride 1, no padding)";
+    StatusOr<SeGather> g_or = ZeroInsertGather(src, target, se_size, tc);
+    if (!g_or.ok()) {
+      return g_or.status().Annotate("se (transposed; stride and pad are the transposed conv's)");
+    }
+    StatusOr<ConvLayer> layer =
+        TransposedConvAsZMConv(tc, *g_or, base.op, base.quant, base.weights);
+    if (!layer.ok()) return layer.status().Annotate("se (transposed)");
+    layer->name = base.name;
+    DPUEMU_RETURN_IF_ERROR(add(std::move(g_or), std::move(layer).value()));
+  } else if (op == "pad") {
+    DPUEMU_ASSIGN_OR_RETURN(Node n, required("pad"));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> p, Ints(n, 4, 0, 16384));
+    std::string mode = PadModeName(PadMode::kConstant);
+    if (std::optional<Node> m = se.Get("mode")) {
+      DPUEMU_ASSIGN_OR_RETURN(mode, m->Choice(EnumNames<PadMode>(PadModeName, 4)));
+    }
+    DPUEMU_ASSIGN_OR_RETURN(const PadMode pm, ParsePadMode(mode));
+    s.params = "pad " + IntList(p) + ", mode " + mode;
+    DPUEMU_RETURN_IF_ERROR(
+        add(PadGather(src, target, se_size, Pads{p[0], p[1], p[2], p[3]}, pm), base));
+  } else if (op == "roll") {
+    DPUEMU_ASSIGN_OR_RETURN(Node n, required("shift"));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> sh, Ints(n, 2, std::numeric_limits<int64_t>::min(),
+                                                          std::numeric_limits<int64_t>::max()));
+    s.params = "shift " + IntList(sh);
+    DPUEMU_RETURN_IF_ERROR(add(RollGather(src, target, se_size, sh[0], sh[1]), base));
+  } else if (op == "dilate") {
+    DPUEMU_ASSIGN_OR_RETURN(Node n, required("dilation"));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> d, Ints(n, 2, 1, 1024));
+    s.params = "dilation " + IntList(d);
+    s.dilation_y = d[0];
+    s.dilation_x = d[1];
+    StatusOr<DilatedPlan> plan = PlanDilatedConv(src, target, se_size, base.op.g, d[0], d[1]);
+    if (!plan.ok())
+      return plan.status().Annotate("se (dilate; stride and pad are the dilated conv's)");
+    s.dilated_plan = plan->ToString();
+    s.out_h = plan->out_h;
+    s.out_w = plan->out_w;
+    for (DilatedPhase& p : plan->phases) {
+      ConvLayer sub = base;
+      sub.name = base.name + " phase (" + Str(p.out_y0) + ", " + Str(p.out_x0) + ")";
+      sub.op.g.stride_y = plan->stride_y;
+      sub.op.g.stride_x = plan->stride_x;
+      sub.op.g.pad_top = sub.op.g.pad_bottom = sub.op.g.pad_left = sub.op.g.pad_right = 0;
+      DPUEMU_RETURN_IF_ERROR(add(std::move(p.gather), std::move(sub)));
+      SeSpec::Phase& ph = s.phases.back();
+      ph.out_y0 = p.out_y0;
+      ph.out_x0 = p.out_x0;
+      ph.step_y = plan->step_y;
+      ph.step_x = plan->step_x;
+    }
+  } else {  // table
+    StatusOr<SeGather> g = ParseSeTable(se, dir, target, s, se_size, &s.params);
+    if (!g.ok()) return g.status();  // names se.table / se.map itself
+    DPUEMU_RETURN_IF_ERROR(add(std::move(g), base));
+  }
+
+  // Lower each phase as the DPU runs it and gather its virtual input through the table.
+  for (SeSpec::Phase& ph : s.phases) {
+    const SeGather& g = ph.gather;
+    StorageOptions storage;
+    storage.input_sparse = s.source_sparse;
+    storage.input_se_size = g.se_size;
+    StatusOr<DpuTask> task = LowerWithGather(ph.layer, s.source, s.layout, g, storage, target);
+    if (!task.ok()) return LoweringError(task.status(), g);
+    const ConvOp& vop = ph.layer.op;
+    StatusOr<Tensor> input =
+        simd::GatherActivations(task->input_view(), vop.in_dtype, {g.h, g.w, g.c}, vop.in_zp);
+    if (!input.ok()) return input.status().Annotate("se: gathering the virtual input");
+    ph.layer.input = std::move(input).value();
+    const Status valid = ValidateLayer(ph.layer);
+    if (!valid.ok()) return LoweringError(valid, g);
+    PlanSe& a = ph.accounting;
+    a.op = op;
+    a.description = g.description + (op == "transposed" ? "; " + s.params : std::string());
+    a.se_size = g.se_size;
+    a.source_h = g.source_h;
+    a.source_w = g.source_w;
+    a.table_bytes = SeTableBytes(g.h, g.w, g.c, g.se_size);
+    a.map_bytes = ActivationMapBytes(g.h * g.w * g.c);
+    SourceRowsRead(s, g, &a);
+  }
+  s.se_size = s.phases.front().gather.se_size;
+  if (op != "dilate") {
+    s.out_h = s.phases.front().layer.op.g.out_h();
+    s.out_w = s.phases.front().layer.op.g.out_w();
+  }
+  const std::string name = base.name;
+  spec.layer = s.phases.front().layer;
+  spec.layer.name = name;  // a dilated phase's layer names its phase
+  spec.se = std::move(s);
+  return OkStatus();
+}
+
 StatusOr<Spec> ParseRoot(const json& j, const std::string& path) {
   const Node root(j, "");
   DPUEMU_RETURN_IF_ERROR(
       root.Object({"name", "target", "input", "weights", "bias", "stride", "pad", "ppe", "output",
                    "sparsity", "split", "tiles", "workloads_per_tile", "run", "se"}));
-  if (root.Get("se")) {
-    return Unimplemented(
-        "se: storage-element operations (interpolate, transposed convolution, "
-        "padding modes) are not supported yet");
-  }
   Spec spec;
   spec.path = path;
   const size_t slash = path.find_last_of('/');
@@ -448,7 +869,12 @@ StatusOr<Spec> ParseRoot(const json& j, const std::string& path) {
   DPUEMU_RETURN_IF_ERROR(ParsePpe(root, dir, spec.layer));
   DPUEMU_RETURN_IF_ERROR(ParseStorageAndSplit(root, *spec.target, spec.plan));
   DPUEMU_RETURN_IF_ERROR(ParseRun(root, spec.run));
-  DPUEMU_RETURN_IF_ERROR(ValidateLayer(spec.layer));
+  if (std::optional<Node> se = root.Get("se")) {
+    // input.npy is the source; the layers to validate are those over the virtual tensor.
+    DPUEMU_RETURN_IF_ERROR(ParseSe(*se, dir, spec));
+  } else {
+    DPUEMU_RETURN_IF_ERROR(ValidateLayer(spec.layer));
+  }
   return spec;
 }
 
@@ -474,6 +900,179 @@ StatusOr<Spec> LoadSpec(const std::string& path) {
   std::vector<uint8_t> bytes;
   DPUEMU_ASSIGN_OR_RETURN(bytes, ReadFileBytes(path));
   return ParseSpec(std::string(bytes.begin(), bytes.end()), path);
+}
+
+size_t DpuLayerCount(const Spec& spec) { return spec.se ? spec.se->phases.size() : 1; }
+
+const ConvLayer& DpuLayer(const Spec& spec, size_t i) {
+  return spec.se ? spec.se->phases.at(i).layer : spec.layer;
+}
+
+PlanOptions DpuLayerPlanOptions(const Spec& spec, size_t i) {
+  PlanOptions o = spec.plan;
+  if (spec.se) {
+    o.input_se_size = spec.se->se_size;
+    o.se = spec.se->phases.at(i).accounting;
+  }
+  return o;
+}
+
+namespace {
+
+// "phase 1 (outputs [0 + 2q][1 + 2r])" of a dilated spec, "" otherwise.
+std::string PhaseName(const Spec& spec, size_t i) {
+  if (DpuLayerCount(spec) < 2) return "";
+  const SeSpec::Phase& p = spec.se->phases[i];
+  return "phase " + Str(static_cast<int64_t>(i)) + " (outputs [" + Str(p.out_y0) + " + " +
+         Str(p.step_y) + "q][" + Str(p.out_x0) + " + " + Str(p.step_x) + "r])";
+}
+
+}  // namespace
+
+StatusOr<std::vector<Plan>> PlanSpec(const Spec& spec) {
+  if (spec.target == nullptr) return InvalidArgument(spec.path + ": spec has no target");
+  std::vector<Plan> plans;
+  for (size_t i = 0; i < DpuLayerCount(spec); ++i) {
+    StatusOr<Plan> p = PlanLayer(DpuLayer(spec, i), *spec.target, DpuLayerPlanOptions(spec, i));
+    if (!p.ok()) {
+      const std::string phase = PhaseName(spec, i);
+      return p.status().Annotate(phase.empty() ? spec.path : spec.path + ": se " + phase);
+    }
+    plans.push_back(std::move(p).value());
+  }
+  return plans;
+}
+
+std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans) {
+  if (plans.size() == 1 && DpuLayerCount(spec) == 1) return PlanToText(plans[0]);
+  std::string s = "plan for layer '" + spec.layer.name + "' on " +
+                  (spec.target ? spec.target->name : "?") + ": se " +
+                  (spec.se ? spec.se->op + " " + spec.se->params : std::string()) + ", " +
+                  Str(static_cast<int64_t>(plans.size())) +
+                  " DPU layers, each planned and run as its own ZMConv, one after another\n";
+  if (spec.se && !spec.se->dilated_plan.empty()) {
+    std::string d = spec.se->dilated_plan;
+    for (size_t at = 0; at < d.size(); at = d.find('\n', at) + 1) {
+      d.insert(at, "  ");
+      if (d.find('\n', at) == std::string::npos) break;
+    }
+    s += d;
+  }
+  int64_t cycles = 0;
+  double us = 0;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    s += "== " + PhaseName(spec, i) + "\n" + PlanToText(plans[i]);
+    cycles += plans[i].cycles;
+    us += plans[i].time_us();
+  }
+  char time[64];
+  std::snprintf(time, sizeof(time), "%.2f", us);
+  s += "total estimate: " + Str(cycles) + " cycles = " + time + " us (phases one after another)\n";
+  return s;
+}
+
+nlohmann::json SpecPlanToJson(const Spec& spec, const std::vector<Plan>& plans) {
+  using nlohmann::json;
+  if (plans.size() == 1 && DpuLayerCount(spec) == 1) return PlanToJson(plans[0]);
+  json j;
+  j["layer"] = spec.layer.name;
+  j["target"] = spec.target ? spec.target->name : "";
+  if (spec.se) {
+    const SeSpec& se = *spec.se;
+    j["se"] = {{"op", se.op},
+               {"params", se.params},
+               {"se_size", se.se_size},
+               {"source", se.source.shape},
+               {"out_h", se.out_h},
+               {"out_w", se.out_w},
+               {"description", se.dilated_plan}};
+  }
+  j["phases"] = json::array();
+  int64_t cycles = 0;
+  double us = 0;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    json p;
+    if (spec.se && i < spec.se->phases.size()) {
+      const SeSpec::Phase& ph = spec.se->phases[i];
+      const ConvGeometry& g = ph.layer.op.g;
+      p = {{"out_y0", ph.out_y0}, {"out_x0", ph.out_x0}, {"step_y", ph.step_y},
+           {"step_x", ph.step_x}, {"out_h", g.out_h()},  {"out_w", g.out_w()}};
+    }
+    p["plan"] = PlanToJson(plans[i]);
+    j["phases"].push_back(std::move(p));
+    cycles += plans[i].cycles;
+    us += plans[i].time_us();
+  }
+  j["cycles"] = cycles;
+  j["time_us"] = us;
+  return j;
+}
+
+StatusOr<Tensor> AssembleSpecOutput(const Spec& spec, const std::vector<Tensor>& outputs) {
+  if (outputs.size() != DpuLayerCount(spec)) {
+    return InvalidArgument("outputs: " + Str(static_cast<int64_t>(outputs.size())) +
+                           " given, the spec runs " +
+                           Str(static_cast<int64_t>(DpuLayerCount(spec))) + " DPU layers");
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const ConvOp& op = DpuLayer(spec, i).op;
+    const std::vector<int64_t> want = {op.g.out_h(), op.g.out_w(), op.g.k};
+    if (outputs[i].dtype != op.out_dtype || outputs[i].shape != want ||
+        static_cast<int64_t>(outputs[i].bytes.size()) !=
+            outputs[i].numel() * DTypeBytes(op.out_dtype)) {
+      return InvalidArgument("outputs[" + Str(static_cast<int64_t>(i)) +
+                             "]: " + DTypeName(outputs[i].dtype) + " " + outputs[i].ShapeString() +
+                             ", DPU layer " + Str(static_cast<int64_t>(i)) + " writes " +
+                             DTypeName(op.out_dtype) + " " + Shape3(want[0], want[1], want[2]));
+    }
+  }
+  if (!spec.se) return outputs[0];
+  const SeSpec& se = *spec.se;
+  const DType dt = spec.layer.op.out_dtype;
+  const int64_t k = spec.layer.op.g.k, run = k * DTypeBytes(dt);
+  Tensor out(dt, {se.out_h, se.out_w, k});
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const SeSpec::Phase& p = se.phases[i];
+    const int64_t oh = outputs[i].shape[0], ow = outputs[i].shape[1];
+    for (int64_t q = 0; q < oh; ++q) {
+      for (int64_t r = 0; r < ow; ++r) {
+        const int64_t y = p.out_y0 + p.step_y * q, x = p.out_x0 + p.step_x * r;
+        if (y >= se.out_h || x >= se.out_w) {
+          return Internal("se phase " + Str(static_cast<int64_t>(i)) + ": output (" + Str(q) +
+                          ", " + Str(r) + ") lands outside the " + Str(se.out_h) + "x" +
+                          Str(se.out_w) + " output");
+        }
+        std::memcpy(out.bytes.data() + (y * se.out_w + x) * run,
+                    outputs[i].bytes.data() + (q * ow + r) * run, static_cast<size_t>(run));
+      }
+    }
+  }
+  return out;
+}
+
+StatusOr<std::vector<DpuTask>> LowerSeSpec(const Spec& spec, const std::vector<Plan>& plans) {
+  if (!spec.se) return InvalidArgument(spec.path + ": the spec has no se field");
+  const SeSpec& se = *spec.se;
+  if (plans.size() != se.phases.size()) {
+    return InvalidArgument("plans: " + Str(static_cast<int64_t>(plans.size())) +
+                           " given, the spec runs " + Str(static_cast<int64_t>(se.phases.size())) +
+                           " DPU layers");
+  }
+  std::vector<DpuTask> tasks;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const SeSpec::Phase& ph = se.phases[i];
+    StorageOptions storage;
+    storage.weights_sparse = plans[i].weights.sparse;
+    storage.input_sparse = se.source_sparse;
+    storage.input_se_size = ph.gather.se_size;
+    storage.output_sparse = plans[i].options.output_sparse;
+    storage.output_se_size = plans[i].options.output_se_size;
+    StatusOr<DpuTask> task =
+        LowerWithGather(ph.layer, se.source, se.layout, ph.gather, storage, *spec.target);
+    if (!task.ok()) return task.status().Annotate(spec.path);
+    tasks.push_back(std::move(task).value());
+  }
+  return tasks;
 }
 
 }  // namespace dpuemu

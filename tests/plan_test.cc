@@ -615,6 +615,122 @@ TEST(PlanOutput, JsonAndText) {
   EXPECT_TRUE(Contains(text, "tile 1: k [256, 512)")) << text;
 }
 
+// ---- SE pointers: the table and map in CMX, the source rows as the input ----
+
+// A 2x upsampling of a [4, 3, 32] source: virtual [8, 6, 32], se_size 16.
+PlanSe Upsample2x() {
+  PlanSe se;
+  se.op = "upsample_nearest";
+  se.description = "upsample_nearest fy=2 fx=2";
+  se.se_size = 16;
+  se.source_h = 4;
+  se.source_w = 3;
+  se.table_bytes = 8 * 6 * 2 * 4;
+  se.map_bytes = ActivationMapBytes(8 * 6 * 32);
+  for (int64_t y = 0; y < 8; ++y) {
+    se.source_row_begin.push_back(y / 2);
+    se.source_row_end.push_back(y / 2 + 1);
+  }
+  return se;
+}
+
+TEST(PlanSe, CountsTheTableMapAndSourceRowsInCmx) {
+  const ConvOp op = MakeOp(8, 6, 32, 32, 3);
+  PlanOptions o;
+  o.split = SplitStrategy::kSoh;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plain, PlanWith(op, Npu40(), o));
+  o.se = Upsample2x();
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(p.input_se_size, 16);
+  ASSERT_EQ(p.tiles.size(), plain.tiles.size());
+  ASSERT_GT(p.tiles.size(), 1u);
+  for (size_t i = 0; i < p.tiles.size(); ++i) {
+    const TilePlan& t = p.tiles[i];
+    const int64_t rows = t.in_row_end - t.in_row_begin;
+    EXPECT_EQ(plain.tiles[i].se_table_bytes, 0);
+    EXPECT_EQ(plain.tiles[i].input_bytes, rows * 6 * 32);
+    EXPECT_EQ(t.se_table_bytes, rows * 6 * 2 * 4) << i;
+    EXPECT_EQ(t.input_map_bytes, ActivationMapBytes(rows * 6 * 32)) << i;
+    // The source rows the window reads: virtual rows [a, b) read source rows [a / 2, (b + 1) / 2).
+    const int64_t src_rows = (t.in_row_end + 1) / 2 - t.in_row_begin / 2;
+    EXPECT_EQ(t.input_bytes, src_rows * 3 * 32) << i;
+    EXPECT_EQ(t.cmx_bytes(), t.input_bytes + t.se_table_bytes + t.input_map_bytes +
+                                 t.weight_bytes + t.output_bytes);
+    EXPECT_EQ(t.cmx_bytes() - plain.tiles[i].cmx_bytes(),
+              t.input_bytes + t.se_table_bytes + t.input_map_bytes - plain.tiles[i].input_bytes);
+  }
+  for (const Workload& w : p.workloads) {
+    const int64_t rows = w.in_row_end - w.in_row_begin;
+    EXPECT_EQ(w.input_bytes, ((w.in_row_end + 1) / 2 - w.in_row_begin / 2) * 3 * 32 +
+                                 rows * 6 * 2 * 4 + ActivationMapBytes(rows * 6 * 32));
+  }
+  // Without the row ranges the virtual rows are counted.
+  o.se.source_row_begin.clear();
+  o.se.source_row_end.clear();
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan v, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(v.tiles[0].input_bytes, plain.tiles[0].input_bytes);
+  // Rows of inserted zeros read nothing.
+  o.se = Upsample2x();
+  for (int64_t y = 0; y < 8; ++y) o.se.source_row_end[y] = o.se.source_row_begin[y];
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan z, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(z.tiles[0].input_bytes, 0);
+
+  const nlohmann::json j = PlanToJson(p);
+  EXPECT_EQ(j["se"]["op"], "upsample_nearest");
+  EXPECT_EQ(j["se"]["table_bytes"], 384);
+  EXPECT_EQ(j["se"]["table_entries"], 96);
+  EXPECT_EQ(j["se"]["map_bytes"], 192);
+  EXPECT_EQ(j["se"]["source"], (std::vector<int64_t>{4, 3, 32}));
+  EXPECT_EQ(j["se"]["virtual"], (std::vector<int64_t>{8, 6, 32}));
+  EXPECT_EQ(j["tiles"][0]["se_table_bytes"], p.tiles[0].se_table_bytes);
+  EXPECT_EQ(j["tiles"][0]["cmx_bytes"], p.tiles[0].cmx_bytes());
+  EXPECT_FALSE(PlanToJson(plain).contains("se"));
+  const std::string text = PlanToText(p);
+  EXPECT_TRUE(Contains(text, "se: upsample_nearest fy=2 fx=2\n    SE table 384 bytes (96 pointers "
+                             "x 4) + input map 192 bytes over the virtual input 8x6x32 (source "
+                             "4x3x32)")) << text;
+  EXPECT_TRUE(Contains(text, " + SE table " + std::to_string(p.tiles[0].se_table_bytes) +
+                                 " + map " + std::to_string(p.tiles[0].input_map_bytes) +
+                                 " + weights ")) << text;
+  EXPECT_FALSE(Contains(PlanToText(plain), "SE table")) << text;
+}
+
+TEST(PlanSe, TheAccountingMustDescribeTheVirtualInput) {
+  const ConvOp op = MakeOp(8, 6, 32, 32, 3);
+  struct Case {
+    std::function<void(PlanOptions&)> edit;
+    const char* error;
+    const Target* target;
+  };
+  const Case cases[] = {
+      {[](PlanOptions& o) { o.se.table_bytes = 100; },
+       "se.table_bytes = 100: must be 4 * H * W * C / se_size = 384 for the virtual input 8x6x32",
+       &Npu40()},
+      {[](PlanOptions& o) { o.se.map_bytes = 100; },
+       "se.map_bytes = 100: must be align16(ceil(H * W * C / 8)) = 192", &Npu40()},
+      {[](PlanOptions& o) { o.input_se_size = 32; },
+       "input se_size = 32: differs from se.se_size = 16", &Npu40()},
+      {[](PlanOptions& o) { o.se.se_size = 48; },
+       "se.se_size = 48 on NPU37XX: this target needs a power-of-two storage-element size",
+       &Npu37()},
+      {[](PlanOptions& o) { o.se.se_size = 0; }, "se.se_size = 0 on NPU40XX", &Npu40()},
+      {[](PlanOptions& o) { o.se.source_row_end.pop_back(); },
+       "se.source_row_begin/end: 8/7 entries, need one per virtual row (H = 8)", &Npu40()},
+      {[](PlanOptions& o) { o.se.source_row_end[2] = 5; },
+       "se.source_row_begin/end[2]: rows [1, 5) must be a range inside [0, source_h = 4]",
+       &Npu40()},
+      {[](PlanOptions& o) { o.se.source_w = 0; }, "se.source: 4x0: the source needs", &Npu40()},
+  };
+  for (const Case& c : cases) {
+    PlanOptions o;
+    o.se = Upsample2x();
+    c.edit(o);
+    StatusOr<Plan> p = PlanWith(op, *c.target, o);
+    ASSERT_FALSE(p.ok()) << c.error;
+    EXPECT_TRUE(Contains(p.status().message(), c.error)) << p.status().message();
+  }
+}
+
 // ---- Slices run on the reference and reassemble to the whole layer ----
 
 Tensor RunDense(const ConvLayer& layer, const StorageOptions& s, const Target& t) {

@@ -10,10 +10,16 @@ prefix="$TEST_TMPDIR/prefix"
 
 # Built from a copy, so no header can come from next to the source in the Bazel tree.
 cp "$root/tests/shared_lib_example.cc" "$TEST_TMPDIR/example.cc"
-g++ -std=c++17 -O1 "$TEST_TMPDIR/example.cc" -o "$TEST_TMPDIR/example" \
+# Under bazel test --config=asan/tsan the library is instrumented: the program must link the same
+# sanitizer runtime (.bazelrc sets DPUEMU_SANITIZE).
+sanitize=()
+if [[ -n "${DPUEMU_SANITIZE:-}" ]]; then sanitize=(-fsanitize="$DPUEMU_SANITIZE"); fi
+g++ -std=c++17 -O1 "${sanitize[@]}" "$TEST_TMPDIR/example.cc" -o "$TEST_TMPDIR/example" \
   -I"$prefix/include" -L"$prefix/lib" -ldpuemu -Wl,-rpath,"$prefix/lib"
 
-if ! ldd "$TEST_TMPDIR/example" | grep -q "libdpuemu.so => $prefix/lib/libdpuemu.so"; then
+# grep reads ldd's whole output from a file: `ldd | grep -q` under pipefail can fail on SIGPIPE.
+ldd "$TEST_TMPDIR/example" > "$TEST_TMPDIR/ldd.txt"
+if ! grep -q "libdpuemu.so => $prefix/lib/libdpuemu.so" "$TEST_TMPDIR/ldd.txt"; then
   echo "FAIL: the example does not load $prefix/lib/libdpuemu.so:" >&2
   ldd "$TEST_TMPDIR/example" >&2
   exit 1

@@ -4,12 +4,20 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "hw/dpu_task.h"
 #include "hw/dtype.h"
+#include "hw/formats.h"
+#include "hw/rng.h"
+#include "hw/se_ops.h"
 #include "hw/tensor.h"
+#include "kernels/ref/zmconv_ref.h"
+#include "runtime/execute.h"
+#include "runtime/golden.h"
 #include "runtime/npy.h"
 #include "tests/test_util.h"
 
@@ -294,16 +302,6 @@ TEST_F(SpecTest, UnknownFields) {
   Error(j, "run.repeat: unknown field");
 }
 
-TEST_F(SpecTest, SeIsNotSupportedYet) {
-  json j = IntSpec();
-  j["se"] = {{"op", "interpolate"}};
-  StatusOr<Spec> s = Load(j);
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.status().code(), StatusCode::kUnimplemented);
-  EXPECT_TRUE(Contains(s.status().message(), "spec.json: se: "));
-  EXPECT_TRUE(Contains(s.status().message(), "not supported yet"));
-}
-
 TEST_F(SpecTest, DTypeMustMatchTheNpy) {
   json j = IntSpec();
   j["input"]["dtype"] = "i8";
@@ -433,6 +431,655 @@ TEST_F(SpecTest, FileErrorsNameTheFile) {
   s = ParseSpec("[1, 2]", "list.json");
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().message(), "list.json: must be an object, got array [1,2]");
+}
+
+// ---- "se": storage-element pointer operations ----
+
+// Values near the zero point (int) or small multiples of 1/8 (float), 30% equal to the zero point.
+Tensor Varied(DType t, std::vector<int64_t> shape, uint64_t seed, int32_t zp = 0) {
+  Tensor x(t, std::move(shape));
+  Rng rng(seed);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const bool zero = rng.Bernoulli(0.3);
+    if (IsFloat(t)) {
+      StoreFloat(t, x.bytes.data(), i, zero ? 0.0f : static_cast<float>(rng.Int(-16, 16)) / 8);
+    } else {
+      StoreInt(t, x.bytes.data(), i, zero ? zp : zp + static_cast<int32_t>(rng.Int(-8, 8)));
+    }
+  }
+  return x;
+}
+
+// What each SE test varies.
+struct SeCase {
+  const char* name;
+  json se;
+  std::vector<int64_t> stride, pad;
+  bool input_sparse, output_sparse;
+};
+
+std::vector<SeCase> SeCases() {
+  return {
+      {"upsample",
+       {{"op", "upsample_nearest"}, {"factor", {2, 1}}},
+       {1, 1},
+       {1, 1, 1, 1},
+       true,
+       false},
+      {"interpolate",
+       {{"op", "interpolate_nearest"},
+        {"size", {7, 3}},
+        {"mode", "half_pixel"},
+        {"nearest_mode", "round_prefer_ceil"}},
+       {1, 1},
+       {0, 1, 1, 0},
+       false,
+       true},
+      {"transposed",
+       {{"op", "transposed"}, {"output_padding", {1, 0}}},
+       {2, 2},
+       {1, 0, 0, 1},
+       true,
+       true},
+      {"pad",
+       {{"op", "pad"}, {"pad", {1, 2, 3, 0}}, {"mode", "reflect"}, {"se_size", 16}},
+       {1, 2},
+       {0, 0, 0, 0},
+       false,
+       false},
+      {"roll",
+       {{"op", "roll"}, {"shift", {2, -1}}, {"source_rows_per_tile", {3, 2}}},
+       {1, 1},
+       {1, 1, 1, 1},
+       true,
+       false},
+      {"dilate", {{"op", "dilate"}, {"dilation", {2, 2}}}, {1, 1}, {2, 2, 2, 2}, false, true},
+      {"dilate_strided",
+       {{"op", "dilate"}, {"dilation", {3, 2}}, {"source_rows_per_tile", {2, 3}}},
+       {2, 1},
+       {2, 1, 1, 2},
+       true,
+       false},
+  };
+}
+
+class SeSpecTest : public SpecTest {
+ protected:
+  // A layer over a source [5, 4, 32] with weights [16, 3, 3, 32], on `target`, int or fp16.
+  json SeLayer(bool fp, const std::string& target, uint64_t seed = 1) {
+    if (fp) {
+      Write("sx.npy", Varied(DType::kFP16, {5, 4, 32}, seed));
+      Write("sw.npy", Varied(DType::kFP16, {16, 3, 3, 32}, seed + 1));
+      Write("sb.npy", Filled(DType::kFP32, {16}));
+      return json{{"target", target},
+                  {"input", {{"npy", "sx.npy"}, {"dtype", "fp16"}}},
+                  {"weights", {{"npy", "sw.npy"}, {"dtype", "fp16"}}},
+                  {"bias", {{"npy", "sb.npy"}}},
+                  {"ppe", {{"scale", 0.25}, {"clamp", {-20, 20}}}},
+                  {"output", {{"dtype", "fp16"}}}};
+    }
+    Write("sx.npy", Varied(DType::kU8, {5, 4, 32}, seed, 40));
+    Write("sw.npy", Varied(DType::kI8, {16, 3, 3, 32}, seed + 1, -2));
+    Write("sb.npy", Filled(DType::kI32, {16}));
+    return json{
+        {"target", target},
+        {"input", {{"npy", "sx.npy"}, {"dtype", "u8"}, {"zero_point", 40}}},
+        {"weights", {{"npy", "sw.npy"}, {"dtype", "i8"}, {"zero_point", -2}}},
+        {"bias", {{"npy", "sb.npy"}}},
+        {"ppe", {{"mult", 1500}, {"shift", 12}, {"out_zero_point", 100}, {"clamp", {0, 255}}}},
+        {"output", {{"dtype", "u8"}}}};
+  }
+
+  json WithCase(json j, const SeCase& c) {
+    j["se"] = c.se;
+    j["stride"] = c.stride;
+    j["pad"] = c.pad;
+    j["sparsity"] = {{"input", c.input_sparse ? "sparse" : "dense"}};
+    j["output"]["sparse"] = c.output_sparse;
+    return j;
+  }
+};
+
+// The gather hw/se_ops.h makes for a case, called directly.
+StatusOr<SeGather> DirectGather(const SeCase& c, const Spec& spec, const SeSource& src) {
+  const Target& t = *spec.target;
+  const json& se = c.se;
+  const int64_t se_size = se.contains("se_size") ? se["se_size"].get<int64_t>() : 0;
+  const std::string op = se["op"];
+  if (op == "upsample_nearest") {
+    return UpsampleNearestGather(src, t, se_size, se["factor"][0], se["factor"][1]);
+  }
+  if (op == "interpolate_nearest") {
+    DPUEMU_ASSIGN_OR_RETURN(CoordMode cm, ParseCoordMode(se["mode"]));
+    DPUEMU_ASSIGN_OR_RETURN(NearestMode nm, ParseNearestMode(se["nearest_mode"]));
+    return InterpolateNearestGather(src, t, se_size, se["size"][0], se["size"][1], cm, nm);
+  }
+  if (op == "pad") {
+    DPUEMU_ASSIGN_OR_RETURN(PadMode pm, ParsePadMode(se["mode"]));
+    return PadGather(src, t, se_size, Pads{se["pad"][0], se["pad"][1], se["pad"][2], se["pad"][3]},
+                     pm);
+  }
+  if (op == "roll") return RollGather(src, t, se_size, se["shift"][0], se["shift"][1]);
+  return InvalidArgument("no direct gather for " + op);
+}
+
+SourceLayout CaseLayout(const SeCase& c) {
+  SourceLayout layout;
+  if (c.se.contains("source_rows_per_tile")) {
+    for (const auto& r : c.se["source_rows_per_tile"])
+      layout.tiles.push_back({r.get<int64_t>(), 0});
+  }
+  return layout;
+}
+
+// The spec run the way the CLI runs it: every DPU layer planned and run, outputs assembled.
+StatusOr<Tensor> RunSpec(const Spec& spec, bool reference, std::vector<Tensor>* phase_outputs,
+                         std::vector<Plan>* plans_out) {
+  DPUEMU_ASSIGN_OR_RETURN(std::vector<Plan> plans, PlanSpec(spec));
+  std::vector<Tensor> outputs;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    RunOptions o;
+    o.threads = 2;
+    o.reference = reference;
+    DPUEMU_ASSIGN_OR_RETURN(RunResult r, RunLayer(DpuLayer(spec, i), plans[i], *spec.target, o));
+    outputs.push_back(std::move(r.output));
+  }
+  DPUEMU_ASSIGN_OR_RETURN(Tensor out, AssembleSpecOutput(spec, outputs));
+  if (phase_outputs) *phase_outputs = std::move(outputs);
+  if (plans_out) *plans_out = std::move(plans);
+  return out;
+}
+
+const GoldenFile* FindFile(const GoldenSet& set, const std::string& name) {
+  for (const GoldenFile& f : set.files) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+std::vector<uint8_t> LeBytes(const std::vector<int32_t>& v) {
+  std::vector<uint8_t> out;
+  for (int32_t w : v) {
+    for (int b = 0; b < 4; ++b)
+      out.push_back(static_cast<uint8_t>(static_cast<uint32_t>(w) >> (8 * b)));
+  }
+  return out;
+}
+
+// Every op, both targets, int8 and fp16: the runtime (plan + parallel run over the gathered
+// virtual tensor, SIMD kernels and reference) gives byte for byte what the reference DPU computes
+// on the whole SE task (LowerWithGather of the gather hw/se_ops.h makes; for dilate,
+// RunDilatedConv), and the golden set holds exactly that task's source, table and map.
+TEST_F(SeSpecTest, EveryOpRunsLikeTheReferenceOnTheSeTask) {
+  int checked = 0;
+  for (const Target* target : AllTargets()) {
+    for (bool fp : {false, true}) {
+      for (const SeCase& c : SeCases()) {
+        SCOPED_TRACE(std::string(c.name) + " on " + target->name + (fp ? " fp16" : " int8"));
+        const json base = SeLayer(fp, target->name, 7 + checked);
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const Spec spec, Load(WithCase(base, c)));
+        json plain = base;  // the same layer without se: the source-shaped layer
+        plain["stride"] = c.stride;
+        plain["pad"] = c.pad;
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const Spec src_spec, Load(plain, "plain.json"));
+        ASSERT_TRUE(spec.se.has_value());
+        const SeSpec& se = *spec.se;
+        EXPECT_EQ(se.op, c.se["op"].get<std::string>());
+        EXPECT_EQ(FirstDifference(se.source, src_spec.layer.input), "");
+        const SourceLayout layout = CaseLayout(c);
+        StorageOptions storage;
+        storage.input_sparse = c.input_sparse;
+        storage.input_se_size = c.se.contains("se_size") ? c.se["se_size"].get<int64_t>() : 0;
+        storage.output_sparse = c.output_sparse;
+
+        std::vector<Tensor> phase_outputs;
+        std::vector<Plan> plans;
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor got, RunSpec(spec, false, &phase_outputs, &plans));
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor got_ref, RunSpec(spec, true, nullptr, nullptr));
+        EXPECT_EQ(FirstDifference(got, got_ref), "");
+
+        const std::string op = c.se["op"];
+        Tensor want;
+        DpuTask direct_task;
+        if (op == "dilate") {
+          DilatedPlan dp;
+          DPUEMU_ASSERT_OK_AND_ASSIGN(
+              want,
+              RunDilatedConv(
+                  src_spec.layer, c.se["dilation"][0], c.se["dilation"][1], layout, storage,
+                  *target, [](const DpuTask& t, const Target& tg) { return RunReference(t, tg); },
+                  &dp));
+          ASSERT_EQ(se.phases.size(), dp.phases.size());
+          EXPECT_GT(se.phases.size(), 1u);
+          EXPECT_EQ(se.dilated_plan, dp.ToString());
+          for (size_t i = 0; i < dp.phases.size(); ++i) {
+            EXPECT_EQ(se.phases[i].gather.table, dp.phases[i].gather.table);
+            EXPECT_EQ(se.phases[i].gather.map, dp.phases[i].gather.map);
+            EXPECT_EQ(se.phases[i].out_y0, dp.phases[i].out_y0);
+            EXPECT_EQ(se.phases[i].out_x0, dp.phases[i].out_x0);
+          }
+        } else {
+          ASSERT_EQ(se.phases.size(), 1u);
+          DPUEMU_ASSERT_OK_AND_ASSIGN(
+              const SeSource src,
+              MakeSeSource(src_spec.layer.input, layout, c.input_sparse, src_spec.layer.op.in_zp));
+          SeGather g;
+          ConvLayer virtual_layer = src_spec.layer;
+          if (op == "transposed") {
+            TransposedConv tc;
+            tc.stride_y = c.stride[0];
+            tc.stride_x = c.stride[1];
+            tc.pads = {c.pad[0], c.pad[1], c.pad[2], c.pad[3]};
+            tc.output_padding_y = c.se["output_padding"][0];
+            tc.output_padding_x = c.se["output_padding"][1];
+            tc.ky = tc.kx = 3;
+            DPUEMU_ASSERT_OK_AND_ASSIGN(g, ZeroInsertGather(src, *target, 0, tc));
+            DPUEMU_ASSERT_OK_AND_ASSIGN(
+                virtual_layer,
+                TransposedConvAsZMConv(tc, g, src_spec.layer.op, src_spec.layer.quant,
+                                       src_spec.layer.weights));
+          } else {
+            DPUEMU_ASSERT_OK_AND_ASSIGN(g, DirectGather(c, spec, src));
+            virtual_layer.op.g.h = g.h;
+            virtual_layer.op.g.w = g.w;
+          }
+          EXPECT_EQ(se.phases[0].gather.table, g.table);
+          EXPECT_EQ(se.phases[0].gather.map, g.map);
+          EXPECT_EQ(se.se_size, g.se_size);
+          DPUEMU_ASSERT_OK_AND_ASSIGN(
+              direct_task,
+              LowerWithGather(virtual_layer, src_spec.layer.input, layout, g, storage, *target));
+          DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuOutput out, RunReference(direct_task, *target));
+          DPUEMU_ASSERT_OK_AND_ASSIGN(want, DenseOutput(out, virtual_layer.op.ppe.out_zp));
+          // The virtual layer computes on the tensor the DPU reads through the table.
+          DPUEMU_ASSERT_OK_AND_ASSIGN(
+              const Tensor gathered,
+              GatherActivations(direct_task.input_view(), virtual_layer.op.in_dtype,
+                                {g.h, g.w, g.c}, virtual_layer.op.in_zp));
+          EXPECT_EQ(FirstDifference(spec.layer.input, gathered), "");
+        }
+        ASSERT_EQ(FirstDifference(got, want), "");
+
+        // The golden set is the lowered SE task.
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const std::vector<DpuTask> tasks, LowerSeSpec(spec, plans));
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const GoldenSet golden,
+                                    MakeSeGoldenSet(spec, plans, phase_outputs));
+        const bool phased = tasks.size() > 1;
+        for (size_t i = 0; i < tasks.size(); ++i) {
+          const std::string sfx = phased ? "_phase" + std::to_string(i) : "";
+          const GoldenFile* table = FindFile(golden, "se_table" + sfx + ".bin");
+          const GoldenFile* map = FindFile(golden, "input_map" + sfx + ".bin");
+          ASSERT_TRUE(table && map) << sfx;
+          EXPECT_EQ(table->bytes, LeBytes(tasks[i].se_table));
+          EXPECT_EQ(map->bytes, tasks[i].input_map);
+          EXPECT_EQ(tasks[i].se_table, se.phases[i].gather.table);
+          EXPECT_EQ(tasks[i].weights_sparse(), plans[i].weights.sparse);
+        }
+        if (!phased) {
+          EXPECT_EQ(tasks[0].se_table, direct_task.se_table);
+          EXPECT_EQ(tasks[0].input_map, direct_task.input_map);
+          EXPECT_EQ(tasks[0].input_tiles, direct_task.input_tiles);
+        }
+        const size_t n_tiles = tasks[0].input_tiles.size();
+        EXPECT_EQ(n_tiles, layout.tiles.empty() ? 1u : layout.tiles.size());
+        for (size_t i = 0; i < n_tiles; ++i) {
+          const GoldenFile* f = FindFile(
+              golden, n_tiles == 1 ? "input.bin" : "input_tile" + std::to_string(i) + ".bin");
+          ASSERT_TRUE(f != nullptr) << i;
+          EXPECT_EQ(f->bytes, tasks[0].input_tiles[i]);
+        }
+        EXPECT_EQ(golden.manifest["se"]["op"], op);
+        EXPECT_EQ(golden.manifest["se"]["source_tiles"].size(), n_tiles);
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 28);
+}
+
+TEST_F(SeSpecTest, ParsesEveryOpsFields) {
+  const json base = SeLayer(false, "NPU40XX");
+  json j = base;
+  j["se"] = {{"op", "upsample_nearest"}, {"factor", {3, 2}}};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(Spec s, Load(j, "up.json"));
+  EXPECT_EQ(s.se->params, "factor [3, 2]");
+  EXPECT_EQ(s.se->se_size, 32);  // NPU40XX default: the largest legal divisor of C
+  EXPECT_EQ(s.layer.name, "up");
+  EXPECT_EQ(s.layer.op.g.h, 15);
+  EXPECT_EQ(s.layer.op.g.w, 8);
+  EXPECT_EQ(s.layer.input.shape, (std::vector<int64_t>{15, 8, 32}));
+  EXPECT_EQ(DpuLayerCount(s), 1u);
+  EXPECT_EQ(s.se->out_h, 13);
+  const PlanOptions po = DpuLayerPlanOptions(s, 0);
+  EXPECT_EQ(po.se.op, "upsample_nearest");
+  EXPECT_EQ(po.input_se_size, 32);
+  EXPECT_EQ(po.se.table_bytes, 15 * 8 * 1 * 4);
+  EXPECT_EQ(po.se.map_bytes, 15 * 8 * 32 / 8);
+  EXPECT_EQ(po.se.source_row_begin[14], 4);  // virtual row 14 reads source row 14 / 3
+  EXPECT_EQ(po.se.source_row_end[14], 5);
+
+  j = base;
+  j["se"] = {{"op", "interpolate_nearest"}, {"size", {3, 9}}, {"mode", "asymmetric"}};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
+  EXPECT_EQ(s.se->params, "size [3, 9], mode asymmetric, nearest_mode round_prefer_floor");
+  EXPECT_EQ(s.layer.op.g.h, 3);
+
+  j = base;
+  j["se"] = {{"op", "transposed"}, {"se_size", 16}};
+  j["stride"] = {3, 2};
+  j["pad"] = {0, 1, 2, 0};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
+  EXPECT_EQ(s.se->se_size, 16);
+  EXPECT_EQ(s.layer.op.g.stride_y, 1);  // the ZMConv over the zero insertion
+  EXPECT_EQ(s.layer.op.g.pad_left, 0);
+  EXPECT_EQ(s.layer.op.g.out_h(), (5 - 1) * 3 - 0 - 1 + 3);
+  EXPECT_EQ(s.layer.op.g.out_w(), (4 - 1) * 2 - 2 - 0 + 3);
+
+  j = base;
+  j["se"] = {{"op", "pad"}, {"pad", {0, 3, 1, 1}}};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
+  EXPECT_EQ(s.se->params, "pad [0, 3, 1, 1], mode constant");
+  EXPECT_EQ(s.layer.op.g.h, 8);
+  // Inserted rows read no source row.
+  EXPECT_EQ(DpuLayerPlanOptions(s, 0).se.source_row_begin[7],
+            DpuLayerPlanOptions(s, 0).se.source_row_end[7]);
+
+  j = base;
+  j["se"] = {{"op", "roll"}, {"shift", {-9, 123456789012}}};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
+  EXPECT_EQ(s.layer.op.g.h, 5);
+
+  j = base;
+  j["se"] = {{"op", "dilate"}, {"dilation", {2, 1}}};
+  j["pad"] = {2, 2, 1, 1};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
+  EXPECT_EQ(DpuLayerCount(s), 2u);
+  EXPECT_EQ(s.se->out_h, 5);
+  EXPECT_EQ(s.se->out_w, 4);
+  EXPECT_EQ(s.layer.name, "spec");
+  EXPECT_EQ(DpuLayer(s, 1).name, "spec phase (1, 0)");
+  EXPECT_EQ(s.se->phases[1].step_y, 2);
+  DPUEMU_ASSERT_OK_AND_ASSIGN(std::vector<Plan> plans, PlanSpec(s));
+  const json pj = SpecPlanToJson(s, plans);
+  ASSERT_EQ(pj["phases"].size(), 2u);
+  EXPECT_EQ(pj["phases"][1]["out_y0"], 1);
+  EXPECT_EQ(pj["phases"][1]["plan"]["se"]["op"], "dilate");
+  EXPECT_EQ(pj["cycles"], plans[0].cycles + plans[1].cycles);
+  const std::string text = SpecPlanToText(s, plans);
+  EXPECT_TRUE(Contains(text, "se dilate dilation [2, 1], 2 DPU layers")) << text;
+  EXPECT_TRUE(Contains(text, "== phase 1 (outputs [1 + 2q][0 + 1r])")) << text;
+
+  // input.se_size names the table's SE size too.
+  j = base;
+  j["se"] = {{"op", "roll"}, {"shift", {1, 1}}};
+  j["input"]["se_size"] = 16;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
+  EXPECT_EQ(s.se->se_size, 16);
+  EXPECT_EQ(s.se->phases[0].gather.table.size(), 5u * 4 * 2);
+}
+
+TEST_F(SeSpecTest, FieldErrorsNameTheField) {
+  struct Case {
+    json se;
+    const char* error;
+    const char* target = "NPU40XX";
+  };
+  const Case cases[] = {
+      {json::array(), "se: must be an object"},
+      {{{"fy", 2}}, "se.fy: unknown field (known: op, factor, size, mode"},
+      {{{"factor", {2, 2}}}, "se: needs either op (upsample_nearest|interpolate_nearest|"},
+      {{{"op", "nearest"}}, "se.op: must be one of upsample_nearest|"},
+      {{{"op", 3}}, "se.op: must be a string"},
+      {{{"op", "upsample_nearest"}}, "se.factor: missing (required)"},
+      {{{"op", "upsample_nearest"}, {"factor", {2}}}, "se.factor: must be a list of 2 values"},
+      {{{"op", "upsample_nearest"}, {"factor", {0, 2}}}, "se.factor[0] = 0: must be in [1, 16384]"},
+      {{{"op", "upsample_nearest"}, {"factor", {2, 2}}, {"mode", "edge"}},
+       "se.mode: not a field of se.op 'upsample_nearest' (its fields: op, factor, se_size, "
+       "source_rows_per_tile)"},
+      {{{"op", "upsample_nearest"}, {"factor", {4000, 1}}},
+       "se (upsample_nearest): fy: virtual height H * fy = 20000 must be in [1, 16384]"},
+      {{{"op", "interpolate_nearest"}, {"size", {4, 4}}}, "se.mode: missing (required)"},
+      {{{"op", "interpolate_nearest"}, {"size", {4, 4}}, {"mode", "nearest"}},
+       "se.mode: must be one of asymmetric|half_pixel|align_corners|pytorch_half_pixel|"
+       "tf_half_pixel_for_nn, got 'nearest'"},
+      {{{"op", "interpolate_nearest"},
+        {"size", {4, 4}},
+        {"mode", "asymmetric"},
+        {"nearest_mode", "round"}},
+       "se.nearest_mode: must be one of round_prefer_floor|round_prefer_ceil|floor|ceil"},
+      {{{"op", "interpolate_nearest"}, {"size", {4, 0}}, {"mode", "asymmetric"}},
+       "se.size[1] = 0: must be in [1, 16384]"},
+      {{{"op", "interpolate_nearest"}, {"factor", {4, 4}}, {"mode", "asymmetric"}},
+       "se.factor: not a field of se.op 'interpolate_nearest'"},
+      {{{"op", "transposed"}, {"pad", {1, 1, 1, 1}}},
+       "se.pad: not a field of se.op 'transposed' (its fields: op, output_padding, se_size"},
+      {{{"op", "transposed"}, {"output_padding", {0, 1}}},
+       "se.output_padding[1] = 1: must be in [0, 0] (below stride[1] = 1)"},
+      {{{"op", "pad"}, {"pad", {1, 1, 1}}}, "se.pad: must be a list of 4 values"},
+      {{{"op", "pad"}, {"pad", {1, 1, 1, -1}}}, "se.pad[3] = -1: must be in [0, 16384]"},
+      {{{"op", "pad"}, {"pad", {1, 1, 1, 1}}, {"mode", "wrap"}},
+       "se.mode: must be one of constant|edge|reflect|symmetric, got 'wrap'"},
+      {{{"op", "pad"}, {"pad", {1, 1, 1, 1}}, {"shift", {1, 1}}},
+       "se.shift: not a field of se.op 'pad'"},
+      {{{"op", "roll"}}, "se.shift: missing (required)"},
+      {{{"op", "roll"}, {"shift", {1, 1.5}}}, "se.shift[1]: must be an integer"},
+      {{{"op", "roll"}, {"shift", {1, 1}}, {"dilation", {2, 2}}},
+       "se.dilation: not a field of se.op 'roll'"},
+      {{{"op", "dilate"}, {"dilation", {2, 0}}}, "se.dilation[1] = 0: must be in [1, 1024]"},
+      {{{"op", "dilate"}, {"dilation", {3, 1}}},
+       "se (dilate; stride and pad are the dilated conv's): dilation_y: the dilated kernel (ky - "
+       "1) * dilation_y + 1 = 7 is larger than the padded input (5)"},
+      {{{"op", "dilate"}, {"dilation", {2, 2}}, {"table", "t.npy"}},
+       "se.table: not a field of se.op 'dilate'"},
+      {{{"op", "roll"}, {"shift", {1, 1}}, {"se_size", 24}},
+       "se.se_size = 24 on NPU40XX: a storage-element size must be a multiple of 16 in [16, "
+       "8192]"},
+      {{{"op", "roll"}, {"shift", {1, 1}}, {"se_size", 48}},
+       "se.se_size = 48 on NPU37XX: this target needs a power-of-two storage-element size",
+       "NPU37XX"},
+      {{{"op", "roll"}, {"shift", {1, 1}}, {"se_size", 48}},
+       "se.se_size = 48: must divide C = 32 (the input's channels)"},
+      {{{"op", "roll"}, {"shift", {1, 1}}, {"source_rows_per_tile", {2, 2}}},
+       "se.source_rows_per_tile: rows add up to 4, input.npy has H = 5"},
+      {{{"op", "roll"}, {"shift", {1, 1}}, {"source_rows_per_tile", {4, 0, 1}}},
+       "se.source_rows_per_tile[1] = 0: must be in [1, 5] (input.npy has H = 5 rows)"},
+      {{{"op", "roll"}, {"shift", {1, 1}}, {"source_rows_per_tile", {1, 1, 3}}},
+       "se.source_rows_per_tile: 3 parts: must be 1 to 2 (NPU37XX has 2 tiles)",
+       "NPU37XX"},
+      {{{"op", "roll"}, {"shift", {1, 1}}, {"source_rows_per_tile", 5}},
+       "se.source_rows_per_tile: must be a list"},
+  };
+  for (const Case& c : cases) {
+    json j = SeLayer(false, c.target);
+    j["se"] = c.se;
+    Error(j, c.error);
+  }
+  // se.se_size and input.se_size must agree.
+  json j = SeLayer(false, "NPU40XX");
+  j["se"] = {{"op", "roll"}, {"shift", {1, 1}}, {"se_size", 32}};
+  j["input"]["se_size"] = 16;
+  Error(j, "se.se_size = 32: differs from input.se_size = 16");
+  // The convolution over the virtual tensor still follows ZMConv's rules, named as such.
+  j = SeLayer(false, "NPU40XX");
+  j["se"] = {{"op", "upsample_nearest"}, {"factor", {2, 2}}};
+  j["stride"] = {9, 1};
+  Error(j, "se: the ZMConv over the virtual input [10, 8, 32]: stride_y");
+}
+
+// se.table + se.map: a table made elsewhere over a source split across two tiles.
+TEST_F(SeSpecTest, TableAndMapSpec) {
+  const std::vector<int64_t> rows = {3, 2};
+  const int64_t h = 5, w = 4, c = 32, se = 16, vh = 4, vw = 6;
+  for (bool fp : {false, true}) {
+    for (const Target* target : AllTargets()) {
+      SCOPED_TRACE(std::string(target->name) + (fp ? " fp16" : " int8"));
+      json j = SeLayer(fp, target->name, 40);
+      const DType dt = fp ? DType::kFP16 : DType::kU8;
+      const int64_t eb = DTypeBytes(dt);
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor source, ReadNpy(dir_ + "/sx.npy"));
+      // Virtual (y, x) SE j reads source ((3y + x) % 5, (x + y) % 4) SE 1 - j; every fifth
+      // pixel is an inserted zero.
+      Tensor table(DType::kI32, {vh, vw, c / se});
+      Tensor map(DType::kU8, {vh, vw, c});
+      Tensor expect(dt, {vh, vw, c});
+      const int32_t zp = fp ? 0 : 40;
+      bool tile1 = false;
+      for (int64_t y = 0; y < vh; ++y) {
+        for (int64_t x = 0; x < vw; ++x) {
+          const int64_t sy = (3 * y + x) % h, sx = (x + y) % w;
+          const int32_t tile = sy >= rows[0] ? 1 : 0;
+          tile1 |= tile == 1;
+          const bool present = (y * vw + x) % 5 != 0;
+          for (int64_t s = 0; s < c / se; ++s) {
+            const int64_t off = (((sy - tile * rows[0]) * w + sx) * c + (1 - s) * se) * eb;
+            table.data<int32_t>()[(y * vw + x) * 2 + s] =
+                static_cast<int32_t>((off >> 4) << 9) | tile;
+            for (int64_t e = 0; e < se; ++e) {
+              const int64_t vi = (y * vw + x) * c + s * se + e;
+              map.bytes[vi] = present ? 1 : 0;
+              const int64_t si = (sy * w + sx) * c + (1 - s) * se + e;
+              if (fp) {
+                StoreFloat(dt, expect.bytes.data(), vi,
+                           present ? LoadFloat(dt, source.bytes.data(), si) : 0.0f);
+              } else {
+                StoreInt(dt, expect.bytes.data(), vi,
+                         present ? LoadInt(dt, source.bytes.data(), si) : zp);
+              }
+            }
+          }
+        }
+      }
+      ASSERT_TRUE(tile1);
+      Write("table.npy", table);
+      Write("map.npy", map);
+      j["se"] = {{"table", "table.npy"}, {"map", "map.npy"}, {"source_rows_per_tile", rows}};
+      j["pad"] = {1, 0, 1, 1};
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const Spec s, Load(j));
+      EXPECT_EQ(s.se->op, "table");
+      EXPECT_EQ(s.se->se_size, 16);  // C / the table's last dimension
+      EXPECT_EQ(s.se->layout.tiles.size(), 2u);
+      EXPECT_EQ(FirstDifference(s.layer.input, expect), "");
+
+      // The runtime against the reference DPU on the SE task itself.
+      SeGather g;
+      g.h = vh;
+      g.w = vw;
+      g.c = c;
+      g.source_h = h;
+      g.source_w = w;
+      g.se_size = se;
+      g.table.assign(table.data<int32_t>(), table.data<int32_t>() + table.numel());
+      g.map.assign(static_cast<size_t>(ActivationMapBytes(vh * vw * c)), 0);
+      for (int64_t i = 0; i < map.numel(); ++i) {
+        if (map.bytes[i]) g.map[i / 8] |= static_cast<uint8_t>(1 << (i % 8));
+      }
+      EXPECT_EQ(s.se->phases[0].gather.map, g.map);
+      SourceLayout layout;
+      for (int64_t r : rows) layout.tiles.push_back({r, 0});
+      ConvLayer virtual_layer = s.layer;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuTask task,
+                                  LowerWithGather(virtual_layer, source, layout, g, {}, *target));
+      ASSERT_EQ(task.input_tiles.size(), 2u);
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuOutput out, RunReference(task, *target));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor want, DenseOutput(out, s.layer.op.ppe.out_zp));
+      std::vector<Plan> plans;
+      std::vector<Tensor> outs;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor got, RunSpec(s, false, &outs, &plans));
+      EXPECT_EQ(FirstDifference(got, want), "");
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const GoldenSet golden, MakeSeGoldenSet(s, plans, outs));
+      ASSERT_TRUE(FindFile(golden, "input_tile1.bin") != nullptr);
+      EXPECT_EQ(FindFile(golden, "input_tile1.bin")->bytes, task.input_tiles[1]);
+      EXPECT_EQ(FindFile(golden, "input_tile0.bin")->bytes, task.input_tiles[0]);
+      EXPECT_EQ(FindFile(golden, "se_table.bin")->bytes, LeBytes(task.se_table));
+      EXPECT_EQ(FindFile(golden, "input.bin"), nullptr);
+      EXPECT_EQ(golden.manifest["se"]["source_tiles"][1]["first_row"], 3);
+
+      // The plan counts the source rows each virtual row's pointers read.
+      const PlanSe& a = s.se->phases[0].accounting;
+      EXPECT_EQ(a.table_bytes, vh * vw * 2 * 4);
+      EXPECT_EQ(plans[0].options.se.table_bytes, a.table_bytes);
+      for (int64_t y = 0; y < vh; ++y) EXPECT_LT(a.source_row_begin[y], a.source_row_end[y]);
+
+      // Malformed tables and maps.
+      auto bad = [&](const std::string& what, const std::function<void(Tensor&, Tensor&)>& edit,
+                     const std::string& error) {
+        SCOPED_TRACE(what);
+        Tensor t = table, m = map;
+        edit(t, m);
+        Write("bad_table.npy", t);
+        Write("bad_map.npy", m);
+        json b = j;
+        b["se"]["table"] = "bad_table.npy";
+        b["se"]["map"] = "bad_map.npy";
+        Error(b, error);
+      };
+      bad(
+          "outside", [&](Tensor& t, Tensor&) { t.data<int32_t>()[3] = (4096 << 5) | 1; },
+          "se.table[3] (virtual pixel (0, 1) SE 1): DATA_PTR offset 4096 is outside the source "
+          "rows held by tile 1");
+      bad(
+          "base_ptr", [&](Tensor& t, Tensor&) { t.data<int32_t>()[5] |= 2; },
+          "se.table[5] (virtual pixel (0, 2) SE 1): BASE_PTR = ");
+      bad(
+          "map_shape",
+          [&](Tensor&, Tensor& m) {
+            m.shape = {vh, vw * c};
+          },
+          "se.map: '" + dir_ + "/bad_map.npy' has shape [4, 192]: needs [H', W', C] = [4, 6, 32]");
+      bad(
+          "table_rank",
+          [&](Tensor& t, Tensor&) {
+            t.shape = {vh * vw, 2};
+          },
+          "se.table: '" + dir_ + "/bad_table.npy' has shape [24, 2]: needs [H', W', C / se_size]");
+      bad(
+          "table_dim",
+          [&](Tensor& t, Tensor&) {
+            t.shape = {vh, vw / 3, 6};
+          },
+          "its last dimension must divide C = 32");
+      bad(
+          "map_value", [&](Tensor&, Tensor& m) { m.bytes[33] = 7; },
+          "se.map: '" + dir_ + "/bad_map.npy' holds 7 at [0, 1, 1]: must be 0 or 1");
+      bad(
+          "map_partial", [&](Tensor&, Tensor& m) { m.bytes[40] ^= 1; },
+          "se.map: the bits of virtual pixel (0, 1) SE 0 must be all 0 or what its slot");
+      bad(
+          "map_dtype", [&](Tensor&, Tensor& m) { m.dtype = DType::kI8; },
+          "se.map: '" + dir_ +
+              "/bad_map.npy' holds |i1 (i8); se.map (1 = present, 0 = reads as "
+              "the zero point) needs |u1 (u8)");
+      json b = j;
+      b["se"]["se_size"] = 32;
+      Error(b, "se.table: '" + dir_ +
+                   "/table.npy' has shape [4, 6, 2]: needs [H', W', C / "
+                   "se_size] with C / se_size = 32 / 32 = 1");
+      b = j;
+      b["se"]["op"] = "roll";
+      Error(b, "se.map: not a field of se.op 'roll'");
+      b = j;
+      b["se"].erase("map");
+      Error(b, "se.map: missing (required)");
+      b = j;
+      b["se"]["factor"] = {2, 2};
+      Error(b,
+            "se.factor: not a field of an SE table given as se.table (its fields: table, map, "
+            "se_size, source_rows_per_tile)");
+    }
+  }
+  // NPU37XX: a table of one pointer per pixel over C = 48 means se_size 48, not a power of two.
+  json j = SeLayer(false, "NPU37XX");
+  Write("sx.npy", Varied(DType::kU8, {2, 2, 48}, 3, 40));
+  Write("sw.npy", Varied(DType::kI8, {16, 1, 1, 48}, 4, -2));
+  Write("table.npy", Tensor(DType::kI32, {2, 2, 1}));
+  Write("map.npy", Tensor(DType::kU8, {2, 2, 48}));
+  j["se"] = {{"table", "table.npy"}, {"map", "map.npy"}};
+  Error(j,
+        "se.se_size (C / the table's last dimension = 48 / 1) = 48 on NPU37XX: this target "
+        "needs a power-of-two storage-element size");
+  j["target"] = "NPU40XX";
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Spec s, Load(j));
+  EXPECT_EQ(s.se->se_size, 48);
 }
 
 }  // namespace

@@ -1,0 +1,558 @@
+// The fuzz entry points of fuzz_targets.h. Input layouts (FuzzReader: little-endian, zeros past
+// the end; "dim" = FuzzReader::Dim, a byte 0..239 or a tag byte and an arbitrary int64):
+//
+//   weights:     mode u8 (even: raw buffers, odd: encode then mutate), dtype u8 (of 6), zp u8,
+//                k ky kx c dims;
+//                raw:    table, data, map lengths u16 each, then their bytes;
+//                encode: the dense [K, KY, KX, C] tensor's bytes, then mutations: count u8, each
+//                        buffer u8 (data, map, table), position u16, xor u8.
+//   activations: mode u8, dtype u8, zp u8, rank u8 (0: [h, w, c], 1: [1, h, w, c], 2: [n, h, w,
+//                c], 3: up to 5 dims), the dims, se_size dim;
+//                raw:    data and map lengths u16, their bytes;
+//                encode: the dense tensor's bytes, mutations as above (data, map).
+//   gather:      dtype u8, zp u8, h w c dims, se_size dim, tiles u8 (0..4), per tile a length u16
+//                and its bytes, flags u8 (1: map, 2: SE table, 4: exact map length, 8: exact
+//                table length, 16: table entries built from (tile u8, 16-byte unit u16) pairs
+//                instead of raw int32), map length u16 unless exact, map bytes, table length u16
+//                unless exact, entries; then row_begin, row_end u8 for GatherRows.
+//   npy:         the file's bytes.
+//   spec:        SPEC.json length u16 and text, then three (length u16, bytes) files written as
+//                x.npy, w.npy, b.npy next to it.
+//
+// Zero points are mapped into their type's range (0 for float types): the decoders do not check
+// them (reported; see README "Validation"), so an out-of-range zero point is a caller error the
+// harness does not make.
+#include "tests/fuzz/fuzz_targets.h"
+
+#include <unistd.h>
+
+#include <hwy/targets.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "hw/dpu_task.h"
+#include "hw/formats.h"
+#include "hw/layer.h"
+#include "hw/tensor.h"
+#include "kernels/bitmap.h"
+#include "kernels/ref/zmconv_ref.h"
+#include "runtime/execute.h"
+#include "runtime/npy.h"
+#include "runtime/plan.h"
+#include "runtime/spec.h"
+
+namespace dpuemu {
+namespace fuzz {
+
+void Fail(const std::string& what) {
+  std::fprintf(stderr, "dpuemu fuzz: %s\n", what.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+namespace {
+
+constexpr DType kDTypes[] = {DType::kU8,   DType::kI8,  DType::kFP16,
+                             DType::kBF16, DType::kI32, DType::kFP32};
+// Largest tensor an input may ask the harness to build (bytes).
+constexpr int64_t kMaxBytes = int64_t{1} << 16;
+
+DType TakeDType(FuzzReader& in) { return kDTypes[in.U8() % 6]; }
+
+// A zero point inside the type's range: the byte as u8 / i8, 0 for the other types.
+int32_t TakeZeroPoint(FuzzReader& in, DType t) {
+  const uint8_t b = in.U8();
+  if (t == DType::kU8) return b;
+  if (t == DType::kI8) return static_cast<int8_t>(b);
+  return 0;
+}
+
+// Product of dims times bytes: -1 if a dim is negative or the product exceeds kMaxBytes, 0 if a
+// dim is 0.
+int64_t SmallBytes(const std::vector<int64_t>& dims, int64_t element_bytes) {
+  for (int64_t d : dims) {
+    if (d < 0) return -1;
+  }
+  for (int64_t d : dims) {
+    if (d == 0) return 0;
+  }
+  int64_t n = element_bytes;
+  for (int64_t d : dims) {
+    if (d > kMaxBytes / n) return -1;
+    n *= d;
+  }
+  return n;
+}
+
+// ---- Known issues --------------------------------------------------------------------------
+// Bugs found by these fuzzers in files their author could not change, reported to the owners
+// with a reproducer under tests/fuzz/known/<target>/. Each gate keeps the fuzzers off exactly one
+// of them so that CI keeps testing everything else; when the fix lands, delete the gate and move
+// the reproducer into tests/fuzz/corpus/<target>/, where //tests/fuzz:replay_test keeps it.
+
+// DPUEMU_FUZZ_KNOWN=1 lifts every gate, to confirm a reproducer or a fix:
+//   DPUEMU_FUZZ_KNOWN=1 /tmp/dpuemu-fuzz/bin/fuzz_gather tests/fuzz/known/gather/*
+bool Gated() {
+  static const bool gated = [] {
+    const char* v = std::getenv("DPUEMU_FUZZ_KNOWN");
+    return v == nullptr || std::string(v) != "1";
+  }();
+  return gated;
+}
+
+// Product of the dims (all >= 0) overflows int64.
+bool ProductOverflows(const std::vector<int64_t>& dims, int64_t factor = 1) {
+  int64_t n = factor;
+  for (int64_t d : dims) {
+    if (d < 0) return false;
+    if (__builtin_mul_overflow(n, d, &n)) return true;
+  }
+  return false;
+}
+
+// K1 (hw/formats.cc, CheckGather): h * w * c is computed before it is bounded, signed overflow
+// for huge positive dims (known/gather/, known/activations/).
+bool KnownGatherOverflow(const std::vector<int64_t>& shape) {
+  if (!Gated()) return false;
+  std::vector<int64_t> hwc = shape;
+  if (hwc.size() == 4 && hwc[0] == 1) hwc.erase(hwc.begin());
+  if (hwc.size() != 3) return false;
+  for (int64_t d : hwc) {
+    if (d <= 0) return false;
+  }
+  return ProductOverflows(hwc);
+}
+
+// K2 (hw/formats.cc, CheckDecompressWeights -> DecodeWeightTable): 16 * K is computed, for the
+// size check and for the error message, before K is bounded (known/weights/).
+bool KnownWeightTableOverflow(const ConvGeometry& g) {
+  int64_t bytes;
+  return Gated() && __builtin_mul_overflow(g.k, int64_t{16}, &bytes);
+}
+
+// K3 (hw/tensor.cc Tensor::numel, hw/layer.h ConvGeometry::taps; called unchecked by
+// CheckCompressWeights and CheckEncodeActivations to compare the byte count and bound the size):
+// the dims are multiplied before anything bounds them, signed overflow for huge dims, also when
+// another dim is 0 or negative (known/weights/, known/activations/).
+bool KnownNumelOverflow(const Tensor& t) {
+  if (!Gated()) return false;
+  std::vector<int64_t> nonzero;
+  for (int64_t d : t.shape) {
+    if (d == std::numeric_limits<int64_t>::min()) return true;
+    if (d != 0) nonzero.push_back(d < 0 ? -d : d);
+  }
+  return ProductOverflows(nonzero, DTypeBytes(t.dtype));
+}
+
+// K4 (hw/formats.cc, CheckCompressWeights): an empty tensor (a dimension 0) passes whatever K
+// is, and CompressWeights then loops and allocates per output channel: [2^48, 0, 0, 0] runs for
+// hours (known/weights/).
+bool KnownCompressEmptyHugeK(const Tensor& w) {
+  if (!Gated() || w.shape.size() != 4 || w.shape[0] <= (1 << 16)) return false;
+  for (int64_t d : w.shape) {
+    if (d == 0) return true;
+  }
+  return false;
+}
+
+// K5 (runtime/spec.cc, ParsePpe): the per-channel lists and the bias are sized by K from the
+// weights' .npy before ValidateLayer bounds K, so a zero-size [2^40, 0, 1, C] weights file makes
+// it allocate terabytes (std::bad_alloc, an abort) (known/spec/).
+bool KnownSpecHugeK(const std::vector<uint8_t>& weights_npy) {
+  if (!Gated()) return false;
+  const StatusOr<Tensor> w = ParseNpy(weights_npy, "w.npy");
+  return w.ok() && w->shape.size() == 4 && w->shape[0] > 16384;
+}
+
+// K6 (hw/formats.cc CheckEncodeActivations, kernels/bitmap.cc PackSes): with C = 0 every
+// se_size "divides C", however large, and the SIMD encoder computes se_size * element bytes:
+// signed overflow (known/activations/).
+bool KnownEncodeHugeSe(const Tensor& t, int64_t se) {
+  int64_t bytes;
+  return Gated() && __builtin_mul_overflow(se, int64_t{DTypeBytes(t.dtype)}, &bytes);
+}
+
+std::string Describe(const Status& s) { return s.ok() ? "ok" : s.ToString(); }
+
+// Both results agree: both fail with the same message, or both succeed with the same bytes.
+template <typename T, typename Same>
+void ExpectSame(const StatusOr<T>& scalar, const StatusOr<T>& simd, const char* what,
+                const Same& same) {
+  if (scalar.ok() != simd.ok() || (!scalar.ok() && scalar.status().ToString() !=
+                                                       simd.status().ToString())) {
+    Fail(std::string(what) + ": scalar says '" + Describe(scalar.status()) + "', SIMD says '" +
+         Describe(simd.status()) + "'");
+  }
+  if (scalar.ok() && !same(*scalar, *simd)) Fail(std::string(what) + ": results differ");
+}
+
+bool SameTensor(const Tensor& a, const Tensor& b) { return a == b; }
+
+// Calls simd() once on every Highway target compiled into kernels/bitmap.cc that this CPU runs
+// (AVX2, SSE4, SSSE3, scalar here), so every code path of the SIMD decoders is compared.
+template <typename F>
+void ForEachSimdTarget(const F& simd) {
+  for (int64_t target : simd::CompiledTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    simd();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+void Mutate(FuzzReader& in, std::vector<std::vector<uint8_t>*> buffers) {
+  const int count = in.U8() % 8;
+  for (int i = 0; i < count; ++i) {
+    std::vector<uint8_t>& b = *buffers[in.U8() % buffers.size()];
+    const uint16_t pos = in.U16();
+    const uint8_t x = in.U8();
+    if (!b.empty()) b[pos % b.size()] ^= x;
+  }
+}
+
+// ---- weights ----
+
+void CheckDecompress(const std::vector<uint8_t>& data, const std::vector<uint8_t>& map,
+                     const std::vector<uint8_t>& table, const ConvGeometry& g, DType dtype,
+                     int32_t zp, const Tensor* expect) {
+  if (KnownWeightTableOverflow(g)) return;
+  const StatusOr<Tensor> s = DecompressWeights(data, map, table, g, dtype, zp);
+  ForEachSimdTarget([&] {
+    ExpectSame(s, simd::DecompressWeights(data, map, table, g, dtype, zp), "DecompressWeights",
+               SameTensor);
+  });
+  if (expect == nullptr) return;
+  if (!s.ok()) Fail("DecompressWeights of CompressWeights' output failed: " + s.status().ToString());
+  if (!(*s == *expect)) Fail("DecompressWeights(CompressWeights(w)) != w");
+}
+
+bool SameCompressed(const CompressedWeights& a, const CompressedWeights& b) {
+  return a.data == b.data && a.map == b.map && a.data_offset == b.data_offset &&
+         a.map_offset == b.map_offset && a.nonzeros == b.nonzeros;
+}
+
+}  // namespace
+
+int FuzzWeights(const uint8_t* bytes, size_t size) {
+  FuzzReader in(bytes, size);
+  const bool encode = in.U8() & 1;
+  const DType dtype = TakeDType(in);
+  const int32_t zp = TakeZeroPoint(in, dtype);
+  ConvGeometry g;
+  g.k = in.Dim();
+  g.ky = in.Dim();
+  g.kx = in.Dim();
+  g.c = in.Dim();
+  if (!encode) {
+    const std::vector<uint8_t> table = in.Bytes(in.U16());
+    const std::vector<uint8_t> data = in.Bytes(in.U16());
+    const std::vector<uint8_t> map = in.Bytes(in.U16());
+    CheckDecompress(data, map, table, g, dtype, zp, nullptr);
+    return 0;
+  }
+  const int64_t n = SmallBytes({g.k, g.ky, g.kx, g.c}, DTypeBytes(dtype));
+  Tensor w;
+  w.dtype = dtype;
+  w.shape = {g.k, g.ky, g.kx, g.c};
+  // A shape too large to build: the encoders get the input's bytes and must refuse the mismatch.
+  w.bytes = n < 0 ? in.Rest() : in.Bytes(static_cast<size_t>(n));
+  if (KnownCompressEmptyHugeK(w) || KnownNumelOverflow(w)) return 0;
+  if (n < 0) {
+    const StatusOr<CompressedWeights> s = CompressWeights(w, zp);
+    if (s.ok()) Fail("CompressWeights accepted " + std::to_string(w.bytes.size()) +
+                     " bytes for shape " + w.ShapeString());
+    ForEachSimdTarget(
+        [&] { ExpectSame(s, simd::CompressWeights(w, zp), "CompressWeights", SameCompressed); });
+    return 0;
+  }
+  const StatusOr<CompressedWeights> s = CompressWeights(w, zp);
+  ForEachSimdTarget(
+      [&] { ExpectSame(s, simd::CompressWeights(w, zp), "CompressWeights", SameCompressed); });
+  if (!s.ok()) return 0;
+  std::vector<WeightTableEntry> entries(static_cast<size_t>(g.k));
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].weight_ptr = s->data_offset[i];
+    entries[i].sparsity_ptr = s->map_offset[i];
+  }
+  std::vector<uint8_t> data = s->data, map = s->map, table = EncodeWeightTable(entries);
+  // Empty weights compress (to nothing) but do not decompress: DecompressWeights needs every
+  // dimension >= 1. Then only the errors must agree.
+  const bool empty = g.k == 0 || g.ky == 0 || g.kx == 0 || g.c == 0;
+  CheckDecompress(data, map, table, g, dtype, zp, empty ? nullptr : &w);
+  Mutate(in, {&data, &map, &table});
+  CheckDecompress(data, map, table, g, dtype, zp, nullptr);
+  return 0;
+}
+
+// ---- activations ----
+
+namespace {
+
+std::vector<int64_t> TakeShape(FuzzReader& in) {
+  switch (in.U8() % 4) {
+    case 0: {
+      const int64_t h = in.Dim(), w = in.Dim();
+      return {h, w, in.Dim()};
+    }
+    case 1: {
+      const int64_t h = in.Dim(), w = in.Dim();
+      return {1, h, w, in.Dim()};
+    }
+    case 2: {
+      const int64_t n = in.Dim(), h = in.Dim(), w = in.Dim();
+      return {n, h, w, in.Dim()};
+    }
+    default: {
+      std::vector<int64_t> s(in.U8() % 6);
+      for (int64_t& d : s) d = in.Dim();
+      return s;
+    }
+  }
+}
+
+bool SameSparse(const SparseActivations& a, const SparseActivations& b) {
+  return a.data == b.data && a.map == b.map && a.se_size == b.se_size;
+}
+
+StatusOr<Tensor> CheckDecode(const std::vector<uint8_t>& data, const std::vector<uint8_t>& map,
+                             DType dtype, const std::vector<int64_t>& shape, int32_t zp,
+                             int64_t se) {
+  if (KnownGatherOverflow(shape)) return InvalidArgument("known issue K1");
+  StatusOr<Tensor> s = DecodeSparseActivations(data, map, dtype, shape, zp, se);
+  ForEachSimdTarget([&] {
+    ExpectSame(s, simd::DecodeSparseActivations(data, map, dtype, shape, zp, se),
+               "DecodeSparseActivations", SameTensor);
+  });
+  return s;
+}
+
+}  // namespace
+
+int FuzzActivations(const uint8_t* bytes, size_t size) {
+  FuzzReader in(bytes, size);
+  const bool encode = in.U8() & 1;
+  const DType dtype = TakeDType(in);
+  const int32_t zp = TakeZeroPoint(in, dtype);
+  const std::vector<int64_t> shape = TakeShape(in);
+  const int64_t se = in.Dim();
+  if (!encode) {
+    const std::vector<uint8_t> data = in.Bytes(in.U16());
+    const std::vector<uint8_t> map = in.Bytes(in.U16());
+    CheckDecode(data, map, dtype, shape, zp, se).status().ok();
+    return 0;
+  }
+  const int64_t n = SmallBytes(shape, DTypeBytes(dtype));
+  Tensor t;
+  t.dtype = dtype;
+  t.shape = shape;
+  t.bytes = n < 0 ? in.Rest() : in.Bytes(static_cast<size_t>(n));
+  if (KnownNumelOverflow(t) || KnownEncodeHugeSe(t, se)) return 0;
+  if (n < 0) {  // too large to build: the encoders must refuse the byte count
+    const StatusOr<SparseActivations> s = EncodeSparseActivations(t, zp, se);
+    if (s.ok()) Fail("EncodeSparseActivations accepted " + std::to_string(t.bytes.size()) +
+                     " bytes for shape " + t.ShapeString());
+    ForEachSimdTarget([&] {
+      ExpectSame(s, simd::EncodeSparseActivations(t, zp, se), "EncodeSparseActivations",
+                 SameSparse);
+    });
+    return 0;
+  }
+  const StatusOr<SparseActivations> s = EncodeSparseActivations(t, zp, se);
+  ForEachSimdTarget([&] {
+    ExpectSame(s, simd::EncodeSparseActivations(t, zp, se), "EncodeSparseActivations",
+               SameSparse);
+  });
+  if (!s.ok()) return 0;
+  std::vector<uint8_t> data = s->data, map = s->map;
+  const StatusOr<Tensor> back = CheckDecode(data, map, dtype, shape, zp, se);
+  // The decoder takes no i32 (not an activation type) and no empty tensor; everything else that
+  // encodes must decode to the same elements.
+  bool empty = false;
+  for (int64_t d : shape) empty = empty || d == 0;
+  if (dtype != DType::kI32 && !empty) {
+    if (!back.ok()) Fail("DecodeSparseActivations(EncodeSparseActivations(t)) failed: " +
+                         back.status().ToString());
+    if (back->bytes != t.bytes || back->dtype != t.dtype) {
+      Fail("DecodeSparseActivations(EncodeSparseActivations(t)) != t");
+    }
+  }
+  Mutate(in, {&data, &map});
+  CheckDecode(data, map, dtype, shape, zp, se).status().ok();
+  return 0;
+}
+
+// ---- gather ----
+
+int FuzzGather(const uint8_t* bytes, size_t size) {
+  FuzzReader in(bytes, size);
+  const DType dtype = TakeDType(in);
+  const int32_t zp = TakeZeroPoint(in, dtype);
+  const int64_t h = in.Dim(), w = in.Dim(), c = in.Dim();
+  const std::vector<int64_t> shape = {h, w, c};
+  ActivationView view;
+  view.se_size = in.Dim();
+  std::vector<std::vector<uint8_t>> tiles(in.U8() % 5);
+  for (std::vector<uint8_t>& t : tiles) t = in.Bytes(in.U16());
+  for (const std::vector<uint8_t>& t : tiles) view.tiles.emplace_back(t);
+  const uint8_t flags = in.U8();
+  // Exact lengths only when the shape is small enough to compute them without overflow.
+  const int64_t n = SmallBytes(shape, 1);
+  std::vector<uint8_t> map;
+  if (flags & 1) {
+    const int64_t len = (flags & 4) && n >= 0 ? ActivationMapBytes(n) : in.U16();
+    map = in.Bytes(static_cast<size_t>(len));
+    view.map = map;
+  }
+  std::vector<int32_t> table;
+  if (flags & 2) {
+    const int64_t len = (flags & 8) && n >= 0 && view.se_size > 0 ? n / view.se_size : in.U16();
+    table.resize(static_cast<size_t>(len));
+    for (int32_t& e : table) {
+      if (flags & 16) {
+        const int32_t tile = tiles.empty() ? 0 : in.U8() % static_cast<int>(tiles.size());
+        e = static_cast<int32_t>((uint32_t{in.U16()} << 9) | static_cast<uint32_t>(tile));
+      } else {
+        e = static_cast<int32_t>(in.U32());
+      }
+    }
+    view.se_table = table;
+  }
+  const int64_t row_begin = in.U8(), row_end = in.U8();
+  if (KnownGatherOverflow(shape)) return 0;
+
+  const StatusOr<Tensor> s = GatherActivations(view, dtype, shape, zp);
+  ForEachSimdTarget([&] {
+    ExpectSame(s, simd::GatherActivations(view, dtype, shape, zp), "GatherActivations",
+               SameTensor);
+    // GatherRows checks and reads only the SE pointers of its rows: when the whole gather works,
+    // any valid row range must work and give those rows of it.
+    static std::vector<uint8_t> rows(static_cast<size_t>(kMaxBytes) * 4);
+    const Status r = simd::GatherRows(view, dtype, shape, zp, row_begin, row_end,
+                                      MutableByteSpan(rows.data(), rows.size()));
+    if (!s.ok() || row_begin > row_end || row_end > h) return;
+    const int64_t row_bytes = w * c * DTypeBytes(dtype);
+    const size_t need = static_cast<size_t>((row_end - row_begin) * row_bytes);
+    if (need > rows.size()) {
+      if (r.ok()) Fail("GatherRows accepted an output buffer smaller than the rows");
+    } else if (!r.ok()) {
+      Fail("GatherRows failed on rows of a valid gather: " + r.ToString());
+    } else if (need && std::memcmp(rows.data(), s->bytes.data() + row_begin * row_bytes, need)) {
+      Fail("GatherRows differs from the rows of GatherActivations");
+    }
+  });
+  return 0;
+}
+
+// ---- npy ----
+
+int FuzzNpy(const uint8_t* bytes, size_t size) {
+  const StatusOr<Tensor> t = ParseNpy(ByteSpan(bytes, size), "fuzz.npy");
+  if (!t.ok()) {
+    if (t.status().message().rfind("fuzz.npy: ", 0) != 0) {
+      Fail("ParseNpy error does not name the file: " + t.status().ToString());
+    }
+    return 0;
+  }
+  const int64_t want = SmallBytes(t->shape, DTypeBytes(t->dtype));
+  if (want < 0 || static_cast<int64_t>(t->bytes.size()) != want) {
+    Fail("ParseNpy returned " + std::to_string(t->bytes.size()) + " bytes for shape " +
+         t->ShapeString());
+  }
+  const StatusOr<std::vector<uint8_t>> encoded = EncodeNpy(*t);
+  if (!encoded.ok()) Fail("EncodeNpy of a parsed tensor failed: " + encoded.status().ToString());
+  const StatusOr<Tensor> back = ParseNpy(*encoded, "again.npy");
+  if (!back.ok()) Fail("ParseNpy(EncodeNpy(t)) failed: " + back.status().ToString());
+  if (!(*back == *t)) Fail("ParseNpy(EncodeNpy(t)) != t");
+  return 0;
+}
+
+// ---- spec ----
+
+namespace {
+
+// The harness's sandbox: a spec may name any path, but one naming a device ("/dev/zero") or a
+// file elsewhere would make the run depend on the machine. Only the files written here are
+// reachable when no JSON string contains a '/'.
+bool NamesOnlyLocalFiles(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>().find('/') == std::string::npos;
+  if (j.is_object() || j.is_array()) {
+    for (const auto& item : j.items()) {
+      if (item.key().find('/') != std::string::npos || !NamesOnlyLocalFiles(item.value())) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+const std::string& TempDir() {
+  static const std::string dir = [] {
+    const char* base = std::getenv("TEST_TMPDIR");
+    std::string templ = std::string(base ? base : "/tmp") + "/dpuemu-fuzz-spec-XXXXXX";
+    if (mkdtemp(templ.data()) == nullptr) Fail("cannot create a temporary directory " + templ);
+    return templ;
+  }();
+  return dir;
+}
+
+// Layers up to this many MACs are also run (the fuzzer should not spend its time in kernels).
+constexpr int64_t kMaxRunMacs = 1 << 20;
+
+}  // namespace
+
+int FuzzSpec(const uint8_t* bytes, size_t size) {
+  FuzzReader in(bytes, size);
+  const std::vector<uint8_t> text_bytes = in.Bytes(in.U16());
+  const std::string text(text_bytes.begin(), text_bytes.end());
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_discarded() && !NamesOnlyLocalFiles(j)) return 0;
+  const std::string dir = TempDir();
+  std::vector<uint8_t> files[3];
+  for (std::vector<uint8_t>& f : files) f = in.Bytes(in.U16());
+  if (KnownSpecHugeK(files[1])) return 0;
+  const char* names[3] = {"x.npy", "w.npy", "b.npy"};
+  for (int i = 0; i < 3; ++i) {
+    if (!WriteFileBytes(dir + "/" + names[i], files[i]).ok()) {
+      Fail(std::string("cannot write ") + names[i]);
+    }
+  }
+  const std::string path = dir + "/spec.json";
+  if (!WriteFileBytes(path, text_bytes).ok()) Fail("cannot write spec.json");
+  const StatusOr<Spec> spec = LoadSpec(path);
+  if (!spec.ok()) {
+    if (spec.status().message().rfind(path, 0) != 0) {
+      Fail("LoadSpec error does not name the spec file: " + spec.status().ToString());
+    }
+    return 0;
+  }
+  const Status valid = ValidateLayer(spec->layer);
+  if (!valid.ok()) Fail("LoadSpec accepted an invalid layer: " + valid.ToString());
+  if (spec->layer.op.g.dense_macs() > kMaxRunMacs) return 0;
+  // Plan and run: the SIMD kernels must reproduce the reference DPU byte for byte.
+  Plan plan;
+  RunOptions fast = spec->run, ref = spec->run;
+  fast.threads = ref.threads = 1;
+  fast.reference = false;
+  ref.reference = true;
+  fast.kernel.kernel = ConvKernel::kAuto;
+  const StatusOr<RunResult> a = PlanAndRun(spec->layer, *spec->target, spec->plan, fast, &plan);
+  if (!a.ok()) return 0;  // the planner may refuse a layer (no split fits): an error, not a bug
+  const StatusOr<RunResult> b = RunLayer(spec->layer, plan, *spec->target, ref);
+  if (!b.ok()) Fail("the reference failed on a plan the SIMD run accepted: " + b.status().ToString());
+  if (!(a->output == b->output)) Fail("SIMD and reference outputs differ on " + spec->layer.name);
+  return 0;
+}
+
+const std::vector<FuzzTarget>& FuzzTargets() {
+  static const std::vector<FuzzTarget> targets = {
+      {"weights", FuzzWeights}, {"activations", FuzzActivations}, {"gather", FuzzGather},
+      {"npy", FuzzNpy},         {"spec", FuzzSpec},
+  };
+  return targets;
+}
+
+}  // namespace fuzz
+}  // namespace dpuemu
