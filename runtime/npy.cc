@@ -295,7 +295,8 @@ StatusOr<std::vector<uint8_t>> ReadFileBytes(const std::string& path) {
 Status WriteFileBytes(const std::string& path, ByteSpan bytes) {
   File f(std::fopen(path.c_str(), "wb"));
   if (!f) return NotFound(path + ": cannot create: " + std::strerror(errno));
-  if (std::fwrite(bytes.data(), 1, bytes.size(), f.get()) != bytes.size() ||
+  // fwrite with a null pointer is undefined even for 0 bytes (an empty tensor has no data).
+  if ((!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), f.get()) != bytes.size()) ||
       std::fclose(f.release()) != 0) {
     return Internal(path + ": write failed: " + std::strerror(errno));
   }
