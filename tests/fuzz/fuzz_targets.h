@@ -31,9 +31,10 @@ int FuzzActivations(const uint8_t* data, size_t size);
 int FuzzGather(const uint8_t* data, size_t size);
 // ParseNpy (runtime/npy.h); what it accepts must survive EncodeNpy -> ParseNpy unchanged.
 int FuzzNpy(const uint8_t* data, size_t size);
-// LoadSpec (runtime/spec.h) on a SPEC.json and up to three .npy files taken from the input and
-// written to a temporary directory; an accepted small layer is planned and run on the SIMD
-// kernels and on the reference, which must agree byte for byte.
+// LoadSpec (runtime/spec.h) on a SPEC.json and up to five .npy files taken from the input and
+// written to a temporary directory; an accepted small spec is planned and every DPU layer run on
+// the SIMD kernels and on the reference, which must agree byte for byte (with "se": also the
+// tasks LowerSeSpec builds from the source tiles, table and map).
 int FuzzSpec(const uint8_t* data, size_t size);
 
 struct FuzzTarget {
@@ -41,6 +42,10 @@ struct FuzzTarget {
   int (*run)(const uint8_t* data, size_t size);
 };
 const std::vector<FuzzTarget>& FuzzTargets();
+
+// Inputs whose main call succeeded (a valid weight buffer decoded, a spec loaded, ...), so the
+// replay test can tell that the seeds still reach past the input checks.
+int64_t AcceptedInputs();
 
 // Aborts with a message naming the broken invariant (what libFuzzer and the replay test report).
 [[noreturn]] void Fail(const std::string& what);
@@ -51,9 +56,19 @@ class FuzzReader {
  public:
   FuzzReader(const uint8_t* data, size_t size) : p_(data), n_(size) {}
   uint8_t U8() { return n_ ? (--n_, *p_++) : 0; }
-  uint16_t U16() { return static_cast<uint16_t>(U8() | U8() << 8); }
-  uint32_t U32() { return U16() | static_cast<uint32_t>(U16()) << 16; }
-  uint64_t U64() { return U32() | static_cast<uint64_t>(U32()) << 32; }
+  // Low part first, in separate statements: the operands of | are evaluated in no set order.
+  uint16_t U16() {
+    const uint16_t lo = U8();
+    return static_cast<uint16_t>(lo | U8() << 8);
+  }
+  uint32_t U32() {
+    const uint32_t lo = U16();
+    return lo | static_cast<uint32_t>(U16()) << 16;
+  }
+  uint64_t U64() {
+    const uint64_t lo = U32();
+    return lo | static_cast<uint64_t>(U32()) << 32;
+  }
   // A dimension or size: one byte 0..239 as itself, a tag byte >= 240 followed by an arbitrary
   // int64 (negative, huge: the overflow cases).
   int64_t Dim() {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -335,11 +336,14 @@ void Npy() {
 // ---- spec ----
 
 void SpecWrite(const std::string& name, const std::string& json, const std::vector<uint8_t>& x,
-               const std::vector<uint8_t>& w, const std::vector<uint8_t>& b) {
+               const std::vector<uint8_t>& w, const std::vector<uint8_t>& b,
+               const std::vector<uint8_t>& table = {}, const std::vector<uint8_t>& map = {}) {
   FuzzWriter f;
   f.U16(static_cast<uint16_t>(json.size()));
   f.Bytes(std::vector<uint8_t>(json.begin(), json.end()));
-  for (const auto* file : {&x, &w, &b}) f.U16(static_cast<uint16_t>(file->size())).Bytes(*file);
+  for (const auto* file : {&x, &w, &b, &table, &map}) {
+    f.U16(static_cast<uint16_t>(file->size())).Bytes(*file);
+  }
   Write("spec", name, f.bytes());
 }
 
@@ -379,6 +383,27 @@ void Spec() {
             x, w, b);
   SpecWrite("missing-npy", "{" + base + R"(, "output": {"dtype": "u8"}})", x, {}, b);
   SpecWrite("not-json", "{\"target\": ", x, w, b);
+  // SE-pointer operations (README "SPEC.json se"); x.npy is the source.
+  const std::string se_base =
+      R"("target": "NPU40XX", "input": {"npy": "x.npy", "dtype": "u8", "zero_point": 20},
+      "weights": {"npy": "w.npy", "dtype": "i8"}, "output": {"dtype": "u8"}, )";
+  SpecWrite("se-upsample", "{" + se_base + R"("pad": [1, 1, 1, 1], "se": {"op": "upsample_nearest", "factor": [2, 2]}})", x, w, {});
+  SpecWrite("se-pad-reflect", "{" + se_base + R"("se": {"op": "pad", "pad": [1, 2, 0, 1], "mode": "reflect", "se_size": 16}})", x, w, {});
+  SpecWrite("se-roll-two-tiles", "{" + se_base + R"("se": {"op": "roll", "shift": [1, -1], "source_rows_per_tile": [1, 2]}, "sparsity": {"input": "sparse"}})", x, w, {});
+  SpecWrite("se-interpolate", "{" + se_base + R"("se": {"op": "interpolate_nearest", "size": [5, 4], "mode": "half_pixel", "nearest_mode": "ceil"}})", x, w, {});
+  SpecWrite("se-transposed", "{" + se_base + R"("stride": [2, 2], "pad": [1, 1, 1, 1], "se": {"op": "transposed", "output_padding": [1, 0]}})", x, w, {});
+  SpecWrite("se-dilate", "{" + se_base + R"("pad": [2, 2, 2, 2], "se": {"op": "dilate", "dilation": [2, 2]}})", x, w, {});
+  {
+    // Table form: the identity table over the 3x3x16 source (one SE of 16 per pixel), all-ones map.
+    Tensor table(DType::kI32, {3, 3, 1});
+    const std::vector<int32_t> t = *MakeIdentitySeTable(3, 3, 16, 16, DType::kU8);
+    std::memcpy(table.bytes.data(), t.data(), table.bytes.size());
+    Tensor map(DType::kU8, {3, 3, 16});
+    map.bytes.assign(map.bytes.size(), 1);
+    SpecWrite("se-table", "{" + se_base + R"("pad": [1, 1, 1, 1], "se": {"table": "t.npy", "map": "m.npy"}})",
+              x, w, {}, *EncodeNpy(table), *EncodeNpy(map));
+  }
+  SpecWrite("se-unknown-op", "{" + se_base + R"("se": {"op": "rotate"}})", x, w, {});
   SpecWrite("path-outside", R"({"target": "NPU40XX", "input": {"npy": "../x.npy", "dtype": "u8"}})",
             x, w, b);
 }

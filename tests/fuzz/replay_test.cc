@@ -38,13 +38,19 @@ TEST_P(ReplayTest, EveryCorpusFilePasses) {
   const std::vector<std::string> files = CorpusFiles(target.name);
   // Each corpus has its seeds (tests/fuzz/make_corpus.cc); an empty one means a packaging error.
   ASSERT_GE(files.size(), 3u) << "tests/fuzz/corpus/" << target.name;
+  const int64_t accepted_before = AcceptedInputs();
   for (const std::string& file : files) {
     StatusOr<std::vector<uint8_t>> bytes = ReadFileBytes(file);
     ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
     std::fprintf(stderr, "replay %s\n", file.c_str());
     EXPECT_EQ(target.run(bytes->data(), bytes->size()), 0) << file;
   }
-  std::printf("[ replayed ] %zu inputs for %s\n", files.size(), target.name);
+  // The valid seeds (make_corpus.cc) must get past the input checks: an input layout that no
+  // longer matches fuzz_targets.cc would leave the fuzzers testing nothing but the checks.
+  const int64_t accepted = AcceptedInputs() - accepted_before;
+  EXPECT_GE(accepted, 2) << target.name << ": too few corpus inputs decode";
+  std::printf("[ replayed ] %zu inputs for %s, %lld accepted\n", files.size(), target.name,
+              static_cast<long long>(accepted));
 }
 
 INSTANTIATE_TEST_SUITE_P(Corpus, ReplayTest, testing::ValuesIn(FuzzTargets()),
