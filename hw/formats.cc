@@ -51,22 +51,24 @@ StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights) {
     return InvalidArgument("weights: shape must be [K, KY, KX, C], got " + weights.ShapeString());
   }
   for (int64_t d : weights.shape) {
-    if (d < 0) {
-      return InvalidArgument("weights: shape " + weights.ShapeString() + " has a negative dimension");
+    // An empty tensor has no channels to compress (and K could be anything).
+    if (d <= 0) {
+      return InvalidArgument("weights: shape " + weights.ShapeString() +
+                             " must have positive dimensions");
     }
   }
   if (weights.dtype == DType::kI32 || weights.dtype == DType::kFP32) {
     return InvalidArgument(std::string("weights: dtype ") + DTypeName(weights.dtype) +
                            " cannot be compressed (i8, u8, fp16 or bf16)");
   }
-  const int64_t eb = DTypeBytes(weights.dtype);
-  if (static_cast<int64_t>(weights.bytes.size()) != weights.numel() * eb) {
-    return InvalidArgument("weights: " + Str(weights.bytes.size()) + " bytes for shape " +
-                           weights.ShapeString());
+  // With every dimension positive, matching bytes bound every product of dimensions.
+  if (!HasExactBytes(weights)) {
+    return InvalidArgument("weights: " + Str(weights.bytes.size()) + " bytes for " +
+                           DTypeName(weights.dtype) + " shape " + weights.ShapeString());
   }
+  if (weights.bytes.size() > (size_t{1} << 31)) return InvalidArgument("weights: larger than 2 GiB");
   ConvGeometry g;
   g.k = weights.shape[0]; g.ky = weights.shape[1]; g.kx = weights.shape[2]; g.c = weights.shape[3];
-  if (g.k * g.taps() * eb > (int64_t{1} << 31)) return InvalidArgument("weights: larger than 2 GiB");
   return g;
 }
 
@@ -227,9 +229,12 @@ std::vector<uint8_t> EncodeWeightTable(const std::vector<WeightTableEntry>& entr
 }
 
 StatusOr<std::vector<WeightTableEntry>> DecodeWeightTable(ByteSpan bytes, int64_t k) {
-  if (k <= 0 || static_cast<int64_t>(bytes.size()) != 16 * k) {
-    return InvalidArgument("weight_table: " + Str(bytes.size()) + " bytes, expected 16 per output " +
-                           "channel = " + Str(16 * k));
+  // Compared by division: 16 * k overflows for the K of a corrupt header.
+  if (k <= 0 || bytes.size() % 16 != 0 || static_cast<int64_t>(bytes.size() / 16) != k) {
+    const bool printable = k >= -(INT64_MAX / 16) && k <= INT64_MAX / 16;
+    return InvalidArgument("weight_table: " + Str(bytes.size()) +
+                           " bytes, expected 16 per output channel" +
+                           (printable ? " = " + Str(16 * k) : "") + " (K = " + Str(k) + ")");
   }
   std::vector<WeightTableEntry> t(static_cast<size_t>(k));
   for (int64_t i = 0; i < k; ++i) {
@@ -271,12 +276,18 @@ StatusOr<ChannelQuant> WeightTableQuant(const ConvOp& op, const std::vector<Weig
 Status CheckEncodeActivations(const Tensor& t, int64_t se_size) {
   std::vector<int64_t> hwc;
   DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(t.shape, "activations"));
-  DPUEMU_RETURN_IF_ERROR(CheckSeDivides(hwc[2], se_size, "activations"));
-  if (static_cast<int64_t>(t.bytes.size()) != t.numel() * DTypeBytes(t.dtype)) {
-    return InvalidArgument("activations: " + Str(t.bytes.size()) + " bytes for shape " +
-                           t.ShapeString());
+  for (int64_t d : hwc) {
+    // C = 0 would let any se_size "divide" it.
+    if (d <= 0) {
+      return InvalidArgument("activations: shape " + t.ShapeString() +
+                             " must have positive dimensions");
+    }
   }
-  return OkStatus();
+  if (!HasExactBytes(t)) {
+    return InvalidArgument("activations: " + Str(t.bytes.size()) + " bytes for " +
+                           DTypeName(t.dtype) + " shape " + t.ShapeString());
+  }
+  return CheckSeDivides(hwc[2], se_size, "activations");
 }
 
 StatusOr<SparseActivations> EncodeSparseActivations(const Tensor& t, int32_t zp, int64_t se_size) {
@@ -352,7 +363,8 @@ StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
   std::vector<int64_t> hwc;
   DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(shape, "activations"));
   const int64_t h = hwc[0], w = hwc[1], c = hwc[2];
-  if (h <= 0 || w <= 0 || c <= 0 || h * w * c > (int64_t{1} << 31)) {
+  const int64_t elements = ShapeElements(hwc);
+  if (h <= 0 || w <= 0 || c <= 0 || elements < 0 || elements > (int64_t{1} << 31)) {
     return InvalidArgument("activations: shape [" + Str(h) + ", " + Str(w) + ", " + Str(c) +
                            "] must be positive with at most 2^31 elements");
   }

@@ -9,6 +9,13 @@ namespace {
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
+}  // namespace
+
+bool IsIntegerPath(const ConvOp& op) {
+  return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) &&
+         (op.w_dtype == DType::kU8 || op.w_dtype == DType::kI8);
+}
+
 Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi) {
   if (v < lo || v > hi) {
     return InvalidArgument(field + " = " + Str(v) + ": must be in [" + Str(lo) + ", " + Str(hi) + "]");
@@ -17,32 +24,45 @@ Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi) {
 }
 
 Status CheckChannels(const std::string& field, int64_t v) {
-  DPUEMU_RETURN_IF_ERROR(CheckRange(field, v, 16, 16384));
+  DPUEMU_RETURN_IF_ERROR(CheckRange(field, v, 16, kMaxChannels));
   if (v % 16 != 0) return InvalidArgument(field + " = " + Str(v) + ": must be a multiple of 16");
   return OkStatus();
 }
 
-}  // namespace
-
-bool IsIntegerPath(const ConvOp& op) {
-  return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) &&
-         (op.w_dtype == DType::kU8 || op.w_dtype == DType::kI8);
-}
-
-Status ValidateOp(const ConvOp& op) {
-  const ConvGeometry& g = op.g;
-  DPUEMU_RETURN_IF_ERROR(CheckRange("h (input height)", g.h, 1, 16384));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("w (input width)", g.w, 1, 16384));
+Status ValidateDims(const ConvGeometry& g) {
+  DPUEMU_RETURN_IF_ERROR(CheckRange("h (input height)", g.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("w (input width)", g.w, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckChannels("c (input channels)", g.c));
   DPUEMU_RETURN_IF_ERROR(CheckChannels("k (output channels)", g.k));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("ky (kernel height)", g.ky, 1, 11));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("kx (kernel width)", g.kx, 1, 11));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("ky (kernel height)", g.ky, 1, kMaxKernel));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("kx (kernel width)", g.kx, 1, kMaxKernel));
+  // Bounded dimensions: these products cannot overflow.
+  if (g.h * g.w * g.c > kMaxInputElements) {
+    return InvalidArgument("input: h * w * c = " + Str(g.h * g.w * g.c) + " elements exceeds 2^31");
+  }
+  if (g.k * g.taps() > kMaxWeightElements) {
+    return InvalidArgument("weights: k * ky * kx * c = " + Str(g.k * g.taps()) +
+                           " elements exceeds 2^28");
+  }
+  return OkStatus();
+}
+
+Status ValidateWindow(const ConvGeometry& g) {
+  DPUEMU_RETURN_IF_ERROR(CheckRange("ky (kernel height)", g.ky, 1, kMaxKernel));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("kx (kernel width)", g.kx, 1, kMaxKernel));
   DPUEMU_RETURN_IF_ERROR(CheckRange("stride_y", g.stride_y, 1, 8));
   DPUEMU_RETURN_IF_ERROR(CheckRange("stride_x", g.stride_x, 1, 8));
   DPUEMU_RETURN_IF_ERROR(CheckRange("pad_top", g.pad_top, 0, 255));
   DPUEMU_RETURN_IF_ERROR(CheckRange("pad_bottom", g.pad_bottom, 0, 255));
   DPUEMU_RETURN_IF_ERROR(CheckRange("pad_left", g.pad_left, 0, 255));
   DPUEMU_RETURN_IF_ERROR(CheckRange("pad_right", g.pad_right, 0, 255));
+  return OkStatus();
+}
+
+Status ValidateOp(const ConvOp& op) {
+  const ConvGeometry& g = op.g;
+  DPUEMU_RETURN_IF_ERROR(ValidateDims(g));
+  DPUEMU_RETURN_IF_ERROR(ValidateWindow(g));
   if (g.h + g.pad_top + g.pad_bottom < g.ky) {
     return InvalidArgument("ky (kernel height) = " + Str(g.ky) +
                            ": larger than the padded input height " +
@@ -52,13 +72,6 @@ Status ValidateOp(const ConvOp& op) {
     return InvalidArgument("kx (kernel width) = " + Str(g.kx) +
                            ": larger than the padded input width " +
                            Str(g.w + g.pad_left + g.pad_right));
-  }
-  // Bounded sizes keep every byte offset well inside int64 and the SE pointer field.
-  if (g.h * g.w * g.c > (int64_t{1} << 31)) {
-    return InvalidArgument("input: h * w * c = " + Str(g.h * g.w * g.c) + " elements exceeds 2^31");
-  }
-  if (g.k * g.taps() > (int64_t{1} << 28)) {
-    return InvalidArgument("weights: k * ky * kx * c exceeds 2^28 elements");
   }
 
   const bool int_in = op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8;
@@ -158,10 +171,9 @@ Status ValidateLayer(const ConvLayer& layer) {
   const ConvGeometry& g = layer.op.g;
   auto check = [](const char* name, const Tensor& t, DType dtype,
                   const std::vector<int64_t>& shape) -> Status {
-    Tensor expect(DType::kU8, {});
+    Tensor expect;
     expect.shape = shape;
-    if (t.dtype != dtype || t.shape != shape ||
-        t.bytes.size() != static_cast<size_t>(expect.numel() * DTypeBytes(dtype))) {
+    if (t.dtype != dtype || t.shape != shape || !HasExactBytes(t)) {
       return InvalidArgument(std::string(name) + ": expected " + DTypeName(dtype) + " " +
                              expect.ShapeString() + ", got " + DTypeName(t.dtype) + " " +
                              t.ShapeString() + " with " + Str(t.bytes.size()) + " bytes");

@@ -71,6 +71,23 @@ struct ConvLayer {
 };
 
 bool IsIntegerPath(const ConvOp& op);  // integer activations and weights
+
+// Limits of the layers dpuemu runs (ValidateOp; README "Validation"). Within them every byte
+// offset fits int64 and every source offset the 28-bit SE pointer field's range.
+constexpr int64_t kMaxSpatial = 16384;                  // h, w (and virtual SE tensors)
+constexpr int64_t kMaxChannels = 16384;                 // c, k: multiples of 16
+constexpr int64_t kMaxKernel = 11;                      // ky, kx
+constexpr int64_t kMaxInputElements = int64_t{1} << 31;  // h * w * c
+constexpr int64_t kMaxWeightElements = int64_t{1} << 28;  // k * ky * kx * c
+// "`field` = v: must be in [lo, hi]" unless lo <= v <= hi.
+Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi);
+// A channel count: in [16, kMaxChannels] and a multiple of 16.
+Status CheckChannels(const std::string& field, int64_t v);
+// The tensor dimensions of g (h, w, c, k, ky, kx) within the limits above: the part of
+// ValidateOp that sizes allocations, so parsers run it before sizing anything by K.
+Status ValidateDims(const ConvGeometry& g);
+// The window of g: ky, kx in [1, kMaxKernel], strides in [1, 8], pads in [0, 255].
+Status ValidateWindow(const ConvGeometry& g);
 Status ValidateOp(const ConvOp& op);
 Status ValidateQuant(const ConvOp& op, const ChannelQuant& q);
 Status ValidateLayer(const ConvLayer& layer);  // op, quant, and the tensors' dtypes and shapes

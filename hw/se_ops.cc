@@ -15,24 +15,12 @@ std::string Shape3(int64_t h, int64_t w, int64_t c) {
   return "[" + Str(h) + ", " + Str(w) + ", " + Str(c) + "]";
 }
 
-// ZMConv's input limits (ValidateOp), which a virtual tensor is fed to.
-constexpr int64_t kMaxDim = 16384;
-constexpr int64_t kMaxElements = int64_t{1} << 31;
-
-Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi) {
-  if (v < lo || v > hi) {
-    return InvalidArgument(field + " = " + Str(v) + ": must be in [" + Str(lo) + ", " + Str(hi) +
-                           "]");
-  }
-  return OkStatus();
-}
-
 // A virtual dimension derived from an op's parameters; `formula` says how, for the message.
 Status CheckVirtualDim(const std::string& field, const std::string& formula, int64_t v,
                        int64_t lo = 1) {
-  if (v < lo || v > kMaxDim) {
+  if (v < lo || v > kMaxSpatial) {
     return InvalidArgument(field + ": virtual " + formula + " = " + Str(v) + " must be in [" +
-                           Str(lo) + ", " + Str(kMaxDim) + "]");
+                           Str(lo) + ", " + Str(kMaxSpatial) + "]");
   }
   return OkStatus();
 }
@@ -98,18 +86,16 @@ StatusOr<std::vector<SourcePart>> PlaceSource(const SourceLayout& layout, int64_
 
 // Checks the source description; returns where its rows live.
 StatusOr<std::vector<SourcePart>> CheckSource(const SeSource& s, const Target& t) {
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", s.h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", s.w, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.c", s.c, 16, 16384));
-  if (s.c % 16 != 0)
-    return InvalidArgument("source.c = " + Str(s.c) + ": must be a multiple of 16");
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", s.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", s.w, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckChannels("source.c", s.c));
   if (s.dtype != DType::kU8 && s.dtype != DType::kI8 && s.dtype != DType::kFP16 &&
       s.dtype != DType::kBF16) {
     return InvalidArgument(std::string("source.dtype = ") + DTypeName(s.dtype) +
                            ": must be u8, i8, fp16 or bf16");
   }
   const int64_t n = s.h * s.w * s.c;
-  if (n > kMaxElements) {
+  if (n > kMaxInputElements) {
     return InvalidArgument("source: " + Shape3(s.h, s.w, s.c) + " has more than 2^31 elements");
   }
   if (!s.map.empty()) {
@@ -148,7 +134,7 @@ StatusOr<SeGather> BuildGather(const SeSource& src, const Target& t, int64_t se_
   g.c = src.c;
   g.source_h = src.h;
   g.source_w = src.w;
-  if (g.h * g.w * g.c > kMaxElements) {
+  if (g.h * g.w * g.c > kMaxInputElements) {
     return InvalidArgument(what + ": virtual tensor " + Shape3(g.h, g.w, g.c) +
                            " has more than 2^31 elements");
   }
@@ -282,11 +268,11 @@ std::vector<int64_t> ZeroInsertAxis(int64_t n, int64_t stride, int64_t length, i
 Status CheckTransposedAxis(const std::string& axis, int64_t n, int64_t stride, int64_t k,
                            int64_t pad_begin, int64_t pad_end, int64_t output_padding) {
   const std::string f = "transposed.";
-  DPUEMU_RETURN_IF_ERROR(CheckRange(f + "stride_" + axis, stride, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange(f + "k" + axis, k, 1, 11));
+  DPUEMU_RETURN_IF_ERROR(CheckRange(f + "stride_" + axis, stride, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange(f + "k" + axis, k, 1, kMaxKernel));
   const bool y = axis == "y";
-  DPUEMU_RETURN_IF_ERROR(CheckRange(f + (y ? "pads.top" : "pads.left"), pad_begin, 0, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange(f + (y ? "pads.bottom" : "pads.right"), pad_end, 0, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange(f + (y ? "pads.top" : "pads.left"), pad_begin, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange(f + (y ? "pads.bottom" : "pads.right"), pad_end, 0, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckRange(f + "output_padding_" + axis, output_padding, 0, stride - 1));
   const std::string formula = std::string(y ? "height (H" : "width (W") + " - 1) * stride_" + axis +
                               " + 1 + 2 * (k" + axis + " - 1) - " +
@@ -348,11 +334,11 @@ StatusOr<PadMode> ParsePadMode(const std::string& name) {
 
 StatusOr<SeGather> UpsampleNearestGather(const SeSource& src, const Target& t, int64_t se_size,
                                          int64_t fy, int64_t fx) {
-  DPUEMU_RETURN_IF_ERROR(CheckRange("fy", fy, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("fx", fx, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("fy", fy, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("fx", fx, 1, kMaxSpatial));
   // Bounded before the products below (an unchecked H * fy can overflow int64).
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("fy", "height H * fy", src.h * fy));
   DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("fx", "width W * fx", src.w * fx));
   std::vector<int64_t> rows(static_cast<size_t>(src.h * fy)), cols(static_cast<size_t>(src.w * fx));
@@ -365,10 +351,10 @@ StatusOr<SeGather> UpsampleNearestGather(const SeSource& src, const Target& t, i
 StatusOr<SeGather> InterpolateNearestGather(const SeSource& src, const Target& t, int64_t se_size,
                                             int64_t out_h, int64_t out_w, CoordMode coord,
                                             NearestMode mode) {
-  DPUEMU_RETURN_IF_ERROR(CheckRange("out_h", out_h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("out_w", out_w, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("out_h", out_h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("out_w", out_w, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxSpatial));
   std::vector<int64_t> rows(static_cast<size_t>(out_h)), cols(static_cast<size_t>(out_w));
   for (int64_t y = 0; y < out_h; ++y) rows[y] = NearestSourceIndex(y, src.h, out_h, coord, mode);
   for (int64_t x = 0; x < out_w; ++x) cols[x] = NearestSourceIndex(x, src.w, out_w, coord, mode);
@@ -379,12 +365,12 @@ StatusOr<SeGather> InterpolateNearestGather(const SeSource& src, const Target& t
 
 StatusOr<SeGather> PadGather(const SeSource& src, const Target& t, int64_t se_size,
                              const Pads& pads, PadMode mode) {
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.top", pads.top, 0, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.bottom", pads.bottom, 0, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.left", pads.left, 0, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.right", pads.right, 0, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.top", pads.top, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.bottom", pads.bottom, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.left", pads.left, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.right", pads.right, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(
       CheckVirtualDim("pads", "height H + top + bottom", src.h + pads.top + pads.bottom));
   DPUEMU_RETURN_IF_ERROR(
@@ -405,8 +391,8 @@ StatusOr<SeGather> PadGather(const SeSource& src, const Target& t, int64_t se_si
 
 StatusOr<SeGather> RollGather(const SeSource& src, const Target& t, int64_t se_size, int64_t dy,
                               int64_t dx) {
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxSpatial));
   // Reduced first so that y - dy cannot overflow for any shift.
   const int64_t sy = ((dy % src.h) + src.h) % src.h, sx = ((dx % src.w) + src.w) % src.w;
   std::vector<int64_t> rows(static_cast<size_t>(src.h)), cols(static_cast<size_t>(src.w));
@@ -417,8 +403,8 @@ StatusOr<SeGather> RollGather(const SeSource& src, const Target& t, int64_t se_s
 
 StatusOr<SeGather> ZeroInsertGather(const SeSource& src, const Target& t, int64_t se_size,
                                     const TransposedConv& tc) {
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckTransposedAxis("y", src.h, tc.stride_y, tc.ky, tc.pads.top,
                                              tc.pads.bottom, tc.output_padding_y));
   DPUEMU_RETURN_IF_ERROR(CheckTransposedAxis("x", src.w, tc.stride_x, tc.kx, tc.pads.left,
@@ -443,8 +429,8 @@ StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGat
                                            const ConvOp& op, const ChannelQuant& quant,
                                            const Tensor& weights) {
   // Bounded before CheckTransposedAxis multiplies them by the strides.
-  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_h", gather.source_h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_w", gather.source_w, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_h", gather.source_h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_w", gather.source_w, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckTransposedAxis("y", gather.source_h, tc.stride_y, tc.ky, tc.pads.top,
                                              tc.pads.bottom, tc.output_padding_y));
   DPUEMU_RETURN_IF_ERROR(CheckTransposedAxis("x", gather.source_w, tc.stride_x, tc.kx, tc.pads.left,
@@ -462,7 +448,7 @@ StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGat
   }
   if (weights.shape.size() != 4 || weights.shape[1] != tc.ky || weights.shape[2] != tc.kx ||
       weights.shape[3] != gather.c || weights.dtype != op.w_dtype ||
-      static_cast<int64_t>(weights.bytes.size()) != weights.numel() * DTypeBytes(weights.dtype)) {
+      !HasExactBytes(weights)) {
     return InvalidArgument(std::string("weights: expected ") + DTypeName(op.w_dtype) + " [K, " +
                            Str(tc.ky) + ", " + Str(tc.kx) + ", " + Str(gather.c) + "], got " +
                            DTypeName(weights.dtype) + " " + weights.ShapeString() + " with " +
@@ -518,11 +504,11 @@ StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& 
                            ": differs from the gather's se_size " + Str(se) +
                            " (its table has one pointer per SE of that size)");
   }
-  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_h", gather.source_h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_w", gather.source_w, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_h", gather.source_h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_w", gather.source_w, 1, kMaxSpatial));
   const std::vector<int64_t> want = {gather.source_h, gather.source_w, gather.c};
   if (source.dtype != op.in_dtype || source.shape != want ||
-      static_cast<int64_t>(source.bytes.size()) != source.numel() * DTypeBytes(source.dtype)) {
+      !HasExactBytes(source)) {
     return InvalidArgument(std::string("source: expected ") + DTypeName(op.in_dtype) + " " +
                            Shape3(want[0], want[1], want[2]) + " (the gather's source), got " +
                            DTypeName(source.dtype) + " " + source.ShapeString() + " with " +
@@ -643,18 +629,11 @@ StatusOr<DilatedPlan> PlanDilatedConv(const SeSource& src, const Target& t, int6
     return InvalidArgument("g: input " + Shape3(g.h, g.w, g.c) + " must equal the source " +
                            Shape3(src.h, src.w, src.c));
   }
-  DPUEMU_RETURN_IF_ERROR(CheckRange("ky (kernel height)", g.ky, 1, 11));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("kx (kernel width)", g.kx, 1, 11));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("stride_y", g.stride_y, 1, 8));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("stride_x", g.stride_x, 1, 8));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pad_top", g.pad_top, 0, 255));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pad_bottom", g.pad_bottom, 0, 255));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pad_left", g.pad_left, 0, 255));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pad_right", g.pad_right, 0, 255));
+  DPUEMU_RETURN_IF_ERROR(ValidateWindow(g));
   DPUEMU_RETURN_IF_ERROR(CheckRange("dilation_y", dilation_y, 1, 1024));
   DPUEMU_RETURN_IF_ERROR(CheckRange("dilation_x", dilation_x, 1, 1024));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxSpatial));
   DilatedPlan plan;
   plan.geometry = g;
   plan.dilation_y = dilation_y;
@@ -770,10 +749,10 @@ StatusOr<Tensor> AssembleDilatedOutput(const DilatedPlan& plan,
                            Str(plan.phases.size()) + " phases");
   }
   // The plan decides where each phase's outputs land: every one must fall inside the output.
-  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.out_h", plan.out_h, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.out_w", plan.out_w, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.step_y", plan.step_y, 1, kMaxDim));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.step_x", plan.step_x, 1, kMaxDim));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.out_h", plan.out_h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.out_w", plan.out_w, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.step_y", plan.step_y, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("plan.step_x", plan.step_x, 1, kMaxSpatial));
   for (size_t i = 0; i < plan.phases.size(); ++i) {
     const DilatedPhase& p = plan.phases[i];
     const std::string f = "plan.phases[" + Str(i) + "]";

@@ -17,8 +17,8 @@ struct Tensor {
   std::vector<uint8_t> bytes;
 
   Tensor() = default;
-  Tensor(DType t, std::vector<int64_t> s);  // zero-filled
-  int64_t numel() const;
+  Tensor(DType t, std::vector<int64_t> s);  // zero-filled; the shape must be valid (ShapeBytes)
+  int64_t numel() const;  // ShapeElements(shape): -1 for a negative or overflowing shape
   std::string ShapeString() const;  // "[56, 56, 64]"
   template <typename T>
   T* data() { return reinterpret_cast<T*>(bytes.data()); }
@@ -28,6 +28,14 @@ struct Tensor {
     return dtype == o.dtype && shape == o.shape && bytes == o.bytes;
   }
 };
+
+// Elements of `shape`, or -1 when a dimension is negative or the product overflows int64: shapes
+// come from files and callers, so sizes are compared through these, never by a raw product.
+int64_t ShapeElements(const std::vector<int64_t>& shape);
+// ShapeElements times `element_bytes`, or -1 as above.
+int64_t ShapeBytes(const std::vector<int64_t>& shape, int64_t element_bytes);
+// `t.bytes` holds exactly the tensor its dtype and shape describe (false for invalid shapes).
+bool HasExactBytes(const Tensor& t);
 
 }  // namespace dpuemu
 

@@ -251,7 +251,7 @@ StatusOr<Tensor> ReadNpy(const std::string& path) {
 }
 
 StatusOr<std::vector<uint8_t>> EncodeNpy(const Tensor& t) {
-  if (t.bytes.size() != static_cast<size_t>(t.numel() * DTypeBytes(t.dtype))) {
+  if (!HasExactBytes(t)) {
     return InvalidArgument("npy: tensor " + t.ShapeString() + " of " + DTypeName(t.dtype) +
                            " has " + Str(static_cast<int64_t>(t.bytes.size())) + " bytes");
   }

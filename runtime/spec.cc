@@ -254,6 +254,11 @@ Status ParseTensors(const Node& root, const std::string& dir, ConvLayer& layer) 
   g.k = ws[0];
   g.ky = ws[1];
   g.kx = ws[2];
+  // Bounded here, before the PPE's per-channel lists and the bias are sized by K.
+  if (const Status dims = ValidateDims(g); !dims.ok()) {
+    return root.Error("'" + in.npy.file + "' " + in.npy.tensor.ShapeString() + " with '" +
+                      w.npy.file + "' " + w.npy.tensor.ShapeString() + ": " + dims.message());
+  }
   layer.input = std::move(in.npy.tensor);
   layer.input.shape = s;
   layer.weights = std::move(w.npy.tensor);
@@ -577,7 +582,7 @@ StatusOr<SeGather> ParseSeTable(const Node& se, const std::string& dir, const Ta
   g.source_w = s.source.shape[1];
   g.se_size = se_size;
   const int64_t n = g.h * g.w * g.c;
-  if (n > (int64_t{1} << 31)) {
+  if (n > kMaxInputElements) {
     return map_node.Error("the virtual tensor " + Shape3(g.h, g.w, g.c) +
                           " has more than 2^31 elements");
   }
@@ -708,12 +713,12 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
   auto required = [&](const char* key) { return se.Required(key); };
   if (op == "upsample_nearest") {
     DPUEMU_ASSIGN_OR_RETURN(Node n, required("factor"));
-    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> f, Ints(n, 2, 1, 16384));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> f, Ints(n, 2, 1, kMaxSpatial));
     s.params = "factor " + IntList(f);
     DPUEMU_RETURN_IF_ERROR(add(UpsampleNearestGather(src, target, se_size, f[0], f[1]), base));
   } else if (op == "interpolate_nearest") {
     DPUEMU_ASSIGN_OR_RETURN(Node n, required("size"));
-    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> size, Ints(n, 2, 1, 16384));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> size, Ints(n, 2, 1, kMaxSpatial));
     DPUEMU_ASSIGN_OR_RETURN(Node mode_node, required("mode"));
     DPUEMU_ASSIGN_OR_RETURN(std::string mode,
                             mode_node.Choice(EnumNames<CoordMode>(CoordModeName, 5)));
@@ -759,7 +764,7 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
     DPUEMU_RETURN_IF_ERROR(add(std::move(g_or), std::move(layer).value()));
   } else if (op == "pad") {
     DPUEMU_ASSIGN_OR_RETURN(Node n, required("pad"));
-    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> p, Ints(n, 4, 0, 16384));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> p, Ints(n, 4, 0, kMaxSpatial));
     std::string mode = PadModeName(PadMode::kConstant);
     if (std::optional<Node> m = se.Get("mode")) {
       DPUEMU_ASSIGN_OR_RETURN(mode, m->Choice(EnumNames<PadMode>(PadModeName, 4)));

@@ -344,6 +344,16 @@ TEST_F(SpecTest, ShapeMismatches) {
   j = FloatSpec();
   j["ppe"]["scale"] = {1.0, 2.0};
   Error(j, "ppe.scale: a list needs one value per output channel (K = 16), got 2");
+  // K is bounded before anything is sized by it (a fuzzer found an empty [2^40, 0, 1, 16]
+  // weights file sizing the PPE lists: std::bad_alloc).
+  j = IntSpec();
+  Write("wbig.npy", Tensor(DType::kI8, {int64_t{1} << 40, 0, 1, 16}));
+  j["weights"]["npy"] = "wbig.npy";
+  Error(j, "[1099511627776, 0, 1, 16]: k (output channels) = 1099511627776: must be in [16, 16384]");
+  j = IntSpec();
+  Write("wempty.npy", Tensor(DType::kI8, {32, 0, 3, 16}));
+  j["weights"]["npy"] = "wempty.npy";
+  Error(j, "ky (kernel height) = 0: must be in [1, 11]");
 }
 
 TEST_F(SpecTest, OutOfRangeValues) {

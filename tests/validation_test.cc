@@ -140,7 +140,7 @@ TEST(ValidationTest, TensorShapesAndRanks) {
   EXPECT_REJECTS(CompressWeights(Tensor(DType::kI8, {16, 9, 32}), 0), "shape must be [K, KY, KX, C]");
   Tensor negative(DType::kI8, {1, 1, 1, 16});
   negative.shape = {-1, 1, 1, -16};
-  EXPECT_REJECTS(simd::CompressWeights(negative, 0), "negative dimension");
+  EXPECT_REJECTS(simd::CompressWeights(negative, 0), "must have positive dimensions");
   // A layer's tensors must be the op's shapes and types, byte counts included.
   ConvLayer bad = layer;
   bad.input.shape = {4, 4, 16};
@@ -374,7 +374,7 @@ TEST(ValidationTest, WeightTableSize) {
     task.weight_table.resize(513);
     EXPECT_REJECTS(ValidateTask(task, Npu40()), "weight_table: 513 bytes");
   }
-  EXPECT_REJECTS(DecodeWeightTable(std::vector<uint8_t>(32), 0), "expected 16 per output channel = 0");
+  EXPECT_REJECTS(DecodeWeightTable(std::vector<uint8_t>(32), 0), "expected 16 per output channel = 0 (K = 0)");
   EXPECT_REJECTS(DecodeWeightTable(std::vector<uint8_t>(32), -2), "weight_table: 32 bytes");
 }
 
@@ -648,7 +648,7 @@ TEST(ValidationTest, SizeProductsBoundedBeforeUse) {
   op.g.h = op.g.w = 16;
   op.g.c = op.g.k = 16384;
   op.g.ky = op.g.kx = 11;
-  EXPECT_REJECTS(ValidateOp(op), "weights: k * ky * kx * c exceeds 2^28 elements");
+  EXPECT_REJECTS(ValidateOp(op), "weights: k * ky * kx * c = 32480690176 elements exceeds 2^28");
   // Decoders: shapes far beyond memory are refused, not multiplied into garbage.
   ActivationView v;
   v.tiles = {std::vector<uint8_t>(64)};
@@ -702,6 +702,57 @@ TEST(ValidationTest, SizeProductsBoundedBeforeUse) {
   bad.out_h = kHuge;
   EXPECT_REJECTS(AssembleDilatedOutput(bad, outputs, 0), "plan.out_h = ");
   (void)out;
+}
+
+// Inputs the fuzzers found (tests/fuzz/corpus/*/regress-*): each used to overflow a product,
+// loop for hours or be accepted; now each is an error naming the shape.
+TEST(ValidationTest, FuzzerFindingsStayRejected) {
+  const int64_t big = int64_t{1} << 40;
+  auto weights = [](std::vector<int64_t> shape, size_t bytes) {
+    Tensor w;
+    w.dtype = DType::kI8;
+    w.shape = std::move(shape);
+    w.bytes.assign(bytes, 1);
+    return w;
+  };
+  auto compress_rejects = [](const Tensor& w, const std::string& part) {
+    EXPECT_REJECTS(CompressWeights(w, 0), part);
+    EXPECT_REJECTS(simd::CompressWeights(w, 0), part);
+  };
+  auto encode_rejects = [](const Tensor& t, int64_t se, const std::string& part) {
+    EXPECT_REJECTS(EncodeSparseActivations(t, 0, se), part);
+    EXPECT_REJECTS(simd::EncodeSparseActivations(t, 0, se), part);
+  };
+  // Shape products past int64 (were signed overflow in Tensor::numel and CheckGather).
+  compress_rejects(weights({big, big, 1, 16}, 16), "weights: 16 bytes for i8 shape");
+  Tensor act = weights({big, big, 16}, 16);
+  act.dtype = DType::kU8;
+  encode_rejects(act, 16, "activations: 16 bytes for u8 shape");
+  ActivationView v;
+  v.tiles = {std::vector<uint8_t>(64)};
+  v.se_size = 16;
+  ExpectGatherRejected(v, DType::kU8, {1 << 30, 1 << 30, 1 << 30},
+                       "must be positive with at most 2^31 elements");
+  // A weight table for a K whose 16 * K overflows.
+  EXPECT_REJECTS(DecodeWeightTable(std::vector<uint8_t>(32), std::numeric_limits<int64_t>::max() / 4),
+                 "expected 16 per output channel (K = 2305843009213693951)");
+  // Empty tensors: [2^48, 0, 0, 0] weights compressed channel by channel for hours; C = 0 let
+  // any se_size divide it; a negative dimension beside a 0 matched the byte count.
+  compress_rejects(weights({int64_t{1} << 48, 0, 0, 0}, 0), "must have positive dimensions");
+  act = weights({1, 1, 0}, 0);
+  act.dtype = DType::kFP16;
+  encode_rejects(act, int64_t{1} << 62, "activations: shape [1, 1, 0] must have positive dimensions");
+  act.shape = {0, 0, -4177919986};
+  encode_rejects(act, 2, "must have positive dimensions");
+  // Sizes from a shape: -1 for anything that is not a valid tensor.
+  EXPECT_EQ(ShapeElements({3, 5, 7}), 105);
+  EXPECT_EQ(ShapeBytes({3, 5, 7}, 4), 420);
+  EXPECT_EQ(ShapeElements({}), 1);
+  EXPECT_EQ(ShapeElements({big, 0}), 0);
+  EXPECT_EQ(ShapeElements({0, -1}), -1);
+  EXPECT_EQ(ShapeElements({big, big}), -1);
+  EXPECT_EQ(ShapeBytes({int64_t{1} << 62}, 2), -1);
+  EXPECT_FALSE(HasExactBytes(act));
 }
 
 TEST(ValidationTest, I32OutputRules) {
