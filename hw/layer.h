@@ -72,8 +72,8 @@ struct ConvLayer {
 
 bool IsIntegerPath(const ConvOp& op);  // integer activations and weights
 
-// Limits of the layers dpuemu runs (ValidateOp; README "Validation"). Within them every byte
-// offset fits int64 and every source offset the 28-bit SE pointer field's range.
+// Limits of the layers dpuemu runs (ValidateOp; README "What is checked"). Bounded dimensions
+// keep every product of them, and so every byte offset, far inside int64.
 constexpr int64_t kMaxSpatial = 16384;                  // h, w (and virtual SE tensors)
 constexpr int64_t kMaxChannels = 16384;                 // c, k: multiples of 16
 constexpr int64_t kMaxKernel = 11;                      // ky, kx

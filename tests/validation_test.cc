@@ -755,6 +755,43 @@ TEST(ValidationTest, FuzzerFindingsStayRejected) {
   EXPECT_FALSE(HasExactBytes(act));
 }
 
+bool SameTask(const DpuTask& a, const DpuTask& b) {
+  return a.weights == b.weights && a.weight_map == b.weight_map &&
+         a.weight_table == b.weight_table && a.input_tiles == b.input_tiles &&
+         a.input_map == b.input_map && a.se_table == b.se_table &&
+         a.input_se_size == b.input_se_size && a.output_sparse == b.output_sparse &&
+         a.output_se_size == b.output_se_size && a.op.g.k == b.op.g.k && a.op.in_zp == b.op.in_zp;
+}
+
+// Nothing the caller passes is modified, by runs that succeed and by runs that fail.
+TEST(ValidationTest, CallersDataIsNotModified) {
+  for (bool fail : {false, true}) {
+    SCOPED_TRACE(fail ? "failing calls" : "succeeding calls");
+    ConvLayer layer = SmallLayer();
+    DpuTask task = Lower(layer, true, true, true);
+    if (fail) {
+      task.weight_table.resize(task.weight_table.size() - 16);
+      layer.quant.mult.pop_back();
+    }
+    const ConvLayer layer_copy = layer;
+    const DpuTask task_copy = task;
+    EXPECT_EQ(RunReference(task, Npu40()).ok(), !fail);
+    EXPECT_EQ(RunZMConv(task, Npu40()).ok(), !fail);
+    EXPECT_EQ(DecompressWeights(task.weights, task.weight_map, task.weight_table, task.op.g,
+                                task.op.w_dtype, task.op.w_zp).ok(), !fail);
+    EXPECT_EQ(simd::GatherActivations(task.input_view(), DType::kU8, {4, 4, 32}, 0).ok(), true);
+    EXPECT_TRUE(SameTask(task, task_copy));
+    Plan plan;
+    EXPECT_EQ(PlanAndRun(layer, Npu40(), {}, {}, &plan).ok(), !fail);
+    EXPECT_EQ(simd::CompressWeights(layer.weights, layer.op.w_zp).ok(), true);
+    EXPECT_EQ(simd::EncodeSparseActivations(layer.input, layer.op.in_zp, 16).ok(), true);
+    EXPECT_TRUE(layer.input == layer_copy.input);
+    EXPECT_TRUE(layer.weights == layer_copy.weights);
+    EXPECT_EQ(layer.quant.mult, layer_copy.quant.mult);
+    EXPECT_EQ(layer.quant.bias, layer_copy.quant.bias);
+  }
+}
+
 TEST(ValidationTest, I32OutputRules) {
   LayerSpec spec;
   spec.h = spec.w = 3;
