@@ -136,6 +136,15 @@ HWY_INLINE void StoreFloatOut(const ConvPlan& p, VF v, uint8_t* dst) {
   }
 }
 
+// The float PPE of accumulator vector `acc` (channels k..k + kN) to the output at `dst`.
+HWY_INLINE void PpeFloatStore(const ConvPlan& p, VF acc, int64_t k, VF lo, VF hi, uint8_t* dst) {
+  const DF d;
+  VF x = hn::Add(hn::Mul(acc, hn::LoadU(d, p.scale + k)), hn::LoadU(d, p.fbias + k));
+  x = hn::IfThenElse(hn::Lt(x, lo), lo, x);  // comparisons keep NaN
+  x = hn::IfThenElse(hn::Gt(x, hi), hi, x);
+  StoreFloatOut(p, x, dst);
+}
+
 void EpilogueFloat(const ConvPlan& p, const float* tile, int64_t npix, int64_t k0, uint8_t* out) {
   const DF d;
   const int64_t eb = DTypeBytes(p.ppe.out);
@@ -143,14 +152,63 @@ void EpilogueFloat(const ConvPlan& p, const float* tile, int64_t npix, int64_t k
   for (int64_t px = 0; px < npix; ++px) {
     for (size_t v = 0; v < kV; ++v) {
       const int64_t k = k0 + static_cast<int64_t>(v * kN);
-      VF x = hn::Mul(hn::LoadU(d, tile + px * 16 + v * kN), hn::LoadU(d, p.scale + k));
-      x = hn::Add(x, hn::LoadU(d, p.fbias + k));
-      x = hn::IfThenElse(hn::Lt(x, lo), lo, x);  // comparisons keep NaN
-      x = hn::IfThenElse(hn::Gt(x, hi), hi, x);
-      StoreFloatOut(p, x, out + (px * p.k + k) * eb);
+      PpeFloatStore(p, hn::LoadU(d, tile + px * 16 + v * kN), k, lo, hi, out + (px * p.k + k) * eb);
     }
   }
 }
+
+#if HWY_TARGET == HWY_AVX2
+// EpilogueInt for u8/i8 outputs in fewer operations, bit-identical to its generic loop: the clamp
+// to [lo - zp, hi - zp] comes before the rounding (the bounds are integers, so the order does not
+// matter), vcvtpd2dq rounds half to even (the default MXCSR mode every float path of dpuemu runs
+// in), and one pixel's 16 channels are packed into one 16-byte store.
+bool EpilogueIntAvx2(const ConvPlan& p, const int32_t* tile, int64_t npix, int64_t k0,
+                     uint8_t* out) {
+  const PpeParams& q = p.ppe;
+  if (q.out != DType::kU8 && q.out != DType::kI8) return false;
+  const bool leaky = q.leaky, u8 = q.out == DType::kU8;
+  __m256d bias[4], scale[4], scale_leaky[4];
+  for (int i = 0; i < 4; ++i) {
+    bias[i] = _mm256_loadu_pd(p.bias_d + k0 + 4 * i);
+    scale[i] = _mm256_loadu_pd(p.scale_d + k0 + 4 * i);
+    scale_leaky[i] = leaky ? _mm256_loadu_pd(p.scale_leaky_d + k0 + 4 * i) : scale[i];
+  }
+  const __m256d lo = _mm256_set1_pd(static_cast<double>(q.lo) - q.out_zp);
+  const __m256d hi = _mm256_set1_pd(static_cast<double>(q.hi) - q.out_zp);
+  const __m128i zp = _mm_set1_epi16(static_cast<int16_t>(q.out_zp));
+  // As in the generic loop: below 2^26 the leaky product is exact.
+  const __m256d leaky_exact = _mm256_set1_pd(67108864.0);
+  const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
+  for (int64_t px = 0; px < npix; ++px) {
+    const int32_t* a = tile + px * 16;
+    uint8_t* dst = out + px * p.k + k0;
+    __m128i r[4];
+    bool exact = true;
+    for (int i = 0; i < 4; ++i) {
+      const __m256d v = _mm256_add_pd(
+          _mm256_cvtepi32_pd(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 4 * i))), bias[i]);
+      __m256d s = scale[i];
+      if (leaky) {
+        exact &= _mm256_movemask_pd(_mm256_cmp_pd(_mm256_andnot_pd(sign, v), leaky_exact,
+                                                  _CMP_LT_OQ)) == 0xF;
+        s = _mm256_blendv_pd(s, scale_leaky[i], _mm256_cmp_pd(v, zero, _CMP_LT_OQ));
+      }
+      r[i] = _mm256_cvtpd_epi32(_mm256_min_pd(_mm256_max_pd(_mm256_mul_pd(v, s), lo), hi));
+    }
+    if (!exact) {
+      for (int64_t c = 0; c < 16; ++c) {
+        dst[c] = static_cast<uint8_t>(PpeInt(a[c], p.bias[k0 + c], p.mult[k0 + c], p.shift[k0 + c], q));
+      }
+      continue;
+    }
+    const __m128i lo16 = _mm_add_epi16(_mm_packs_epi32(r[0], r[1]), zp);
+    const __m128i hi16 = _mm_add_epi16(_mm_packs_epi32(r[2], r[3]), zp);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
+                     u8 ? _mm_packus_epi16(lo16, hi16) : _mm_packs_epi16(lo16, hi16));
+  }
+  return true;
+}
+#endif
 
 void EpilogueInt(const ConvPlan& p, const int32_t* tile, int64_t npix, int64_t k0, uint8_t* out) {
   const PpeParams& q = p.ppe;
@@ -166,6 +224,9 @@ void EpilogueInt(const ConvPlan& p, const int32_t* tile, int64_t npix, int64_t k
     }
     return;
   }
+#if HWY_TARGET == HWY_AVX2
+  if (EpilogueIntAvx2(p, tile, npix, k0, out)) return;
+#endif
   const hn::CappedTag<double, 4> dd;
   const hn::Rebind<int32_t, decltype(dd)> di;
   const hn::Rebind<uint8_t, decltype(dd)> du8;
@@ -224,10 +285,15 @@ HWY_INLINE void Epilogue(const ConvPlan& p, const float* ftile, const int32_t* i
 template <size_t MR>
 HWY_NOINLINE void DenseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t kb) {
   const DF d;
-  alignas(64) float ftile[MR * 16];
-  alignas(64) int32_t itile[MR * 16] = {};
+  // Integer layers flush the fp32 sums here; float layers go from registers to the epilogue
+  // (no tile in memory: zeroing and copying it cost a sixth of a 1x1 layer's time).
+  alignas(64) int32_t itile[MR * 16];
   VF acc[MR * kV];
   DPUEMU_UNROLL for (size_t i = 0; i < MR * kV; ++i) acc[i] = hn::Zero(d);
+  if (p.integer) {
+    const hn::RebindToSigned<DF> di;
+    DPUEMU_UNROLL for (size_t i = 0; i < MR * kV; ++i) hn::Store(hn::Zero(di), di, itile + i * kN);
+  }
   const float* w = p.wpack + kb * p.taps * 16;
   const int64_t pix_step = p.sx * p.c;
   int64_t t = 0, next_flush = kFlushTaps;
@@ -252,12 +318,20 @@ HWY_NOINLINE void DenseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t 
       }
     }
   }
+  uint8_t* out = p.out + (oy * p.ow + ox0) * p.k * DTypeBytes(p.ppe.out);
   if (p.integer) {
     FlushToInt(acc, itile);
-  } else {
-    for (size_t i = 0; i < MR * kV; ++i) hn::Store(acc[i], d, ftile + i * kN);
+    EpilogueInt(p, itile, static_cast<int64_t>(MR), kb * 16, out);
+    return;
   }
-  Epilogue(p, ftile, itile, static_cast<int64_t>(MR), oy, ox0, kb * 16);
+  const int64_t eb = DTypeBytes(p.ppe.out);
+  const VF lo = hn::Set(d, p.ppe.flo), hi = hn::Set(d, p.ppe.fhi);
+  DPUEMU_UNROLL for (size_t m = 0; m < MR; ++m) {
+    DPUEMU_UNROLL for (size_t v = 0; v < kV; ++v) {
+      const int64_t k = kb * 16 + static_cast<int64_t>(v * kN);
+      PpeFloatStore(p, acc[m * kV + v], k, lo, hi, out + (static_cast<int64_t>(m) * p.k + k) * eb);
+    }
+  }
 }
 
 // Register blocking: MR pixels x kV vectors of accumulators, about 12 registers.
@@ -293,12 +367,14 @@ constexpr bool kPairwiseInt16 = true;
 bool HasPairwiseInt16() { return kPairwiseInt16; }
 
 #if HWY_TARGET != HWY_SCALAR
+// Writes the int32 sums of MR pixels x 16 channels to itile; the caller runs the epilogue over
+// many tiles at once (its per-call setup costs as much as a few pixels of a 1x1 layer).
 template <size_t MR>
-HWY_NOINLINE void DenseTileI16(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t kb) {
+HWY_NOINLINE void DenseTileI16(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t kb,
+                               int32_t* itile) {
   const hn::CappedTag<int32_t, 16> di;
   const hn::Repartition<int16_t, decltype(di)> d16;
   using VI = hn::Vec<decltype(di)>;
-  alignas(64) int32_t itile[MR * 16];
   VI acc[MR * kV], odd[MR * kV];
   DPUEMU_UNROLL for (size_t i = 0; i < MR * kV; ++i) acc[i] = odd[i] = hn::Zero(di);
   const int16_t* w = p.wpack16 + kb * p.taps * 16;
@@ -323,27 +399,32 @@ HWY_NOINLINE void DenseTileI16(const ConvPlan& p, int64_t oy, int64_t ox0, int64
   DPUEMU_UNROLL for (size_t i = 0; i < MR * kV; ++i) {
     hn::Store(hn::Add(acc[i], odd[i]), di, itile + i * kN);
   }
-  EpilogueInt(p, itile, static_cast<int64_t>(MR), kb * 16,
-              p.out + (oy * p.ow + ox0) * p.k * DTypeBytes(p.ppe.out));
 }
 
 template <size_t MR>
-HWY_INLINE void DenseTailI16(const ConvPlan& p, int64_t oy, int64_t ox, int64_t kb, int64_t n) {
+HWY_INLINE void DenseTailI16(const ConvPlan& p, int64_t oy, int64_t ox, int64_t kb, int64_t n,
+                             int32_t* itile) {
   if constexpr (MR > 1) {
-    if (n < static_cast<int64_t>(MR)) return DenseTailI16<MR - 1>(p, oy, ox, kb, n);
+    if (n < static_cast<int64_t>(MR)) return DenseTailI16<MR - 1>(p, oy, ox, kb, n, itile);
   }
-  DenseTileI16<MR>(p, oy, ox, kb);
+  DenseTileI16<MR>(p, oy, ox, kb, itile);
 }
 #endif
 
 void DenseRowsI16(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k_begin, int64_t k_end) {
 #if HWY_TARGET != HWY_SCALAR
-  {
-    for (int64_t oy = oy_begin; oy < oy_end; ++oy) {
-      for (int64_t kb = k_begin / 16; kb < k_end / 16; ++kb) {
-        int64_t ox = 0;
-        for (; ox + static_cast<int64_t>(kDenseMR) <= p.ow; ox += kDenseMR) DenseTileI16<kDenseMR>(p, oy, ox, kb);
-        if (ox < p.ow) DenseTailI16<kDenseMR>(p, oy, ox, kb, p.ow - ox);
+  constexpr int64_t kMR = static_cast<int64_t>(kDenseMR);
+  constexpr int64_t kChunk = 10 * kMR;  // pixels per epilogue call
+  alignas(64) int32_t itile[kChunk * 16];
+  const int64_t eb = DTypeBytes(p.ppe.out);
+  for (int64_t oy = oy_begin; oy < oy_end; ++oy) {
+    for (int64_t kb = k_begin / 16; kb < k_end / 16; ++kb) {
+      for (int64_t ox0 = 0; ox0 < p.ow; ox0 += kChunk) {
+        const int64_t end = std::min(p.ow, ox0 + kChunk);
+        int64_t ox = ox0;
+        for (; ox + kMR <= end; ox += kMR) DenseTileI16<kDenseMR>(p, oy, ox, kb, itile + (ox - ox0) * 16);
+        if (ox < end) DenseTailI16<kDenseMR>(p, oy, ox, kb, end - ox, itile + (ox - ox0) * 16);
+        EpilogueInt(p, itile, end - ox0, kb * 16, p.out + (oy * p.ow + ox0) * p.k * eb);
       }
     }
   }

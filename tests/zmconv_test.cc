@@ -135,6 +135,64 @@ TEST(ZMConvTest, LargeTapCountsFlushIntegerAccumulatorsExactly) {
   });
 }
 
+TEST(ZMConvTest, WideRowsAndLargeLeakySumsMatchReference) {
+  // Output rows longer than the dense kernels' epilogue chunk (60 pixels on AVX2), and integer
+  // sums past 2^26 with leaky ReLU (the vector epilogue hands those pixels to the scalar PPE).
+  ForEachTarget([&] {
+    for (const DType out : {DType::kU8, DType::kI8, DType::kFP16}) {
+      for (const int64_t k : {1, 3}) {
+        LayerSpec spec;
+        spec.name = "wide";
+        spec.h = 3;
+        spec.w = 131;
+        spec.c = 32;
+        spec.k = 32;
+        spec.ky = spec.kx = k;
+        spec.pad = k / 2;
+        spec.in_dtype = out == DType::kFP16 ? DType::kFP16 : DType::kU8;
+        spec.w_dtype = out == DType::kFP16 ? DType::kFP16 : DType::kI8;
+        spec.out_dtype = out;
+        spec.leaky_relu = out != DType::kFP16;
+        DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 131 + k));
+        ExpectSameAsReference(layer, StorageOptions{}, GetTarget(TargetId::kNPU40XX));
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+      if (out == DType::kFP16) continue;
+      // A leaky product past 2^53: (acc + bias) * mult * lrelu_mult = -(185 * 2^46 + 1), so the
+      // exact value is -(92.5 + 2^-47), -93 after rounding; a double product rounds it to -92.5,
+      // which rounds half to even to -92. The kernels must take the exact path.
+      LayerSpec spec;
+      spec.name = "leaky-tie";
+      spec.h = 2;
+      spec.w = 7;
+      spec.c = 16;
+      spec.k = 16;
+      spec.in_dtype = DType::kU8;
+      spec.w_dtype = DType::kI8;
+      spec.out_dtype = out;
+      spec.leaky_relu = true;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 185));
+      for (auto& b : layer.input.bytes) b = static_cast<uint8_t>(layer.op.in_zp);  // acc = 0
+      layer.op.ppe.lrelu_mult = 1341;
+      layer.op.ppe.lrelu_shift = 7;
+      layer.op.ppe.out_zp = out == DType::kU8 ? 100 : 0;
+      layer.op.ppe.clamp_lo = -1e9;
+      layer.op.ppe.clamp_hi = 1e9;
+      for (auto& m : layer.quant.mult) m = 45997;
+      for (auto& sh : layer.quant.shift) sh = 40;
+      for (auto& b : layer.quant.bias) b = -211053833;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, {}, GetTarget(TargetId::kNPU40XX)));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, GetTarget(TargetId::kNPU40XX)));
+      const int expect = out == DType::kU8 ? 100 - 93 : -93;
+      ASSERT_EQ(static_cast<int>(out == DType::kU8 ? ref.data.bytes[0]
+                                                   : static_cast<int8_t>(ref.data.bytes[0])),
+                expect);
+      ExpectSameAsReference(layer, StorageOptions{}, GetTarget(TargetId::kNPU40XX));
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  });
+}
+
 TEST(ZMConvTest, InfInputKeepsTheStorageSemantics) {
   LayerSpec spec;
   spec.name = "inf";
