@@ -3,7 +3,7 @@
 
 Usage:
   bazel run -c opt //bench:zmconv_bench -- --benchmark_out=/tmp/zm.json --benchmark_out_format=json
-  /usr/bin/python3 bench/plot_zmconv.py /tmp/zm.json -o bench/zmconv.png [--threads] [--ref]
+  /usr/bin/python3 bench/plot_zmconv.py /tmp/zm.json -o bench/zmconv.png [--threads] [--ref] [--table]
 
 Needs matplotlib for /usr/bin/python3 (Debian: python3-matplotlib); a pyenv `python3` may lack it.
 One subplot per layer; per dtype, dpuemu as a line over sparsity and oneDNN (dense, measured at
@@ -226,13 +226,46 @@ def plot(context, layers, data, out, log_y):
     plt.close(fig)
 
 
+def table(layers, data):
+    """The README's table: GMAC/s per layer and dtype, with the ratios the targets are stated in."""
+    def get(impl, layer, dtype, sparsity):
+        return data.get(Key(impl, layer, dtype, sparsity, 1))
+
+    def num(v):
+        return "-" if v is None else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
+
+    def ratio(a, b, digits=2):
+        return "-" if a is None or b is None or b == 0 else f"{a / b:.{digits}f}x"
+
+    lines = ["| layer | dtype | oneDNN | dpuemu 0% | vs oneDNN | 50% | 75% | 90% | 50% vs 0% | "
+             "75% vs 0% | 90% vs 0% | ref | dpuemu vs ref |",
+             "|" + "---|" * 13]
+    for layer in layers:
+        for dtype in ("int8", "fp16"):
+            onednn = get("onednn", layer, dtype, 0)
+            d = {s: get("dpuemu", layer, dtype, s) for s in (0, 50, 75, 90)}
+            ref = get("ref", layer, dtype, 0)
+            if all(v is None for v in d.values()):
+                continue
+            lines.append(f"| {layer} | {dtype} | {num(onednn)} | {num(d[0])} | {ratio(d[0], onednn)} | "
+                         f"{num(d[50])} | {num(d[75])} | {num(d[90])} | {ratio(d[50], d[0])} | "
+                         f"{ratio(d[75], d[0])} | {ratio(d[90], d[0])} | {num(ref)} | "
+                         f"{ratio(d[0], ref, 0)} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("json", help="Google Benchmark JSON from //bench:zmconv_bench")
     ap.add_argument("-o", "--output", default="bench/zmconv.png", help="PNG to write (default %(default)s)")
     ap.add_argument("--threads", action="store_true", help="also plot rows with a /threads:N suffix")
     ap.add_argument("--ref", action="store_true", help="also plot the reference DPU (ref/ rows); log y axis")
+    ap.add_argument("--table", action="store_true",
+                    help="also print the README's markdown table (single-thread rows, ref included)")
     args = ap.parse_args()
+    if args.table:
+        _, table_layers, table_data = load(args.json, False, True)
+        print(table(table_layers, table_data))
     context, layers, data = load(args.json, args.threads, args.ref)
     try:
         plot(context, layers, data, args.output, log_y=args.ref)
