@@ -75,6 +75,7 @@ def load(path, want_threads, want_ref):
     medians = {}  # Key -> gmacs from aggregate_name == "median" rows
     seen_zmconv = skipped_threads = skipped_ref = 0
     layers = []  # in order of first appearance (the bench registers StandardLayers() in order)
+    order = {}
     for row in doc["benchmarks"]:
         # run_name lacks the _median/_mean suffix of aggregate rows; older versions lack run_name.
         name = row.get("run_name") or row.get("name", "")
@@ -97,6 +98,8 @@ def load(path, want_threads, want_ref):
             continue
         if key.layer not in layers:
             layers.append(key.layer)
+        # Registration order (family_index), which --benchmark_enable_random_interleaving hides.
+        order[key.layer] = min(order.get(key.layer, 1 << 30), row.get("family_index", 1 << 30))
         gmacs = float(row["gmacs"])
         if row.get("run_type") == "aggregate":
             if row.get("aggregate_name") == "median":
@@ -116,6 +119,7 @@ def load(path, want_threads, want_ref):
         if skipped_ref:
             hints.append(f"{skipped_ref} ref rows (pass --ref)")
         die("no plottable zmconv rows" + (f"; skipped {', '.join(hints)}" if hints else ""))
+    layers.sort(key=lambda layer: order[layer])  # stable: first appearance breaks ties
     return doc.get("context", {}), layers, data
 
 
