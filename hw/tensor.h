@@ -17,7 +17,9 @@ struct Tensor {
   std::vector<uint8_t> bytes;
 
   Tensor() = default;
-  Tensor(DType t, std::vector<int64_t> s);  // zero-filled; the shape must be valid (ShapeBytes)
+  // Zero-filled. A negative or overflowing shape gets no bytes (so every check rejects it); a
+  // shape too large for memory throws std::bad_alloc like any allocation.
+  Tensor(DType t, std::vector<int64_t> s);
   int64_t numel() const;  // ShapeElements(shape): -1 for a negative or overflowing shape
   std::string ShapeString() const;  // "[56, 56, 64]"
   template <typename T>

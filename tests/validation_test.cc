@@ -753,6 +753,10 @@ TEST(ValidationTest, FuzzerFindingsStayRejected) {
   EXPECT_EQ(ShapeElements({big, big}), -1);
   EXPECT_EQ(ShapeBytes({int64_t{1} << 62}, 2), -1);
   EXPECT_FALSE(HasExactBytes(act));
+  // A tensor built with an invalid shape has no bytes and is rejected, not allocated.
+  const Tensor invalid(DType::kI8, {big, big, 1, 16});
+  EXPECT_TRUE(invalid.bytes.empty());
+  compress_rejects(invalid, "weights: 0 bytes for i8 shape [1099511627776, 1099511627776, 1, 16]");
 }
 
 bool SameTask(const DpuTask& a, const DpuTask& b) {
