@@ -46,7 +46,17 @@ int64_t SeTableBytes(int64_t h, int64_t w, int64_t c, int64_t se_size) {
 // ---------------------------------------------------------------------------------------------
 // Compressed weights
 
-StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights) {
+Status CheckZeroPoint(DType t, int32_t zp, const std::string& field) {
+  const int64_t lo = IsFloat(t) ? 0 : DTypeMin(t), hi = IsFloat(t) ? 0 : DTypeMax(t);
+  if (zp < lo || zp > hi) {
+    return InvalidArgument(field + ": zero_point = " + Str(zp) + ": must be in [" + Str(lo) + ", " +
+                           Str(hi) + "] (" + DTypeName(t) + (IsFloat(t) ? ", a float type" : "") +
+                           ")");
+  }
+  return OkStatus();
+}
+
+StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp) {
   if (weights.shape.size() != 4) {
     return InvalidArgument("weights: shape must be [K, KY, KX, C], got " + weights.ShapeString());
   }
@@ -67,6 +77,7 @@ StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights) {
                            DTypeName(weights.dtype) + " shape " + weights.ShapeString());
   }
   if (weights.bytes.size() > (size_t{1} << 31)) return InvalidArgument("weights: larger than 2 GiB");
+  DPUEMU_RETURN_IF_ERROR(CheckZeroPoint(weights.dtype, zp, "weights"));
   ConvGeometry g;
   g.k = weights.shape[0]; g.ky = weights.shape[1]; g.kx = weights.shape[2]; g.c = weights.shape[3];
   return g;
@@ -74,7 +85,7 @@ StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights) {
 
 StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
   ConvGeometry g;
-  DPUEMU_ASSIGN_OR_RETURN(g, CheckCompressWeights(weights));
+  DPUEMU_ASSIGN_OR_RETURN(g, CheckCompressWeights(weights, zp));
   const int64_t eb = DTypeBytes(weights.dtype);
   const int64_t taps = g.taps();
   const int64_t map_per_k = WeightMapBytesPerChannel(g);
@@ -101,12 +112,14 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
 
 StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, ByteSpan map,
                                                                ByteSpan table,
-                                                               const ConvGeometry& g, DType dtype) {
+                                                               const ConvGeometry& g, DType dtype,
+                                                               int32_t zp) {
   if (dtype != DType::kU8 && dtype != DType::kI8 && dtype != DType::kFP16 &&
       dtype != DType::kBF16) {
     return InvalidArgument(std::string("weights: dtype ") + DTypeName(dtype) +
                            " cannot be compressed (i8, u8, fp16 or bf16)");
   }
+  DPUEMU_RETURN_IF_ERROR(CheckZeroPoint(dtype, zp, "weights"));
   // Bounded one product at a time so that none of them overflows.
   const int64_t limit = int64_t{1} << 31;
   const int64_t eb = DTypeBytes(dtype);
@@ -158,7 +171,7 @@ StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, By
 StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
                                    const ConvGeometry& g, DType dtype, int32_t zp) {
   std::vector<WeightTableEntry> entries;
-  DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype));
+  DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype, zp));
   const int64_t eb = DTypeBytes(dtype);
   const int64_t taps = g.taps();
   Tensor out(dtype, {g.k, g.ky, g.kx, g.c});
@@ -273,7 +286,7 @@ StatusOr<ChannelQuant> WeightTableQuant(const ConvOp& op, const std::vector<Weig
 // ---------------------------------------------------------------------------------------------
 // Sparse activations
 
-Status CheckEncodeActivations(const Tensor& t, int64_t se_size) {
+Status CheckEncodeActivations(const Tensor& t, int32_t zp, int64_t se_size) {
   std::vector<int64_t> hwc;
   DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(t.shape, "activations"));
   for (int64_t d : hwc) {
@@ -287,11 +300,12 @@ Status CheckEncodeActivations(const Tensor& t, int64_t se_size) {
     return InvalidArgument("activations: " + Str(t.bytes.size()) + " bytes for " +
                            DTypeName(t.dtype) + " shape " + t.ShapeString());
   }
+  DPUEMU_RETURN_IF_ERROR(CheckZeroPoint(t.dtype, zp, "activations"));
   return CheckSeDivides(hwc[2], se_size, "activations");
 }
 
 StatusOr<SparseActivations> EncodeSparseActivations(const Tensor& t, int32_t zp, int64_t se_size) {
-  DPUEMU_RETURN_IF_ERROR(CheckEncodeActivations(t, se_size));
+  DPUEMU_RETURN_IF_ERROR(CheckEncodeActivations(t, zp, se_size));
   const int64_t eb = DTypeBytes(t.dtype);
   const int64_t n = t.numel();
   SparseActivations out;
@@ -358,8 +372,8 @@ StatusOr<std::vector<int32_t>> MakeIdentitySeTable(int64_t h, int64_t w, int64_t
 }
 
 StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
-                                  const std::vector<int64_t>& shape, int64_t row_begin,
-                                  int64_t row_end) {
+                                  const std::vector<int64_t>& shape, int32_t zp,
+                                  int64_t row_begin, int64_t row_end) {
   std::vector<int64_t> hwc;
   DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(shape, "activations"));
   const int64_t h = hwc[0], w = hwc[1], c = hwc[2];
@@ -370,6 +384,7 @@ StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
   }
   DPUEMU_RETURN_IF_ERROR(CheckSeDivides(c, view.se_size, "activations"));
   if (dtype == DType::kI32) return InvalidArgument("activations: dtype i32 is not an activation type");
+  DPUEMU_RETURN_IF_ERROR(CheckZeroPoint(dtype, zp, "activations"));
   if (row_end < 0) row_end = h;
   if (row_begin < 0 || row_begin > row_end || row_end > h) {
     return InvalidArgument("rows: [" + Str(row_begin) + ", " + Str(row_end) +
@@ -429,7 +444,7 @@ StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
 StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
                                    const std::vector<int64_t>& shape, int32_t zp) {
   GatherShape gs;
-  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape));
+  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape, zp));
   const int64_t eb = DTypeBytes(dtype);
   const int64_t se = view.se_size;
   const int64_t ses = gs.h * gs.w * gs.c / se;

@@ -131,24 +131,28 @@ StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
 // Each runs every check of its format function above, in the same order and with the same
 // messages; the vectorized kernels (kernels/bitmap.h) call them too, so both paths fail alike.
 
-// EncodeSparseActivations: shape, se_size, byte count.
-Status CheckEncodeActivations(const Tensor& t, int64_t se_size);
-// CompressWeights: shape, dtype, byte count, size. Returns the geometry (k, ky, kx, c).
-StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights);
-// DecompressWeights: dtype, geometry, the table, and each channel's pointers, map padding and
+// A zero point the type has: u8 in [0, 255], i8 in [-128, 127], any i32, 0 for float types
+// (`field` names it in the message).
+Status CheckZeroPoint(DType t, int32_t zp, const std::string& field);
+// EncodeSparseActivations: shape, byte count, zero point, se_size.
+Status CheckEncodeActivations(const Tensor& t, int32_t zp, int64_t se_size);
+// CompressWeights: shape, dtype, byte count, size, zero point. Returns the geometry (k, ky, kx, c).
+StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp);
+// DecompressWeights: dtype, zero point, geometry, the table, and each channel's pointers, map padding and
 // non-zero count against the buffers. Returns the decoded table.
 StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, ByteSpan map,
                                                                ByteSpan table,
-                                                               const ConvGeometry& g, DType dtype);
+                                                               const ConvGeometry& g, DType dtype,
+                                                               int32_t zp);
 // GatherActivations when only input rows [row_begin, row_end) are read (row_end < 0: all rows):
-// shape, se_size, dtype, the row range, map and table sizes, the tiles, the SE pointers of those
+// shape, se_size, dtype, zero point, the row range, map and table sizes, the tiles, the SE pointers of those
 // rows, and the map's padding bits.
 struct GatherShape {
   int64_t h = 0, w = 0, c = 0;
 };
 StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
-                                  const std::vector<int64_t>& shape, int64_t row_begin = 0,
-                                  int64_t row_end = -1);
+                                  const std::vector<int64_t>& shape, int32_t zp,
+                                  int64_t row_begin = 0, int64_t row_end = -1);
 
 }  // namespace dpuemu
 

@@ -298,12 +298,7 @@ StatusOr<SeSource> MakeSeSource(const Tensor& t, const SourceLayout& layout, boo
   if (t.shape.size() != 3)
     return InvalidArgument("source: shape must be [H, W, C], got " + t.ShapeString());
   // The map records which elements differ from the zero point: it must be one the type has.
-  if (sparse && (IsFloat(t.dtype) ? zp != 0 : zp < DTypeMin(t.dtype) || zp > DTypeMax(t.dtype))) {
-    return InvalidArgument("zero_point = " + Str(zp) + ": must be in [" +
-                           Str(IsFloat(t.dtype) ? 0 : DTypeMin(t.dtype)) + ", " +
-                           Str(IsFloat(t.dtype) ? 0 : DTypeMax(t.dtype)) + "] (" +
-                           DTypeName(t.dtype) + ")");
-  }
+  if (sparse) DPUEMU_RETURN_IF_ERROR(CheckZeroPoint(t.dtype, zp, "source"));
   SeSource s;
   s.h = t.shape[0];
   s.w = t.shape[1];
@@ -618,7 +613,7 @@ StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& 
   task.se_table = gather.table;
   DPUEMU_RETURN_IF_ERROR(ValidateTask(task, t));
   DPUEMU_RETURN_IF_ERROR(
-      CheckGather(task.input_view(), op.in_dtype, {gather.h, gather.w, gather.c}).status());
+      CheckGather(task.input_view(), op.in_dtype, {gather.h, gather.w, gather.c}, op.in_zp).status());
   return task;
 }
 

@@ -545,7 +545,7 @@ HWY_EXPORT(CompressChannels);
 HWY_EXPORT(TargetId);
 
 StatusOr<SparseActivations> EncodeSparseActivations(const Tensor& t, int32_t zp, int64_t se_size) {
-  DPUEMU_RETURN_IF_ERROR(CheckEncodeActivations(t, se_size));
+  DPUEMU_RETURN_IF_ERROR(CheckEncodeActivations(t, zp, se_size));
   const int64_t n = t.numel();
   const size_t bytes = t.bytes.size();
   SparseActivations out;
@@ -571,7 +571,7 @@ StatusOr<Tensor> DecodeSparseActivations(ByteSpan data, ByteSpan map, DType dtyp
 StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
                                    const std::vector<int64_t>& shape, int32_t zp) {
   GatherShape gs;
-  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape));
+  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape, zp));
   Tensor out(dtype, {gs.h, gs.w, gs.c});
   HWY_DYNAMIC_DISPATCH(GatherSes)(view, dtype, zp, 0, gs.h * gs.w * gs.c / view.se_size,
                                   out.bytes.data());
@@ -581,7 +581,7 @@ StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
 Status GatherRows(const ActivationView& view, DType dtype, const std::vector<int64_t>& shape,
                   int32_t zp, int64_t row_begin, int64_t row_end, MutableByteSpan out) {
   GatherShape gs;
-  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape, row_begin, row_end));
+  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape, zp, row_begin, row_end));
   if (row_end < 0) row_end = gs.h;
   const int64_t row_bytes = gs.w * gs.c * DTypeBytes(dtype);
   const int64_t need = (row_end - row_begin) * row_bytes;
@@ -598,7 +598,7 @@ Status GatherRows(const ActivationView& view, DType dtype, const std::vector<int
 
 StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
   ConvGeometry g;
-  DPUEMU_ASSIGN_OR_RETURN(g, CheckCompressWeights(weights));
+  DPUEMU_ASSIGN_OR_RETURN(g, CheckCompressWeights(weights, zp));
   const int64_t eb = DTypeBytes(weights.dtype);
   const int64_t taps = g.taps();
   const int64_t map_per_k = WeightMapBytesPerChannel(g);
@@ -620,7 +620,7 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
 StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
                                    const ConvGeometry& g, DType dtype, int32_t zp) {
   std::vector<WeightTableEntry> entries;
-  DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype));
+  DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype, zp));
   Tensor out(dtype, {g.k, g.ky, g.kx, g.c});
   HWY_DYNAMIC_DISPATCH(DecompressChannels)(data, map, entries.data(), g.k, g.taps(),
                                            WeightMapBytesPerChannel(g), dtype, zp,

@@ -45,10 +45,11 @@ std::vector<uint8_t> AbsentBytes(DType t, int32_t zp) {
   return b;
 }
 
+// A zero point the type has (CheckZeroPoint): 0 for float types.
 int32_t DrawZp(DType t, Rng& rng) {
-  if (t == DType::kFP32) return 0;
-  // Non-zero for 2-byte types too: the formats ignore it there, and so must the kernels.
-  return rng.Bernoulli(0.5) ? 0 : static_cast<int32_t>(rng.Int(-128, 255));
+  if (IsFloat(t) || rng.Bernoulli(0.5)) return 0;
+  return t == DType::kI32 ? static_cast<int32_t>(rng.Int(-1000, 1000))
+                          : static_cast<int32_t>(rng.Int(DTypeMin(t), DTypeMax(t)));
 }
 
 void Fill(Tensor& t, int32_t zp, double sparsity, Rng& rng) {

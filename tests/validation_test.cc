@@ -94,11 +94,11 @@ void ExpectDecompressRejected(const DpuTask& task, const std::string& part) {
 
 // The gathers of an activation view, scalar and SIMD.
 void ExpectGatherRejected(const ActivationView& v, DType t, const std::vector<int64_t>& shape,
-                          const std::string& part) {
-  EXPECT_REJECTS(GatherActivations(v, t, shape, 0), part);
-  EXPECT_REJECTS(simd::GatherActivations(v, t, shape, 0), part);
+                          const std::string& part, int32_t zp = 0) {
+  EXPECT_REJECTS(GatherActivations(v, t, shape, zp), part);
+  EXPECT_REJECTS(simd::GatherActivations(v, t, shape, zp), part);
   std::vector<uint8_t> out(1 << 16);
-  EXPECT_REJECTS(simd::GatherRows(v, t, shape, 0, 0, -1, MutableByteSpan(out.data(), out.size())),
+  EXPECT_REJECTS(simd::GatherRows(v, t, shape, zp, 0, -1, MutableByteSpan(out.data(), out.size())),
                  part);
 }
 
@@ -295,8 +295,19 @@ TEST(ValidationTest, ZeroPointsInRange) {
     EXPECT_REJECTS(ValidateOp(op), "float types have no zero point");
   }
   // The map of a sparse SE source is made against the zero point.
-  EXPECT_REJECTS(MakeSeSource(base.input, {}, true, 256), "zero_point = 256: must be in [0, 255] (u8)");
-  EXPECT_REJECTS(MakeSeSource(fl.input, {}, true, 3), "zero_point = 3: must be in [0, 0] (bf16)");
+  EXPECT_REJECTS(MakeSeSource(base.input, {}, true, 256), "source: zero_point = 256: must be in [0, 255] (u8)");
+  EXPECT_REJECTS(MakeSeSource(fl.input, {}, true, 3), "source: zero_point = 3: must be in [0, 0] (bf16, a float type)");
+  // The format functions, scalar and SIMD: the zero point is the value of absent elements.
+  const DpuTask task = Lower(base, true, true, false);
+  DpuTask bad = task;
+  bad.op.w_zp = 128;
+  ExpectDecompressRejected(bad, "weights: zero_point = 128: must be in [-128, 127] (i8)");
+  EXPECT_REJECTS(CompressWeights(base.weights, -129), "weights: zero_point = -129");
+  EXPECT_REJECTS(simd::CompressWeights(base.weights, -129), "weights: zero_point = -129");
+  EXPECT_REJECTS(EncodeSparseActivations(base.input, 256, 16), "activations: zero_point = 256: must be in [0, 255] (u8)");
+  EXPECT_REJECTS(simd::EncodeSparseActivations(base.input, -1, 16), "activations: zero_point = -1");
+  ExpectGatherRejected(task.input_view(), DType::kU8, {4, 4, 32}, "activations: zero_point = 300", 300);
+  EXPECT_REJECTS(simd::EncodeSparseActivations(fl.input, 1, 16), "activations: zero_point = 1: must be in [0, 0] (bf16, a float type)");
 }
 
 TEST(ValidationTest, PpeRanges) {
@@ -908,7 +919,7 @@ TEST(ValidationTest, GatherRowRangeAndOutputSize) {
   const DpuTask task = Lower(SmallLayer(), false, true, true);
   const ActivationView v = task.input_view();
   std::vector<uint8_t> out(4 * 32);
-  EXPECT_REJECTS(CheckGather(v, DType::kU8, {4, 4, 32}, 3, 2), "rows: [3, 2) must lie within [0, H = 4]");
+  EXPECT_REJECTS(CheckGather(v, DType::kU8, {4, 4, 32}, 0, 3, 2), "rows: [3, 2) must lie within [0, H = 4]");
   EXPECT_REJECTS(simd::GatherRows(v, DType::kU8, {4, 4, 32}, 0, 0, 5, MutableByteSpan(out.data(), out.size())),
                  "rows: [0, 5)");
   EXPECT_REJECTS(simd::GatherRows(v, DType::kU8, {4, 4, 32}, 0, 1, 2, MutableByteSpan(out.data(), out.size() - 1)),

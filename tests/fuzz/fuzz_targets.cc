@@ -20,9 +20,8 @@
 //                x.npy, w.npy, b.npy, t.npy, m.npy next to it (input, weights, bias, SE table and
 //                map by convention; a spec may name any of them for any role).
 //
-// Zero points are mapped into their type's range (0 for float types): the decoders do not check
-// them (reported; see README "Validation"), so an out-of-range zero point is a caller error the
-// harness does not make.
+// Zero points are drawn inside their type's range (0 for float types) so that inputs get past
+// CheckZeroPoint; its rejections are unit-tested (validation_test ZeroPointsInRange).
 #include "tests/fuzz/fuzz_targets.h"
 
 #include <unistd.h>
