@@ -1,4 +1,4 @@
-// The input checks of the public API, one TEST per row of README.md's "Validation" table: each
+// The input checks of the public API, for the rows of README.md's "What is checked" table: each
 // feeds the invalid input to every public entry point the rule guards (scalar and SIMD decoders,
 // the reference DPU, the SIMD kernels, the planner and executor, the SE operations) and checks
 // the error names the field and the rule. Under --config=asan the same inputs also prove the
