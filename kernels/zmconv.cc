@@ -160,8 +160,8 @@ void EpilogueFloat(const ConvPlan& p, const float* tile, int64_t npix, int64_t k
 #if HWY_TARGET == HWY_AVX2
 // EpilogueInt for u8/i8 outputs in fewer operations, bit-identical to its generic loop: the clamp
 // to [lo - zp, hi - zp] comes before the rounding (the bounds are integers, so the order does not
-// matter), vcvtpd2dq rounds half to even (the default MXCSR mode every float path of dpuemu runs
-// in), and one pixel's 16 channels are packed into one 16-byte store.
+// matter), the rounding is half to even whatever the caller's MXCSR mode, and one pixel's 16
+// channels are packed into one 16-byte store.
 bool EpilogueIntAvx2(const ConvPlan& p, const int32_t* tile, int64_t npix, int64_t k0,
                      uint8_t* out) {
   const PpeParams& q = p.ppe;
@@ -193,7 +193,8 @@ bool EpilogueIntAvx2(const ConvPlan& p, const int32_t* tile, int64_t npix, int64
                                                   _CMP_LT_OQ)) == 0xF;
         s = _mm256_blendv_pd(s, scale_leaky[i], _mm256_cmp_pd(v, zero, _CMP_LT_OQ));
       }
-      r[i] = _mm256_cvtpd_epi32(_mm256_min_pd(_mm256_max_pd(_mm256_mul_pd(v, s), lo), hi));
+      const __m256d y = _mm256_min_pd(_mm256_max_pd(_mm256_mul_pd(v, s), lo), hi);
+      r[i] = _mm256_cvttpd_epi32(_mm256_round_pd(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     }
     if (!exact) {
       for (int64_t c = 0; c < 16; ++c) {
@@ -556,6 +557,7 @@ HWY_AFTER_NAMESPACE();
 #include <vector>
 
 #include "hw/formats.h"
+#include "hw/fp_env.h"
 #include "kernels/bitmap.h"
 #include "kernels/ref/zmconv_ref.h"
 #include "kernels/zmconv.h"
@@ -769,6 +771,7 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
 
 StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const KernelOptions& options,
                               KernelReport* report, const PreparedWeights* prepared) {
+  const ScopedDpuFpEnv fp_env;
   DPUEMU_RETURN_IF_ERROR(ValidateTask(task, target));
   const ConvOp& op = task.op;
   const ConvGeometry& g = op.g;

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include <xmmintrin.h>
+
+#include <cfenv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -189,6 +192,65 @@ TEST(ZMConvTest, WideRowsAndLargeLeakySumsMatchReference) {
                 expect);
       ExpectSameAsReference(layer, StorageOptions{}, GetTarget(TargetId::kNPU40XX));
       if (::testing::Test::HasFatalFailure()) return;
+    }
+  });
+}
+
+TEST(ZMConvTest, LayersIgnoreTheCallersFloatingPointEnvironment) {
+  // A caller running with another rounding mode (fesetround) or with flush-to-zero and
+  // denormals-are-zero (what -ffast-math code sets at startup) gets the same bytes, and gets its
+  // own environment back (hw/fp_env.h).
+  ForEachTarget([&] {
+    for (const DType out : {DType::kU8, DType::kI8, DType::kI32, DType::kFP16, DType::kBF16}) {
+      LayerSpec spec;
+      spec.name = "rounding";
+      spec.h = 5;
+      spec.w = 70;
+      spec.c = 32;
+      spec.k = 32;
+      spec.ky = spec.kx = 3;
+      spec.pad = 1;
+      spec.in_dtype = IsFloat(out) ? out : DType::kU8;
+      spec.w_dtype = IsFloat(out) ? out : DType::kI8;
+      spec.out_dtype = out;
+      spec.leaky_relu = out == DType::kU8 || out == DType::kI8;
+      spec.weight_sparsity = 0.5;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 4242));
+      if (IsFloat(out)) {
+        // Subnormal fp16/bf16 inputs (which DAZ would read as 0) and inexact sums.
+        for (size_t i = 0; i + 1 < layer.input.bytes.size(); i += 14) {
+          layer.input.bytes[i] = static_cast<uint8_t>(i * 7 + 1);
+          layer.input.bytes[i + 1] = static_cast<uint8_t>(i % 3);
+        }
+      }
+      const Target& target = GetTarget(TargetId::kNPU40XX);
+      StorageOptions storage;
+      storage.weights_sparse = true;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, target));
+      const unsigned csr = _mm_getcsr();
+      for (const int mode : {FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO}) {
+        // Tiny float products leave the normal fp32 range, where only the storage's own kernel
+        // is exact: the automatic choice stands in for the dense kernel there.
+        for (ConvKernel kernel : {IsFloat(out) ? ConvKernel::kAuto : ConvKernel::kDense,
+                                  ConvKernel::kSparseWeights}) {
+          KernelOptions opts;
+          opts.kernel = kernel;
+          ASSERT_EQ(std::fesetround(mode), 0);
+          _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ | DAZ
+          const unsigned caller = _mm_getcsr();
+          StatusOr<DpuOutput> got = RunZMConv(task, target, opts);
+          StatusOr<DpuOutput> again = RunReference(task, target);
+          const unsigned after = _mm_getcsr();
+          _mm_setcsr(csr);
+          EXPECT_EQ(after, caller) << "the caller's MXCSR was not restored";
+          DPUEMU_ASSERT_OK(got.status());
+          DPUEMU_ASSERT_OK(again.status());
+          EXPECT_EQ(got->data.bytes, ref.data.bytes)
+              << "rounding mode " << mode << ", kernel " << ConvKernelName(kernel);
+          EXPECT_EQ(again->data.bytes, ref.data.bytes) << "reference, rounding mode " << mode;
+        }
+      }
     }
   });
 }

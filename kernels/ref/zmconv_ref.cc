@@ -4,11 +4,13 @@
 #include <vector>
 
 #include "hw/formats.h"
+#include "hw/fp_env.h"
 #include "kernels/ppe.h"
 
 namespace dpuemu {
 
 StatusOr<DpuOutput> RunReference(const DpuTask& task, const Target& target) {
+  const ScopedDpuFpEnv fp_env;
   DPUEMU_RETURN_IF_ERROR(ValidateTask(task, target));
   const ConvOp& op = task.op;
   const ConvGeometry& g = op.g;
