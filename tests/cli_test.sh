@@ -9,16 +9,13 @@
 set -euo pipefail
 
 DPUEMU="$(realpath "$1")"
+source "$(dirname "$0")/cli_lib.sh"  # fail, expect_error (a data file beside this script)
 PY=/usr/bin/python3  # Debian's python, which has numpy (a pyenv python on PATH may not)
 T="${TEST_TMPDIR:-$(mktemp -d)}/cli"
 rm -rf "$T"
 mkdir -p "$T/specs"
 cd "$T"
 
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
 
 # ---- Inputs: two layers written by numpy ----
 "$PY" - <<'EOF'
@@ -310,14 +307,6 @@ open("bad/truncated.npy", "wb").write(open(specs + "/x_i8.npy", "rb").read()[:-1
 write("truncated", lambda s: s["input"].update(npy="truncated.npy"))
 open("bad/syntax.json", "w").write('{"target": "NPU40XX",')
 EOF
-expect_error() {  # spec, text the one stderr line must contain
-  local status=0
-  "$DPUEMU" run "bad/$1.json" --out bad_out >/dev/null 2>err.txt || status=$?
-  [ "$status" -eq 2 ] || fail "bad/$1.json: exit status $status, want 2"
-  [ "$(wc -l <err.txt)" -eq 1 ] || fail "bad/$1.json: not one line: $(cat err.txt)"
-  grep -qF "bad/$1.json: " err.txt || fail "bad/$1.json: file not named: $(cat err.txt)"
-  grep -qF "$2" err.txt || fail "bad/$1.json: '$2' not in: $(cat err.txt)"
-}
 expect_error missing "output: missing"
 expect_error zero_point "input.zero_point = 300: must be in [0, 255]"
 expect_error unknown "strides: unknown field"

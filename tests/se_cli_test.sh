@@ -19,16 +19,13 @@
 set -euo pipefail
 
 DPUEMU="$(realpath "$1")"
+source "$(dirname "$0")/cli_lib.sh"  # fail, expect_error (a data file beside this script)
 PY=/usr/bin/python3  # Debian's python, which has numpy
 T="${TEST_TMPDIR:-$(mktemp -d)}/se_cli"
 rm -rf "$T"
 mkdir -p "$T/specs" "$T/bad"
 cd "$T"
 
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
 
 # ---- Specs: every op x target x dtype, and hand-made tables ----
 "$PY" - <<'EOF'
@@ -557,14 +554,6 @@ s37["target"] = "NPU37XX"
 json.dump(dict(s37, se={"op": "upsample_nearest", "factor": [2, 2], "se_size": 48}),
           open("bad/se_size_37.json", "w"))
 EOF
-expect_error() {  # spec, text the one stderr line must contain
-  local status=0
-  "$DPUEMU" run "bad/$1.json" --out bad_out >/dev/null 2>err.txt || status=$?
-  [ "$status" -eq 2 ] || fail "bad/$1.json: exit status $status, want 2: $(cat err.txt)"
-  [ "$(wc -l <err.txt)" -eq 1 ] || fail "bad/$1.json: not one line: $(cat err.txt)"
-  grep -qF "bad/$1.json: " err.txt || fail "bad/$1.json: file not named: $(cat err.txt)"
-  grep -qF "$2" err.txt || fail "bad/$1.json: '$2' not in: $(cat err.txt)"
-}
 expect_error ptr_outside "se.table[14] (virtual pixel (1, 2) SE 0): DATA_PTR offset 4096 is outside the source rows held by tile 1"
 expect_error base_ptr "se.table[7] (virtual pixel (0, 3) SE 1): BASE_PTR = 2 is beyond the source's tile count 2"
 expect_error high_bits "se.table[20] (virtual pixel (2, 0) SE 0)"
