@@ -32,6 +32,16 @@ Status CheckSeDivides(int64_t c, int64_t se_size, const std::string& field) {
   return OkStatus();
 }
 
+// Every dimension in `dims` (t's shape, or its [H, W, C]) is positive.
+Status CheckPositiveDims(const std::vector<int64_t>& dims, const Tensor& t, const std::string& field) {
+  for (int64_t d : dims) {
+    if (d <= 0) {
+      return InvalidArgument(field + ": shape " + t.ShapeString() + " must have positive dimensions");
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 int64_t DenseWeightBytes(const ConvGeometry& g, DType w) { return g.k * g.taps() * DTypeBytes(w); }
@@ -60,13 +70,8 @@ StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp) {
   if (weights.shape.size() != 4) {
     return InvalidArgument("weights: shape must be [K, KY, KX, C], got " + weights.ShapeString());
   }
-  for (int64_t d : weights.shape) {
-    // An empty tensor has no channels to compress (and K could be anything).
-    if (d <= 0) {
-      return InvalidArgument("weights: shape " + weights.ShapeString() +
-                             " must have positive dimensions");
-    }
-  }
+  // An empty tensor has no channels to compress (and K could be anything).
+  DPUEMU_RETURN_IF_ERROR(CheckPositiveDims(weights.shape, weights, "weights"));
   if (weights.dtype == DType::kI32 || weights.dtype == DType::kFP32) {
     return InvalidArgument(std::string("weights: dtype ") + DTypeName(weights.dtype) +
                            " cannot be compressed (i8, u8, fp16 or bf16)");
@@ -289,13 +294,8 @@ StatusOr<ChannelQuant> WeightTableQuant(const ConvOp& op, const std::vector<Weig
 Status CheckEncodeActivations(const Tensor& t, int32_t zp, int64_t se_size) {
   std::vector<int64_t> hwc;
   DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(t.shape, "activations"));
-  for (int64_t d : hwc) {
-    // C = 0 would let any se_size "divide" it.
-    if (d <= 0) {
-      return InvalidArgument("activations: shape " + t.ShapeString() +
-                             " must have positive dimensions");
-    }
-  }
+  // C = 0 would let any se_size "divide" it.
+  DPUEMU_RETURN_IF_ERROR(CheckPositiveDims(hwc, t, "activations"));
   if (!HasExactBytes(t)) {
     return InvalidArgument("activations: " + Str(t.bytes.size()) + " bytes for " +
                            DTypeName(t.dtype) + " shape " + t.ShapeString());
