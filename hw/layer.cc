@@ -198,6 +198,14 @@ bool IsZeroPoint(DType t, const uint8_t* base, int64_t i, int32_t zp) {
   }
 }
 
+bool IsWeightZero(DType t, const uint8_t* base, int64_t i, int32_t zp) {
+  if (!IsFloat(t)) return IsZeroPoint(t, base, i, zp);
+  if (DTypeBytes(t) == 2) return base[2 * i] == 0 && (base[2 * i + 1] & 0x7F) == 0;
+  uint32_t v;
+  std::memcpy(&v, base + 4 * i, 4);
+  return (v & 0x7FFFFFFFu) == 0;
+}
+
 namespace {
 
 // Fills `t` with values of which a fraction `sparsity` equals the zero point.

@@ -95,6 +95,11 @@ Status ValidateLayer(const ConvLayer& layer);  // op, quant, and the tensors' dt
 // Value of an element "absent" in sparse formats: the zero point, as the type's bit pattern.
 // Float zero is +0.0 (bit pattern 0); -0.0 is a stored value.
 bool IsZeroPoint(DType t, const uint8_t* base, int64_t i, int32_t zp);
+// Whether a WEIGHT element is absent from compressed weights: the compiler compares weights by
+// value (const/attributes/sparsify.cpp `sparsify`, utils/sparsity.cpp `countValue`: the element
+// == the zero point in its storage type), so for float weights -0.0 is a zero too and is dropped
+// (decoded as +0.0). Integer weights: the zero point, as IsZeroPoint.
+bool IsWeightZero(DType t, const uint8_t* base, int64_t i, int32_t zp);
 
 // A named layer shape and the recipe to fill it with deterministic pseudo-random data.
 struct LayerSpec {

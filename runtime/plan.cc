@@ -549,7 +549,7 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
   plan.options = o;
   plan.input_se_size = o.se.used()            ? o.se.se_size
                        : o.input_se_size != 0 ? o.input_se_size
-                                              : DefaultSeSize(t, g.c);
+                                              : DefaultSeSize(t, g.c, op.in_dtype);
   DPUEMU_ASSIGN_OR_RETURN(plan.weights, DecideWeightSparsity(op, weights, t, o.heuristic));
   if (input != nullptr && o.input_sparse) {
     int64_t zeros = 0;
@@ -736,18 +736,18 @@ StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& we
     return d;
   };
 
-  if (g.c > 8192) {
+  // The compiler's preconditions (sub-8-bit, IC > 8192, an all-zero set: CanSparsifyWeights)
+  // hold for every heuristic; forcing sparse weights past one is an error naming it.
+  if (const Status can = CanSparsifyWeights(op.w_dtype, g.c, tr.nonzeros);
+      !can.ok() && heuristic != WeightHeuristic::kDense) {
     if (heuristic == WeightHeuristic::kSparse) {
-      return InvalidArgument("weights: sparse weights need IC <= 8192 (C = " + Str(g.c) +
-                             "; the compiler never sparsifies wider kernels)");
+      return InvalidArgument("sparsity.weights = sparse: " + can.message());
     }
-    return decide(false, name + ": IC = " + Str(g.c) + " > 8192: weights are never sparsified");
+    return decide(false, name + ": " + can.message().substr(std::string("weights: ").size()) +
+                             ": dense");
   }
   if (heuristic == WeightHeuristic::kDense) return decide(false, "dense (forced): " + traffic);
   if (heuristic == WeightHeuristic::kSparse) return decide(true, "sparse (forced): " + traffic);
-  if (tr.nonzeros == 0) {
-    return decide(false, name + ": all weights equal the zero point: nothing to sparsify");
-  }
   const std::string sparsity = "sparsity " + Pct(tr.sparsity());
   const std::string effective = "effective (16-byte aligned) sparsity " +
                                 Pct(tr.effective_sparsity());

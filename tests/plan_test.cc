@@ -224,9 +224,17 @@ TEST(WeightDecision, SkipsWideKernelsAndAllZeroWeights) {
   WeightDecision d = Decide(op, zeros, WeightHeuristic::kRatio);
   EXPECT_FALSE(d.sparse);
   EXPECT_TRUE(Contains(d.reason, "all weights equal the zero point")) << d.reason;
-  d = Decide(op, zeros, WeightHeuristic::kSparse);  // forcing is still allowed: 0-byte channels
+  // The compiler never sparsifies an all-zero weight set (sparsity_strategy.cpp): forcing it is
+  // an error naming the rule.
+  StatusOr<WeightDecision> all_zero =
+      DecideWeightSparsity(op, zeros, Npu37(), WeightHeuristic::kSparse);
+  ASSERT_FALSE(all_zero.ok());
+  EXPECT_TRUE(Contains(all_zero.status().message(), "all-zero weight set is never sparsified"));
+  // One non-zero weight is enough.
+  Tensor one = zeros;
+  one.bytes[0] = static_cast<uint8_t>(op.w_zp + 1);
+  d = Decide(op, one, WeightHeuristic::kSparse);
   EXPECT_TRUE(d.sparse);
-  EXPECT_EQ(d.traffic.sparse_data_bytes, 0);
 }
 
 TEST(WeightDecision, ForcedModesAndBadWeights) {
