@@ -60,9 +60,8 @@ void ConvFloat(const ConvLayer& layer, bool skip_zero_weights, Tensor& out) {
   for (size_t i = 0; i < x.size(); ++i) x[i] = LoadFloat(op.in_dtype, layer.input.bytes.data(), i);
   for (size_t i = 0; i < w.size(); ++i) {
     w[i] = LoadFloat(op.w_dtype, layer.weights.bytes.data(), i);
-    uint16_t bits;
-    std::memcpy(&bits, layer.weights.bytes.data() + 2 * i, 2);
-    skip[i] = skip_zero_weights && bits == 0;  // only +0.0 is absent; -0.0 is a stored value
+    // Absent weights are those equal to zero by value, +0.0 and -0.0 (the compiler's sparsify.cpp).
+    skip[i] = skip_zero_weights && w[i] == 0.0f;
   }
 
   std::vector<float> acc(static_cast<size_t>(g.k));
