@@ -28,6 +28,7 @@ int64_t DefaultSeSize(const Target& t, int64_t channels, DType in_dtype) {
 
 StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts, const Target& t) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
+  DPUEMU_RETURN_IF_ERROR(ValidateInvocation(layer.op.g));
   const ConvOp& op = layer.op;
   const ConvGeometry& g = op.g;
   DpuTask task;
@@ -82,6 +83,7 @@ StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts,
 Status ValidateTask(const DpuTask& task, const Target& t) {
   const ConvOp& op = task.op;
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
+  DPUEMU_RETURN_IF_ERROR(ValidateInvocation(op.g));
   const ConvGeometry& g = op.g;
   if (!Supports(t.activation_dtypes, op.in_dtype) || !Supports(t.weight_dtypes, op.w_dtype) ||
       !Supports(t.output_dtypes, op.out_dtype)) {

@@ -46,6 +46,7 @@ struct DpuTask {
 // IC = 8192 SE = 4096 erratum (IsSeErratum).
 int64_t DefaultSeSize(const Target& t, int64_t channels, DType in_dtype = DType::kU8);
 
+// One DPU invocation: the layer must pass ValidateInvocation (pads <= kernel / 2, C, K <= 8192).
 StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts, const Target& t);
 
 // Checks the registers and every buffer size/pointer against the op and the target.

@@ -89,6 +89,13 @@ Status ValidateDims(const ConvGeometry& g);
 // The window of g: ky, kx in [1, kMaxKernel], strides in [1, 8], pads in [0, 255].
 Status ValidateWindow(const ConvGeometry& g);
 Status ValidateOp(const ConvOp& op);
+// What ONE DPU invocation can run (the library's DpuTask: LowerLayer, ValidateTask, the reference
+// and the kernels), beyond ValidateOp: C and K at most kMaxInvocationChannels (the compiler's
+// VPU_DIMENSION_LIMIT, VPU/utils/nce_invariant.hpp) and each pad at most kernel / 2
+// (NCEInvariant::verifyPads, nce_invariant.cpp). Kernel <= 11 and stride <= 8 are ValidateWindow's.
+// The runtime lowers layers beyond these as the compiler does (LowerLayerForDpu, the planner).
+constexpr int64_t kMaxInvocationChannels = 8192;
+Status ValidateInvocation(const ConvGeometry& g);
 Status ValidateQuant(const ConvOp& op, const ChannelQuant& q);
 Status ValidateLayer(const ConvLayer& layer);  // op, quant, and the tensors' dtypes and shapes
 

@@ -629,6 +629,41 @@ StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& 
   return task;
 }
 
+bool NeedsPadGather(const ConvGeometry& g) {
+  return g.pad_top > g.ky / 2 || g.pad_bottom > g.ky / 2 || g.pad_left > g.kx / 2 ||
+         g.pad_right > g.kx / 2;
+}
+
+StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
+                                   const Target& t) {
+  DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
+  const ConvGeometry& g = layer.op.g;
+  if (!NeedsPadGather(g)) return LowerLayer(layer, opts, t);
+  const Pads excess{std::max<int64_t>(0, g.pad_top - g.ky / 2),
+                    std::max<int64_t>(0, g.pad_bottom - g.ky / 2),
+                    std::max<int64_t>(0, g.pad_left - g.kx / 2),
+                    std::max<int64_t>(0, g.pad_right - g.kx / 2)};
+  SeSource src;
+  DPUEMU_ASSIGN_OR_RETURN(src, MakeSeSource(layer.input, SourceLayout{}, opts.input_sparse,
+                                            layer.op.in_zp));
+  SeGather gather;
+  DPUEMU_ASSIGN_OR_RETURN(gather, PadGather(src, t, opts.input_se_size, excess, PadMode::kConstant));
+  ConvLayer v;
+  v.name = layer.name;
+  v.op = layer.op;
+  v.op.g.h = gather.h;
+  v.op.g.w = gather.w;
+  v.op.g.pad_top -= excess.top;
+  v.op.g.pad_bottom -= excess.bottom;
+  v.op.g.pad_left -= excess.left;
+  v.op.g.pad_right -= excess.right;
+  v.quant = layer.quant;
+  v.weights = layer.weights;
+  StorageOptions o = opts;
+  o.input_se_table = false;
+  return LowerWithGather(v, layer.input, SourceLayout{}, gather, o, t);
+}
+
 StatusOr<DilatedPlan> PlanDilatedConv(const SeSource& src, const Target& t, int64_t se_size,
                                       const ConvGeometry& g, int64_t dilation_y,
                                       int64_t dilation_x) {

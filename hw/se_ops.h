@@ -145,6 +145,16 @@ StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& 
                                   const SourceLayout& layout, const SeGather& gather,
                                   const StorageOptions& opts, const Target& t);
 
+// The DpuTask of `layer` as the compiler lowers a convolution whose pads exceed kernel / 2
+// (IE/transforms/passes/handle_large_pads.cpp keeps kernel / 2 in the DPU and moves the excess
+// into the input as zero rows and columns): LowerLayer when every pad is within kernel / 2;
+// otherwise the DPU pads kernel / 2 and reads the excess as constant padding through an SE
+// pointer table over the input (PadGather; the input is then in sparse storage). Other limits of
+// ValidateInvocation (C, K <= 8192) are refused with the rule.
+bool NeedsPadGather(const ConvGeometry& g);
+StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
+                                   const Target& t);
+
 // ---- Dilated convolution ----
 // out[oy][ox] = sum over (ky, kx, c) of xp[oy * stride_y + ky * dilation_y][ox * stride_x +
 // kx * dilation_x][c] * W[k][ky][kx][c], xp the padded input. With g = gcd(stride, dilation),

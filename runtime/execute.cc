@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "hw/dpu_task.h"
+#include "hw/se_ops.h"
 #include "kernels/ref/zmconv_ref.h"
 
 namespace dpuemu {
@@ -311,7 +312,8 @@ StatusOr<PreparedLayer> PreparedLayer::Create(const ConvLayer& layer, const Plan
     Item& it = s.items[i];
     DPUEMU_ASSIGN_OR_RETURN(const ConvLayer slice,
                             SliceLayer(layer, it.k_begin, it.k_end, it.calc_begin, it.calc_end));
-    DPUEMU_ASSIGN_OR_RETURN(it.task, LowerLayer(slice, it.storage, target));
+    // Pads beyond kernel / 2 are read through an SE pad gather, as one DPU invocation needs.
+    DPUEMU_ASSIGN_OR_RETURN(it.task, LowerLayerForDpu(slice, it.storage, target));
     return OkStatus();
   }));
   if (!options.reference) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <numeric>
 #include <type_traits>
 #include <utility>
 
@@ -297,7 +298,16 @@ class Planner {
                      Str(kc) + ")";
         return;
       }
-      tp.output_se_size = o_.output_se_size != 0 ? o_.output_se_size : DefaultSeSize(t_, kc);
+      // Channels beyond one invocation run as equal parts (TileWorkloads): the SE size divides each.
+      const int64_t per = InvocationChannels(kc), last = kc - (CeilDiv(kc, per) - 1) * per;
+      if (o_.output_se_size != 0 && (per % o_.output_se_size != 0 || last % o_.output_se_size != 0)) {
+        c->why_not = "output se_size = " + Str(o_.output_se_size) + " must divide every " +
+                     "invocation's channel count (tile " + Str(i) + " runs " + Str(per) +
+                     "-channel invocations)";
+        return;
+      }
+      tp.output_se_size =
+          o_.output_se_size != 0 ? o_.output_se_size : DefaultSeSize(t_, std::gcd(per, last));
       if (o_.se.used()) {
         tp.input_bytes = SourceBytes(win.begin, win.end);
         tp.se_table_bytes = SeTableRowBytes(win.size());
@@ -383,16 +393,25 @@ class Planner {
   }
 
   // The tile's output cut into row bands aligned to the tile's MPE mode.
+  // A tile's channels beyond kMaxInvocationChannels run as several invocations (the compiler
+  // tiles K > VPU_DIMENSION_LIMIT, ensure_nce_ops_size_requirements.cpp): equal 16-aligned parts.
+  static int64_t InvocationChannels(int64_t kc) {
+    return AlignUp(CeilDiv(kc, CeilDiv(kc, kMaxInvocationChannels)), 16);
+  }
   std::vector<Workload> TileWorkloads(const TilePlan& tp) const {
-    const int64_t rows = tp.row_end - tp.row_begin;
-    const int64_t gh = GrainOf(ChooseMode(op_, rows, g_.out_w(), tp.k_end - tp.k_begin).mode).h;
-    const int64_t grains = CeilDiv(rows, gh);
-    const int64_t bands = std::min<int64_t>(o_.workloads_per_tile, grains);
-    const int64_t band_rows = CeilDiv(grains, bands) * gh;
+    const int64_t kc = tp.k_end - tp.k_begin;
+    const int64_t per = InvocationChannels(kc);
     std::vector<Workload> out;
-    for (int64_t r = tp.row_begin; r < tp.row_end; r += band_rows) {
-      out.push_back(
-          MakeWorkload(tp.tile, tp.k_begin, tp.k_end, r, std::min(r + band_rows, tp.row_end)));
+    for (int64_t kb = tp.k_begin; kb < tp.k_end; kb += per) {
+      const int64_t ke = std::min(kb + per, tp.k_end);
+      const int64_t rows = tp.row_end - tp.row_begin;
+      const int64_t gh = GrainOf(ChooseMode(op_, rows, g_.out_w(), ke - kb).mode).h;
+      const int64_t grains = CeilDiv(rows, gh);
+      const int64_t bands = std::min<int64_t>(o_.workloads_per_tile, grains);
+      const int64_t band_rows = CeilDiv(grains, bands) * gh;
+      for (int64_t r = tp.row_begin; r < tp.row_end; r += band_rows) {
+        out.push_back(MakeWorkload(tp.tile, kb, ke, r, std::min(r + band_rows, tp.row_end)));
+      }
     }
     return out;
   }
@@ -541,6 +560,14 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
     DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, o.output_se_size, "output se_size"));
   }
   DPUEMU_RETURN_IF_ERROR(CheckPlanSe(g, o, t));
+  // IC beyond one invocation needs partial sums added across invocations, which no dpuemu
+  // operation does (the compiler tiles IC and adds the results).
+  if (g.c > kMaxInvocationChannels) {
+    return InvalidArgument("c (input channels) = " + Str(g.c) + ": one DPU invocation reads at "
+                           "most " + Str(kMaxInvocationChannels) + " (VPU_DIMENSION_LIMIT); the "
+                           "compiler splits IC and adds the partial sums, which dpuemu does not "
+                           "emulate");
+  }
 
   Plan plan;
   plan.layer = name;
@@ -624,6 +651,20 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
   plan.tiles_used = static_cast<int>(chosen.ranges.size());
   plan.k_padded = chosen.k_padded;
   plan.notes = std::move(chosen.notes);
+  // Limits of one DPU invocation the runtime lowers (ValidateInvocation), shown in the plan.
+  if (chosen.k_padded > kMaxInvocationChannels) {
+    plan.notes.push_back("K=" + Str(chosen.k_padded) + " > " + Str(kMaxInvocationChannels) +
+                         " (VPU_DIMENSION_LIMIT): a tile's channels run as invocations of at "
+                         "most " + Str(kMaxInvocationChannels) + " (ensure_nce_ops_size_requirements.cpp)");
+  }
+  if (g.pad_top > g.ky / 2 || g.pad_bottom > g.ky / 2 || g.pad_left > g.kx / 2 ||
+      g.pad_right > g.kx / 2) {
+    plan.notes.push_back("pad " + Str(g.pad_top) + "/" + Str(g.pad_bottom) + "/" +
+                         Str(g.pad_left) + "/" + Str(g.pad_right) + " exceeds kernel / 2 = " +
+                         Str(g.ky / 2) + "/" + Str(g.kx / 2) + " (verifyPads): the DPU pads " +
+                         "kernel / 2 and reads the excess as constant padding through an SE "
+                         "pointer table (handle_large_pads.cpp moves it into the input)");
+  }
   plan.tiles = std::move(chosen.tiles);
   plan.workloads = std::move(chosen.workloads);
   plan.cycles = chosen.cycles;
