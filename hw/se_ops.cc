@@ -634,15 +634,64 @@ bool NeedsPadGather(const ConvGeometry& g) {
          g.pad_right > g.kx / 2;
 }
 
+Pads ExcessPads(const ConvGeometry& g) {
+  return Pads{std::max<int64_t>(0, g.pad_top - g.ky / 2),
+              std::max<int64_t>(0, g.pad_bottom - g.ky / 2),
+              std::max<int64_t>(0, g.pad_left - g.kx / 2),
+              std::max<int64_t>(0, g.pad_right - g.kx / 2)};
+}
+
+StatusOr<SeGather> PadVirtual(const SeGather& g, const Pads& pads) {
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.top", pads.top, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.bottom", pads.bottom, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.left", pads.left, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.right", pads.right, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.h", g.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.w", g.w, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckChannels("gather.c", g.c));
+  if (g.se_size < 16 || g.c % g.se_size != 0) {
+    return InvalidArgument("gather.se_size = " + Str(g.se_size) + ": must divide C = " + Str(g.c));
+  }
+  const int64_t ses = g.c / g.se_size, pixel_bytes = g.c / 8;
+  if (static_cast<int64_t>(g.table.size()) != g.h * g.w * ses ||
+      static_cast<int64_t>(g.map.size()) != ActivationMapBytes(g.h * g.w * g.c)) {
+    return InvalidArgument("gather: table or map size does not match its virtual tensor " +
+                           Shape3(g.h, g.w, g.c));
+  }
+  SeGather out = g;
+  out.h = g.h + pads.top + pads.bottom;
+  out.w = g.w + pads.left + pads.right;
+  DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("pads", "height H + top + bottom", out.h));
+  DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("pads", "width W + left + right", out.w));
+  if (out.h * out.w * out.c > kMaxInputElements) {
+    return InvalidArgument("pads: virtual tensor " + Shape3(out.h, out.w, out.c) +
+                           " has more than 2^31 elements");
+  }
+  out.table.clear();
+  out.table.reserve(static_cast<size_t>(out.h * out.w * ses));
+  out.map.assign(static_cast<size_t>(ActivationMapBytes(out.h * out.w * out.c)), 0);
+  for (int64_t y = 0; y < out.h; ++y) {
+    for (int64_t x = 0; x < out.w; ++x) {
+      const int64_t vy = y - pads.top, vx = x - pads.left;
+      const int64_t p = Clamp(vy, g.h) * g.w + Clamp(vx, g.w);
+      out.table.insert(out.table.end(), g.table.begin() + p * ses, g.table.begin() + (p + 1) * ses);
+      if (vy < 0 || vy >= g.h || vx < 0 || vx >= g.w) continue;
+      std::memcpy(out.map.data() + (y * out.w + x) * pixel_bytes, g.map.data() + p * pixel_bytes,
+                  static_cast<size_t>(pixel_bytes));
+    }
+  }
+  out.description = g.description + "; constant border " + Str(pads.top) + "/" +
+                    Str(pads.bottom) + "/" + Str(pads.left) + "/" + Str(pads.right) +
+                    " (the conv's pads beyond kernel / 2)";
+  return out;
+}
+
 StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
                                    const Target& t) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
   const ConvGeometry& g = layer.op.g;
   if (!NeedsPadGather(g)) return LowerLayer(layer, opts, t);
-  const Pads excess{std::max<int64_t>(0, g.pad_top - g.ky / 2),
-                    std::max<int64_t>(0, g.pad_bottom - g.ky / 2),
-                    std::max<int64_t>(0, g.pad_left - g.kx / 2),
-                    std::max<int64_t>(0, g.pad_right - g.kx / 2)};
+  const Pads excess = ExcessPads(g);
   SeSource src;
   DPUEMU_ASSIGN_OR_RETURN(src, MakeSeSource(layer.input, SourceLayout{}, opts.input_sparse,
                                             layer.op.in_zp));

@@ -152,6 +152,13 @@ StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& 
 // pointer table over the input (PadGather; the input is then in sparse storage). Other limits of
 // ValidateInvocation (C, K <= 8192) are refused with the rule.
 bool NeedsPadGather(const ConvGeometry& g);
+// The excess of each pad over kernel / 2 (all 0 when !NeedsPadGather).
+Pads ExcessPads(const ConvGeometry& g);
+// `g` with a constant border around its virtual tensor: `pads` rows and columns of inserted zeros
+// (map bits 0) whose pointers repeat those of the nearest virtual pixel, as SEPaddingAttr's
+// constant padding addresses the nearest pixel. Used to lower an SE layer whose own pads exceed
+// kernel / 2.
+StatusOr<SeGather> PadVirtual(const SeGather& g, const Pads& pads);
 StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
                                    const Target& t);
 

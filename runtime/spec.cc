@@ -810,8 +810,23 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
     DPUEMU_RETURN_IF_ERROR(add(std::move(g), base));
   }
 
-  // Lower each phase as the DPU runs it and gather its virtual input through the table.
+  // Lower each phase as the DPU runs it and gather its virtual input through the table. Pads
+  // beyond kernel / 2 (one invocation's limit, verifyPads) become a constant border of the
+  // virtual tensor, read through the same table.
   for (SeSpec::Phase& ph : s.phases) {
+    if (NeedsPadGather(ph.layer.op.g)) {
+      const Pads e = ExcessPads(ph.layer.op.g);
+      StatusOr<SeGather> padded = PadVirtual(ph.gather, e);
+      if (!padded.ok()) return LoweringError(padded.status(), ph.gather);
+      ph.gather = std::move(padded).value();
+      ConvGeometry& vg = ph.layer.op.g;
+      vg.h = ph.gather.h;
+      vg.w = ph.gather.w;
+      vg.pad_top -= e.top;
+      vg.pad_bottom -= e.bottom;
+      vg.pad_left -= e.left;
+      vg.pad_right -= e.right;
+    }
     const SeGather& g = ph.gather;
     StorageOptions storage;
     storage.input_sparse = s.source_sparse;
