@@ -550,7 +550,9 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
                            ": must be in [1, 1024]");
   }
   if (o.input_se_size != 0) {
-    DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, o.input_se_size, "input se_size"));
+    // Sparse input read without an SE table binds the fp16/bf16 IC = 8192 erratum too.
+    DPUEMU_RETURN_IF_ERROR(CheckInputSeSize(t, o.input_se_size, op.in_dtype, g.c,
+                                            o.input_sparse && !o.se.used(), "input se_size"));
     if (g.c % o.input_se_size != 0) {
       return InvalidArgument("input se_size = " + Str(o.input_se_size) + ": must divide C = " +
                              Str(g.c));

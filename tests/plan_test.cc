@@ -895,5 +895,30 @@ TEST(PlanSlices, PaddingChannelsAndBadRanges) {
   EXPECT_TRUE(Contains(SliceLayer(padded, 0, 16, 0, 1).status().message(), "only padding rows"));
 }
 
+// Erratum E#102555 (sparsity_constraint.cpp areChannelsFitForSESize): fp16/bf16 sparse input
+// with IC = 8192 cannot use SE size 4096; the planner refuses it, and its default avoids it.
+TEST(PlanTest, InputSeSizeErratum) {
+  LayerSpec spec;
+  spec.name = "ic8192";
+  spec.h = spec.w = 1;
+  spec.c = 8192;
+  spec.k = 16;
+  spec.in_dtype = spec.w_dtype = spec.out_dtype = DType::kFP16;
+  StatusOr<ConvLayer> layer = GenerateLayer(spec, 2);
+  ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+  for (const Target* t : AllTargets()) {
+    PlanOptions po;
+    po.input_sparse = true;
+    po.input_se_size = 4096;
+    const StatusOr<Plan> bad = PlanLayer(*layer, *t, po);
+    ASSERT_FALSE(bad.ok()) << t->name;
+    EXPECT_TRUE(Contains(bad.status().message(), "E#102555")) << bad.status().message();
+    po.input_se_size = 0;
+    const StatusOr<Plan> ok = PlanLayer(*layer, *t, po);
+    ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+    EXPECT_NE(ok->input_se_size, 4096) << t->name;
+  }
+}
+
 }  // namespace
 }  // namespace dpuemu
