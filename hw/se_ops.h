@@ -4,8 +4,9 @@
 // Each generator maps a source tensor [H, W, C] (stored NHWC in CMX, its rows possibly split
 // across tiles) to a virtual tensor [H', W', C]. Every virtual pixel either reads a source pixel
 // (one SE pointer per se_size channels, DATA_PTR/BASE_PTR via EncodeSePointer) or is an inserted
-// zero: its map bits are 0, so it reads as the zero point (its pointers still point at a valid
-// source SE, as the hardware bounds-checks every pointer). The virtual map is in the activation
+// zero: its map bits are 0, so it reads as the zero point (its pointers address the source pixel
+// the compiler's SE attributes pick: the one before an inserted zero, the nearest border pixel of
+// constant padding; VPU/IR/se_attributes.cpp backInferInputCoord). The virtual map is in the activation
 // map format of hw/formats.h; where a virtual pixel reads a sparse source pixel it copies the
 // source's bits, because the source's SE slot packs only the present elements. The gather
 // definition itself is GatherActivations (hw/formats.h).
