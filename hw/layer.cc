@@ -16,6 +16,10 @@ bool IsIntegerPath(const ConvOp& op) {
          (op.w_dtype == DType::kU8 || op.w_dtype == DType::kI8);
 }
 
+bool IsMixedPrecision(const ConvOp& op) {
+  return IsFloat(op.in_dtype) && (op.w_dtype == DType::kU8 || op.w_dtype == DType::kI8);
+}
+
 Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi) {
   if (v < lo || v > hi) {
     return InvalidArgument(field + " = " + Str(v) + ": must be in [" + Str(lo) + ", " + Str(hi) + "]");
@@ -80,10 +84,13 @@ Status ValidateOp(const ConvOp& op) {
     return InvalidArgument(std::string("input dtype = ") + DTypeName(op.in_dtype) +
                            ": must be u8, i8, fp16 or bf16");
   }
-  if (int_in != int_w || (!int_in && op.w_dtype != op.in_dtype)) {
+  // Float activations take weights of their own type, or integer weights (weight-only
+  // quantisation, the compiler's BiasFuncForI8Weights LIT test in
+  // tests/lit/NPU/conversion/passes/IE2VPU/convert_IE_to_VPU_NCE_37XX_40XX.mlir).
+  if (int_in ? !int_w : !(int_w || op.w_dtype == op.in_dtype)) {
     return InvalidArgument(std::string("weights dtype = ") + DTypeName(op.w_dtype) +
-                           ": must be i8 or u8 with integer input, the input's float type with " +
-                           "float input (input is " + DTypeName(op.in_dtype) + ")");
+                           ": must be i8 or u8 with integer input; the input's float type, i8 or "
+                           "u8 with float input (input is " + DTypeName(op.in_dtype) + ")");
   }
   if (int_in) {
     if (op.out_dtype != DType::kU8 && op.out_dtype != DType::kI8 && op.out_dtype != DType::kI32) {
@@ -130,10 +137,17 @@ Status ValidateOp(const ConvOp& op) {
       return InvalidArgument(std::string("output dtype = ") + DTypeName(op.out_dtype) +
                              ": float input needs an output of fp16, bf16 or fp32");
     }
-    if (op.in_zp != 0 || op.w_zp != 0 || op.ppe.out_zp != 0) {
+    if (op.in_zp != 0 || op.ppe.out_zp != 0 || (!int_w && op.w_zp != 0)) {
       return InvalidArgument("zero_point: float types have no zero point (must be 0)");
     }
-    if (op.ppe.leaky_relu) return InvalidArgument("ppe.leaky_relu: only on the integer path");
+    if (int_w) {
+      DPUEMU_RETURN_IF_ERROR(CheckRange("weights zero_point", op.w_zp, DTypeMin(op.w_dtype),
+                                        DTypeMax(op.w_dtype)));
+    }
+    if (op.ppe.leaky_relu && !std::isfinite(op.ppe.lrelu_alpha)) {
+      return InvalidArgument("ppe.leaky_relu.alpha = " + std::to_string(op.ppe.lrelu_alpha) +
+                             ": must be finite");
+    }
   }
   if (std::isnan(op.ppe.clamp_lo) || std::isnan(op.ppe.clamp_hi) ||
       op.ppe.clamp_lo > op.ppe.clamp_hi) {
@@ -240,7 +254,11 @@ StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
   op.w_dtype = spec.w_dtype;
   op.out_dtype = spec.out_dtype;
   const bool integer = !IsFloat(spec.in_dtype);
-  if (integer && spec.zero_points) {
+  const bool int_weights = !IsFloat(spec.w_dtype);
+  if (!integer && int_weights) {  // weight-only quantisation: only the weights have a zero point
+    op.w_zp = spec.zero_points ? static_cast<int32_t>(rng.Int(-8, 8)) : 0;
+    if (spec.w_dtype == DType::kU8) op.w_zp += 128;
+  } else if (integer && spec.zero_points) {
     op.in_zp = static_cast<int32_t>(rng.Int(DTypeMin(spec.in_dtype) / 2 + 64, DTypeMax(spec.in_dtype) / 2));
     op.w_zp = static_cast<int32_t>(rng.Int(-8, 8)) + (spec.w_dtype == DType::kU8 ? 128 : 0);
     if (spec.out_dtype != DType::kI32) {
@@ -254,6 +272,9 @@ StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
     op.ppe.leaky_relu = true;
     op.ppe.lrelu_mult = static_cast<int32_t>(rng.Int(1, 2047));
     op.ppe.lrelu_shift = static_cast<int32_t>(rng.Int(0, 11));
+  } else if (!integer && spec.leaky_relu) {
+    op.ppe.leaky_relu = true;
+    op.ppe.lrelu_alpha = static_cast<float>(rng.Int(1, 255)) / 256.0f;
   }
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
 
@@ -265,7 +286,9 @@ StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
   // Requantisation that maps a typical accumulator (about sqrt(taps) * 74 * 74 for uniform 8-bit
   // values) onto about a quarter of the output range.
   const double density = std::max(0.05, (1 - spec.weight_sparsity) * (1 - spec.input_sparsity));
-  const double acc_scale = std::sqrt(double(g.taps()) * density) * (integer ? 74.0 * 74.0 : 0.4);
+  // Float activations are about +-1 (FillTensor); integer weights about +-74 from their zero point.
+  const double acc_scale = std::sqrt(double(g.taps()) * density) *
+                           (integer ? 74.0 * 74.0 : int_weights ? 0.6 * 74.0 : 0.4);
   const int64_t k = g.k;
   for (int64_t i = 0; i < k; ++i) {
     if (integer) {
@@ -277,8 +300,10 @@ StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
       layer.quant.shift.push_back(shift);
       layer.quant.bias.push_back(static_cast<int32_t>(rng.Int(-4, 4) * acc_scale / 8));
     } else {
-      layer.quant.scale.push_back(static_cast<float>((0.5 + rng.Uniform()) / acc_scale));
-      layer.quant.fbias.push_back(static_cast<float>(rng.Int(-16, 16)) / 16.0f);
+      // The bias is drawn in output units and held in accumulator units, as the compiler does.
+      const float scale = static_cast<float>((0.5 + rng.Uniform()) / acc_scale);
+      layer.quant.scale.push_back(scale);
+      layer.quant.fbias.push_back(static_cast<float>(rng.Int(-16, 16) / 16.0 / double{scale}));
     }
   }
   return layer;

@@ -325,13 +325,20 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
       op.ppe.lrelu_shift = static_cast<int32_t>(sv);
     }
   } else {
-    DPUEMU_RETURN_IF_ERROR(ppe.Object({"scale", "clamp"}, " for float layers"));
+    DPUEMU_RETURN_IF_ERROR(ppe.Object({"scale", "clamp", "leaky_relu"}, " for float layers"));
     layer.quant.scale.assign(static_cast<size_t>(k), 1.0f);
     if (std::optional<Node> n = ppe.Get("scale")) {
       DPUEMU_ASSIGN_OR_RETURN(std::vector<Node> v, n->PerChannel(k));
       for (size_t i = 0; i < v.size(); ++i) {
         DPUEMU_ASSIGN_OR_RETURN(layer.quant.scale[i], v[i].Float32());
       }
+    }
+    // The float PPE's negative slope (fp_prelu_alpha), an fp32 multiply after the scale.
+    if (std::optional<Node> n = ppe.Get("leaky_relu")) {
+      DPUEMU_RETURN_IF_ERROR(n->Object({"alpha"}, " for float layers"));
+      DPUEMU_ASSIGN_OR_RETURN(Node a, n->Required("alpha"));
+      DPUEMU_ASSIGN_OR_RETURN(op.ppe.lrelu_alpha, a.Float32());
+      op.ppe.leaky_relu = true;
     }
   }
   if (std::optional<Node> n = ppe.Get("clamp")) {
@@ -343,8 +350,15 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
   // Bias: int32 on the integer path, fp32 on the float path; zeros when absent.
   const DType bias_type = integer ? DType::kI32 : DType::kFP32;
   Tensor bias(bias_type, {k});
-  if (std::optional<Node> b = root.Get("bias")) {
-    DPUEMU_RETURN_IF_ERROR(b->Object({"npy"}));
+  bool accumulator_units = integer;
+  const std::optional<Node> b = root.Get("bias");
+  if (b) {
+    DPUEMU_RETURN_IF_ERROR(integer ? b->Object({"npy"}, " for integer layers (accumulator units)")
+                                   : b->Object({"npy", "units"}));
+    if (std::optional<Node> u = b->Get("units")) {
+      DPUEMU_ASSIGN_OR_RETURN(std::string units, u->Choice({"output", "accumulator"}));
+      accumulator_units = units == "accumulator";
+    }
     DPUEMU_ASSIGN_OR_RETURN(Node npy, b->Required("npy"));
     DPUEMU_ASSIGN_OR_RETURN(
         TensorFile tf, LoadTensor(npy, dir, bias_type,
@@ -355,8 +369,22 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
   }
   if (integer) {
     layer.quant.bias.assign(bias.data<int32_t>(), bias.data<int32_t>() + k);
-  } else {
+  } else if (accumulator_units) {
     layer.quant.fbias.assign(bias.data<float>(), bias.data<float>() + k);
+  } else {
+    // The PPE adds the bias before the scale, so the weight table holds bias / scale, divided in
+    // double and rounded to fp32 as the compiler writes it (NCESparsity::getRescaledBias in
+    // src/vpux_compiler/src/dialect/VPU/utils/nce_sparsity.cpp, then toHex).
+    for (int64_t i = 0; i < k; ++i) {
+      const double out_units = bias.data<float>()[i], scale = layer.quant.scale[static_cast<size_t>(i)];
+      const double acc_units = out_units == 0 ? 0.0 : out_units / scale;
+      if (!(std::fabs(acc_units) <= std::numeric_limits<float>::max())) {
+        return b->Error("[" + Str(i) + "] = " + std::to_string(out_units) + " in output units with ppe.scale " +
+                          std::to_string(scale) + ": bias / scale is not a finite fp32, which the weight "
+                          "table cannot hold (give bias.units = accumulator)");
+      }
+      layer.quant.fbias.push_back(static_cast<float>(acc_units));
+    }
   }
   return OkStatus();
 }

@@ -163,12 +163,15 @@ check(np.array_equal(got, want.astype(np.uint8)),
 check(len(np.unique(got)) > 50 and np.count_nonzero(got == 100) > 0,
       "int8 output too uniform to test anything")
 
-# fp16: exact sums, fp32 scale and bias, clamp, fp16 rounding.
+# fp16: exact sums, then the float PPE: + bias (held in accumulator units: bias / scale, as the
+# compiler writes the weight table), x scale, clamp, fp16 rounding, each step in fp32.
 s, xf, wf, bf = spec_arrays("fp16")
 acc = 0
 for ky, kx, win in taps(xf.astype(np.float64), 0.0, wf, [1, 1], s["pad"]):
     acc = acc + win @ wf[:, ky, kx, :].astype(np.float64).T
-v = (acc.astype(np.float32) * np.array(s["ppe"]["scale"], np.float32)) + bf
+scale = np.array(s["ppe"]["scale"], np.float32)
+bias_acc = (bf.astype(np.float64) / scale.astype(np.float64)).astype(np.float32)
+v = (acc.astype(np.float32) + bias_acc) * scale
 v = np.clip(v, *s["ppe"]["clamp"]).astype(np.float16)
 got = np.load("out_f16/output.npy")
 check(got.dtype == np.float16 and got.shape == v.shape, "fp16 output dtype/shape")
@@ -242,7 +245,10 @@ for name, out, npdt in (("int8", "out_i8", np.uint8), ("fp16", "out_f16", np.flo
                                  s["input"]["zero_point"], m["se_sizes"]["input"])
         check(np.array_equal(got, x), "input.bin")
     else:
-        check(np.array_equal(table[:, 3].copy().view("<f4"), np.load("specs/b_f16.npy")), "fp32 bias words")
+        scale = np.array(s["ppe"]["scale"], np.float32)
+        check(np.array_equal(table[:, 2].copy().view("<f4"), scale), "fp32 scale words")
+        bias_acc = (np.load("specs/b_f16.npy").astype(np.float64) / scale).astype(np.float32)
+        check(np.array_equal(table[:, 3].copy().view("<f4"), bias_acc), "fp32 bias words (bias / scale)")
 
     # plan.json: the keys the contract names.
     p = json.load(open(out + "/plan.json"))

@@ -337,7 +337,8 @@ TEST(ValidationTest, PpeRanges) {
   }
   ConvOp fl = SmallLayer(DType::kFP16).op;
   fl.ppe.leaky_relu = true;
-  EXPECT_REJECTS(ValidateOp(fl), "ppe.leaky_relu: only on the integer path");
+  fl.ppe.lrelu_alpha = std::numeric_limits<float>::infinity();
+  EXPECT_REJECTS(ValidateOp(fl), "ppe.leaky_relu.alpha = inf: must be finite");
   fl = SmallLayer(DType::kFP16).op;
   fl.ppe.clamp_hi = std::nan("");
   EXPECT_REJECTS(ValidateOp(fl), "ppe.clamp: needs lo <= hi (got [-inf, nan])");
