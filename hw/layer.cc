@@ -20,6 +20,16 @@ bool IsMixedPrecision(const ConvOp& op) {
   return IsFloat(op.in_dtype) && (op.w_dtype == DType::kU8 || op.w_dtype == DType::kI8);
 }
 
+StatusOr<float> FloatBiasWord(double bias, double scale) {
+  const double q = bias == 0 ? 0.0 : bias / scale;
+  if (!(std::fabs(q) <= std::numeric_limits<float>::max())) {
+    return InvalidArgument("bias " + std::to_string(bias) + " in output units with scale " +
+                           std::to_string(scale) + ": bias / scale is not a finite fp32, which "
+                           "the weight table cannot hold");
+  }
+  return static_cast<float>(q);
+}
+
 Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi) {
   if (v < lo || v > hi) {
     return InvalidArgument(field + " = " + Str(v) + ": must be in [" + Str(lo) + ", " + Str(hi) + "]");

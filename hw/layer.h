@@ -80,6 +80,13 @@ bool IsIntegerPath(const ConvOp& op);
 // MAC and the per-channel scale carries the dequantisation.
 bool IsMixedPrecision(const ConvOp& op);
 
+// The float bias word of the weight table for a bias given in output units: bias / scale divided
+// in double, then rounded to fp32, as the compiler writes it (NCESparsity::getRescaledBias in
+// src/vpux_compiler/src/dialect/VPU/utils/nce_sparsity.cpp, then toHex). `scale` is the scale as
+// given (the compiler divides by its fp64 quantisation scales, not by the fp32 scale word). An error
+// when the quotient is not a finite fp32 (a non-zero bias with scale 0).
+StatusOr<float> FloatBiasWord(double bias, double scale);
+
 // Limits of the layers dpuemu runs (ValidateOp; README "What is checked"). Bounded dimensions
 // keep every product of them, and so every byte offset, far inside int64.
 constexpr int64_t kMaxSpatial = 16384;                  // h, w (and virtual SE tensors)

@@ -301,6 +301,7 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
   const bool integer = IsInteger(op.in_dtype);
   const json empty = json::object();
   Node ppe(empty, "ppe");
+  std::vector<double> scale_given;  // float path: the scales as written, before rounding to fp32
   if (std::optional<Node> n = root.Get("ppe")) ppe = *n;
   if (integer) {
     DPUEMU_RETURN_IF_ERROR(ppe.Object({"mult", "shift", "out_zero_point", "clamp", "leaky_relu"},
@@ -327,10 +328,12 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
   } else {
     DPUEMU_RETURN_IF_ERROR(ppe.Object({"scale", "clamp", "leaky_relu"}, " for float layers"));
     layer.quant.scale.assign(static_cast<size_t>(k), 1.0f);
+    scale_given.assign(static_cast<size_t>(k), 1.0);
     if (std::optional<Node> n = ppe.Get("scale")) {
       DPUEMU_ASSIGN_OR_RETURN(std::vector<Node> v, n->PerChannel(k));
       for (size_t i = 0; i < v.size(); ++i) {
         DPUEMU_ASSIGN_OR_RETURN(layer.quant.scale[i], v[i].Float32());
+        DPUEMU_ASSIGN_OR_RETURN(scale_given[i], v[i].Number());
       }
     }
     // The float PPE's negative slope (fp_prelu_alpha), an fp32 multiply after the scale.
@@ -372,18 +375,11 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
   } else if (accumulator_units) {
     layer.quant.fbias.assign(bias.data<float>(), bias.data<float>() + k);
   } else {
-    // The PPE adds the bias before the scale, so the weight table holds bias / scale, divided in
-    // double and rounded to fp32 as the compiler writes it (NCESparsity::getRescaledBias in
-    // src/vpux_compiler/src/dialect/VPU/utils/nce_sparsity.cpp, then toHex).
+    // The PPE adds the bias before the scale: the weight table holds bias / scale (FloatBiasWord).
     for (int64_t i = 0; i < k; ++i) {
-      const double out_units = bias.data<float>()[i], scale = layer.quant.scale[static_cast<size_t>(i)];
-      const double acc_units = out_units == 0 ? 0.0 : out_units / scale;
-      if (!(std::fabs(acc_units) <= std::numeric_limits<float>::max())) {
-        return b->Error("[" + Str(i) + "] = " + std::to_string(out_units) + " in output units with ppe.scale " +
-                          std::to_string(scale) + ": bias / scale is not a finite fp32, which the weight "
-                          "table cannot hold (give bias.units = accumulator)");
-      }
-      layer.quant.fbias.push_back(static_cast<float>(acc_units));
+      StatusOr<float> word = FloatBiasWord(bias.data<float>()[i], scale_given[static_cast<size_t>(i)]);
+      if (!word.ok()) return b->Error("[" + Str(i) + "]: " + word.status().message() + " (or give bias.units = accumulator)");
+      layer.quant.fbias.push_back(*word);
     }
   }
   return OkStatus();

@@ -223,7 +223,7 @@ TEST_F(SpecTest, ParsesTheFloatContract) {
   j["ppe"]["scale"] = json::array();
   for (int k = 0; k < 16; ++k) j["ppe"]["scale"].push_back(k);
   // A non-zero bias in output units with scale 0 has no accumulator-units value.
-  Error(j, "bias: [0] = -0.500000 in output units with ppe.scale 0.000000: bias / scale is not a finite fp32");
+  Error(j, "bias: [0]: bias -0.500000 in output units with scale 0.000000: bias / scale is not a finite fp32");
   j["bias"]["units"] = "accumulator";
   j["ppe"]["leaky_relu"] = {{"alpha", 0.125}};
   DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
