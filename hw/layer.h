@@ -76,6 +76,7 @@ struct ConvLayer {
 // Integer activations and weights: exact int32 MAC and the integer PPE. Float activations (with
 // float or integer weights) take the fp32 MAC and the float PPE.
 bool IsIntegerPath(const ConvOp& op);
+bool IsIntegerWeights(DType t);  // u8, i8, i4, u4
 // Float activations with integer weights (weight-only quantisation): (w - w_zp) enters the fp32
 // MAC and the per-channel scale carries the dequantisation.
 bool IsMixedPrecision(const ConvOp& op);

@@ -606,9 +606,11 @@ template <typename Out>
 void ConvertElements(DType t, const uint8_t* src, int64_t n, int32_t zp, Out* dst) {
   switch (t) {
     case DType::kU8:
+    case DType::kU4:  // host tensors hold one int4 per byte
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Out>(int32_t{src[i]} - zp);
       break;
     case DType::kI8:
+    case DType::kI4:
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Out>(int32_t{static_cast<int8_t>(src[i])} - zp);
       break;
     case DType::kFP16:

@@ -68,7 +68,9 @@ Status AddWeightFiles(GoldenSet& set, const DpuTask& task, const std::string& no
             "bit first; each channel's map padded to 128 bits");
   } else {
     AddFile(set, "weights.bin", task.weights, w_shape, DTypeName(op.w_dtype),
-            "dense OYXI weights" + note);
+            (IsSubByte(op.w_dtype) ? "dense OYXI int4 weights, two per byte (element 2i in the low "
+                                     "nibble), each channel's set padded to 16 bytes"
+                                   : "dense OYXI weights") + note);
   }
   json weight_offsets = json::array(), sparsity_offsets = json::array();
   for (const WeightTableEntry& e : table) {

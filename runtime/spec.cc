@@ -220,7 +220,21 @@ StatusOr<TensorField> ParseTensorField(const Node& root, const char* key,
   DPUEMU_ASSIGN_OR_RETURN(DType dtype, DTypeField(dtype_node, dtypes));
   DPUEMU_ASSIGN_OR_RETURN(int32_t zp, ZeroPoint(n, dtype));
   DPUEMU_ASSIGN_OR_RETURN(Node npy_node, n.Required("npy"));
-  DPUEMU_ASSIGN_OR_RETURN(TensorFile npy, LoadTensor(npy_node, dir, dtype, dtype_node.path()));
+  // int4 weights come as an int8 / uint8 array of values in the type's range (one per byte, as a
+  // host tensor holds them); the DPU buffers pack them two per byte.
+  const DType file_dtype = dtype == DType::kI4 ? DType::kI8 : dtype == DType::kU4 ? DType::kU8 : dtype;
+  DPUEMU_ASSIGN_OR_RETURN(TensorFile npy, LoadTensor(npy_node, dir, file_dtype, dtype_node.path()));
+  if (IsSubByte(dtype)) {
+    npy.tensor.dtype = dtype;
+    for (int64_t i = 0; i < npy.tensor.numel(); ++i) {
+      const int32_t v = LoadInt(dtype, npy.tensor.bytes.data(), i);
+      if (v < DTypeMin(dtype) || v > DTypeMax(dtype)) {
+        return npy_node.Error("'" + npy.file + "' element " + Str(i) + " = " + Str(v) + ": not a " +
+                              DTypeName(dtype) + " value [" + Str(DTypeMin(dtype)) + ", " +
+                              Str(DTypeMax(dtype)) + "]");
+      }
+    }
+  }
   return TensorField{dtype, zp, std::move(npy), npy_node};
 }
 
@@ -236,7 +250,7 @@ Status ParseTensors(const Node& root, const std::string& dir, ConvLayer& layer) 
   if (s.size() != 3) return ShapeError(in.npy_node, in.npy, "[H, W, C] or [1, H, W, C]");
   DPUEMU_ASSIGN_OR_RETURN(
       TensorField w,
-      ParseTensorField(root, "weights", {DType::kI8, DType::kU8, DType::kFP16, DType::kBF16},
+      ParseTensorField(root, "weights", {DType::kI8, DType::kU8, DType::kI4, DType::kU4, DType::kFP16, DType::kBF16},
                        /*se_size=*/false, dir));
   const std::vector<int64_t>& ws = w.npy.tensor.shape;
   if (ws.size() != 4) return ShapeError(w.npy_node, w.npy, "[K, KY, KX, C]");

@@ -80,6 +80,52 @@ TEST(PpeConformance, BiasFuncForI8Weights) {
   }
 }
 
+// tests/lit/NPU/conversion/passes/IE2VPU/convert_IE_to_VPU_NCE_37XX_40XX.mlir, @I4WeightsConvToNCE:
+// 16 i4 weights per channel (scale 1.3385416666666667, no bias) are padded to 32 elements = 16
+// bytes per channel (PadWithZero), so the table reads [16 * k, 0, 1068193109, 0].
+TEST(PpeConformance, I4WeightsConvToNCE) {
+  ConvLayer l = LitLayer(DType::kI4, 1);
+  l.quant.scale.assign(16, static_cast<float>(1.3385416666666667));
+  l.quant.fbias.assign(16, 0.0f);
+  for (int64_t i = 0; i < l.input.numel(); ++i) {
+    StoreFloat(DType::kFP16, l.input.bytes.data(), i, static_cast<float>(i % 7) - 3.0f);
+  }
+  for (const Target* t : AllTargets()) {
+    SCOPED_TRACE(t->name);
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuTask task, LowerLayer(l, StorageOptions{}, *t));
+    const std::vector<uint32_t> w = TableWords(task);
+    for (uint32_t k = 0; k < 16; ++k) {
+      EXPECT_EQ(w[4 * k + 0], 16 * k);
+      EXPECT_EQ(w[4 * k + 2], 1068193109u);
+      EXPECT_EQ(w[4 * k + 3], 0u);
+    }
+    // Two weights of 1 per byte, then the set's zero padding.
+    ASSERT_EQ(task.weights.size(), 16u * 16u);
+    for (size_t i = 0; i < task.weights.size(); ++i) {
+      EXPECT_EQ(task.weights[i], i % 16 < 8 ? 0x11 : 0x00) << "byte " << i;
+    }
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuOutput ref, RunReference(task, *t));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuOutput simd, RunZMConv(task, *t));
+    EXPECT_EQ(simd.data.bytes, ref.data.bytes);
+  }
+  // Sub-byte weights are never sparsified (VPU/transforms/passes/sparsify_weights.cpp).
+  StorageOptions sparse;
+  sparse.weights_sparse = true;
+  EXPECT_FALSE(LowerLayer(l, sparse, *AllTargets()[1]).ok());
+}
+
+// Const::BitPackAttr::transform (dialect/const/attributes/bit_pack.cpp): element 2i in the low
+// nibble, 2i + 1 in the high one, i4 as two's complement nibbles.
+TEST(PpeConformance, Int4BitPackOrder) {
+  Tensor w(DType::kI4, {1, 1, 1, 32});
+  const int32_t values[] = {1, -2, 3, -8, 7, 0, -1, 5};
+  for (int64_t i = 0; i < 32; ++i) StoreInt(DType::kI4, w.bytes.data(), i, values[i % 8]);
+  const std::vector<uint8_t> packed = PackDenseWeights(w);
+  ASSERT_EQ(packed.size(), 16u);
+  const uint8_t want[] = {0xE1, 0x83, 0x07, 0x5F};
+  for (size_t i = 0; i < 16; ++i) EXPECT_EQ(packed[i], want[i % 4]) << "byte " << i;
+}
+
 // The fp16 output clamp: NPU37XX registers set ppe_fp16_clamp = 1
 // (dialect/VPUMI37XX/ops/external/runtime_dpu_parser_imports.cpp.inc), NPU40XX lowers PPEFpConvert
 // with clamp mode on (NPU40XX/dialect/VPUIPDPU/lower_to_registers.hpp): results beyond the fp16

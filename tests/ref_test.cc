@@ -62,6 +62,7 @@ std::vector<StorageOptions> AllStorages(const ConvOp& op, const Target& t, Rng& 
     o.input_se_table = bits & 4;
     o.output_sparse = bits & 8;
     if (o.output_sparse && op.out_dtype == DType::kI32) continue;
+    if (o.weights_sparse && IsSubByte(op.w_dtype)) continue;  // int4 weights are never sparse
     o.input_se_size = pick(in_sizes);
     o.output_se_size = pick(out_sizes);
     all.push_back(o);
@@ -134,11 +135,12 @@ const std::vector<DTypes>& AllDTypes() {
       for (DType w : {DType::kI8, DType::kU8}) {
         for (DType out : {DType::kU8, DType::kI8, DType::kI32}) v.push_back({in, w, out});
       }
+      for (DType w : {DType::kI4, DType::kU4}) v.push_back({in, w, DType::kU8});
     }
     for (DType f : {DType::kFP16, DType::kBF16}) {
       for (DType out : {DType::kFP16, DType::kBF16, DType::kFP32}) v.push_back({f, f, out});
       // Weight-only quantisation: integer weights in the fp32 MAC.
-      for (DType w : {DType::kI8, DType::kU8}) v.push_back({f, w, DType::kFP16});
+      for (DType w : {DType::kI8, DType::kU8, DType::kI4, DType::kU4}) v.push_back({f, w, DType::kFP16});
     }
     return v;
   }();

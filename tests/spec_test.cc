@@ -245,6 +245,21 @@ TEST_F(SpecTest, ParsesTheFloatContract) {
   EXPECT_EQ(s.layer.op.w_dtype, DType::kI8);
   EXPECT_EQ(s.layer.op.w_zp, 3);
   EXPECT_TRUE(IsMixedPrecision(s.layer.op));
+  // int4 weights: an int8 array of values in [-8, 7] (values 0..10 here: 8..10 are not i4).
+  j["weights"] = {{"npy", "wq.npy"}, {"dtype", "i4"}};
+  Error(j, "element 8 = 8: not a i4 value [-8, 7]");
+  Tensor w4(DType::kI8, {16, 1, 1, 32});
+  for (int64_t i = 0; i < w4.numel(); ++i) StoreInt(DType::kI8, w4.bytes.data(), i, static_cast<int32_t>(i % 16) - 8);
+  Write("w4.npy", w4);
+  j["weights"] = {{"npy", "w4.npy"}, {"dtype", "i4"}, {"zero_point", -1}};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
+  EXPECT_EQ(s.layer.op.w_dtype, DType::kI4);
+  EXPECT_EQ(s.layer.weights.dtype, DType::kI4);
+  EXPECT_EQ(s.layer.op.w_zp, -1);
+  j["weights"]["zero_point"] = 8;
+  Error(j, "weights.zero_point");
+  j["weights"] = {{"npy", "w4.npy"}, {"dtype", "u4"}};
+  Error(j, "holds |i1 (i8); weights.dtype needs |u1 (u8)");
 }
 
 TEST_F(SpecTest, MissingFields) {

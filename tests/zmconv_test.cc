@@ -32,6 +32,9 @@ const Types kTypes[] = {
     // Weight-only quantisation: float activations, integer weights (w - w_zp) in the fp32 MAC.
     {DType::kFP16, DType::kI8, DType::kFP16},   {DType::kFP16, DType::kU8, DType::kFP32},
     {DType::kBF16, DType::kI8, DType::kBF16},   {DType::kBF16, DType::kU8, DType::kFP16},
+    // int4 weights (dense only, packed two per byte in the DPU's buffer).
+    {DType::kU8, DType::kI4, DType::kU8},       {DType::kI8, DType::kU4, DType::kI32},
+    {DType::kFP16, DType::kI4, DType::kFP16},   {DType::kBF16, DType::kU4, DType::kFP32},
 };
 constexpr int kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
 
@@ -106,7 +109,7 @@ TEST(ZMConvTest, GeneratedLayersMatchReferenceOnEveryTarget) {
         layer.op.ppe.clamp_hi = IsFloat(types.out) ? 1.25 : static_cast<double>(layer.op.ppe.out_zp + 30);
       }
       StorageOptions storage;
-      storage.weights_sparse = rng.Bernoulli(0.5);
+      storage.weights_sparse = rng.Bernoulli(0.5) && !IsSubByte(types.w);
       storage.input_sparse = rng.Bernoulli(0.5);
       storage.input_se_table = rng.Bernoulli(0.3);
       storage.output_sparse = types.out != DType::kI32 && rng.Bernoulli(0.5);  // i32 is never sparse
