@@ -343,4 +343,47 @@ done
 "$DPUEMU" --help >help.txt || fail "--help exited $?"
 grep -q "run" help.txt || fail "--help: $(cat help.txt)"
 
+# ---- weight-only quantisation: fp16 activations, i4 weights, bias in output units, float slope ----
+mkdir -p mixed
+"$PY" - <<'EOF' || fail "mixed precision spec"
+import json
+import numpy as np
+rng = np.random.default_rng(9)
+x = (rng.integers(-64, 65, (5, 6, 32)) / 32).astype(np.float16)
+w = rng.integers(-8, 8, (16, 3, 3, 32)).astype(np.int8)  # i4 values, zero point -1
+b = (rng.integers(-16, 17, 16) / 8).astype(np.float32)
+np.save("mixed/x.npy", x); np.save("mixed/w.npy", w); np.save("mixed/b.npy", b)
+json.dump({"target": "NPU40XX", "input": {"npy": "x.npy", "dtype": "fp16"},
+           "weights": {"npy": "w.npy", "dtype": "i4", "zero_point": -1}, "bias": {"npy": "b.npy"},
+           "pad": [1, 1, 1, 1], "ppe": {"scale": 0.1, "leaky_relu": {"alpha": 0.3}},
+           "output": {"dtype": "fp16"}}, open("mixed/spec.json", "w"))
+EOF
+"$DPUEMU" run mixed/spec.json --out mixed/out >/dev/null || fail "run mixed spec"
+"$DPUEMU" run mixed/spec.json --out mixed/ref --reference >/dev/null || fail "run mixed spec --reference"
+cmp -s mixed/out/output.npy mixed/ref/output.npy || fail "mixed: SIMD and reference differ"
+"$PY" - <<'EOF' || fail "mixed precision numpy check"
+import sys
+import numpy as np
+x = np.load("mixed/x.npy").astype(np.float64)
+w = np.load("mixed/w.npy").astype(np.int64) + 1  # w - w_zp
+b = np.load("mixed/b.npy")
+xp = np.zeros((7, 8, 32)); xp[1:6, 1:7] = x
+# Sums of k/32 times small integers are exact in fp32 whatever the order.
+acc = sum(xp[ky:ky + 5, kx:kx + 6] @ w[:, ky, kx, :].T.astype(np.float64) for ky in range(3) for kx in range(3))
+f32 = np.float32
+bias_acc = (b.astype(np.float64) / 0.1).astype(f32)  # the weight table's bias word
+v = (acc.astype(f32) + bias_acc) * f32(0.1)
+v = np.where(v < 0, v * f32(0.3), v)
+want = np.clip(v, -65504, 65504).astype(np.float16)
+got = np.load("mixed/out/output.npy")
+if got.shape != want.shape or not np.array_equal(got.view(np.uint16), want.view(np.uint16)):
+    sys.exit("mixed: output differs from numpy at %d elements" % np.count_nonzero(got != want))
+table = np.fromfile("mixed/out/weight_table.bin", "<u4").reshape(16, 4)
+if not np.array_equal(table[:, 3].view("<f4"), bias_acc): sys.exit("mixed: bias words")
+if not np.array_equal(table[:, 0], np.arange(16) * 144): sys.exit("mixed: weight pointers")
+packed = np.fromfile("mixed/out/weights.bin", np.uint8).reshape(16, 144)
+nib = (np.load("mixed/w.npy").reshape(16, -1) & 0xF).astype(np.uint8)
+if not np.array_equal(packed, nib[:, 0::2] | (nib[:, 1::2] << 4)): sys.exit("mixed: int4 packing")
+EOF
+
 echo "cli_test: all checks passed"
