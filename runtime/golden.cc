@@ -573,8 +573,10 @@ StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
       at += n;
     }
   } else {
-    reloc.offsets = {0};
-    reloc.weights_ptr = {offset[kWeights]};
+    // Duplicated weights: every cluster's offset is 0 (not segmented), as patch_weights_table.cpp
+    // passes them for DUPLICATED buffers.
+    reloc.offsets.assign(images.size(), 0);
+    reloc.weights_ptr.assign(images.size(), offset[kWeights]);
     for (size_t i = 0; i < images.size(); ++i) {
       WeightsTableRelocation r = reloc;
       if (sparse_w) r.num_elems = StoredElements(images[i].task);
