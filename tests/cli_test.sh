@@ -386,4 +386,112 @@ nib = (np.load("mixed/w.npy").reshape(16, -1) & 0xF).astype(np.uint8)
 if not np.array_equal(packed, nib[:, 0::2] | (nib[:, 1::2] << 4)): sys.exit("mixed: int4 packing")
 EOF
 
+# ---- --golden tiles: every tile's CMX image and its variants, checked by numpy from the files ----
+"$DPUEMU" run specs/int8.json --out tiles_i8 --golden tiles >/dev/null || fail "--golden tiles int8"
+"$DPUEMU" run specs/fp16.json --out tiles_f16 --golden tiles >/dev/null || fail "--golden tiles fp16"
+"$DPUEMU" run specs/int8.json --out layer_i8 --golden layer >/dev/null || fail "--golden layer"
+for f in output.npy weights.bin weight_table.bin input.bin output.bin manifest.json; do
+  cmp -s "out_i8/$f" "layer_i8/$f" || fail "--golden layer is not the default: $f"
+done
+cmp -s out_i8/output.npy tiles_i8/output.npy || fail "--golden tiles changed output.npy"
+[ ! -e tiles_i8/weights.bin ] || fail "--golden tiles also wrote the whole-layer set"
+status=0
+"$DPUEMU" run specs/int8.json --out x --golden cmx >/dev/null 2>&1 || status=$?
+[ "$status" -eq 2 ] || fail "--golden cmx: exit $status, want 2"
+"$PY" - <<'EOF' || fail "numpy checks of --golden tiles"
+import json, os, sys
+import numpy as np
+
+def check(cond, what):
+    if not cond:
+        sys.exit("check failed: " + what)
+
+def decode(data, amap, dtype, shape, zp, se):
+    n = int(np.prod(shape))
+    vals = np.frombuffer(data, dtype=dtype)
+    bits = np.unpackbits(np.frombuffer(amap, np.uint8), bitorder="little")
+    out = np.full(n, zp, dtype=dtype)
+    for start in range(0, n, se):
+        present = bits[start:start + se].astype(bool)
+        out[start:start + se][present] = vals[start:start + int(present.sum())]
+    return out.reshape(shape)
+
+for name, out, npdt in (("int8", "tiles_i8", np.uint8), ("fp16", "tiles_f16", np.float16)):
+    s = json.load(open("specs/%s.json" % name))
+    m = json.load(open(out + "/manifest.json"))
+    check(m["golden"] == "tiles", name + ": manifest golden")
+    plan = json.load(open(out + "/plan.json"))
+    check(len(m["tiles"]) == len(plan["tiles"]), name + ": one entry per tile")
+    x = np.load("specs/" + s["input"]["npy"])
+    x = x.reshape(x.shape[-3:])
+    w = np.load("specs/" + s["weights"]["npy"])
+    K, taps = w.shape[0], int(np.prod(w.shape[1:]))
+    wzp, xzp = s["weights"].get("zero_point", 0), s["input"].get("zero_point", 0)
+    ozp = s["ppe"].get("out_zero_point", 0)
+    dense = np.load(out + "/output.npy")
+    cmx_end = m["cmx"]["end"]
+    check(cmx_end <= m["cmx"]["bytes_per_tile"], name + ": CMX size")
+    seen = 0
+    for t in m["tiles"]:
+        img = np.zeros(cmx_end, np.uint8)
+        bufs = {}
+        for b in t["buffers"]:
+            data = np.fromfile(os.path.join(out, b["file"]), np.uint8)
+            check(data.size == b["bytes"] and b["offset"] % 16 == 0, b["file"] + " size/alignment")
+            img[b["offset"]:b["offset"] + data.size] = data
+            bufs[b["buffer"]] = b
+        k0, k1 = t["k"]
+        r0, r1 = t["rows"]
+        i0, i1 = t["input_rows"]
+        # Weights of every channel through the RELOCATED table: absolute offsets in the image.
+        tab = img[bufs["weight_table"]["offset"]:][:16 * (k1 - k0)].view("<u4").reshape(-1, 4)
+        eb = w.dtype.itemsize
+        per_ch = (taps + 127) // 128 * 16
+        for k in range(k1 - k0):
+            want = w[k0 + k].reshape(-1) if k0 + k < K else np.full(taps, wzp, w.dtype)
+            wp, sp = int(tab[k, 0]), int(tab[k, 1])
+            if m["weights_sparse"]:
+                bits = np.unpackbits(img[sp:sp + per_ch], bitorder="little")[:taps].astype(bool)
+                ch = np.full(taps, wzp, w.dtype)
+                ch[bits] = img[wp:wp + int(bits.sum()) * eb].view(w.dtype)
+            else:
+                check(sp == 0xFFFFFF, "dense sparsity pointer")
+                ch = img[wp:wp + taps * eb].view(w.dtype)
+            check(np.array_equal(ch.view(np.uint8), want.view(np.uint8)),
+                  "%s tile %d channel %d through the relocated table" % (name, t["tile"], k0 + k))
+        # The input slice with its halo, in storage format.
+        ib = bufs["input"]
+        raw = img[ib["offset"]:ib["offset"] + ib["bytes"]].tobytes()
+        if m["input_sparse"]:
+            mb = bufs["input_map"]
+            got = decode(raw, img[mb["offset"]:mb["offset"] + mb["bytes"]].tobytes(), x.dtype,
+                         (i1 - i0,) + x.shape[1:], xzp, m["se_sizes"]["input"])
+        else:
+            got = np.frombuffer(raw, x.dtype).reshape((i1 - i0,) + x.shape[1:])
+        check(np.array_equal(got.view(np.uint8), x[i0:i1].view(np.uint8)), name + " tile input")
+        # The tile's output region, as the ODU writes it.
+        ob = bufs["output"]
+        raw = img[ob["offset"]:ob["offset"] + ob["bytes"]].tobytes()
+        shape = (r1 - r0, dense.shape[1], k1 - k0)
+        if m["output_sparse"]:
+            mb = bufs["output_map"]
+            got = decode(raw, img[mb["offset"]:mb["offset"] + mb["bytes"]].tobytes(), npdt,
+                         shape, ozp, t["output_se_size"])
+        else:
+            got = np.frombuffer(raw, npdt).reshape(shape)
+        kr = min(k1, K) - k0
+        check(np.array_equal(got[:, :, :kr].view(np.uint8),
+                             dense[r0:r1, :, k0:k0 + kr].view(np.uint8)),
+              name + " tile output region")
+        for v in t["variants"]:
+            for key in ("mpe_mode", "out_start", "out_end", "pad", "k", "input_rows",
+                        "input_offset", "weight_table_offset"):
+                check(key in v, "variant has no " + key)
+            check(k0 <= v["k"][0] < v["k"][1] <= k1 and
+                  r0 <= v["out_start"][1] <= v["out_end"][1] < r1, "variant inside its tile")
+            seen += 1
+    check(seen == len(plan["workloads"]), name + ": one variant per workload")
+print("--golden tiles numpy checks passed")
+EOF
+
 echo "cli_test: all checks passed"
