@@ -210,10 +210,11 @@ Failure RunOne(const std::string& path, const std::string& out_dir, const Flags&
   const Spec& spec = planned->spec;
   const std::vector<Plan>& plans = planned->plans;
   const Plan& plan = plans.front();
-  if (f.golden == "tiles" && spec.se) {
-    return {kExitUsage,
-            InvalidArgument(path + ": --golden tiles: specs with \"se\" (SE-pointer inputs) "
-                                   "have no per-tile golden set yet; use --golden layer")};
+  if (f.golden == "tiles" && spec.se && plans.size() > 1) {
+    return {kExitUsage, InvalidArgument(path + ": --golden tiles: '" + spec.layer.name +
+                                        "' runs as " + std::to_string(plans.size()) +
+                                        " DPU layers (dilate phases); per-tile golden sets "
+                                        "cover one DPU layer: use --golden layer")};
   }
   RunOptions options = spec.run;
   if (f.threads >= 0) options.threads = f.threads;
@@ -266,9 +267,10 @@ Failure RunOne(const std::string& path, const std::string& out_dir, const Flags&
   }
   if (st.ok()) {
     StatusOr<GoldenSet> golden =
-        spec.se              ? MakeSeGoldenSet(spec, plans, outputs)
-        : f.golden == "tiles" ? MakeTileGoldenSet(spec.layer, plan, *output)
-                              : MakeGoldenSet(spec.layer, plan, *output);
+        f.golden == "tiles" ? (spec.se ? MakeSeTileGoldenSet(spec, plans, outputs)
+                                       : MakeTileGoldenSet(spec.layer, plan, *output))
+        : spec.se           ? MakeSeGoldenSet(spec, plans, outputs)
+                            : MakeGoldenSet(spec.layer, plan, *output);
     st = golden.ok() ? WriteGoldenSet(*golden, out_dir) : golden.status();
   }
   if (!st.ok()) return fail(st);

@@ -425,9 +425,24 @@ int64_t Align16(int64_t v) { return (v + 15) / 16 * 16; }
 json RangeJson(int64_t begin, int64_t end) { return json::array({begin, end}); }
 
 // The CMX buffers of a tile, in layout order.
-enum Buffer { kInput, kInputMap, kWeights, kWeightMap, kWeightTable, kOutput, kOutputMap, kBuffers };
-const char* const kBufferNames[kBuffers] = {"input",        "input_map", "weights", "weight_map",
-                                            "weight_table", "output",    "output_map"};
+// With SE pointers "input" holds the tile's part of the SOURCE (the bytes the pointers address),
+// "input_map" the virtual input's map rows and "se_table" the table rows of the tile's window.
+// Layout order: the weight table first, so no buffer the DPU reads through a pointer (weights,
+// maps, the SE source) sits at offset 0 and every relocation shows.
+enum Buffer {
+  kWeightTable, kWeights, kWeightMap, kInput, kInputMap, kSeTable, kOutput, kOutputMap, kBuffers
+};
+const char* const kBufferNames[kBuffers] = {"weight_table", "weights",  "weight_map",
+                                            "input",        "input_map", "se_table",
+                                            "output",       "output_map"};
+
+// An SE-pointer spec's DPU task (LowerSeSpec) and source layout, for its per-tile set.
+struct SeTiles {
+  const DpuTask* task = nullptr;  // the whole SE task: source tiles, table, virtual map
+  std::vector<SourceLayout::Part> parts;  // source rows and base offset per tile
+  int64_t se_size = 0;
+  int64_t source_w = 0;
+};
 
 struct TileImage {
   const TilePlan* tile = nullptr;
@@ -439,12 +454,14 @@ struct TileImage {
 
 }  // namespace
 
-StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
-                                      const Tensor& output) {
+namespace {
+
+StatusOr<GoldenSet> MakeTiles(const ConvLayer& layer, const Plan& plan, const Tensor& output,
+                              const SeTiles* se) {
   if (plan.target == nullptr) return InvalidArgument("golden tiles: the plan has no target");
-  if (plan.options.se.used()) {
-    return InvalidArgument("golden tiles: specs with \"se\" (SE-pointer inputs) have no per-tile "
-                           "golden set yet; use the whole-layer set (--golden layer)");
+  if (plan.options.se.used() != (se != nullptr)) {
+    return InvalidArgument("golden tiles: a plan with SE pointers needs its spec: use "
+                           "MakeSeTileGoldenSet (dpuemu run --golden tiles does)");
   }
   const Target& target = *plan.target;
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
@@ -511,8 +528,28 @@ StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
       }
     }
     DPUEMU_ASSIGN_OR_RETURN(im.out, StoreOutput(im.task, std::move(dense)));
-    im.bytes[kInput] = im.task.input_tiles.at(0);
-    im.bytes[kInputMap] = im.task.input_map;
+    if (se == nullptr) {
+      im.bytes[kInput] = im.task.input_tiles.at(0);
+      im.bytes[kInputMap] = im.task.input_map;
+    } else {
+      // The tile's source part (where the pointers of every tile with BASE_PTR = this tile
+      // read), and the table and virtual map rows of its input window.
+      const size_t id = static_cast<size_t>(t.tile);
+      if (id < se->parts.size()) {
+        const std::vector<uint8_t>& src = se->task->input_tiles.at(id);
+        im.bytes[kInput].assign(src.begin() + se->parts[id].base_offset, src.end());
+      }
+      const int64_t row_elems = g.w * g.c, row_ses = g.w * (g.c / se->se_size);
+      const std::vector<uint8_t>& vmap = se->task->input_map;
+      im.bytes[kInputMap].assign(vmap.begin() + im.in_begin * row_elems / 8,
+                                 vmap.begin() + (im.in_begin + im.task.op.g.h) * row_elems / 8);
+      im.bytes[kInputMap].resize(static_cast<size_t>(
+          ActivationMapBytes(im.task.op.g.h * row_elems)));
+      const std::vector<int32_t> rows(se->task->se_table.begin() + im.in_begin * row_ses,
+                                      se->task->se_table.begin() +
+                                          (im.in_begin + im.task.op.g.h) * row_ses);
+      im.bytes[kSeTable] = LittleEndian(rows);
+    }
     im.bytes[kWeights] = im.task.weights;
     im.bytes[kWeightMap] = im.task.weight_map;
     im.bytes[kWeightTable] = im.task.weight_table;
@@ -535,6 +572,35 @@ StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
     return InvalidArgument("golden tiles: the tiles' buffers need " + std::to_string(end) +
                            " bytes of CMX (16-byte aligned), " + target.name + " has " +
                            std::to_string(target.cmx_bytes_per_tile) + " per tile");
+  }
+
+  if (se != nullptr) {
+    // SE pointers address the source where this layout puts it: DATA_PTR moves by the input
+    // buffer's offset minus the part's base offset in the spec's layout; BASE_PTR stays.
+    for (size_t id = 0; id < se->parts.size(); ++id) {
+      const bool held = std::any_of(images.begin(), images.end(), [&](const TileImage& im) {
+        return im.tile->tile == static_cast<int>(id);
+      });
+      if (!held && se->parts[id].rows > 0) {
+        return InvalidArgument("golden tiles: the source rows of tile " + std::to_string(id) +
+                               " lie on a tile the plan does not use");
+      }
+    }
+    for (TileImage& im : images) {
+      std::vector<int32_t> words = TableWords(im.bytes[kSeTable]);
+      for (int32_t& e : words) {
+        const SePointer p = DecodeSePointer(e);
+        if (static_cast<size_t>(p.tile) >= se->parts.size()) {
+          return Internal("golden tiles: an SE pointer names tile " + std::to_string(p.tile) +
+                          " outside the source layout");
+        }
+        DPUEMU_ASSIGN_OR_RETURN(
+            e, EncodeSePointer(p.offset - se->parts[static_cast<size_t>(p.tile)].base_offset +
+                                   offset[kInput],
+                               p.tile));
+      }
+      im.bytes[kSeTable] = LittleEndian(words);
+    }
   }
 
   // Weight-table pointers relocated to the CMX offsets, as relocate_weights_table.cpp does. Under
@@ -606,7 +672,7 @@ StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
     const TileImage& im = images[i];
     const TilePlan& t = *im.tile;
     const ConvGeometry& tg = im.task.op.g;
-    const std::string dir = "tile" + std::to_string(i) + "/";
+    const std::string dir = "tile" + std::to_string(t.tile) + "/";
     const json where = {{"tile", t.tile}};
     json buffers = json::array();
     auto add = [&](Buffer b, std::vector<int64_t> shape, std::string dtype, std::string format,
@@ -622,12 +688,33 @@ StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
       AddFile(set, name, im.bytes[b], std::move(shape), std::move(dtype), std::move(format),
               std::move(extra));
     };
-    const bool in_sparse = !im.task.input_map.empty();
-    add(kInput, {tg.h, g.w, g.c}, DTypeName(op.in_dtype),
-        ActivationFormat(in_sparse) + "; the tile's input rows, halo included",
-        {{"se_size", im.task.input_se_size}, {"rows", RangeJson(im.in_begin, im.in_begin + tg.h)}});
-    add(kInputMap, {static_cast<int64_t>(im.bytes[kInputMap].size())}, "u8", kActivationMapFormat,
-        json::object());
+    if (se == nullptr) {
+      const bool in_sparse = !im.task.input_map.empty();
+      add(kInput, {tg.h, g.w, g.c}, DTypeName(op.in_dtype),
+          ActivationFormat(in_sparse) + "; the tile's input rows, halo included",
+          {{"se_size", im.task.input_se_size},
+           {"rows", RangeJson(im.in_begin, im.in_begin + tg.h)}});
+      add(kInputMap, {static_cast<int64_t>(im.bytes[kInputMap].size())}, "u8",
+          kActivationMapFormat, json::object());
+    } else {
+      const size_t id = static_cast<size_t>(t.tile);
+      int64_t first_row = 0;
+      for (size_t j = 0; j < id && j < se->parts.size(); ++j) first_row += se->parts[j].rows;
+      const int64_t src_rows = id < se->parts.size() ? se->parts[id].rows : 0;
+      add(kInput, {src_rows, se->source_w, g.c}, DTypeName(op.in_dtype),
+          "the tile's part of the SE source (rows [first_row, first_row + rows) of input.npy), "
+          "in sparse-activation slots (dense: every element present); SE pointers with BASE_PTR "
+          "= this tile read it",
+          {{"se_size", se->se_size}, {"first_row", first_row}, {"source_rows", src_rows}});
+      add(kInputMap, {static_cast<int64_t>(im.bytes[kInputMap].size())}, "u8",
+          std::string(kActivationMapFormat) + ", over the virtual input rows of the tile's window",
+          {{"rows", RangeJson(im.in_begin, im.in_begin + tg.h)}});
+      add(kSeTable, {tg.h, g.w, g.c / se->se_size}, "i32",
+          std::string(kSeTableFormat) +
+              "; the table rows of the tile's virtual input window, DATA_PTR relocated to the "
+              "source's CMX offset in the BASE_PTR tile",
+          {{"rows", RangeJson(im.in_begin, im.in_begin + tg.h)}, {"se_size", se->se_size}});
+    }
     const std::vector<int64_t> w_shape = {tg.k, g.ky, g.kx, g.c};
     add(kWeights, w_shape, DTypeName(op.w_dtype),
         sparse_w ? "compressed weights (per output channel the values that differ from the zero "
@@ -658,6 +745,9 @@ StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
     add(kOutputMap, {static_cast<int64_t>(im.bytes[kOutputMap].size())}, "u8",
         kActivationMapFormat, json::object());
 
+    std::sort(buffers.begin(), buffers.end(), [](const json& a, const json& b) {
+      return a["offset"].get<int64_t>() < b["offset"].get<int64_t>();
+    });
     json variants = json::array();
     for (size_t wi = 0; wi < plan.workloads.size(); ++wi) {
       const Workload& w = plan.workloads[wi];
@@ -696,6 +786,11 @@ StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
            {"input_rows", RangeJson(in_b, in_b + s.op.g.h)},
            {"input_offset", (in_b - im.in_begin) * row_bytes},
            {"input_map_bit_offset", (in_b - im.in_begin) * g.w * g.c}});
+      if (se != nullptr) {  // the input is read through the table, not at an offset
+        variants.back().erase("input_offset");
+        variants.back()["se_table_offset"] =
+            (in_b - im.in_begin) * g.w * (g.c / se->se_size) * 4;
+      }
     }
     tiles.push_back({{"tile", t.tile},
                      {"k", RangeJson(t.k_begin, t.k_end)},
@@ -731,8 +826,51 @@ StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
                      {"offsets", reloc.offsets},
                      {"segmented", sok}};
   m["tiles"] = std::move(tiles);
+  if (se != nullptr) {
+    json parts = json::array();
+    int64_t first_row = 0;
+    for (size_t j = 0; j < se->parts.size(); ++j) {
+      parts.push_back({{"tile", j},
+                       {"first_row", first_row},
+                       {"rows", se->parts[j].rows},
+                       {"offset", offset[kInput]},
+                       {"file", "tile" + std::to_string(j) + "/input.bin"}});
+      first_row += se->parts[j].rows;
+    }
+    m["se"] = {{"se_size", se->se_size}, {"source_tiles", std::move(parts)}};
+  }
   ListFiles(set);
   return set;
+}
+
+}  // namespace
+
+StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
+                                      const Tensor& output) {
+  return MakeTiles(layer, plan, output, nullptr);
+}
+
+StatusOr<GoldenSet> MakeSeTileGoldenSet(const Spec& spec, const std::vector<Plan>& plans,
+                                        const std::vector<Tensor>& outputs) {
+  if (!spec.se || spec.target == nullptr) {
+    return InvalidArgument("golden tiles: the spec has no se field (use MakeTileGoldenSet)");
+  }
+  const SeSpec& se = *spec.se;
+  if (se.phases.size() != 1 || plans.size() != 1 || outputs.size() != 1) {
+    return InvalidArgument("golden tiles: '" + spec.layer.name + "' runs as " +
+                           std::to_string(se.phases.size()) +
+                           " DPU layers (dilate phases): per-tile golden sets cover one DPU "
+                           "layer; use --golden layer");
+  }
+  DPUEMU_ASSIGN_OR_RETURN(const std::vector<DpuTask> tasks, LowerSeSpec(spec, plans));
+  SeTiles st;
+  st.task = &tasks.front();
+  st.parts = se.layout.tiles.empty()
+                 ? std::vector<SourceLayout::Part>{{se.source.shape[0], 0}}
+                 : se.layout.tiles;
+  st.se_size = se.se_size;
+  st.source_w = se.source.shape[1];
+  return MakeTiles(DpuLayer(spec, 0), plans.front(), outputs.front(), &st);
 }
 
 Status WriteGoldenSet(const GoldenSet& set, const std::string& dir) {

@@ -47,6 +47,16 @@
 // input_rows [begin, end) (layer rows read), input_offset / input_map_bit_offset (where those rows
 // start in the tile's input.bin and input_map.bin), rows_computed [begin, end) (= the variant's
 // rows, wider only when they read nothing but padding, as the executor computes them)}.
+// Layout order: weight_table, weights, weight_map, input, input_map, se_table, output,
+// output_map (so no buffer read through a pointer sits at offset 0).
+//
+// With "se" (MakeSeTileGoldenSet; one DPU layer, so not dilate): tile<i>/input.bin is tile i's
+// part of the SOURCE (source_rows_per_tile; written for every tile holding source rows, which
+// must be tiles of the plan), se_table.bin the SE table rows of the tile's virtual input window
+// with DATA_PTR relocated to the source's offset in this layout (BASE_PTR, the tile holding the
+// source row, unchanged), input_map.bin the virtual map rows of the window; manifest "se" lists
+// source_tiles {tile, first_row, rows, offset, file} and each variant has se_table_offset (where
+// its rows start in se_table.bin) instead of input_offset.
 #ifndef DPUEMU_RUNTIME_GOLDEN_H_
 #define DPUEMU_RUNTIME_GOLDEN_H_
 
@@ -83,10 +93,14 @@ StatusOr<GoldenSet> MakeGoldenSet(const ConvLayer& layer, const Plan& plan, cons
 StatusOr<GoldenSet> MakeSeGoldenSet(const Spec& spec, const std::vector<Plan>& plans,
                                     const std::vector<Tensor>& outputs);
 
-// Per-tile golden set (see the header comment); `output` is the layer's dense result. Plans of
-// specs with "se" are refused (use the whole-layer set).
+// Per-tile golden set (see the header comment); `output` is the layer's dense result. Plans with
+// SE pointers need their spec: MakeSeTileGoldenSet.
 StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
                                       const Tensor& output);
+// The per-tile golden set of a spec with "se" that runs as one DPU layer (every op but dilate):
+// `outputs` holds that layer's dense output.
+StatusOr<GoldenSet> MakeSeTileGoldenSet(const Spec& spec, const std::vector<Plan>& plans,
+                                        const std::vector<Tensor>& outputs);
 
 // The compiler's weight-table relocation (src/vpux_compiler/src/dialect/const/attributes/
 // relocate_weights_table.cpp, RelocateWeightsTableAttr::transform; its parameters come from

@@ -493,5 +493,37 @@ for name, out, npdt in (("int8", "tiles_i8", np.uint8), ("fp16", "tiles_f16", np
     check(seen == len(plan["workloads"]), name + ": one variant per workload")
 print("--golden tiles numpy checks passed")
 EOF
+# SE-pointer specs: one DPU layer gets per-tile SE tables; a dilated one (phases) is refused.
+mkdir -p se_specs
+"$PY" - <<'EOF'
+import json
+s = json.load(open("specs/int8.json"))
+for key in ("input", "weights", "bias"):
+    s[key]["npy"] = "../specs/" + s[key]["npy"]
+s["stride"] = [1, 1]
+s["se"] = {"op": "upsample_nearest", "factor": [2, 2], "source_rows_per_tile": [5, 4]}
+json.dump(s, open("se_specs/up.json", "w"))
+s["se"] = {"op": "dilate", "dilation": [2, 2]}
+json.dump(s, open("se_specs/dilate.json", "w"))
+EOF
+"$DPUEMU" run se_specs/up.json --out tiles_se --golden tiles >/dev/null || fail "--golden tiles se"
+"$PY" - <<'EOF' || fail "--golden tiles se manifest"
+import json, os, sys
+m = json.load(open("tiles_se/manifest.json"))
+parts = m["se"]["source_tiles"]
+if len(parts) != 2 or [p["rows"] for p in parts] != [5, 4]:
+    sys.exit("se source_tiles: %s" % parts)
+for t in m["tiles"]:
+    names = {b["buffer"] for b in t["buffers"]}
+    if not {"se_table", "input_map"} <= names or "se_table_offset" not in t["variants"][0]:
+        sys.exit("tile %d has no SE table: %s" % (t["tile"], sorted(names)))
+for p in parts:
+    if not os.path.exists(os.path.join("tiles_se", p["file"])):
+        sys.exit("no " + p["file"])
+EOF
+status=0
+"$DPUEMU" run se_specs/dilate.json --out x --golden tiles >/dev/null 2>err.txt || status=$?
+[ "$status" -eq 2 ] && grep -q "dilate phases" err.txt ||
+  fail "--golden tiles of a dilated spec: exit $status: $(cat err.txt)"
 
 echo "cli_test: all checks passed"
