@@ -610,7 +610,7 @@ StatusOr<GoldenSet> MakeTiles(const ConvLayer& layer, const Plan& plan, const Te
   const bool sok = plan.split == SplitStrategy::kSok && images.size() > 1;
   WeightsTableRelocation reloc;
   reloc.sparsity_ptr = sparse_w ? offset[kWeightMap] : kDenseSparsityPtr;
-  reloc.elem_bits = 8 * DTypeBytes(op.w_dtype);
+  reloc.elem_bits = DTypeBits(op.w_dtype);
   std::vector<std::vector<int32_t>> relocated(images.size());
   if (sok) {
     std::vector<int32_t> all;
@@ -720,7 +720,10 @@ StatusOr<GoldenSet> MakeTiles(const ConvLayer& layer, const Plan& plan, const Te
         sparse_w ? "compressed weights (per output channel the values that differ from the zero "
                    "point in OYXI order, each channel's run padded to 16 bytes) of the tile's "
                    "channels"
-                 : "dense OYXI weights of the tile's channels",
+                 : IsSubByte(op.w_dtype)
+                       ? "dense OYXI int4 weights of the tile's channels, two per byte (element 2i "
+                         "in the low nibble), each channel's set padded to 16 bytes"
+                       : "dense OYXI weights of the tile's channels",
         {{"k", RangeJson(t.k_begin, t.k_end)}});
     add(kWeightMap, {tg.k, WeightMapBytesPerChannel(tg)}, "u8",
         "weight sparsity map: 1 bit per weight in OYXI order, 1 = stored, least-significant bit "

@@ -254,6 +254,38 @@ TEST(GoldenTilesTest, EveryVariantRebuiltFromItsTileReproducesTheLayer) {
   EXPECT_EQ(cases, 2 * 3 * 2 * 4 * 2);
 }
 
+// int4 weights (NPU40XX; two per byte, 16-byte weight sets, never sparse): integer and
+// weight-only-quantised fp16 layers on every split.
+TEST(GoldenTilesTest, Int4Weights) {
+  int cases = 0;
+  for (DType act : {DType::kU8, DType::kFP16}) {
+    for (SplitStrategy split : {SplitStrategy::kSok, SplitStrategy::kSoh, SplitStrategy::kClustering}) {
+      SCOPED_TRACE(std::string(DTypeName(act)) + " " + SplitStrategyName(split));
+      LayerSpec spec;
+      spec.name = "golden_i4";
+      spec.h = 12;
+      spec.w = 6;
+      spec.c = 48;
+      spec.k = 64;
+      spec.ky = spec.kx = 3;
+      spec.in_dtype = spec.out_dtype = act;
+      spec.w_dtype = DType::kI4;
+      spec.weight_sparsity = 0.3;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 4 + cases));
+      PlanOptions po;
+      po.split = split;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, Npu40(), po));
+      ASSERT_FALSE(plan.weights.sparse);
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor whole, OneTaskReference(layer, Npu40()));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const RunResult run, RunLayer(layer, plan, Npu40(), {}));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const GoldenSet set, MakeTileGoldenSet(layer, plan, run.output));
+      EXPECT_EQ(CheckTiles(layer, plan, set, whole), static_cast<int>(plan.workloads.size()));
+      ++cases;
+    }
+  }
+  EXPECT_EQ(cases, 6);
+}
+
 // The seed's K=320 case: NPU37XX sparse output pads K to 512 (256/256), so tile 1 holds 64
 // padding channels; NPU40XX K=112 on 6 tiles pads to 192 and its last two tiles hold padding
 // only. Their variants run too, and the padding channels of output.bin are what the DPU computes.
