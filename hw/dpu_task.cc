@@ -44,9 +44,9 @@ StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts,
     wptr = std::move(cw.data_offset);
     sptr = std::move(cw.map_offset);
   } else {
-    task.weights = layer.weights.bytes;
+    task.weights = PackDenseWeights(layer.weights);
     for (int64_t k = 0; k < g.k; ++k) {
-      wptr.push_back(static_cast<uint32_t>(k * g.taps() * DTypeBytes(op.w_dtype)));
+      wptr.push_back(static_cast<uint32_t>(k * DenseWeightSetBytes(op.w_dtype, g.taps())));
     }
   }
   std::vector<WeightTableEntry> table;

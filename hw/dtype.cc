@@ -12,21 +12,26 @@ const char* DTypeName(DType t) {
     case DType::kBF16: return "bf16";
     case DType::kI32: return "i32";
     case DType::kFP32: return "fp32";
+    case DType::kI4: return "i4";
+    case DType::kU4: return "u4";
   }
   return "?";
 }
 
 StatusOr<DType> ParseDType(const std::string& name) {
-  for (DType t : {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16, DType::kI32, DType::kFP32}) {
+  for (DType t : {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16, DType::kI32, DType::kFP32,
+                  DType::kI4, DType::kU4}) {
     if (name == DTypeName(t)) return t;
   }
-  return InvalidArgument("unknown dtype '" + name + "' (expected u8|i8|fp16|bf16|i32|fp32)");
+  return InvalidArgument("unknown dtype '" + name + "' (expected u8|i8|fp16|bf16|i32|fp32|i4|u4)");
 }
 
 int DTypeBytes(DType t) {
   switch (t) {
     case DType::kU8:
-    case DType::kI8: return 1;
+    case DType::kI8:
+    case DType::kI4:
+    case DType::kU4: return 1;
     case DType::kFP16:
     case DType::kBF16: return 2;
     case DType::kI32:
@@ -35,6 +40,8 @@ int DTypeBytes(DType t) {
   return 0;
 }
 
+int DTypeBits(DType t) { return IsSubByte(t) ? 4 : 8 * DTypeBytes(t); }
+
 bool IsFloat(DType t) { return t == DType::kFP16 || t == DType::kBF16 || t == DType::kFP32; }
 bool IsInteger(DType t) { return !IsFloat(t); }
 
@@ -42,6 +49,8 @@ int64_t DTypeMin(DType t) {
   switch (t) {
     case DType::kU8: return 0;
     case DType::kI8: return -128;
+    case DType::kU4: return 0;
+    case DType::kI4: return -8;
     default: return std::numeric_limits<int32_t>::min();
   }
 }
@@ -50,6 +59,8 @@ int64_t DTypeMax(DType t) {
   switch (t) {
     case DType::kU8: return 255;
     case DType::kI8: return 127;
+    case DType::kU4: return 15;
+    case DType::kI4: return 7;
     default: return std::numeric_limits<int32_t>::max();
   }
 }
@@ -108,8 +119,10 @@ uint16_t FloatToBF16(float f) {
 
 int32_t LoadInt(DType t, const uint8_t* base, int64_t i) {
   switch (t) {
-    case DType::kU8: return base[i];
-    case DType::kI8: return static_cast<int8_t>(base[i]);
+    case DType::kU8:
+    case DType::kU4: return base[i];
+    case DType::kI8:
+    case DType::kI4: return static_cast<int8_t>(base[i]);
     case DType::kI32: {
       int32_t v;
       std::memcpy(&v, base + 4 * i, 4);
@@ -139,7 +152,9 @@ float LoadFloat(DType t, const uint8_t* base, int64_t i) {
 void StoreInt(DType t, uint8_t* base, int64_t i, int32_t v) {
   switch (t) {
     case DType::kU8:
-    case DType::kI8: base[i] = static_cast<uint8_t>(v); break;
+    case DType::kI8:
+    case DType::kU4:
+    case DType::kI4: base[i] = static_cast<uint8_t>(v); break;
     case DType::kI32: std::memcpy(base + 4 * i, &v, 4); break;
     default: break;
   }

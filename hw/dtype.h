@@ -12,14 +12,18 @@
 
 namespace dpuemu {
 
-enum class DType : uint8_t { kU8, kI8, kFP16, kBF16, kI32, kFP32 };
+// kI4/kU4 are weight types only (NPU int4 weights). A host Tensor of them holds one value per byte
+// (i4 sign-extended); the DPU's weight buffer packs two per byte (hw/formats.h PackSubByte).
+enum class DType : uint8_t { kU8, kI8, kFP16, kBF16, kI32, kFP32, kI4, kU4 };
 
-const char* DTypeName(DType t);                 // "u8", "i8", "fp16", "bf16", "i32", "fp32"
+const char* DTypeName(DType t);                 // "u8", "i8", "fp16", "bf16", "i32", "fp32", "i4", "u4"
 StatusOr<DType> ParseDType(const std::string& name);
-int DTypeBytes(DType t);
+int DTypeBytes(DType t);  // bytes per element of a host Tensor (1 for i4/u4)
+int DTypeBits(DType t);   // bits per element in the DPU's memory (4 for i4/u4)
+inline bool IsSubByte(DType t) { return t == DType::kI4 || t == DType::kU4; }
 bool IsFloat(DType t);                          // fp16, bf16, fp32
-bool IsInteger(DType t);                        // u8, i8, i32
-// Value range of an integer type (u8: 0..255, i8: -128..127, i32: int32 range).
+bool IsInteger(DType t);                        // u8, i8, i32, i4, u4
+// Value range of an integer type (u8: 0..255, i8: -128..127, i4: -8..7, u4: 0..15, i32: int32).
 int64_t DTypeMin(DType t);
 int64_t DTypeMax(DType t);
 

@@ -44,7 +44,7 @@ Status CheckPositiveDims(const std::vector<int64_t>& dims, const Tensor& t, cons
 
 }  // namespace
 
-int64_t DenseWeightBytes(const ConvGeometry& g, DType w) { return g.k * g.taps() * DTypeBytes(w); }
+int64_t DenseWeightBytes(const ConvGeometry& g, DType w) { return g.k * DenseWeightSetBytes(w, g.taps()); }
 int64_t WeightMapBytesPerChannel(const ConvGeometry& g) { return AlignUp((g.taps() + 7) / 8, 16); }
 int64_t WeightMapBytes(const ConvGeometry& g) { return g.k * WeightMapBytesPerChannel(g); }
 int64_t WeightTableBytes(const ConvGeometry& g) { return 16 * g.k; }
@@ -67,9 +67,8 @@ Status CheckZeroPoint(DType t, int32_t zp, const std::string& field) {
 }
 
 Status CanSparsifyWeights(DType w_dtype, int64_t c, int64_t nonzeros) {
-  // Sub-8-bit weights (none yet: the int4 types add themselves here) are skipped by
-  // sparsify_weights.cpp (`getElemTypeSize() < CHAR_BIT`).
-  if (DTypeBytes(w_dtype) * 8 < 8) {
+  // Sub-8-bit weights are skipped by sparsify_weights.cpp (`getElemTypeSize() < CHAR_BIT`).
+  if (IsSubByte(w_dtype)) {
     return InvalidArgument(std::string("weights: dtype ") + DTypeName(w_dtype) +
                            ": sub-8-bit weights are never sparsified (sparsify_weights.cpp)");
   }
@@ -87,15 +86,32 @@ Status CanSparsifyWeights(DType w_dtype, int64_t c, int64_t nonzeros) {
   return OkStatus();
 }
 
+int64_t DenseWeightSetBytes(DType t, int64_t taps) { return AlignUp(taps * DTypeBits(t) / 8, 16); }
+
+std::vector<uint8_t> PackDenseWeights(const Tensor& weights) {
+  if (!IsSubByte(weights.dtype)) return weights.bytes;
+  const int64_t k = weights.shape[0], taps = weights.numel() / k;
+  const int64_t set = DenseWeightSetBytes(weights.dtype, taps);
+  std::vector<uint8_t> out(static_cast<size_t>(k * set), 0);
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t t = 0; t < taps; ++t) {
+      const uint8_t nibble = weights.bytes[static_cast<size_t>(i * taps + t)] & 0x0F;
+      out[static_cast<size_t>(i * set + t / 2)] |= static_cast<uint8_t>(nibble << (4 * (t & 1)));
+    }
+  }
+  return out;
+}
+
 StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp) {
   if (weights.shape.size() != 4) {
     return InvalidArgument("weights: shape must be [K, KY, KX, C], got " + weights.ShapeString());
   }
   // An empty tensor has no channels to compress (and K could be anything).
   DPUEMU_RETURN_IF_ERROR(CheckPositiveDims(weights.shape, weights, "weights"));
-  if (weights.dtype == DType::kI32 || weights.dtype == DType::kFP32) {
+  if (weights.dtype == DType::kI32 || weights.dtype == DType::kFP32 || IsSubByte(weights.dtype)) {
     return InvalidArgument(std::string("weights: dtype ") + DTypeName(weights.dtype) +
-                           " cannot be compressed (i8, u8, fp16 or bf16)");
+                           " cannot be compressed (i8, u8, fp16 or bf16; sub-byte weights are "
+                           "never sparsified, the compiler's sparsify_weights.cpp)");
   }
   // With every dimension positive, matching bytes bound every product of dimensions.
   if (!HasExactBytes(weights)) {
@@ -141,9 +157,9 @@ StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, By
                                                                const ConvGeometry& g, DType dtype,
                                                                int32_t zp) {
   if (dtype != DType::kU8 && dtype != DType::kI8 && dtype != DType::kFP16 &&
-      dtype != DType::kBF16) {
+      dtype != DType::kBF16 && !IsSubByte(dtype)) {
     return InvalidArgument(std::string("weights: dtype ") + DTypeName(dtype) +
-                           " cannot be compressed (i8, u8, fp16 or bf16)");
+                           " is not a weight type (i8, u8, i4, u4, fp16 or bf16)");
   }
   DPUEMU_RETURN_IF_ERROR(CheckZeroPoint(dtype, zp, "weights"));
   // Bounded one product at a time so that none of them overflows.
@@ -166,12 +182,18 @@ StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, By
     const WeightTableEntry& e = entries[static_cast<size_t>(k)];
     const std::string where = "weight_table[" + Str(k) + "]";
     if (e.sparsity_ptr == kDenseSparsityPtr) {
-      if (e.weight_ptr + taps * eb > static_cast<int64_t>(data.size())) {
+      const int64_t set = taps * DTypeBits(dtype) / 8;
+      if (e.weight_ptr + set > static_cast<int64_t>(data.size())) {
         return OutOfRange(where + ".weight_ptr = " + Str(e.weight_ptr) + ": dense channel of " +
-                          Str(taps * eb) + " bytes ends past the weights buffer (" +
+                          Str(set) + " bytes ends past the weights buffer (" +
                           Str(data.size()) + " bytes)");
       }
       continue;
+    }
+    if (IsSubByte(dtype)) {
+      return InvalidArgument(where + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": " +
+                             DTypeName(dtype) + " weights are never sparse (0xFFFFFF expected; "
+                             "the compiler's sparsify_weights.cpp)");
     }
     if (e.sparsity_ptr + map_per_k > static_cast<int64_t>(map.size())) {
       return OutOfRange(where + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": map of " +
@@ -207,6 +229,15 @@ StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
   for (int64_t k = 0; k < g.k; ++k) {
     const WeightTableEntry& e = entries[static_cast<size_t>(k)];
     uint8_t* dst = out.bytes.data() + k * taps * eb;
+    if (e.sparsity_ptr == kDenseSparsityPtr && IsSubByte(dtype)) {
+      // Two per byte, low nibble first; i4 sign-extended into the host byte.
+      const uint8_t* src = data.data() + e.weight_ptr;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int32_t nibble = (src[t / 2] >> (4 * (t & 1))) & 0x0F;
+        StoreInt(dtype, dst, t, dtype == DType::kI4 && nibble >= 8 ? nibble - 16 : nibble);
+      }
+      continue;
+    }
     if (e.sparsity_ptr == kDenseSparsityPtr) {
       std::memcpy(dst, data.data() + e.weight_ptr, static_cast<size_t>(taps * eb));
       continue;

@@ -36,12 +36,23 @@ inline int64_t AlignUp(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 inline bool MapBit(const uint8_t* map, int64_t i) { return (map[i >> 3] >> (i & 7)) & 1; }
 
 // ---- Byte sizes (the formulas of ../shared/dpu-facts.md) ----
-int64_t DenseWeightBytes(const ConvGeometry& g, DType w);   // K * KY * KX * C * bytes
+int64_t DenseWeightBytes(const ConvGeometry& g, DType w);   // K * DenseWeightSetBytes (below)
 int64_t WeightMapBytesPerChannel(const ConvGeometry& g);    // align16(ceil(KY*KX*C / 8))
 int64_t WeightMapBytes(const ConvGeometry& g);              // K * the above
 int64_t WeightTableBytes(const ConvGeometry& g);            // 16 * K
 int64_t ActivationMapBytes(int64_t elements);               // align16(ceil(elements / 8))
 int64_t SeTableBytes(int64_t h, int64_t w, int64_t c, int64_t se_size);  // 4 * H * W * C/se_size
+
+// ---- Dense weights in the DPU's memory ----
+// Each output channel's weight set starts 16-byte aligned (VPU_WEIGHT_SET_BYTE_ALIGNMENT): its
+// bytes are align16(KY * KX * C * bits / 8). 8- and 16-bit sets are whole 16-byte multiples
+// already (C is a multiple of 16). i4/u4 weights are packed two per byte, element 2i in the low
+// nibble and 2i + 1 in the high one (Const::BitPackAttr::transform,
+// src/vpux_compiler/src/dialect/const/attributes/bit_pack.cpp), each set zero-padded to 16 bytes
+// (the compiler's I4WeightsConvToNCE LIT test: 16 int4 weights per channel, pointers 0, 16, 32...).
+int64_t DenseWeightSetBytes(DType t, int64_t taps);
+// weights [K, KY, KX, C] (validated) -> the dense weight buffer, one set per channel as above.
+std::vector<uint8_t> PackDenseWeights(const Tensor& weights);
 
 // ---- Compressed weights ----
 struct CompressedWeights {
@@ -57,7 +68,8 @@ struct CompressedWeights {
 // whose own channels may all be zero). The error names the rule.
 Status CanSparsifyWeights(DType w_dtype, int64_t c, int64_t nonzeros);
 // weights: [K, KY, KX, C] of i8/u8/fp16/bf16; zp: the weight zero point (0 for float). An element
-// is absent when IsWeightZero (float weights compare by value: -0.0 is dropped).
+// is absent when IsWeightZero (float weights compare by value: -0.0 is dropped). Sub-byte
+// weights are never sparsified (the compiler's sparsify_weights.cpp): an error.
 StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp);
 // Rebuilds the dense [K, KY, KX, C] tensor from the buffers the weight table points into.
 // Channels whose sparsity pointer is 0xFFFFFF are read dense from `data`.

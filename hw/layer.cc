@@ -11,9 +11,24 @@ std::string Str(int64_t v) { return std::to_string(v); }
 
 }  // namespace
 
+bool IsIntegerWeights(DType t) {
+  return t == DType::kU8 || t == DType::kI8 || t == DType::kI4 || t == DType::kU4;
+}
+
 bool IsIntegerPath(const ConvOp& op) {
-  return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) &&
-         (op.w_dtype == DType::kU8 || op.w_dtype == DType::kI8);
+  return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) && IsIntegerWeights(op.w_dtype);
+}
+
+bool IsMixedPrecision(const ConvOp& op) { return IsFloat(op.in_dtype) && IsIntegerWeights(op.w_dtype); }
+
+StatusOr<float> FloatBiasWord(double bias, double scale) {
+  const double q = bias == 0 ? 0.0 : bias / scale;
+  if (!(std::fabs(q) <= std::numeric_limits<float>::max())) {
+    return InvalidArgument("bias " + std::to_string(bias) + " in output units with scale " +
+                           std::to_string(scale) + ": bias / scale is not a finite fp32, which "
+                           "the weight table cannot hold");
+  }
+  return static_cast<float>(q);
 }
 
 Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi) {
@@ -75,15 +90,19 @@ Status ValidateOp(const ConvOp& op) {
   }
 
   const bool int_in = op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8;
-  const bool int_w = op.w_dtype == DType::kU8 || op.w_dtype == DType::kI8;
+  const bool int_w = IsIntegerWeights(op.w_dtype);
   if (!int_in && op.in_dtype != DType::kFP16 && op.in_dtype != DType::kBF16) {
     return InvalidArgument(std::string("input dtype = ") + DTypeName(op.in_dtype) +
                            ": must be u8, i8, fp16 or bf16");
   }
-  if (int_in != int_w || (!int_in && op.w_dtype != op.in_dtype)) {
+  // Float activations take weights of their own type, or integer weights (weight-only
+  // quantisation, the compiler's BiasFuncForI8Weights and I4WeightsConvToNCE LIT tests in
+  // tests/lit/NPU/conversion/passes/IE2VPU/convert_IE_to_VPU_NCE_37XX_40XX.mlir, both targets).
+  if (int_in ? !int_w : !(int_w || op.w_dtype == op.in_dtype)) {
     return InvalidArgument(std::string("weights dtype = ") + DTypeName(op.w_dtype) +
-                           ": must be i8 or u8 with integer input, the input's float type with " +
-                           "float input (input is " + DTypeName(op.in_dtype) + ")");
+                           ": must be i8, u8, i4 or u4 with integer input; the input's float "
+                           "type, i8, u8, i4 or u4 with float input (input is " +
+                           DTypeName(op.in_dtype) + ")");
   }
   if (int_in) {
     if (op.out_dtype != DType::kU8 && op.out_dtype != DType::kI8 && op.out_dtype != DType::kI32) {
@@ -130,10 +149,17 @@ Status ValidateOp(const ConvOp& op) {
       return InvalidArgument(std::string("output dtype = ") + DTypeName(op.out_dtype) +
                              ": float input needs an output of fp16, bf16 or fp32");
     }
-    if (op.in_zp != 0 || op.w_zp != 0 || op.ppe.out_zp != 0) {
+    if (op.in_zp != 0 || op.ppe.out_zp != 0 || (!int_w && op.w_zp != 0)) {
       return InvalidArgument("zero_point: float types have no zero point (must be 0)");
     }
-    if (op.ppe.leaky_relu) return InvalidArgument("ppe.leaky_relu: only on the integer path");
+    if (int_w) {
+      DPUEMU_RETURN_IF_ERROR(CheckRange("weights zero_point", op.w_zp, DTypeMin(op.w_dtype),
+                                        DTypeMax(op.w_dtype)));
+    }
+    if (op.ppe.leaky_relu && !std::isfinite(op.ppe.lrelu_alpha)) {
+      return InvalidArgument("ppe.leaky_relu.alpha = " + std::to_string(op.ppe.lrelu_alpha) +
+                             ": must be finite");
+    }
   }
   if (std::isnan(op.ppe.clamp_lo) || std::isnan(op.ppe.clamp_hi) ||
       op.ppe.clamp_lo > op.ppe.clamp_hi) {
@@ -210,6 +236,17 @@ Status ValidateLayer(const ConvLayer& layer) {
   };
   DPUEMU_RETURN_IF_ERROR(check("input", layer.input, layer.op.in_dtype, {g.h, g.w, g.c}));
   DPUEMU_RETURN_IF_ERROR(check("weights", layer.weights, layer.op.w_dtype, {g.k, g.ky, g.kx, g.c}));
+  // A host tensor holds one int4 per byte: each must be a value of the type.
+  if (IsSubByte(layer.op.w_dtype)) {
+    const DType t = layer.op.w_dtype;
+    for (int64_t i = 0; i < layer.weights.numel(); ++i) {
+      const int32_t v = LoadInt(t, layer.weights.bytes.data(), i);
+      if (v < DTypeMin(t) || v > DTypeMax(t)) {
+        return InvalidArgument("weights[" + Str(i) + "] = " + Str(v) + ": not a " + DTypeName(t) +
+                               " value [" + Str(DTypeMin(t)) + ", " + Str(DTypeMax(t)) + "]");
+      }
+    }
+  }
   return OkStatus();
 }
 
@@ -276,20 +313,33 @@ StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
   op.w_dtype = spec.w_dtype;
   op.out_dtype = spec.out_dtype;
   const bool integer = !IsFloat(spec.in_dtype);
-  if (integer && spec.zero_points) {
+  const bool int_weights = !IsFloat(spec.w_dtype);
+  // Weight zero points near the middle of the type: unsigned types are offset by half their range.
+  const bool sub_byte = IsSubByte(spec.w_dtype);
+  const auto weight_zp = [&](bool random) {
+    const int32_t spread = sub_byte ? 2 : 8;
+    const int32_t mid = spec.w_dtype == DType::kU8 ? 128 : spec.w_dtype == DType::kU4 ? 8 : 0;
+    return (random ? static_cast<int32_t>(rng.Int(-spread, spread)) : 0) + mid;
+  };
+  if (!integer && int_weights) {  // weight-only quantisation: only the weights have a zero point
+    op.w_zp = weight_zp(spec.zero_points);
+  } else if (integer && spec.zero_points) {
     op.in_zp = static_cast<int32_t>(rng.Int(DTypeMin(spec.in_dtype) / 2 + 64, DTypeMax(spec.in_dtype) / 2));
-    op.w_zp = static_cast<int32_t>(rng.Int(-8, 8)) + (spec.w_dtype == DType::kU8 ? 128 : 0);
+    op.w_zp = weight_zp(true);
     if (spec.out_dtype != DType::kI32) {
       op.ppe.out_zp = static_cast<int32_t>(
           (DTypeMin(spec.out_dtype) + DTypeMax(spec.out_dtype)) / 2 + rng.Int(-20, 20));
     }
-  } else if (integer && spec.w_dtype == DType::kU8) {
-    op.w_zp = 128;
+  } else if (integer) {
+    op.w_zp = weight_zp(false);
   }
   if (integer && spec.leaky_relu && spec.out_dtype != DType::kI32) {
     op.ppe.leaky_relu = true;
     op.ppe.lrelu_mult = static_cast<int32_t>(rng.Int(1, 2047));
     op.ppe.lrelu_shift = static_cast<int32_t>(rng.Int(0, 11));
+  } else if (!integer && spec.leaky_relu) {
+    op.ppe.leaky_relu = true;
+    op.ppe.lrelu_alpha = static_cast<float>(rng.Int(1, 255)) / 256.0f;
   }
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
 
@@ -301,7 +351,11 @@ StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
   // Requantisation that maps a typical accumulator (about sqrt(taps) * 74 * 74 for uniform 8-bit
   // values) onto about a quarter of the output range.
   const double density = std::max(0.05, (1 - spec.weight_sparsity) * (1 - spec.input_sparsity));
-  const double acc_scale = std::sqrt(double(g.taps()) * density) * (integer ? 74.0 * 74.0 : 0.4);
+  // Float activations are about +-1 (FillTensor); integer weights about +-74 (+-4.6 for int4) from
+  // their zero point.
+  const double wmag = sub_byte ? 4.6 : 74.0;
+  const double acc_scale = std::sqrt(double(g.taps()) * density) *
+                           (integer ? 74.0 * wmag : int_weights ? 0.6 * wmag : 0.4);
   const int64_t k = g.k;
   for (int64_t i = 0; i < k; ++i) {
     if (integer) {
@@ -313,8 +367,10 @@ StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
       layer.quant.shift.push_back(shift);
       layer.quant.bias.push_back(static_cast<int32_t>(rng.Int(-4, 4) * acc_scale / 8));
     } else {
-      layer.quant.scale.push_back(static_cast<float>((0.5 + rng.Uniform()) / acc_scale));
-      layer.quant.fbias.push_back(static_cast<float>(rng.Int(-16, 16)) / 16.0f);
+      // The bias is drawn in output units and held in accumulator units, as the compiler does.
+      const float scale = static_cast<float>((0.5 + rng.Uniform()) / acc_scale);
+      layer.quant.scale.push_back(scale);
+      layer.quant.fbias.push_back(static_cast<float>(rng.Int(-16, 16) / 16.0 / double{scale}));
     }
   }
   return layer;

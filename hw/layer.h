@@ -33,11 +33,13 @@ struct ConvGeometry {
 // Post-processing (PPE) settings shared by all output channels.
 struct Ppe {
   int32_t out_zp = 0;  // integer outputs only; the value sparse outputs omit
-  // Leaky ReLU on the integer path: negatives are multiplied by lrelu_mult and shifted by
-  // lrelu_shift more bits.
+  // Leaky ReLU / PReLU: negatives are scaled. Integer path: multiplied by lrelu_mult and shifted
+  // by lrelu_shift more bits. Float path: multiplied by lrelu_alpha in fp32 (the compiler's
+  // fp_prelu_alpha, PPEFpScalePreluMult).
   bool leaky_relu = false;
   int32_t lrelu_mult = 1;   // 0..2047
   int32_t lrelu_shift = 0;  // 0..31
+  float lrelu_alpha = 1.0f;  // finite
   // Clamp in the output's value domain (after the zero point); integer outputs need whole numbers.
   // Also clamped to the output type's range.
   double clamp_lo = -std::numeric_limits<double>::infinity();
@@ -57,7 +59,8 @@ struct ChannelQuant {
   std::vector<int32_t> mult;   // 0..65535
   std::vector<int32_t> shift;  // 0..63
   std::vector<int32_t> bias;
-  // Float path: v = acc * scale + bias (each step rounded to fp32).
+  // Float path: v = (acc + fbias) * scale (each step rounded to fp32). fbias is in accumulator
+  // units, as the weight table holds it (the compiler stores bias / scale, getRescaledBias).
   std::vector<float> scale;
   std::vector<float> fbias;
 };
@@ -70,7 +73,20 @@ struct ConvLayer {
   Tensor weights;  // [K, KY, KX, C], op.w_dtype
 };
 
-bool IsIntegerPath(const ConvOp& op);  // integer activations and weights
+// Integer activations and weights: exact int32 MAC and the integer PPE. Float activations (with
+// float or integer weights) take the fp32 MAC and the float PPE.
+bool IsIntegerPath(const ConvOp& op);
+bool IsIntegerWeights(DType t);  // u8, i8, i4, u4
+// Float activations with integer weights (weight-only quantisation): (w - w_zp) enters the fp32
+// MAC and the per-channel scale carries the dequantisation.
+bool IsMixedPrecision(const ConvOp& op);
+
+// The float bias word of the weight table for a bias given in output units: bias / scale divided
+// in double, then rounded to fp32, as the compiler writes it (NCESparsity::getRescaledBias in
+// src/vpux_compiler/src/dialect/VPU/utils/nce_sparsity.cpp, then toHex). `scale` is the scale as
+// given (the compiler divides by its fp64 quantisation scales, not by the fp32 scale word). An error
+// when the quotient is not a finite fp32 (a non-zero bias with scale 0).
+StatusOr<float> FloatBiasWord(double bias, double scale);
 
 // Limits of the layers dpuemu runs (ValidateOp; README "What is checked"). Bounded dimensions
 // keep every product of them, and so every byte offset, far inside int64.
@@ -117,7 +133,7 @@ struct LayerSpec {
   double weight_sparsity = 0.0;  // fraction of weights equal to the weight zero point
   double input_sparsity = 0.0;   // fraction of activations equal to the input zero point
   bool leaky_relu = false;
-  bool zero_points = true;  // integer path: random non-zero zero points
+  bool zero_points = true;  // integer types: random non-zero zero points
 };
 
 // Deterministic for a (spec, seed) pair on every platform. Requantisation is chosen so outputs

@@ -6,7 +6,11 @@ namespace dpuemu {
 namespace {
 
 const std::vector<DType> kActs = {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16};
-const std::vector<DType> kWeights = {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16};
+// int4 weights on both: the IDU's weight modes include I4 and U4 (VpuInputTensorDType in
+// NPU37XX/dialect/NPUReg37XX/firmware_headers/details/api/vpu_nce_hw_37xx.h, likewise 40xx), and the
+// compiler's I4WeightsConvToNCE LIT test runs for NPU37XX and NPU40XX.
+const std::vector<DType> kWeights = {DType::kU8, DType::kI8, DType::kI4, DType::kU4, DType::kFP16,
+                                     DType::kBF16};
 const std::vector<DType> kOutputs = {DType::kU8,   DType::kI8,   DType::kI32,
                                      DType::kFP16, DType::kBF16, DType::kFP32};
 

@@ -631,6 +631,8 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
 
 StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
                                    const ConvGeometry& g, DType dtype, int32_t zp) {
+  // int4 sets are dense nibbles: the scalar unpacking.
+  if (IsSubByte(dtype)) return dpuemu::DecompressWeights(data, map, table, g, dtype, zp);
   std::vector<WeightTableEntry> entries;
   DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype, zp));
   Tensor out(dtype, {g.k, g.ky, g.kx, g.c});

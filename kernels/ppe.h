@@ -8,8 +8,16 @@
 //                 if v < 0 and leaky ReLU: v *= lrelu_mult, shift += lrelu_shift
 //                 v = v / 2^shift, rounded half to even    (exact integer arithmetic)
 //                 v += out_zp; clamp to [lo, hi] intersected with the output type's range.
-// Float path (fp16/bf16 activations and weights):
-//   v = fp32(acc * scale); v = fp32(v + bias); clamp (NaN passes through);
+// Float path (fp16/bf16 activations; weights of the same type, or integer weights as w - w_zp),
+// in the order the compiler programs the NPU40XX float PPE (buildFpPPEConfig in
+// src/vpux_compiler/src/NPU40XX/dialect/VPUIPDPU/transforms/passes/expand_dpu_config/
+// expand_dpu_config_invariant_ppe.cpp: PPEFpBiasAdd, PPEFpScalePreluMult, PPEFpConvert):
+//   v = fp32(acc + bias)            bias in accumulator units, as the weight table holds it
+//   v = fp32(v * scale)
+//   if leaky ReLU and v < 0: v = fp32(v * alpha)
+//   clamp to [lo, hi] (NaN passes through); fp16 outputs also to [-65504, 65504], the PPE's
+//   fp16 clamp (ppe_fp16_clamp on NPU37XX, PPEFpConvert clamp mode on NPU40XX), so they
+//   saturate instead of overflowing to infinity;
 //   round to the output type (fp16/bf16 round-to-nearest-even, or fp32 as is).
 #ifndef DPUEMU_KERNELS_PPE_H_
 #define DPUEMU_KERNELS_PPE_H_
@@ -17,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "hw/dtype.h"
 #include "hw/layer.h"
@@ -39,9 +48,12 @@ struct PpeParams {
   int32_t out_zp = 0;
   bool leaky = false;
   int32_t lrelu_mult = 1, lrelu_shift = 0;
+  float alpha = 1.0f;      // float leaky ReLU slope
   int32_t lo = 0, hi = 0;  // integer outputs
-  float flo = 0, fhi = 0;  // float outputs
+  float flo = 0, fhi = 0;  // float outputs; for fp16 saturated to +-65504
 };
+
+constexpr float kHalfMax = 65504.0f;
 
 inline PpeParams ResolvePpe(const ConvOp& op) {
   PpeParams p;
@@ -50,12 +62,25 @@ inline PpeParams ResolvePpe(const ConvOp& op) {
   p.leaky = op.ppe.leaky_relu;
   p.lrelu_mult = op.ppe.lrelu_mult;
   p.lrelu_shift = op.ppe.lrelu_shift;
+  p.alpha = op.ppe.lrelu_alpha;
   const double tmin = static_cast<double>(DTypeMin(op.out_dtype));
   const double tmax = static_cast<double>(DTypeMax(op.out_dtype));
   p.lo = static_cast<int32_t>(std::max(op.ppe.clamp_lo, tmin));
   p.hi = static_cast<int32_t>(std::min(op.ppe.clamp_hi, tmax));
-  p.flo = static_cast<float>(op.ppe.clamp_lo);
-  p.fhi = static_cast<float>(op.ppe.clamp_hi);
+  // Bounds outside fp32 become +-inf (no clamp); the double -> float rounding of a finite bound
+  // is part of the definition.
+  const auto to_float = [](double v) {
+    constexpr float kMax = std::numeric_limits<float>::max();
+    return v > kMax ? std::numeric_limits<float>::infinity()
+                    : v < -kMax ? -std::numeric_limits<float>::infinity() : static_cast<float>(v);
+  };
+  p.flo = to_float(op.ppe.clamp_lo);
+  p.fhi = to_float(op.ppe.clamp_hi);
+  // fp16 saturation after the clamp: saturating both bounds (monotone) composes the two.
+  if (op.out_dtype == DType::kFP16) {
+    p.flo = std::min(std::max(p.flo, -kHalfMax), kHalfMax);
+    p.fhi = std::min(std::max(p.fhi, -kHalfMax), kHalfMax);
+  }
   return p;
 }
 
@@ -76,8 +101,9 @@ inline int32_t PpeInt(int32_t acc, int32_t bias, int32_t mult, int32_t shift, co
 
 // Float PPE to fp32; the caller rounds to the output type with StoreFloat.
 inline float PpeFloat(float acc, float scale, float bias, const PpeParams& p) {
-  float v = acc * scale;
-  v = v + bias;
+  float v = acc + bias;
+  v = v * scale;
+  if (p.leaky && v < 0) v = v * p.alpha;
   if (v < p.flo) v = p.flo;
   if (v > p.fhi) v = p.fhi;
   return v;

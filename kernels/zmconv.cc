@@ -139,7 +139,9 @@ HWY_INLINE void StoreFloatOut(const ConvPlan& p, VF v, uint8_t* dst) {
 // The float PPE of accumulator vector `acc` (channels k..k + kN) to the output at `dst`.
 HWY_INLINE void PpeFloatStore(const ConvPlan& p, VF acc, int64_t k, VF lo, VF hi, uint8_t* dst) {
   const DF d;
-  VF x = hn::Add(hn::Mul(acc, hn::LoadU(d, p.scale + k)), hn::LoadU(d, p.fbias + k));
+  // PpeFloat's order: bias (accumulator units), scale, leaky slope, clamp.
+  VF x = hn::Mul(hn::Add(acc, hn::LoadU(d, p.fbias + k)), hn::LoadU(d, p.scale + k));
+  if (p.ppe.leaky) x = hn::IfThenElse(hn::Lt(x, hn::Zero(d)), hn::Mul(x, hn::Set(d, p.ppe.alpha)), x);
   x = hn::IfThenElse(hn::Lt(x, lo), lo, x);  // comparisons keep NaN
   x = hn::IfThenElse(hn::Gt(x, hi), hi, x);
   StoreFloatOut(p, x, dst);
@@ -604,9 +606,11 @@ template <typename Out>
 void ConvertElements(DType t, const uint8_t* src, int64_t n, int32_t zp, Out* dst) {
   switch (t) {
     case DType::kU8:
+    case DType::kU4:  // host tensors hold one int4 per byte
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Out>(int32_t{src[i]} - zp);
       break;
     case DType::kI8:
+    case DType::kI4:
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Out>(int32_t{static_cast<int8_t>(src[i])} - zp);
       break;
     case DType::kFP16:
@@ -650,7 +654,8 @@ bool SameOp(const ConvOp& a, const ConvOp& b) {
          a.in_dtype == b.in_dtype && a.w_dtype == b.w_dtype && a.out_dtype == b.out_dtype &&
          a.in_zp == b.in_zp && a.w_zp == b.w_zp && a.ppe.out_zp == b.ppe.out_zp &&
          a.ppe.leaky_relu == b.ppe.leaky_relu && a.ppe.lrelu_mult == b.ppe.lrelu_mult &&
-         a.ppe.lrelu_shift == b.ppe.lrelu_shift && a.ppe.clamp_lo == b.ppe.clamp_lo &&
+         a.ppe.lrelu_shift == b.ppe.lrelu_shift &&
+         FloatBits(a.ppe.lrelu_alpha) == FloatBits(b.ppe.lrelu_alpha) && a.ppe.clamp_lo == b.ppe.clamp_lo &&
          a.ppe.clamp_hi == b.ppe.clamp_hi;
 }
 

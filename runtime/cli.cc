@@ -1,7 +1,7 @@
 // dpuemu: the command line for hardware teams (README.md, "The dpuemu CLI").
 //   dpuemu plan SPEC.json|DIR [--json]
 //   dpuemu run  SPEC.json|DIR --out OUT [--threads N] [--reference] [--kernel K] [--explain]
-//                                       [--repeat N]
+//                                       [--repeat N] [--golden layer|tiles]
 // Exit status: 0 ok, 2 usage or spec errors (bad flags, spec, tensor file, or a layer the planner
 // refuses), 1 when running or writing the results fails.
 #include <unistd.h>
@@ -40,6 +40,7 @@ struct Flags {
   std::string kernel;  // empty: the spec's
   bool explain = false;
   int repeat = 1;
+  std::string golden = "layer";  // layer: the whole layer as one task; tiles: per tile (golden.h)
 };
 
 // A failed step: the exit status it calls for and the message.
@@ -209,6 +210,12 @@ Failure RunOne(const std::string& path, const std::string& out_dir, const Flags&
   const Spec& spec = planned->spec;
   const std::vector<Plan>& plans = planned->plans;
   const Plan& plan = plans.front();
+  if (f.golden == "tiles" && spec.se && plans.size() > 1) {
+    return {kExitUsage, InvalidArgument(path + ": --golden tiles: '" + spec.layer.name +
+                                        "' runs as " + std::to_string(plans.size()) +
+                                        " DPU layers (dilate phases); per-tile golden sets "
+                                        "cover one DPU layer: use --golden layer")};
+  }
   RunOptions options = spec.run;
   if (f.threads >= 0) options.threads = f.threads;
   if (f.reference) options.reference = true;
@@ -260,7 +267,10 @@ Failure RunOne(const std::string& path, const std::string& out_dir, const Flags&
   }
   if (st.ok()) {
     StatusOr<GoldenSet> golden =
-        spec.se ? MakeSeGoldenSet(spec, plans, outputs) : MakeGoldenSet(spec.layer, plan, *output);
+        f.golden == "tiles" ? (spec.se ? MakeSeTileGoldenSet(spec, plans, outputs)
+                                       : MakeTileGoldenSet(spec.layer, plan, *output))
+        : spec.se           ? MakeSeGoldenSet(spec, plans, outputs)
+                            : MakeGoldenSet(spec.layer, plan, *output);
     st = golden.ok() ? WriteGoldenSet(*golden, out_dir) : golden.status();
   }
   if (!st.ok()) return fail(st);
@@ -337,6 +347,10 @@ int Main(int argc, char** argv) {
   run->add_flag("--explain", f.explain, "print which kernel ran for each workload and why");
   run->add_option("--repeat", f.repeat, "run N times and print the timing")
       ->check(CLI::Range(1, 1000000));
+  run->add_option("--golden", f.golden,
+                  "golden set: layer (the whole layer as one DPU task, default) or tiles (every "
+                  "tile's CMX image and its workloads' variants)")
+      ->check(CLI::IsMember({"layer", "tiles"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

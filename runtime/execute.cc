@@ -34,6 +34,8 @@ double SecondsSince(Clock::time_point t) {
 // Below this many work items per thread, workloads are cut into row chunks.
 constexpr size_t kItemsPerThread = 4;
 
+}  // namespace
+
 // The plan must describe this very op on this target: its splits, padding and storage follow
 // from the geometry and types.
 Status CheckPlanMatches(const ConvOp& op, const Plan& plan, const Target& target) {
@@ -111,7 +113,14 @@ std::pair<int64_t, int64_t> ComputedRows(const ConvGeometry& g, int64_t begin, i
   return {begin, end};
 }
 
-}  // namespace
+StatusOr<DpuTask> LowerSlice(const ConvLayer& layer, const StorageOptions& storage,
+                             int64_t k_begin, int64_t k_end, int64_t calc_begin, int64_t calc_end,
+                             const Target& target) {
+  DPUEMU_ASSIGN_OR_RETURN(const ConvLayer slice,
+                          SliceLayer(layer, k_begin, k_end, calc_begin, calc_end));
+  // Pads beyond kernel / 2 are read through an SE pad gather, as one DPU invocation needs.
+  return LowerLayerForDpu(slice, storage, target);
+}
 
 struct PreparedLayer::Impl {
   struct Item {
@@ -310,10 +319,8 @@ StatusOr<PreparedLayer> PreparedLayer::Create(const ConvLayer& layer, const Plan
 
   DPUEMU_RETURN_IF_ERROR(s.ForEachItem([&](size_t i) -> Status {
     Item& it = s.items[i];
-    DPUEMU_ASSIGN_OR_RETURN(const ConvLayer slice,
-                            SliceLayer(layer, it.k_begin, it.k_end, it.calc_begin, it.calc_end));
-    // Pads beyond kernel / 2 are read through an SE pad gather, as one DPU invocation needs.
-    DPUEMU_ASSIGN_OR_RETURN(it.task, LowerLayerForDpu(slice, it.storage, target));
+    DPUEMU_ASSIGN_OR_RETURN(it.task, LowerSlice(layer, it.storage, it.k_begin, it.k_end,
+                                                it.calc_begin, it.calc_end, target));
     return OkStatus();
   }));
   if (!options.reference) {

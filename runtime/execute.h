@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "hw/layer.h"
@@ -79,6 +80,21 @@ StatusOr<RunResult> RunLayer(const ConvLayer& layer, const Plan& plan, const Tar
 StatusOr<RunResult> PlanAndRun(const ConvLayer& layer, const Target& target,
                                const PlanOptions& plan_options, const RunOptions& run_options,
                                Plan* plan_out = nullptr);
+
+// The pieces of the executor's lowering, shared with the per-tile golden set (runtime/golden.h)
+// so both cut and lower a plan the same way.
+//
+// The plan must describe this very op on this target (geometry, types, zero points, PPE).
+Status CheckPlanMatches(const ConvOp& op, const Plan& plan, const Target& target);
+// The rows a work item covering output rows [begin, end) computes: the smallest range around it
+// that reads at least one input row (SliceLayer needs one; with pads >= the kernel a band at the
+// edge may read only padding). Rows outside [begin, end) are computed and dropped.
+std::pair<int64_t, int64_t> ComputedRows(const ConvGeometry& g, int64_t begin, int64_t end);
+// One work item's DPU task: SliceLayer(layer, k_begin, k_end, calc_begin, calc_end) lowered with
+// `storage` (the tile's, TileStorage).
+StatusOr<DpuTask> LowerSlice(const ConvLayer& layer, const StorageOptions& storage,
+                             int64_t k_begin, int64_t k_end, int64_t calc_begin, int64_t calc_end,
+                             const Target& target);
 
 }  // namespace dpuemu
 

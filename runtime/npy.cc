@@ -234,6 +234,10 @@ const char* NpyDescr(DType t) {
       return "<i4";
     case DType::kFP32:
       return "<f4";
+    case DType::kI4:  // host tensors hold one int4 value per byte
+      return "|i1";
+    case DType::kU4:
+      return "|u1";
   }
   return "?";
 }

@@ -220,7 +220,21 @@ StatusOr<TensorField> ParseTensorField(const Node& root, const char* key,
   DPUEMU_ASSIGN_OR_RETURN(DType dtype, DTypeField(dtype_node, dtypes));
   DPUEMU_ASSIGN_OR_RETURN(int32_t zp, ZeroPoint(n, dtype));
   DPUEMU_ASSIGN_OR_RETURN(Node npy_node, n.Required("npy"));
-  DPUEMU_ASSIGN_OR_RETURN(TensorFile npy, LoadTensor(npy_node, dir, dtype, dtype_node.path()));
+  // int4 weights come as an int8 / uint8 array of values in the type's range (one per byte, as a
+  // host tensor holds them); the DPU buffers pack them two per byte.
+  const DType file_dtype = dtype == DType::kI4 ? DType::kI8 : dtype == DType::kU4 ? DType::kU8 : dtype;
+  DPUEMU_ASSIGN_OR_RETURN(TensorFile npy, LoadTensor(npy_node, dir, file_dtype, dtype_node.path()));
+  if (IsSubByte(dtype)) {
+    npy.tensor.dtype = dtype;
+    for (int64_t i = 0; i < npy.tensor.numel(); ++i) {
+      const int32_t v = LoadInt(dtype, npy.tensor.bytes.data(), i);
+      if (v < DTypeMin(dtype) || v > DTypeMax(dtype)) {
+        return npy_node.Error("'" + npy.file + "' element " + Str(i) + " = " + Str(v) + ": not a " +
+                              DTypeName(dtype) + " value [" + Str(DTypeMin(dtype)) + ", " +
+                              Str(DTypeMax(dtype)) + "]");
+      }
+    }
+  }
   return TensorField{dtype, zp, std::move(npy), npy_node};
 }
 
@@ -236,7 +250,7 @@ Status ParseTensors(const Node& root, const std::string& dir, ConvLayer& layer) 
   if (s.size() != 3) return ShapeError(in.npy_node, in.npy, "[H, W, C] or [1, H, W, C]");
   DPUEMU_ASSIGN_OR_RETURN(
       TensorField w,
-      ParseTensorField(root, "weights", {DType::kI8, DType::kU8, DType::kFP16, DType::kBF16},
+      ParseTensorField(root, "weights", {DType::kI8, DType::kU8, DType::kI4, DType::kU4, DType::kFP16, DType::kBF16},
                        /*se_size=*/false, dir));
   const std::vector<int64_t>& ws = w.npy.tensor.shape;
   if (ws.size() != 4) return ShapeError(w.npy_node, w.npy, "[K, KY, KX, C]");
@@ -301,6 +315,7 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
   const bool integer = IsInteger(op.in_dtype);
   const json empty = json::object();
   Node ppe(empty, "ppe");
+  std::vector<double> scale_given;  // float path: the scales as written, before rounding to fp32
   if (std::optional<Node> n = root.Get("ppe")) ppe = *n;
   if (integer) {
     DPUEMU_RETURN_IF_ERROR(ppe.Object({"mult", "shift", "out_zero_point", "clamp", "leaky_relu"},
@@ -325,13 +340,22 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
       op.ppe.lrelu_shift = static_cast<int32_t>(sv);
     }
   } else {
-    DPUEMU_RETURN_IF_ERROR(ppe.Object({"scale", "clamp"}, " for float layers"));
+    DPUEMU_RETURN_IF_ERROR(ppe.Object({"scale", "clamp", "leaky_relu"}, " for float layers"));
     layer.quant.scale.assign(static_cast<size_t>(k), 1.0f);
+    scale_given.assign(static_cast<size_t>(k), 1.0);
     if (std::optional<Node> n = ppe.Get("scale")) {
       DPUEMU_ASSIGN_OR_RETURN(std::vector<Node> v, n->PerChannel(k));
       for (size_t i = 0; i < v.size(); ++i) {
         DPUEMU_ASSIGN_OR_RETURN(layer.quant.scale[i], v[i].Float32());
+        DPUEMU_ASSIGN_OR_RETURN(scale_given[i], v[i].Number());
       }
+    }
+    // The float PPE's negative slope (fp_prelu_alpha), an fp32 multiply after the scale.
+    if (std::optional<Node> n = ppe.Get("leaky_relu")) {
+      DPUEMU_RETURN_IF_ERROR(n->Object({"alpha"}, " for float layers"));
+      DPUEMU_ASSIGN_OR_RETURN(Node a, n->Required("alpha"));
+      DPUEMU_ASSIGN_OR_RETURN(op.ppe.lrelu_alpha, a.Float32());
+      op.ppe.leaky_relu = true;
     }
   }
   if (std::optional<Node> n = ppe.Get("clamp")) {
@@ -343,8 +367,15 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
   // Bias: int32 on the integer path, fp32 on the float path; zeros when absent.
   const DType bias_type = integer ? DType::kI32 : DType::kFP32;
   Tensor bias(bias_type, {k});
-  if (std::optional<Node> b = root.Get("bias")) {
-    DPUEMU_RETURN_IF_ERROR(b->Object({"npy"}));
+  bool accumulator_units = integer;
+  const std::optional<Node> b = root.Get("bias");
+  if (b) {
+    DPUEMU_RETURN_IF_ERROR(integer ? b->Object({"npy"}, " for integer layers (accumulator units)")
+                                   : b->Object({"npy", "units"}));
+    if (std::optional<Node> u = b->Get("units")) {
+      DPUEMU_ASSIGN_OR_RETURN(std::string units, u->Choice({"output", "accumulator"}));
+      accumulator_units = units == "accumulator";
+    }
     DPUEMU_ASSIGN_OR_RETURN(Node npy, b->Required("npy"));
     DPUEMU_ASSIGN_OR_RETURN(
         TensorFile tf, LoadTensor(npy, dir, bias_type,
@@ -355,8 +386,15 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
   }
   if (integer) {
     layer.quant.bias.assign(bias.data<int32_t>(), bias.data<int32_t>() + k);
-  } else {
+  } else if (accumulator_units) {
     layer.quant.fbias.assign(bias.data<float>(), bias.data<float>() + k);
+  } else {
+    // The PPE adds the bias before the scale: the weight table holds bias / scale (FloatBiasWord).
+    for (int64_t i = 0; i < k; ++i) {
+      StatusOr<float> word = FloatBiasWord(bias.data<float>()[i], scale_given[static_cast<size_t>(i)]);
+      if (!word.ok()) return b->Error("[" + Str(i) + "]: " + word.status().message() + " (or give bias.units = accumulator)");
+      layer.quant.fbias.push_back(*word);
+    }
   }
   return OkStatus();
 }

@@ -163,12 +163,15 @@ check(np.array_equal(got, want.astype(np.uint8)),
 check(len(np.unique(got)) > 50 and np.count_nonzero(got == 100) > 0,
       "int8 output too uniform to test anything")
 
-# fp16: exact sums, fp32 scale and bias, clamp, fp16 rounding.
+# fp16: exact sums, then the float PPE: + bias (held in accumulator units: bias / scale, as the
+# compiler writes the weight table), x scale, clamp, fp16 rounding, each step in fp32.
 s, xf, wf, bf = spec_arrays("fp16")
 acc = 0
 for ky, kx, win in taps(xf.astype(np.float64), 0.0, wf, [1, 1], s["pad"]):
     acc = acc + win @ wf[:, ky, kx, :].astype(np.float64).T
-v = (acc.astype(np.float32) * np.array(s["ppe"]["scale"], np.float32)) + bf
+scale = np.array(s["ppe"]["scale"], np.float32)
+bias_acc = (bf.astype(np.float64) / scale.astype(np.float64)).astype(np.float32)
+v = (acc.astype(np.float32) + bias_acc) * scale
 v = np.clip(v, *s["ppe"]["clamp"]).astype(np.float16)
 got = np.load("out_f16/output.npy")
 check(got.dtype == np.float16 and got.shape == v.shape, "fp16 output dtype/shape")
@@ -242,7 +245,10 @@ for name, out, npdt in (("int8", "out_i8", np.uint8), ("fp16", "out_f16", np.flo
                                  s["input"]["zero_point"], m["se_sizes"]["input"])
         check(np.array_equal(got, x), "input.bin")
     else:
-        check(np.array_equal(table[:, 3].copy().view("<f4"), np.load("specs/b_f16.npy")), "fp32 bias words")
+        scale = np.array(s["ppe"]["scale"], np.float32)
+        check(np.array_equal(table[:, 2].copy().view("<f4"), scale), "fp32 scale words")
+        bias_acc = (np.load("specs/b_f16.npy").astype(np.float64) / scale).astype(np.float32)
+        check(np.array_equal(table[:, 3].copy().view("<f4"), bias_acc), "fp32 bias words (bias / scale)")
 
     # plan.json: the keys the contract names.
     p = json.load(open(out + "/plan.json"))
@@ -336,5 +342,188 @@ for args in "run specs/int8.json" "frobnicate" "run specs/int8.json --out x --ke
 done
 "$DPUEMU" --help >help.txt || fail "--help exited $?"
 grep -q "run" help.txt || fail "--help: $(cat help.txt)"
+
+# ---- weight-only quantisation: fp16 activations, i4 weights, bias in output units, float slope ----
+mkdir -p mixed
+"$PY" - <<'EOF' || fail "mixed precision spec"
+import json
+import numpy as np
+rng = np.random.default_rng(9)
+x = (rng.integers(-64, 65, (5, 6, 32)) / 32).astype(np.float16)
+w = rng.integers(-8, 8, (16, 3, 3, 32)).astype(np.int8)  # i4 values, zero point -1
+b = (rng.integers(-16, 17, 16) / 8).astype(np.float32)
+np.save("mixed/x.npy", x); np.save("mixed/w.npy", w); np.save("mixed/b.npy", b)
+json.dump({"target": "NPU40XX", "input": {"npy": "x.npy", "dtype": "fp16"},
+           "weights": {"npy": "w.npy", "dtype": "i4", "zero_point": -1}, "bias": {"npy": "b.npy"},
+           "pad": [1, 1, 1, 1], "ppe": {"scale": 0.1, "leaky_relu": {"alpha": 0.3}},
+           "output": {"dtype": "fp16"}}, open("mixed/spec.json", "w"))
+EOF
+"$DPUEMU" run mixed/spec.json --out mixed/out >/dev/null || fail "run mixed spec"
+"$DPUEMU" run mixed/spec.json --out mixed/ref --reference >/dev/null || fail "run mixed spec --reference"
+cmp -s mixed/out/output.npy mixed/ref/output.npy || fail "mixed: SIMD and reference differ"
+"$PY" - <<'EOF' || fail "mixed precision numpy check"
+import sys
+import numpy as np
+x = np.load("mixed/x.npy").astype(np.float64)
+w = np.load("mixed/w.npy").astype(np.int64) + 1  # w - w_zp
+b = np.load("mixed/b.npy")
+xp = np.zeros((7, 8, 32)); xp[1:6, 1:7] = x
+# Sums of k/32 times small integers are exact in fp32 whatever the order.
+acc = sum(xp[ky:ky + 5, kx:kx + 6] @ w[:, ky, kx, :].T.astype(np.float64) for ky in range(3) for kx in range(3))
+f32 = np.float32
+bias_acc = (b.astype(np.float64) / 0.1).astype(f32)  # the weight table's bias word
+v = (acc.astype(f32) + bias_acc) * f32(0.1)
+v = np.where(v < 0, v * f32(0.3), v)
+want = np.clip(v, -65504, 65504).astype(np.float16)
+got = np.load("mixed/out/output.npy")
+if got.shape != want.shape or not np.array_equal(got.view(np.uint16), want.view(np.uint16)):
+    sys.exit("mixed: output differs from numpy at %d elements" % np.count_nonzero(got != want))
+table = np.fromfile("mixed/out/weight_table.bin", "<u4").reshape(16, 4)
+if not np.array_equal(table[:, 3].view("<f4"), bias_acc): sys.exit("mixed: bias words")
+if not np.array_equal(table[:, 0], np.arange(16) * 144): sys.exit("mixed: weight pointers")
+packed = np.fromfile("mixed/out/weights.bin", np.uint8).reshape(16, 144)
+nib = (np.load("mixed/w.npy").reshape(16, -1) & 0xF).astype(np.uint8)
+if not np.array_equal(packed, nib[:, 0::2] | (nib[:, 1::2] << 4)): sys.exit("mixed: int4 packing")
+EOF
+
+# ---- --golden tiles: every tile's CMX image and its variants, checked by numpy from the files ----
+"$DPUEMU" run specs/int8.json --out tiles_i8 --golden tiles >/dev/null || fail "--golden tiles int8"
+"$DPUEMU" run specs/fp16.json --out tiles_f16 --golden tiles >/dev/null || fail "--golden tiles fp16"
+"$DPUEMU" run specs/int8.json --out layer_i8 --golden layer >/dev/null || fail "--golden layer"
+for f in output.npy weights.bin weight_table.bin input.bin output.bin manifest.json; do
+  cmp -s "out_i8/$f" "layer_i8/$f" || fail "--golden layer is not the default: $f"
+done
+cmp -s out_i8/output.npy tiles_i8/output.npy || fail "--golden tiles changed output.npy"
+[ ! -e tiles_i8/weights.bin ] || fail "--golden tiles also wrote the whole-layer set"
+status=0
+"$DPUEMU" run specs/int8.json --out x --golden cmx >/dev/null 2>&1 || status=$?
+[ "$status" -eq 2 ] || fail "--golden cmx: exit $status, want 2"
+"$PY" - <<'EOF' || fail "numpy checks of --golden tiles"
+import json, os, sys
+import numpy as np
+
+def check(cond, what):
+    if not cond:
+        sys.exit("check failed: " + what)
+
+def decode(data, amap, dtype, shape, zp, se):
+    n = int(np.prod(shape))
+    vals = np.frombuffer(data, dtype=dtype)
+    bits = np.unpackbits(np.frombuffer(amap, np.uint8), bitorder="little")
+    out = np.full(n, zp, dtype=dtype)
+    for start in range(0, n, se):
+        present = bits[start:start + se].astype(bool)
+        out[start:start + se][present] = vals[start:start + int(present.sum())]
+    return out.reshape(shape)
+
+for name, out, npdt in (("int8", "tiles_i8", np.uint8), ("fp16", "tiles_f16", np.float16)):
+    s = json.load(open("specs/%s.json" % name))
+    m = json.load(open(out + "/manifest.json"))
+    check(m["golden"] == "tiles", name + ": manifest golden")
+    plan = json.load(open(out + "/plan.json"))
+    check(len(m["tiles"]) == len(plan["tiles"]), name + ": one entry per tile")
+    x = np.load("specs/" + s["input"]["npy"])
+    x = x.reshape(x.shape[-3:])
+    w = np.load("specs/" + s["weights"]["npy"])
+    K, taps = w.shape[0], int(np.prod(w.shape[1:]))
+    wzp, xzp = s["weights"].get("zero_point", 0), s["input"].get("zero_point", 0)
+    ozp = s["ppe"].get("out_zero_point", 0)
+    dense = np.load(out + "/output.npy")
+    cmx_end = m["cmx"]["end"]
+    check(cmx_end <= m["cmx"]["bytes_per_tile"], name + ": CMX size")
+    seen = 0
+    for t in m["tiles"]:
+        img = np.zeros(cmx_end, np.uint8)
+        bufs = {}
+        for b in t["buffers"]:
+            data = np.fromfile(os.path.join(out, b["file"]), np.uint8)
+            check(data.size == b["bytes"] and b["offset"] % 16 == 0, b["file"] + " size/alignment")
+            img[b["offset"]:b["offset"] + data.size] = data
+            bufs[b["buffer"]] = b
+        k0, k1 = t["k"]
+        r0, r1 = t["rows"]
+        i0, i1 = t["input_rows"]
+        # Weights of every channel through the RELOCATED table: absolute offsets in the image.
+        tab = img[bufs["weight_table"]["offset"]:][:16 * (k1 - k0)].view("<u4").reshape(-1, 4)
+        eb = w.dtype.itemsize
+        per_ch = (taps + 127) // 128 * 16
+        for k in range(k1 - k0):
+            want = w[k0 + k].reshape(-1) if k0 + k < K else np.full(taps, wzp, w.dtype)
+            wp, sp = int(tab[k, 0]), int(tab[k, 1])
+            if m["weights_sparse"]:
+                bits = np.unpackbits(img[sp:sp + per_ch], bitorder="little")[:taps].astype(bool)
+                ch = np.full(taps, wzp, w.dtype)
+                ch[bits] = img[wp:wp + int(bits.sum()) * eb].view(w.dtype)
+            else:
+                check(sp == 0xFFFFFF, "dense sparsity pointer")
+                ch = img[wp:wp + taps * eb].view(w.dtype)
+            check(np.array_equal(ch.view(np.uint8), want.view(np.uint8)),
+                  "%s tile %d channel %d through the relocated table" % (name, t["tile"], k0 + k))
+        # The input slice with its halo, in storage format.
+        ib = bufs["input"]
+        raw = img[ib["offset"]:ib["offset"] + ib["bytes"]].tobytes()
+        if m["input_sparse"]:
+            mb = bufs["input_map"]
+            got = decode(raw, img[mb["offset"]:mb["offset"] + mb["bytes"]].tobytes(), x.dtype,
+                         (i1 - i0,) + x.shape[1:], xzp, m["se_sizes"]["input"])
+        else:
+            got = np.frombuffer(raw, x.dtype).reshape((i1 - i0,) + x.shape[1:])
+        check(np.array_equal(got.view(np.uint8), x[i0:i1].view(np.uint8)), name + " tile input")
+        # The tile's output region, as the ODU writes it.
+        ob = bufs["output"]
+        raw = img[ob["offset"]:ob["offset"] + ob["bytes"]].tobytes()
+        shape = (r1 - r0, dense.shape[1], k1 - k0)
+        if m["output_sparse"]:
+            mb = bufs["output_map"]
+            got = decode(raw, img[mb["offset"]:mb["offset"] + mb["bytes"]].tobytes(), npdt,
+                         shape, ozp, t["output_se_size"])
+        else:
+            got = np.frombuffer(raw, npdt).reshape(shape)
+        kr = min(k1, K) - k0
+        check(np.array_equal(got[:, :, :kr].view(np.uint8),
+                             dense[r0:r1, :, k0:k0 + kr].view(np.uint8)),
+              name + " tile output region")
+        for v in t["variants"]:
+            for key in ("mpe_mode", "out_start", "out_end", "pad", "k", "input_rows",
+                        "input_offset", "weight_table_offset"):
+                check(key in v, "variant has no " + key)
+            check(k0 <= v["k"][0] < v["k"][1] <= k1 and
+                  r0 <= v["out_start"][1] <= v["out_end"][1] < r1, "variant inside its tile")
+            seen += 1
+    check(seen == len(plan["workloads"]), name + ": one variant per workload")
+print("--golden tiles numpy checks passed")
+EOF
+# SE-pointer specs: one DPU layer gets per-tile SE tables; a dilated one (phases) is refused.
+mkdir -p se_specs
+"$PY" - <<'EOF'
+import json
+s = json.load(open("specs/int8.json"))
+for key in ("input", "weights", "bias"):
+    s[key]["npy"] = "../specs/" + s[key]["npy"]
+s["stride"] = [1, 1]
+s["se"] = {"op": "upsample_nearest", "factor": [2, 2], "source_rows_per_tile": [5, 4]}
+json.dump(s, open("se_specs/up.json", "w"))
+s["se"] = {"op": "dilate", "dilation": [2, 2]}
+json.dump(s, open("se_specs/dilate.json", "w"))
+EOF
+"$DPUEMU" run se_specs/up.json --out tiles_se --golden tiles >/dev/null || fail "--golden tiles se"
+"$PY" - <<'EOF' || fail "--golden tiles se manifest"
+import json, os, sys
+m = json.load(open("tiles_se/manifest.json"))
+parts = m["se"]["source_tiles"]
+if len(parts) != 2 or [p["rows"] for p in parts] != [5, 4]:
+    sys.exit("se source_tiles: %s" % parts)
+for t in m["tiles"]:
+    names = {b["buffer"] for b in t["buffers"]}
+    if not {"se_table", "input_map"} <= names or "se_table_offset" not in t["variants"][0]:
+        sys.exit("tile %d has no SE table: %s" % (t["tile"], sorted(names)))
+for p in parts:
+    if not os.path.exists(os.path.join("tiles_se", p["file"])):
+        sys.exit("no " + p["file"])
+EOF
+status=0
+"$DPUEMU" run se_specs/dilate.json --out x --golden tiles >/dev/null 2>err.txt || status=$?
+[ "$status" -eq 2 ] && grep -q "dilate phases" err.txt ||
+  fail "--golden tiles of a dilated spec: exit $status: $(cat err.txt)"
 
 echo "cli_test: all checks passed"

@@ -223,6 +223,14 @@ bool SameFloat(float a, float b) {
   return FloatBits(a) == FloatBits(b) || (std::isnan(a) && std::isnan(b));
 }
 
+ConvOp FloatLeaky(ConvOp op, float alpha) {
+  op.ppe.leaky_relu = true;
+  op.ppe.lrelu_alpha = alpha;
+  return op;
+}
+
+// The float PPE in the compiler's order (PPEFpBiasAdd, PPEFpScalePreluMult, PPEFpConvert):
+// fp32(acc + bias), then fp32(* scale), then the slope for negatives, the clamp, fp16 saturation.
 TEST(PpeTest, PpeFloatHandWorked) {
   struct Case {
     float acc, scale, bias;
@@ -230,28 +238,43 @@ TEST(PpeTest, PpeFloatHandWorked) {
     float expected;
   };
   const ConvOp fp32 = PpeOp(DType::kFP32);
-  const float eps = std::ldexp(1.0f, -23);
+  const ConvOp fp16 = PpeOp(DType::kFP16);
+  const float tiny = std::ldexp(1.0f, -24);
   const Case cases[] = {
-      {3.0f, 0.5f, 1.0f, fp32, 2.5f},
-      {3.0f, 0.5f, 1.0f, PpeOp(DType::kFP16, 0, 0, 2), 2.0f},
+      {3.0f, 0.5f, 1.0f, fp32, 2.0f},  // (3 + 1) * 0.5; scale first would give 2.5
+      {3.0f, 0.5f, 1.0f, PpeOp(DType::kFP16, 0, 0, 1.5), 1.5f},
       {-3.0f, 0.5f, 1.0f, PpeOp(DType::kFP16, 0, 0, 2), 0.0f},
-      // The product is rounded before the bias is added (no fused multiply-add): exactly 2^-22,
-      // where a fused operation would give 2^-22 + 2^-46.
-      {1.0f + eps, 1.0f + eps, -1.0f, fp32, std::ldexp(1.0f, -22)},
-      {0.0f, -1.0f, -0.0f, fp32, -0.0f},  // +0 * -1 = -0; -0 + -0 = -0
-      {0.0f, -1.0f, 0.0f, fp32, 0.0f},    // -0 + +0 = +0
-      {3e38f, 2.0f, 0.0f, fp32, kInfF},   // overflow
-      {3e38f, 2.0f, -kInfF, fp32, NAN},   // inf - inf
+      // The sum is rounded before the scale: 1 + 2^-24 ties to 1, so 3 exactly, where the exact
+      // (1 + 2^-24) * 3 rounds to 3 + 2^-22.
+      {1.0f, 3.0f, tiny, fp32, 3.0f},
+      {0.0f, -1.0f, -0.0f, fp32, -0.0f},   // +0 + -0 = +0; +0 * -1 = -0
+      {-0.0f, 1.0f, -0.0f, fp32, -0.0f},   // -0 + -0 = -0
+      {3e38f, 2.0f, 0.0f, fp32, kInfF},    // the product overflows
+      {3e38f, 1.0f, 3e38f, fp32, kInfF},   // the sum overflows
+      {kInfF, 1.0f, -kInfF, fp32, NAN},    // inf - inf
       {kInfF, 1.0f, 0.0f, PpeOp(DType::kFP32, 0, -1, 5), 5.0f},
       {-kInfF, 1.0f, 0.0f, PpeOp(DType::kFP32, 0, -1, 5), -1.0f},
       {NAN, 1.0f, 0.0f, PpeOp(DType::kFP32, 0, -1, 5), NAN},  // NaN passes the clamp
       {kInfF, 0.0f, 0.0f, PpeOp(DType::kFP32, 0, -1, 5), NAN},
       {1.0f, 0.25f, 0.0f, PpeOp(DType::kFP32, 0, 0.3, 1), 0.3f},  // the bound rounded to fp32
       {1.0f, 0.5f, 0.0f, PpeOp(DType::kFP32, 0, -1, 0.1), 0.1f},
+      // fp16 outputs saturate at +-65504 (ppe_fp16_clamp), infinities included; NaN stays NaN.
+      {1e5f, 1.0f, 0.0f, fp16, 65504.0f},
+      {65519.0f, 1.0f, 0.0f, fp16, 65504.0f},
+      {-kInfF, 1.0f, 0.0f, fp16, -65504.0f},
+      {NAN, 1.0f, 0.0f, fp16, NAN},
+      {1e5f, 1.0f, 0.0f, PpeOp(DType::kBF16), 1e5f},  // bf16 does not saturate
+      // Leaky ReLU on the float path: negatives after the scale times alpha, in fp32.
+      {-4.0f, 0.5f, 0.0f, FloatLeaky(fp32, 0.25f), -0.5f},
+      {4.0f, 0.5f, 0.0f, FloatLeaky(fp32, 0.25f), 2.0f},
+      {-4.0f, -0.5f, 0.0f, FloatLeaky(fp32, 0.25f), 2.0f},  // the sign after the scale counts
+      {-3.0f, 1.0f, 1.0f, FloatLeaky(fp32, 0.1f), -0.2f},   // fp32(-2 * 0.1f)
+      {-0.0f, 1.0f, -0.0f, FloatLeaky(fp32, 0.5f), -0.0f},  // -0 is not negative
+      {-1e5f, 1.0f, 0.0f, FloatLeaky(fp16, 2.0f), -65504.0f},
   };
   for (const Case& c : cases) {
-    const std::string where =
-        std::to_string(c.acc) + " * " + std::to_string(c.scale) + " + " + std::to_string(c.bias);
+    const std::string where = "(" + std::to_string(c.acc) + " + " + std::to_string(c.bias) +
+                              ") * " + std::to_string(c.scale) + " -> " + DTypeName(c.op.out_dtype);
     ASSERT_TRUE(ValidateOp(c.op).ok()) << where;
     EXPECT_TRUE(SameFloat(PpeFloat(c.acc, c.scale, c.bias, ResolvePpe(c.op)), c.expected)) << where;
     EXPECT_TRUE(SameFloat(TextbookPpeFloat(c.acc, c.scale, c.bias, c.op), c.expected)) << where;
@@ -272,12 +295,19 @@ float AnyFloat(Rng& rng) {
   }
 }
 
+float AnyFiniteFloat(Rng& rng) {
+  float v;
+  do v = AnyFloat(rng); while (!std::isfinite(v));
+  return v;
+}
+
 TEST(PpeTest, PpeFloatMatchesTextbook) {
   const uint64_t seed = BaseSeed(3);
   SCOPED_TRACE(SeedTrace(seed));
   Rng rng(seed);
   for (int i = 0; i < 200000; ++i) {
-    ConvOp op = PpeOp(DType::kFP32);
+    ConvOp op = PpeOp(rng.Bernoulli(0.3) ? DType::kFP16 : DType::kFP32);
+    if (rng.Bernoulli(0.3)) op = FloatLeaky(op, AnyFiniteFloat(rng));
     if (rng.Bernoulli(0.5)) {
       // Bounds in fp64 that are generally not fp32 values.
       op.ppe.clamp_lo =
@@ -289,7 +319,9 @@ TEST(PpeTest, PpeFloatMatchesTextbook) {
     const float ref = PpeFloat(acc, scale, bias, ResolvePpe(op));
     const float textbook = TextbookPpeFloat(acc, scale, bias, op);
     ASSERT_TRUE(SameFloat(ref, textbook))
-        << "case " << i << ": " << std::hexfloat << acc << " * " << scale << " + " << bias
+        << "case " << i << ": " << std::hexfloat << "(" << acc << " + " << bias << ") * " << scale
+        << (op.ppe.leaky_relu ? " leaky " + std::to_string(op.ppe.lrelu_alpha) : std::string())
+        << " -> " << DTypeName(op.out_dtype)
         << " clamp [" << op.ppe.clamp_lo << ", " << op.ppe.clamp_hi << "]: " << ref << " vs "
         << textbook;
   }

@@ -211,8 +211,10 @@ TEST_F(SpecTest, ParsesTheFloatContract) {
   EXPECT_EQ(s.layer.op.in_dtype, DType::kFP16);
   EXPECT_EQ(s.layer.input.shape, (std::vector<int64_t>{4, 4, 32}));  // [1, H, W, C] accepted
   EXPECT_EQ(s.layer.quant.scale, std::vector<float>(16, 0.25f));
-  EXPECT_EQ(s.layer.quant.fbias[3], -0.125f);
+  // bias is in output units: the weight table holds bias / scale (the PPE adds it before the scale).
+  EXPECT_EQ(s.layer.quant.fbias[3], -0.125f / 0.25f);
   EXPECT_EQ(s.layer.op.ppe.clamp_lo, -6);
+  EXPECT_FALSE(s.layer.op.ppe.leaky_relu);
   EXPECT_TRUE(s.plan.output_sparse);
   // bf16 tensors are uint16 bit patterns (numpy has no bfloat16).
   Write("xb.npy", Filled(DType::kBF16, {4, 4, 32}));
@@ -222,9 +224,44 @@ TEST_F(SpecTest, ParsesTheFloatContract) {
   j["output"]["dtype"] = "fp32";
   j["ppe"]["scale"] = json::array();
   for (int k = 0; k < 16; ++k) j["ppe"]["scale"].push_back(k);
+  // A non-zero bias in output units with scale 0 has no accumulator-units value.
+  Error(j, "bias: [0]: bias -0.500000 in output units with scale 0.000000: bias / scale is not a finite fp32");
+  j["bias"]["units"] = "accumulator";
+  j["ppe"]["leaky_relu"] = {{"alpha", 0.125}};
   DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
   EXPECT_EQ(s.layer.op.in_dtype, DType::kBF16);
   EXPECT_EQ(s.layer.quant.scale[15], 15.0f);
+  EXPECT_EQ(s.layer.quant.fbias[0], -0.5f);  // as given
+  EXPECT_TRUE(s.layer.op.ppe.leaky_relu);
+  EXPECT_EQ(s.layer.op.ppe.lrelu_alpha, 0.125f);
+  j["ppe"]["leaky_relu"] = {{"mult", 3}};
+  Error(j, "ppe.leaky_relu.mult: unknown field for float layers");
+  j["ppe"]["leaky_relu"] = {{"alpha", 0.125}};
+  j["bias"]["units"] = "volts";
+  Error(j, "bias.units");
+  // Weight-only quantisation: fp16 activations with i8 weights and their zero point.
+  Write("wq.npy", Filled(DType::kI8, {16, 1, 1, 32}));
+  j = FloatSpec();
+  j["weights"] = {{"npy", "wq.npy"}, {"dtype", "i8"}, {"zero_point", 3}};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
+  EXPECT_EQ(s.layer.op.w_dtype, DType::kI8);
+  EXPECT_EQ(s.layer.op.w_zp, 3);
+  EXPECT_TRUE(IsMixedPrecision(s.layer.op));
+  // int4 weights: an int8 array of values in [-8, 7] (values 0..10 here: 8..10 are not i4).
+  j["weights"] = {{"npy", "wq.npy"}, {"dtype", "i4"}};
+  Error(j, "element 8 = 8: not a i4 value [-8, 7]");
+  Tensor w4(DType::kI8, {16, 1, 1, 32});
+  for (int64_t i = 0; i < w4.numel(); ++i) StoreInt(DType::kI8, w4.bytes.data(), i, static_cast<int32_t>(i % 16) - 8);
+  Write("w4.npy", w4);
+  j["weights"] = {{"npy", "w4.npy"}, {"dtype", "i4"}, {"zero_point", -1}};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
+  EXPECT_EQ(s.layer.op.w_dtype, DType::kI4);
+  EXPECT_EQ(s.layer.weights.dtype, DType::kI4);
+  EXPECT_EQ(s.layer.op.w_zp, -1);
+  j["weights"]["zero_point"] = 8;
+  Error(j, "weights.zero_point");
+  j["weights"] = {{"npy", "w4.npy"}, {"dtype", "u4"}};
+  Error(j, "holds |i1 (i8); weights.dtype needs |u1 (u8)");
 }
 
 TEST_F(SpecTest, MissingFields) {

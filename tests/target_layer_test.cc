@@ -227,9 +227,20 @@ TEST(ValidateOp, FloatPathRejectsEachBadField) {
        "output dtype = u8"},
       {"i32 output for fp16 input", [](ConvOp& o) { o.out_dtype = DType::kI32; }, "output dtype"},
       {"bf16 weights for fp16 input", [](ConvOp& o) { o.w_dtype = DType::kBF16; }, "weights dtype"},
-      {"i8 weights for fp16 input", [](ConvOp& o) { o.w_dtype = DType::kI8; }, "weights dtype"},
+      {"fp32 weights for fp16 input", [](ConvOp& o) { o.w_dtype = DType::kFP32; }, "weights dtype"},
+      {"i8 weights' zero point out of range",
+       [](ConvOp& o) {
+         o.w_dtype = DType::kI8;
+         o.w_zp = 128;
+       },
+       "weights zero_point"},
       {"fp32 input", [](ConvOp& o) { o.in_dtype = o.w_dtype = DType::kFP32; }, "input dtype"},
-      {"leaky relu", [](ConvOp& o) { o.ppe.leaky_relu = true; }, "ppe.leaky_relu"},
+      {"leaky relu with a NaN slope",
+       [](ConvOp& o) {
+         o.ppe.leaky_relu = true;
+         o.ppe.lrelu_alpha = std::nanf("");
+       },
+       "ppe.leaky_relu.alpha"},
       {"clamp lo > hi",
        [](ConvOp& o) {
          o.ppe.clamp_lo = 1;

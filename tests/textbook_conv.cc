@@ -59,8 +59,11 @@ void ConvFloat(const ConvLayer& layer, bool skip_zero_weights, Tensor& out) {
   std::vector<bool> skip(w.size());
   for (size_t i = 0; i < x.size(); ++i) x[i] = LoadFloat(op.in_dtype, layer.input.bytes.data(), i);
   for (size_t i = 0; i < w.size(); ++i) {
-    w[i] = LoadFloat(op.w_dtype, layer.weights.bytes.data(), i);
-    // Absent weights are those equal to zero by value, +0.0 and -0.0 (the compiler's sparsify.cpp).
+    w[i] = IsFloat(op.w_dtype)
+               ? LoadFloat(op.w_dtype, layer.weights.bytes.data(), i)
+               : static_cast<float>(LoadInt(op.w_dtype, layer.weights.bytes.data(), i) - op.w_zp);
+    // Absent from the map: zero by value, +0.0 and -0.0 (the compiler's sparsify.cpp), or the zero
+    // point of integer weights.
     skip[i] = skip_zero_weights && w[i] == 0.0f;
   }
 
@@ -124,15 +127,19 @@ int32_t TextbookPpeInt(int32_t acc, int32_t bias, int32_t mult, int32_t shift, c
 }
 
 float TextbookPpeFloat(float acc, float scale, float bias, const ConvOp& op) {
-  // fp64 holds the fp32 product exactly, and fp64 has more than 2 * 24 + 2 bits, so rounding the
-  // fp64 sum to fp32 equals one fp32 addition: each step is one correctly rounded fp32 operation.
-  const float product = static_cast<float>(static_cast<double>(acc) * static_cast<double>(scale));
-  double v = static_cast<double>(product) + static_cast<double>(bias);
-  v = static_cast<float>(v);
+  // fp64 holds an fp32 sum or product exactly, and rounding it to fp32 equals the fp32
+  // operation: each step below is one correctly rounded fp32 operation.
+  double v = static_cast<float>(static_cast<double>(acc) + static_cast<double>(bias));
+  v = static_cast<float>(v * static_cast<double>(scale));
+  if (op.ppe.leaky_relu && v < 0) v = static_cast<float>(v * static_cast<double>(op.ppe.lrelu_alpha));
   // Clamping in fp64 to the exact bounds, then rounding, equals clamping to the bounds rounded to
-  // fp32. NaN fails both comparisons and passes through.
+  // fp32. NaN fails every comparison and passes through. fp16 outputs saturate at +-65504.
   if (v < op.ppe.clamp_lo) v = op.ppe.clamp_lo;
   if (v > op.ppe.clamp_hi) v = op.ppe.clamp_hi;
+  if (op.out_dtype == DType::kFP16) {
+    if (v < -65504.0) v = -65504.0;
+    if (v > 65504.0) v = 65504.0;
+  }
   return static_cast<float>(v);
 }
 

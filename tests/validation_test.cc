@@ -309,8 +309,19 @@ TEST(ValidationTest, DTypes) {
   // Format decoders: element types they have no format for.
   DpuTask w = Lower(base, true, false, false);
   w.op.w_dtype = DType::kI32;
-  ExpectDecompressRejected(w, "weights: dtype i32 cannot be compressed");
+  ExpectDecompressRejected(w, "weights: dtype i32 is not a weight type");
   EXPECT_REJECTS(CompressWeights(Tensor(DType::kFP32, {1, 1, 1, 16}), 0), "dtype fp32 cannot be compressed");
+  EXPECT_REJECTS(CompressWeights(Tensor(DType::kI4, {1, 1, 1, 16}), 0),
+                 "sub-byte weights are never sparsified");
+  // An int4 host tensor holds one value per byte, in the type's range.
+  ConvLayer w4 = SmallLayer();
+  w4.op.w_dtype = DType::kI4;
+  w4.op.w_zp = 0;
+  w4.weights.dtype = DType::kI4;
+  for (auto& b : w4.weights.bytes) b = static_cast<uint8_t>(static_cast<int8_t>(b) / 32);
+  DPUEMU_ASSERT_OK(ValidateLayer(w4));
+  w4.weights.bytes[3] = 9;
+  EXPECT_REJECTS(ValidateLayer(w4), "weights[3] = 9: not a i4 value [-8, 7]");
   ActivationView v;
   v.tiles = {std::vector<uint8_t>(4 * 4 * 32 * 4)};
   v.se_size = 16;
@@ -394,7 +405,8 @@ TEST(ValidationTest, PpeRanges) {
   }
   ConvOp fl = SmallLayer(DType::kFP16).op;
   fl.ppe.leaky_relu = true;
-  EXPECT_REJECTS(ValidateOp(fl), "ppe.leaky_relu: only on the integer path");
+  fl.ppe.lrelu_alpha = std::numeric_limits<float>::infinity();
+  EXPECT_REJECTS(ValidateOp(fl), "ppe.leaky_relu.alpha = inf: must be finite");
   fl = SmallLayer(DType::kFP16).op;
   fl.ppe.clamp_hi = std::nan("");
   EXPECT_REJECTS(ValidateOp(fl), "ppe.clamp: needs lo <= hi (got [-inf, nan])");

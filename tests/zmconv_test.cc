@@ -29,7 +29,14 @@ const Types kTypes[] = {
     {DType::kU8, DType::kU8, DType::kI32},    {DType::kI8, DType::kU8, DType::kU8},
     {DType::kFP16, DType::kFP16, DType::kFP16}, {DType::kFP16, DType::kFP16, DType::kFP32},
     {DType::kBF16, DType::kBF16, DType::kBF16}, {DType::kBF16, DType::kBF16, DType::kFP16},
+    // Weight-only quantisation: float activations, integer weights (w - w_zp) in the fp32 MAC.
+    {DType::kFP16, DType::kI8, DType::kFP16},   {DType::kFP16, DType::kU8, DType::kFP32},
+    {DType::kBF16, DType::kI8, DType::kBF16},   {DType::kBF16, DType::kU8, DType::kFP16},
+    // int4 weights (dense only, packed two per byte in the DPU's buffer).
+    {DType::kU8, DType::kI4, DType::kU8},       {DType::kI8, DType::kU4, DType::kI32},
+    {DType::kFP16, DType::kI4, DType::kFP16},   {DType::kBF16, DType::kU4, DType::kFP32},
 };
+constexpr int kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
 
 // Runs `layer` in `storage` through the reference and through RunZMConv with each kernel, on the
 // currently selected Highway target, and compares the dense outputs byte for byte.
@@ -72,11 +79,11 @@ TEST(ZMConvTest, GeneratedLayersMatchReferenceOnEveryTarget) {
   const uint64_t base = BaseSeed(7001);
   const double sparsities[] = {0.0, 0.5, 0.9, 1.0};
   ForEachTarget([&] {
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < 6 * kNumTypes; ++i) {
       const uint64_t seed = base + i;
       SCOPED_TRACE(SeedTrace(seed));
       Rng rng(seed);
-      const Types& types = kTypes[i % 8];
+      const Types& types = kTypes[i % kNumTypes];
       LayerSpec spec;
       spec.name = "gen";
       spec.c = 16 * rng.Int(1, 3);
@@ -102,11 +109,11 @@ TEST(ZMConvTest, GeneratedLayersMatchReferenceOnEveryTarget) {
         layer.op.ppe.clamp_hi = IsFloat(types.out) ? 1.25 : static_cast<double>(layer.op.ppe.out_zp + 30);
       }
       StorageOptions storage;
-      storage.weights_sparse = rng.Bernoulli(0.5);
+      storage.weights_sparse = rng.Bernoulli(0.5) && !IsSubByte(types.w);
       storage.input_sparse = rng.Bernoulli(0.5);
       storage.input_se_table = rng.Bernoulli(0.3);
       storage.output_sparse = types.out != DType::kI32 && rng.Bernoulli(0.5);  // i32 is never sparse
-      const Target& target = *AllTargets()[i % 2];
+      const Target& target = *AllTargets()[(i / kNumTypes) % 2];
       ExpectSameAsReference(layer, storage, target);
       if (::testing::Test::HasFatalFailure()) return;
     }

@@ -31,6 +31,11 @@ StatusOr<DpuOutput> RunReference(const DpuTask& task, const Target& target) {
   DPUEMU_ASSIGN_OR_RETURN(quant, WeightTableQuant(op, table));
   const PpeParams ppe = ResolvePpe(op);
 
+  // A float-path weight: its value, or w - w_zp (exact in fp32) for integer weights.
+  const auto wv_float = [&](int64_t i) {
+    return IsFloat(op.w_dtype) ? LoadFloat(op.w_dtype, w_t.bytes.data(), i)
+                               : static_cast<float>(LoadInt(op.w_dtype, w_t.bytes.data(), i) - op.w_zp);
+  };
   const int64_t taps = g.taps();
   Tensor out(op.out_dtype, {g.out_h(), g.out_w(), g.k});
   std::vector<uint8_t> present(static_cast<size_t>(taps));
@@ -59,7 +64,7 @@ StatusOr<DpuOutput> RunReference(const DpuTask& task, const Target& target) {
                 iacc += static_cast<uint32_t>((xv - op.in_zp) * (wv - op.w_zp));
               } else if (present[t]) {
                 const float xv = inside ? LoadFloat(op.in_dtype, x_t.bytes.data(), xbase + c) : 0.0f;
-                facc = std::fma(xv, LoadFloat(op.w_dtype, w_t.bytes.data(), wi), facc);
+                facc = std::fma(xv, wv_float(wi), facc);
               }
             }
           }

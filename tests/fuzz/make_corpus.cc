@@ -374,6 +374,19 @@ void Spec() {
             "weights": {"npy": "w.npy", "dtype": "fp16"}, "ppe": {"scale": 0.5, "clamp": [-2, 2]},
             "output": {"dtype": "fp32"}, "sparsity": {"weights": "sparse"}})",
             xf, wf, {});
+  {
+    // Weight-only quantisation with a float slope and a bias in output units; int4 weights.
+    const std::vector<uint8_t> wq = *EncodeNpy(Pattern(DType::kI8, {32, 1, 1, 16}, 0));
+    Tensor bf(DType::kFP32, {32});
+    for (int64_t i = 0; i < 32; ++i) StoreFloat(DType::kFP32, bf.bytes.data(), i, 0.25f * (i % 5));
+    SpecWrite("fp16-i8-weights", R"({"target": "NPU40XX", "input": {"npy": "x.npy", "dtype": "fp16"},
+              "weights": {"npy": "w.npy", "dtype": "i8", "zero_point": 1}, "bias": {"npy": "b.npy"},
+              "ppe": {"scale": 0.03, "leaky_relu": {"alpha": 0.1}}, "output": {"dtype": "fp16"}})",
+              xf, wq, *EncodeNpy(bf));
+    SpecWrite("u8-i4-weights", "{" + std::string(R"("target": "NPU37XX", "input": {"npy": "x.npy", "dtype": "u8", "zero_point": 20},
+              "weights": {"npy": "w.npy", "dtype": "i4"}, "pad": [1, 1, 1, 1], "ppe": {"mult": 3000, "shift": 12},
+              "output": {"dtype": "u8"}})"), x, w, b);
+  }
   SpecWrite("unknown-field", "{" + base + R"(, "output": {"dtype": "u8"}, "colour": 1})", x, w, b);
   SpecWrite("bad-zero-point", R"({"target": "NPU40XX", "input": {"npy": "x.npy", "dtype": "u8",
             "zero_point": 300}, "weights": {"npy": "w.npy", "dtype": "i8"}, "output": {"dtype": "u8"}})",
