@@ -84,22 +84,8 @@ int64_t WindowSum(int64_t n, int64_t grain, int64_t stride, int64_t kernel) {
   return n * stride + CeilDiv(n, grain) * (kernel - stride);
 }
 
-ModeCost ChooseMode(const ConvOp& op, int64_t rows, int64_t cols, int64_t channels) {
-  const ConvGeometry& g = op.g;
-  const int64_t grains_per_pixel = g.c * DTypeBytes(op.in_dtype) / 16;  // C is 16-aligned
-  ModeCost best{MpeMode::kCuboid16x16, -1, -1};
-  for (const Grain& gr : kGrains) {
-    const int64_t k_passes = CeilDiv(channels, gr.k);
-    const ModeCost c{gr.mode, CeilDiv(cols, gr.w) * CeilDiv(rows, gr.h) * k_passes,
-                     k_passes * WindowSum(rows, gr.h, g.stride_y, g.ky) *
-                         WindowSum(cols, gr.w, g.stride_x, g.kx) * grains_per_pixel};
-    if (best.cuboids < 0 || c.cuboids < best.cuboids ||
-        (c.cuboids == best.cuboids && c.reads < best.reads)) {
-      best = c;
-    }
-  }
-  return best;
-}
+// The cuboids and input reads of covering rows x cols x channels outputs in mode `m`.
+ModeCost CostIn(const ConvOp& op, MpeMode m, int64_t rows, int64_t cols, int64_t channels);
 
 const Grain& GrainOf(MpeMode m) {
   for (const Grain& g : kGrains) {
@@ -108,10 +94,22 @@ const Grain& GrainOf(MpeMode m) {
   return kGrains[0];
 }
 
+ModeCost CostIn(const ConvOp& op, MpeMode m, int64_t rows, int64_t cols, int64_t channels) {
+  const ConvGeometry& g = op.g;
+  const Grain& gr = GrainOf(m);
+  const int64_t grains_per_pixel = g.c * DTypeBytes(op.in_dtype) / 16;  // C is 16-aligned
+  const int64_t k_passes = CeilDiv(channels, gr.k);
+  return {m, CeilDiv(cols, gr.w) * CeilDiv(rows, gr.h) * k_passes,
+          k_passes * WindowSum(rows, gr.h, g.stride_y, g.ky) *
+              WindowSum(cols, gr.w, g.stride_x, g.kx) * grains_per_pixel};
+}
+
 // ---- Splits ----
 
 struct TileRange {
   int64_t k_begin, k_end, row_begin, row_end;
+  // Channel counts of the tile's workloads, in order (empty: one workload over [k_begin, k_end)).
+  std::vector<int64_t> wl_channels = {};
 };
 
 // A split the planner considered: its ranges, or why the target's rules forbid it.
@@ -309,7 +307,13 @@ class Planner {
       tp.output_bytes =
           ActBytes((r.row_end - r.row_begin) * g_.out_w() * kc, op_.out_dtype, o_.output_sparse);
       // One DPU per tile on both targets: its workloads run one after another.
-      for (const Workload& w : TileWorkloads(tp)) {
+      std::vector<std::pair<int64_t, int64_t>> wl_k;
+      for (int64_t kb = r.k_begin, j = 0; kb < r.k_end; ++j) {
+        const int64_t ke = r.wl_channels.empty() ? r.k_end : kb + r.wl_channels[size_t(j)];
+        wl_k.push_back({kb, ke});
+        kb = ke;
+      }
+      for (const Workload& w : TileWorkloads(&tp, wl_k)) {
         tp.cycles += w.cycles;
         c->workloads.push_back(w);
       }
@@ -382,22 +386,41 @@ class Planner {
     return d;
   }
 
+  // The tile's MPE mode as the compiler picks it: getMpeModeForConv over the output shape of the
+  // tile on NPU37XX (split_nce_ops_onto_workloads.cpp passes the per-cluster shape there) and of
+  // the whole layer on NPU40XX; every workload of the tile runs in it.
+  MpeMode TileMode(const TilePlan& tp, std::string* reason) const {
+    const bool per_tile = t_.id == TargetId::kNPU37XX;
+    const int64_t rows = per_tile ? tp.row_end - tp.row_begin : g_.out_h();
+    const int64_t k = per_tile ? tp.k_end - tp.k_begin : g_.k;
+    const MpeMode m = MpeModeForConv(rows, g_.out_w(), k);
+    *reason = MpeModeReason(rows, g_.out_w(), k) + " over the " +
+              (per_tile ? "tile's" : "layer's") + " output (split_nce_ops_onto_workloads.cpp: " +
+              (per_tile ? "per cluster on NPU37XX" : "whole op on NPU40XX") + ")";
+    return m;
+  }
+
   // The tile's output cut into row bands aligned to the tile's MPE mode.
-  std::vector<Workload> TileWorkloads(const TilePlan& tp) const {
-    const int64_t rows = tp.row_end - tp.row_begin;
-    const int64_t gh = GrainOf(ChooseMode(op_, rows, g_.out_w(), tp.k_end - tp.k_begin).mode).h;
+  std::vector<Workload> TileWorkloads(TilePlan* tp,
+                                      const std::vector<std::pair<int64_t, int64_t>>& wl_k) const {
+    const int64_t rows = tp->row_end - tp->row_begin;
+    tp->mpe_mode = TileMode(*tp, &tp->mpe_reason);
+    const int64_t gh = GrainOf(tp->mpe_mode).h;
     const int64_t grains = CeilDiv(rows, gh);
     const int64_t bands = std::min<int64_t>(o_.workloads_per_tile, grains);
     const int64_t band_rows = CeilDiv(grains, bands) * gh;
     std::vector<Workload> out;
-    for (int64_t r = tp.row_begin; r < tp.row_end; r += band_rows) {
-      out.push_back(
-          MakeWorkload(tp.tile, tp.k_begin, tp.k_end, r, std::min(r + band_rows, tp.row_end)));
+    for (int64_t r = tp->row_begin; r < tp->row_end; r += band_rows) {
+      for (const auto& kr : wl_k) {
+        out.push_back(MakeWorkload(tp->tile, tp->mpe_mode, kr.first, kr.second, r,
+                                   std::min(r + band_rows, tp->row_end)));
+      }
     }
     return out;
   }
 
-  Workload MakeWorkload(int tile, int64_t kb, int64_t ke, int64_t rb, int64_t re) const {
+  Workload MakeWorkload(int tile, MpeMode mode, int64_t kb, int64_t ke, int64_t rb,
+                        int64_t re) const {
     Workload w;
     w.tile = tile;
     w.k_begin = kb;
@@ -413,7 +436,7 @@ class Planner {
     w.in_col_begin = wc.begin;
     w.in_col_end = std::max(wc.begin, wc.end);
     const int64_t rows = re - rb, cols = w.col_end - w.col_begin, kc = ke - kb;
-    const ModeCost mc = ChooseMode(op_, rows, cols, kc);
+    const ModeCost mc = CostIn(op_, mode, rows, cols, kc);
     w.mpe_mode = mc.mode;
     w.cuboids = mc.cuboids;
     w.input_reads = mc.reads;
@@ -687,6 +710,32 @@ const char* MpeModeName(MpeMode m) {
   return "?";
 }
 
+namespace {
+// getMpeModeForConv's read cost of one mode (nce_op_interfaces.cpp).
+int64_t MpeCost(const Grain& gr, int64_t rows, int64_t cols, int64_t channels) {
+  return CeilDiv(channels, gr.k) * rows * cols + CeilDiv(rows, gr.h) * CeilDiv(cols, gr.w) * channels;
+}
+}  // namespace
+
+MpeMode MpeModeForConv(int64_t rows, int64_t cols, int64_t channels) {
+  // kGrains is in MPEMode order (16x16, 8x16, 4x16): a strict < keeps the lower mode on ties.
+  const Grain* best = &kGrains[0];
+  for (const Grain& gr : kGrains) {
+    if (MpeCost(gr, rows, cols, channels) < MpeCost(*best, rows, cols, channels)) best = &gr;
+  }
+  return best->mode;
+}
+
+std::string MpeModeReason(int64_t rows, int64_t cols, int64_t channels) {
+  std::string s = "getMpeModeForConv " + Str(rows) + "x" + Str(cols) + "x" + Str(channels) +
+                  " (reads ceil(K/gk)*H*W + ceil(H/gh)*ceil(W/gw)*K):";
+  for (const Grain& gr : kGrains) {
+    s += std::string(" ") + (MpeModeName(gr.mode) + 7) + " " +
+         Commas(MpeCost(gr, rows, cols, channels));
+  }
+  return s + " -> " + MpeModeName(MpeModeForConv(rows, cols, channels));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Weight sparsity
 
@@ -698,6 +747,12 @@ double WeightTraffic::effective_sparsity() const {
   return dense_weight_bytes == 0 ? 0.0
                                  : 1.0 - static_cast<double>(sparse_data_bytes) /
                                              static_cast<double>(dense_weight_bytes);
+}
+
+int64_t CmxHeuristicBytes(const Target& target) {
+  // getTotalCMXSize (VPU/IR/attributes.cpp): the workspace minus two profiling buffers of
+  // HW_DMA (512) + HW_DPU (1024) + HW_ACT_SHAVE (256) bytes (VPUIP/utils/utils.hpp).
+  return target.cmx_bytes_per_tile - 2 * (512 + 1024 + 256);
 }
 
 StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& weights,
@@ -781,22 +836,32 @@ StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& we
       return decide(false, "ratio: " + effective + " < " + thr + ": dense (" + traffic + ")");
     }
     case WeightHeuristic::kCmx: {
-      const int64_t cmx = target.cmx_bytes_per_tile;
+      // The compiler's CMXConsumptionBasedWeightsSparsityStrategy (VPU/utils/strategy_manager/
+      // sparsity_strategy.cpp): intervals keyed 0, 0.05, 0.5, 1.0; the dense weight bytes' share
+      // r of getTotalCMXSize picks lower_bound(r) then one step back, so (0, 5%] -> never,
+      // (5%, 50%] -> >= 30%, (50%, 100%] -> >= 20%, above 100% -> never.
+      const int64_t cmx = CmxHeuristicBytes(target);
       const std::string share = "weights are " + Pct(static_cast<double>(dw) / cmx) + " of the " +
-                                Commas(cmx) + "-byte CMX";
-      if (dw * 20 < cmx) {
-        return decide(false, "cmx: " + share + " (< 5%): never sparsified");
+                                Commas(cmx) + "-byte CMX (getTotalCMXSize)";
+      const std::string src = " [sparsity_strategy.cpp CMXConsumptionBasedWeightsSparsityStrategy]";
+      if (dw * 20 <= cmx) {
+        return decide(false, "cmx: " + share + " (<= 5%): never sparsified" + src);
       }
-      const bool large = dw * 2 >= cmx;
+      if (dw > cmx) {
+        return decide(false, "cmx: " + share + " (> 100%): never sparsified" + src);
+      }
+      const bool large = dw * 2 > cmx;
       const int64_t need_tenths = large ? 2 : 3;  // 20% or 30%
-      const std::string band = large ? " (>= 50%)" : " (5-50%)";
+      const std::string band = large ? " (50-100%]" : " (5-50%]";
       const std::string thr = "the " + Str(need_tenths * 10) + "% required";
-      if (saved_data * 10 >= dw * need_tenths) {
+      // isgreaterequal(actualSparsityRatio, threshold) in double, as the compiler compares.
+      const double ratio = 1.0 - static_cast<double>(tr.sparse_data_bytes) / static_cast<double>(dw);
+      if (std::isgreaterequal(ratio, need_tenths / 10.0)) {
         return decide(true, "cmx: " + share + band + ", " + effective + " >= " + thr +
-                                ": sparse (" + traffic + ")");
+                                ": sparse (" + traffic + ")" + src);
       }
       return decide(false, "cmx: " + share + band + ", " + effective + " < " + thr +
-                               ": dense (" + traffic + ")");
+                               ": dense (" + traffic + ")" + src);
     }
     default:
       break;
@@ -873,6 +938,7 @@ std::string PlanToText(const Plan& p) {
                     : std::string()) +
          " + weights " + Commas(t.weight_bytes) + " + output " + Commas(t.output_bytes) + "), " +
          Commas(t.cycles) + " cycles\n";
+    s += "    mpe: " + t.mpe_reason + "\n";
     for (const Workload& w : p.workloads) {
       if (w.tile != t.tile) continue;
       char util[16];
@@ -960,7 +1026,9 @@ nlohmann::json PlanToJson(const Plan& p) {
                           {"se_table_bytes", t.se_table_bytes},
                           {"input_map_bytes", t.input_map_bytes},
                           {"cmx_bytes", t.cmx_bytes()},
-                          {"cycles", t.cycles}});
+                          {"cycles", t.cycles},
+                          {"mpe_mode", MpeModeName(t.mpe_mode)},
+                          {"mpe_reason", t.mpe_reason}});
   }
   j["workloads"] = json::array();
   for (const Workload& w : p.workloads) {

@@ -49,8 +49,11 @@ namespace dpuemu {
 //   ratio:  the NPU compiler's default: sparse when the effective sparsity
 //           1 - (packed data, 16-byte aligned per channel) / (dense weight bytes)
 //           is >= 0.125 for integer weights, >= 0.0625 for float weights.
-//   cmx:    the compiler's CMX-share table over the dense weight bytes / CMX per tile:
-//           < 5% -> never; [5%, 50%) -> effective sparsity >= 30%; >= 50% -> >= 20%.
+//   cmx:    the compiler's CMX-share table (sparsity_strategy.hpp/.cpp,
+//           CMXConsumptionBasedWeightsSparsityStrategy: lower_bound over the keys 0, 0.05, 0.5,
+//           1.0, then one step back) over r = dense weight bytes / CmxHeuristicBytes:
+//           r <= 5% -> never; (5%, 50%] -> effective sparsity >= 30%; (50%, 100%] -> >= 20%;
+//           r > 100% -> never.
 //   dense, sparse: forced.
 // Every heuristic keeps dense weights when IC > 8192 (forcing sparse is then an error) or all
 // weights equal the zero point.
@@ -75,6 +78,15 @@ StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name);  // case-in
 
 enum class MpeMode { kCuboid16x16, kCuboid8x16, kCuboid4x16 };
 const char* MpeModeName(MpeMode m);  // "CUBOID_16x16", ...
+
+// The compiler's MPE mode for a convolution output of rows x cols x channels: getMpeModeForConv
+// (NPU37XX/dialect/VPU/impl/nce_op_interfaces.cpp, registered for NPU40XX too). Grids (W, H, K):
+// 16x16 = (16, 16, 64), 8x16 = (16, 8, 128), 4x16 = (8, 8, 256); cost = ceil(K / gk) * H * W +
+// ceil(H / gh) * ceil(W / gw) * K; the smallest cost wins, ties to the lower MPEMode value
+// (CUBOID_16x16 < CUBOID_8x16 < CUBOID_4x16, std::min_element over (cost, mode) pairs).
+MpeMode MpeModeForConv(int64_t rows, int64_t cols, int64_t channels);
+// The three costs and the winner as text, e.g. "getMpeModeForConv 14x14x256: 16x16 1040, ...".
+std::string MpeModeReason(int64_t rows, int64_t cols, int64_t channels);
 
 // Storage-element pointers (SPEC.json "se", runtime/spec.h): the layer's input [H, W, C] is a
 // virtual tensor the DPU reads through an SE pointer table (4 bytes per pointer, one per
@@ -133,6 +145,10 @@ struct WeightDecision {
   std::vector<int64_t> nonzeros;  // per output channel
 };
 
+// The CMX size the cmx heuristic divides by: the compiler's getTotalCMXSize (VPU/IR/attributes.cpp),
+// the tile's workspace minus 2 x (512 + 1024 + 256) bytes of profiling buffers.
+int64_t CmxHeuristicBytes(const Target& target);
+
 // The weight decision alone. `weights` is [K, KY, KX, C] of op.w_dtype.
 StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& weights,
                                               const Target& target, WeightHeuristic heuristic);
@@ -150,6 +166,9 @@ struct TilePlan {
   // input bytes are then the source rows the window reads.
   int64_t se_table_bytes = 0, input_map_bytes = 0;
   int64_t cycles = 0;  // sum of its workloads
+  // The MPE mode all the tile's workloads run in, and why (the compiler's cost, its source).
+  MpeMode mpe_mode = MpeMode::kCuboid16x16;
+  std::string mpe_reason;
   int64_t cmx_bytes() const {
     return input_bytes + se_table_bytes + input_map_bytes + weight_bytes + output_bytes;
   }
