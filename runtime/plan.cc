@@ -112,6 +112,12 @@ struct TileRange {
   std::vector<int64_t> wl_channels = {};
 };
 
+std::string List(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + Str(v[i]);
+  return s + "]";
+}
+
 // A split the planner considered: its ranges, or why the target's rules forbid it.
 struct Candidate {
   SplitStrategy split = SplitStrategy::kClustering;
@@ -119,12 +125,32 @@ struct Candidate {
   std::vector<TileRange> ranges;
   int64_t k_padded = 0;
   std::vector<std::string> notes;
+  SplitRule rule = SplitRule::kCompiler;  // the tiling rule for sparse output
+  bool output_dense = false;  // the compiler's rule removed the output sparsity
+  // NPU37XX SOH: the input rows each tile's CMX segment holds (the compiler's SEGMENTED input).
+  std::vector<std::pair<int64_t, int64_t>> in_segments;
   // Filled in by Planner::Build.
   std::vector<TilePlan> tiles;
   std::vector<Workload> workloads;
   int64_t cycles = 0;     // slowest tile
   int64_t cmx_total = 0;  // bytes over all tiles
   std::string cmx_problem;  // non-empty: a tile does not fit CMX
+  std::string rule_reason;  // how split_rule chose this tiling
+  // Tile channels and the workloads' channels, e.g. "K per tile [256, 256], 1 workload per tile
+  // row band, slowest tile 3,136 cycles".
+  std::string Tiling() const {
+    std::vector<int64_t> k;
+    for (const TileRange& r : ranges) k.push_back(r.k_end - r.k_begin);
+    std::string wl;
+    for (const TileRange& r : ranges) {
+      if (!r.wl_channels.empty()) {
+        wl = ", workloads " + List(r.wl_channels) + " on tile " + Str(&r - ranges.data());
+        break;
+      }
+    }
+    return "tiling K per tile " + List(k) + wl + (output_dense ? ", output sparsity removed" : "") +
+           (why_not.empty() ? ", slowest tile " + Commas(cycles) + " cycles" : std::string());
+  }
   std::string Summary() const {
     return std::string(SplitStrategyName(split)) + " over " + Tiles(ranges.size()) +
            " (slowest tile " + Commas(cycles) + " cycles, " + Commas(cmx_total) +
@@ -148,18 +174,26 @@ void SplitChannels(Candidate* c, int64_t per, int64_t k_padded, int64_t out_h) {
   }
 }
 
-Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_sparse) {
+// Ranges from consecutive segment sizes along K or the output rows.
+void AddSegments(Candidate* c, const std::vector<int64_t>& seg, bool over_k, const ConvGeometry& g) {
+  int64_t at = 0;
+  for (int64_t n : seg) {
+    c->ranges.push_back(over_k ? TileRange{at, at + n, 0, g.out_h()}
+                               : TileRange{0, g.k, at, at + n});
+    at += n;
+  }
+}
+
+// The seed's SOK (the seed notes; sparse output only): NPU37XX equal power-of-two splits, K padded;
+// NPU40XX equal multiples of 16, fewer tiles or K padded, whichever gives the smaller split.
+Candidate SeedSparseSok(const ConvGeometry& g, const Target& t, int n) {
   Candidate c;
   c.split = SplitStrategy::kSok;
+  c.rule = SplitRule::kSeed;
   const int64_t k = g.k;
   const int64_t min = t.sok_min_channels_per_tile;
   const std::string kstr = "K=" + Str(k);
-  if (n < 2 || k < 2 * min) {
-    c.why_not = "SOK needs at least 2 tiles of >= " + Str(min) + " output channels (" + kstr +
-                ", " + Str(n) + " tiles)";
-    return c;
-  }
-  if (output_sparse && t.sok_sparse_output_pow2) {
+  if (t.sok_sparse_output_pow2) {
     const int64_t per = std::max(min, NextPow2(CeilDiv(k, n)));
     const int64_t used = CeilDiv(k, per);
     if (used < 2) {
@@ -171,7 +205,7 @@ Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_
     if (c.k_padded != k) {
       c.notes.push_back(kstr + " padded to " + Str(c.k_padded) + " with zero-weight channels: " +
                         t.name + " SOK with sparse output needs equal power-of-two splits (" +
-                        Str(used) + " x " + Str(per) + ")");
+                        Str(used) + " x " + Str(per) + "; seed rule)");
     }
     return c;
   }
@@ -179,85 +213,156 @@ Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_
     SplitChannels(&c, k / n, k, g.out_h());
     return c;
   }
-  if (output_sparse) {
-    // Equal splits in multiples of 16: fewer tiles, or pad K; the smaller split is faster.
-    int64_t fewer = 0;
-    for (int64_t m = n - 1; m >= 2 && fewer == 0; --m) {
-      if (k % (min * m) == 0) fewer = m;
-    }
-    const int64_t padded = AlignUp(k, min * n);
-    const std::string rule = std::string(t.name) + " SOK with sparse output needs equal splits " +
-                             "in multiples of " + Str(min) + ": " + kstr +
-                             " is not a multiple of " + Str(n) + " x " + Str(min);
-    if (fewer != 0 && k / fewer <= padded / n) {
-      SplitChannels(&c, k / fewer, k, g.out_h());
-      c.notes.push_back(rule + "; using " + Str(fewer) + " of " + Str(n) + " tiles (" +
-                        Str(fewer) + " x " + Str(k / fewer) + "; padding K to " + Str(padded) +
-                        " would give " + Str(padded / n) + " per tile)");
-    } else {
-      SplitChannels(&c, padded / n, padded, g.out_h());
-      c.notes.push_back(
-          rule + "; " + kstr + " padded to " + Str(padded) + " with zero-weight channels (" +
-          Str(n) + " x " + Str(padded / n) +
-          (fewer != 0 ? "; " + Str(fewer) + " tiles would need " + Str(k / fewer) + " per tile"
-                      : std::string("; no smaller tile count divides it")) +
-          ")");
-    }
-    return c;
+  int64_t fewer = 0;
+  for (int64_t m = n - 1; m >= 2 && fewer == 0; --m) {
+    if (k % (min * m) == 0) fewer = m;
   }
-  // The compiler's segments: the first N-1 equal and 16-aligned, the last no larger.
-  const int64_t per = AlignUp(CeilDiv(k, n), min);
-  const int64_t used = CeilDiv(k, per);
-  if (used < 2) {
-    c.why_not = "SOK: " + kstr + " fills one tile of " + Str(per);
-    return c;
+  const int64_t padded = AlignUp(k, min * n);
+  const std::string rule = std::string(t.name) + " SOK with sparse output needs equal splits " +
+                           "in multiples of " + Str(min) + " (seed rule): " + kstr +
+                           " is not a multiple of " + Str(n) + " x " + Str(min);
+  if (fewer != 0 && k / fewer <= padded / n) {
+    SplitChannels(&c, k / fewer, k, g.out_h());
+    c.notes.push_back(rule + "; using " + Str(fewer) + " of " + Str(n) + " tiles (" + Str(fewer) +
+                      " x " + Str(k / fewer) + "; padding K to " + Str(padded) + " would give " +
+                      Str(padded / n) + " per tile)");
+  } else {
+    SplitChannels(&c, padded / n, padded, g.out_h());
+    c.notes.push_back(
+        rule + "; " + kstr + " padded to " + Str(padded) + " with zero-weight channels (" +
+        Str(n) + " x " + Str(padded / n) +
+        (fewer != 0 ? "; " + Str(fewer) + " tiles would need " + Str(k / fewer) + " per tile"
+                    : std::string("; no smaller tile count divides it")) +
+        ")");
   }
-  SplitChannels(&c, per, k, g.out_h());
-  const int64_t last = k - per * (used - 1);
-  c.notes.push_back(kstr + " is not a multiple of " + Str(n) + " x " + Str(min) + ": " +
-                    Str(used - 1) + " x " + Str(per) + " + " + Str(last) +
-                    " (first tiles equal and 16-aligned, the last no larger)" +
-                    (used < n ? "; only " + Str(used) + " of " + Str(n) + " tiles get channels"
-                              : std::string()));
   return c;
 }
 
+// The compiler's SOK: getOptimalNumClusters -> SokClusters, then splitSegmentedShape with the
+// channel alignment 16 (uniform on NPU40XX; for sparse output getUniformDistributedSegments tries
+// the first-equal segments first and shouldRemoveOutputSparsity drops the sparsity otherwise).
+Candidate CompilerSok(const ConvGeometry& g, const Target& t, int n, bool output_sparse) {
+  Candidate c;
+  c.split = SplitStrategy::kSok;
+  c.rule = SplitRule::kCompiler;
+  c.k_padded = g.k;
+  const bool uniform = t.id != TargetId::kNPU37XX;  // isUniformDistributedSegmentsSupported
+  const int64_t used = SokClusters(g.k, n, uniform);
+  if (used < 2) {
+    c.why_not = "SOK: K=" + Str(g.k) + " fills one cluster of 16-aligned channels " +
+                "(getNumberOfClustersForSOKToAvoidAlignment)";
+    return c;
+  }
+  bool seg_uniform = uniform;
+  if (output_sparse && uniform) {
+    if (SegmentSizes(g.k, used, 16, false).ok()) {
+      seg_uniform = false;
+    } else {
+      c.output_dense = true;
+      c.notes.push_back("output sparsity removed: K=" + Str(g.k) + " over " + Str(used) +
+                        " tiles has no first-equal 16-aligned segments, so the compiler uses " +
+                        "uniform segments and removes the SOK output sparsity " +
+                        "(getUniformDistributedSegments, shouldRemoveOutputSparsity in " +
+                        "VPU/utils/sparsity_utils.cpp; compiler rule)");
+    }
+  }
+  StatusOr<std::vector<int64_t>> seg = SegmentSizes(g.k, used, 16, seg_uniform);
+  if (!seg.ok()) {
+    c.why_not = seg.status().message();
+    return c;
+  }
+  AddSegments(&c, *seg, /*over_k=*/true, g);
+  if (used < n || (*seg)[0] != seg->back()) {
+    c.notes.push_back("K=" + Str(g.k) + " over " + Str(used) + " of " + Str(n) + " tiles: " +
+                      List(*seg) + " (" + (seg_uniform ? "uniform" : "first tiles equal and 16-aligned, the last the remainder") +
+                      "; splitSegmentedShape, getNumberOfClustersForSOKToAvoidAlignment)");
+  }
+  return c;
+}
+
+Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_sparse,
+                     SplitRule rule) {
+  const int64_t min = t.sok_min_channels_per_tile;
+  if (n < 2 || g.k < 2 * min) {
+    Candidate c;
+    c.split = SplitStrategy::kSok;
+    c.rule = rule;
+    c.why_not = "SOK needs at least 2 tiles of >= " + Str(min) + " output channels (K=" +
+                Str(g.k) + ", " + Str(n) + " tiles)";
+    return c;
+  }
+  return output_sparse && rule == SplitRule::kSeed ? SeedSparseSok(g, t, n)
+                                                   : CompilerSok(g, t, n, output_sparse);
+}
+
+// SOH as the compiler segments it: output rows by splitSegmentedShape over the clusters
+// getNumberOfClustersForSpatialDim allows (first equal on NPU37XX, uniform on NPU40XX). NPU37XX
+// also needs isSOHSupportedByDPU on the INPUT (distributed_tensor_utils.cpp): rows per cluster
+// alignUp(ceil(IH / n), getSOHPerClusterHeightAlignment(IW, sparse)) must leave the last
+// cluster rows; the input is then segmented with getSOHMinimalHeightAlignment (IW x rows a
+// multiple of 4, dense, or 8, sparse: VPU_SEGMENT_SIZE_DENSE / _SPARSE).
 Candidate SplitOverH(const ConvGeometry& g, const Target& t, int n, bool input_sparse) {
   Candidate c;
   c.split = SplitStrategy::kSoh;
   c.k_padded = g.k;
-  const int64_t oh = g.out_h(), ow = g.out_w();
+  const int64_t oh = g.out_h();
   if (n < 2 || oh < 2) {
     c.why_not = "SOH needs at least 2 tiles with an output row each (OH=" + Str(oh) + ", " +
                 Str(n) + " tiles)";
     return c;
   }
-  int64_t per = CeilDiv(oh, n);
+  const bool uniform = t.id != TargetId::kNPU37XX;
+  int64_t used = n;  // getNumberOfClustersForSpatialDim
+  while (used > 1 && !(uniform ? oh / used > 0 : oh - (used - 1) * CeilDiv(oh, used) > 0)) --used;
   const int multiple = input_sparse ? t.soh_row_multiple_sparse : t.soh_row_multiple_dense;
-  std::string rule;
   if (multiple > 0) {
-    // The smallest power-of-two row alignment that makes OW x rows a multiple of the rule's.
-    int64_t align = 1;
-    while (ow * AlignUp(per, align) % multiple != 0) align *= 2;
-    rule = std::string(t.name) + " SOH needs OW x rows-per-tile a multiple of " + Str(multiple) +
-           " (" + (input_sparse ? "sparse" : "dense") + " input): OW=" + Str(ow);
-    if (AlignUp(per, align) != per) {
-      per = AlignUp(per, align);
-      rule += " -> " + Str(per) + " rows per tile";
+    const int64_t ih = g.h, iw = g.w;
+    // getSOHPerClusterHeightAlignment: multiple / the largest power of two <= multiple dividing IW.
+    int64_t wa = multiple;
+    while (wa > 1 && iw % wa != 0) wa /= 2;
+    const int64_t align = multiple / wa;
+    const int64_t per = AlignUp(CeilDiv(ih, used), align);
+    const std::string rule = std::string(t.name) + " SOH needs IW x input-rows-per-tile a multiple of " +
+                             Str(multiple) + " (" + (input_sparse ? "sparse" : "dense") +
+                             " input; isSOHSupportedByDPU): IW=" + Str(iw) + " -> rows aligned to " +
+                             Str(align) + ", " + Str(per) + " of IH=" + Str(ih) + " per tile";
+    if (ih - per * (used - 1) <= 0) {
+      c.why_not = rule + ", which leaves no input rows for the last tile";
+      return c;
+    }
+    // getSOHMinimalHeightAlignment, applied only when in (1, IH) (getActivationTensorAlignment).
+    int64_t min_align = align;
+    for (int64_t a = 1; a < align; a *= 2) {
+      if (AlignUp(CeilDiv(ih, used), a) * iw % multiple == 0) {
+        min_align = a;
+        break;
+      }
+    }
+    if (min_align <= 1 || min_align >= ih) min_align = 1;
+    StatusOr<std::vector<int64_t>> in_seg = SegmentSizes(ih, used, min_align, false);
+    if (!in_seg.ok()) {
+      c.why_not = rule + ": " + in_seg.status().message();
+      return c;
+    }
+    int64_t at = 0;
+    for (int64_t r : *in_seg) {
+      c.in_segments.push_back({at, at + r});
+      at += r;
+    }
+    if (min_align > 1) {
+      c.notes.push_back(rule + ": input segments " + List(*in_seg) +
+                        " (getSOHMinimalHeightAlignment " + Str(min_align) + ")");
     }
   }
-  const int64_t used = CeilDiv(oh, per);
-  if (used < 2) {
-    c.why_not = rule + ", which leaves no rows for a second tile (OH=" + Str(oh) + ")";
+  StatusOr<std::vector<int64_t>> seg = SegmentSizes(oh, used, 1, uniform);
+  if (!seg.ok()) {
+    c.why_not = "SOH: " + seg.status().message();
     return c;
   }
-  for (int64_t r = 0; r < oh; r += per) c.ranges.push_back({0, g.k, r, std::min(r + per, oh)});
-  if (per != CeilDiv(oh, n)) {
-    c.notes.push_back(rule + " (last tile " + Str(oh - per * (used - 1)) + ")");
-  }
+  AddSegments(&c, *seg, /*over_k=*/false, g);
   if (used < n) {
-    c.notes.push_back("OH=" + Str(oh) + " rows in blocks of " + Str(per) + " fill " + Str(used) +
-                      " of " + Str(n) + " tiles");
+    c.notes.push_back("OH=" + Str(oh) + " rows fill " + Str(used) + " of " + Str(n) +
+                      " tiles (getNumberOfClustersForSpatialDim)");
   }
   return c;
 }
@@ -272,6 +377,29 @@ class Planner {
 
   // Tiles, workloads, cycles and CMX footprint of a possible candidate.
   void Build(Candidate* c) const {
+    const bool out_sparse = o_.output_sparse && !c->output_dense;
+    if (out_sparse && c->rule == SplitRule::kCompiler) {
+      // correct_nce_workloads: every workload's channels fit an SE (NPU37XX: a power of two).
+      std::vector<int64_t> cluster_k;
+      for (const TileRange& r : c->ranges) cluster_k.push_back(r.k_end - r.k_begin);
+      StatusOr<std::vector<std::vector<int64_t>>> wl = SparseOutputWorkloadChannels(cluster_k, t_);
+      if (!wl.ok()) {
+        c->why_not = wl.status().message();
+        return;
+      }
+      for (size_t i = 0; i < c->ranges.size(); ++i) {
+        if ((*wl)[i].size() > 1) c->ranges[i].wl_channels = (*wl)[i];
+      }
+      for (size_t i = 0; i < c->ranges.size(); ++i) {
+        if ((*wl)[i].size() > 1) {
+          c->notes.push_back("sparse output on " + std::string(t_.name) + ": tile " + Str(i) +
+                             " channels " + Str(cluster_k[i]) + " run as workloads of " +
+                             List((*wl)[i]) + " (correct_nce_workloads.cpp, " +
+                             "WorkloadSplitterBase::correctInvalidWorkload; compiler rule)");
+          break;  // one note: the tiles' pieces differ only in the last
+        }
+      }
+    }
     for (size_t i = 0; i < c->ranges.size(); ++i) {
       const TileRange& r = c->ranges[i];
       TilePlan tp;
@@ -288,6 +416,10 @@ class Planner {
       }
       tp.in_row_begin = win.begin;
       tp.in_row_end = win.end;
+      if (!c->in_segments.empty()) {
+        tp.in_seg_begin = c->in_segments[i].first;
+        tp.in_seg_end = c->in_segments[i].second;
+      }
       const int64_t kc = r.k_end - r.k_begin;
       if (o_.output_se_size != 0 && kc % o_.output_se_size != 0) {
         c->why_not = "output se_size = " + Str(o_.output_se_size) +
@@ -305,15 +437,21 @@ class Planner {
       }
       tp.weight_bytes = WeightBytes(r.k_begin, r.k_end);
       tp.output_bytes =
-          ActBytes((r.row_end - r.row_begin) * g_.out_w() * kc, op_.out_dtype, o_.output_sparse);
+          ActBytes((r.row_end - r.row_begin) * g_.out_w() * kc, op_.out_dtype, out_sparse);
       // One DPU per tile on both targets: its workloads run one after another.
       std::vector<std::pair<int64_t, int64_t>> wl_k;
       for (int64_t kb = r.k_begin, j = 0; kb < r.k_end; ++j) {
         const int64_t ke = r.wl_channels.empty() ? r.k_end : kb + r.wl_channels[size_t(j)];
+        if ((ke - kb) % tp.output_se_size != 0) {
+          c->why_not = "output se_size = " + Str(tp.output_se_size) + " must divide every " +
+                       "workload's channel count (tile " + Str(i) + " has a workload of " +
+                       Str(ke - kb) + ")";
+          return;
+        }
         wl_k.push_back({kb, ke});
         kb = ke;
       }
-      for (const Workload& w : TileWorkloads(&tp, wl_k)) {
+      for (const Workload& w : TileWorkloads(&tp, wl_k, out_sparse)) {
         tp.cycles += w.cycles;
         c->workloads.push_back(w);
       }
@@ -402,7 +540,8 @@ class Planner {
 
   // The tile's output cut into row bands aligned to the tile's MPE mode.
   std::vector<Workload> TileWorkloads(TilePlan* tp,
-                                      const std::vector<std::pair<int64_t, int64_t>>& wl_k) const {
+                                      const std::vector<std::pair<int64_t, int64_t>>& wl_k,
+                                      bool out_sparse) const {
     const int64_t rows = tp->row_end - tp->row_begin;
     tp->mpe_mode = TileMode(*tp, &tp->mpe_reason);
     const int64_t gh = GrainOf(tp->mpe_mode).h;
@@ -413,14 +552,14 @@ class Planner {
     for (int64_t r = tp->row_begin; r < tp->row_end; r += band_rows) {
       for (const auto& kr : wl_k) {
         out.push_back(MakeWorkload(tp->tile, tp->mpe_mode, kr.first, kr.second, r,
-                                   std::min(r + band_rows, tp->row_end)));
+                                   std::min(r + band_rows, tp->row_end), out_sparse));
       }
     }
     return out;
   }
 
   Workload MakeWorkload(int tile, MpeMode mode, int64_t kb, int64_t ke, int64_t rb,
-                        int64_t re) const {
+                        int64_t re, bool out_sparse) const {
     Workload w;
     w.tile = tile;
     w.k_begin = kb;
@@ -451,7 +590,7 @@ class Planner {
                                  : ActBytes(wr.size() * wc.size() * g_.c, op_.in_dtype,
                                             o_.input_sparse);
     w.weight_bytes = WeightBytes(kb, ke);
-    w.output_bytes = ActBytes(rows * cols * kc, op_.out_dtype, o_.output_sparse);
+    w.output_bytes = ActBytes(rows * cols * kc, op_.out_dtype, out_sparse);
     return w;
   }
 
@@ -588,23 +727,61 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
     if (c.why_not.empty()) planner.Build(&c);
     return c;
   };
+  auto make = [&](SplitStrategy s, SplitRule r, int tiles) {
+    Candidate c = s == SplitStrategy::kClustering ? Clustering(g, tiles)
+                  : s == SplitStrategy::kSok      ? SplitOverK(g, t, tiles, o.output_sparse, r)
+                                                  : SplitOverH(g, t, tiles, o.input_sparse);
+    c.rule = r;
+    return build(std::move(c));
+  };
+  // One strategy under split_rule: with sparse output and auto, the cheaper legal tiling of the
+  // seed's and the compiler's, the other named in the reason.
+  auto pick = [&](SplitStrategy s, int tiles) {
+    if (!o.output_sparse) {
+      Candidate c = make(s, SplitRule::kCompiler, tiles);
+      c.rule_reason = "dense output: the compiler's segments (no sparse-output rule applies)";
+      return c;
+    }
+    if (o.split_rule != SplitRule::kAuto) {
+      Candidate c = make(s, o.split_rule, tiles);
+      c.rule_reason = std::string("split_rule ") + SplitRuleName(o.split_rule) + " (forced): " +
+                      c.Tiling();
+      return c;
+    }
+    Candidate seed = make(s, SplitRule::kSeed, tiles);
+    Candidate comp = make(s, SplitRule::kCompiler, tiles);
+    auto viable = [](const Candidate& c) { return c.why_not.empty() && c.cmx_problem.empty(); };
+    auto lost = [](const Candidate& c) {
+      return std::string(SplitRuleName(c.rule)) + "'s " +
+             (!c.why_not.empty()       ? "not possible: " + c.why_not
+              : !c.cmx_problem.empty() ? "does not fit: " + c.cmx_problem
+                                       : c.Tiling());
+    };
+    const bool take_comp =
+        viable(comp) && (!viable(seed) || comp.cycles < seed.cycles ||
+                         (comp.cycles == seed.cycles && comp.cmx_total <= seed.cmx_total));
+    const bool take_seed = !take_comp && (viable(seed) || comp.why_not.size() > 0);
+    Candidate& won = take_seed ? seed : comp;
+    const Candidate& other = take_seed ? comp : seed;
+    won.rule_reason = std::string("split_rule auto: ") + SplitRuleName(won.rule) + "'s " +
+                      won.Tiling() + (viable(won) && viable(other) ? " beats " : "; ") +
+                      lost(other);
+    return won;
+  };
   Candidate chosen;
   std::string others;  // why the candidates not chosen lost
   const std::string target = std::string(" on ") + t.name;
   if (o.split != SplitStrategy::kAuto) {
-    chosen = build(o.split == SplitStrategy::kClustering ? Clustering(g, n)
-                   : o.split == SplitStrategy::kSok    ? SplitOverK(g, t, n, o.output_sparse)
-                                                       : SplitOverH(g, t, n, o.input_sparse));
+    chosen = pick(o.split, n);
     plan.split_reason =
         o.split == SplitStrategy::kClustering
             ? "clustering (forced): each of the " + Tiles(n) + " computes the whole layer"
             : "forced: " + chosen.Summary();
   } else if (n == 1) {
-    chosen = build(Clustering(g, 1));
+    chosen = pick(SplitStrategy::kClustering, 1);
     plan.split_reason = "1 tile: the whole layer runs on tile 0";
   } else {
-    std::vector<Candidate> cands = {build(SplitOverK(g, t, n, o.output_sparse)),
-                                    build(SplitOverH(g, t, n, o.input_sparse))};
+    std::vector<Candidate> cands = {pick(SplitStrategy::kSok, n), pick(SplitStrategy::kSoh, n)};
     const Candidate* best = nullptr;
     for (const Candidate& c : cands) {
       if (!c.why_not.empty() || !c.cmx_problem.empty()) continue;
@@ -633,7 +810,7 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
     } else if (any_rule_ok) {
       return OutOfRange("cmx: no split of the layer fits" + target + others);
     } else {
-      chosen = build(Clustering(g, 1));
+      chosen = pick(SplitStrategy::kClustering, 1);
       plan.split_reason = "auto: clustering on tile 0 (fallback)" + others;
     }
   }
@@ -647,6 +824,9 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
   plan.tiles_used = static_cast<int>(chosen.ranges.size());
   plan.k_padded = chosen.k_padded;
   plan.notes = std::move(chosen.notes);
+  plan.split_rule = chosen.rule;
+  plan.split_rule_reason = chosen.rule_reason;
+  if (chosen.output_dense) plan.options.output_sparse = false;  // the note says why
   plan.tiles = std::move(chosen.tiles);
   plan.workloads = std::move(chosen.workloads);
   plan.cycles = chosen.cycles;
@@ -699,6 +879,120 @@ StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name) {
   }
   return InvalidArgument("split: unknown split '" + name +
                          "' (expected auto, clustering, sok or soh)");
+}
+
+const char* SplitRuleName(SplitRule r) {
+  switch (r) {
+    case SplitRule::kAuto: return "auto";
+    case SplitRule::kSeed: return "seed";
+    case SplitRule::kCompiler: return "compiler";
+  }
+  return "?";
+}
+
+StatusOr<SplitRule> ParseSplitRule(const std::string& name) {
+  for (SplitRule r : {SplitRule::kAuto, SplitRule::kSeed, SplitRule::kCompiler}) {
+    if (name == SplitRuleName(r)) return r;
+  }
+  return InvalidArgument("split_rule: unknown rule '" + name + "' (expected auto, seed or compiler)");
+}
+
+StatusOr<std::vector<int64_t>> SegmentSizes(int64_t size, int64_t clusters, int64_t alignment,
+                                            bool uniform) {
+  if (size < 1 || clusters < 1 || alignment < 1) {
+    return InvalidArgument("segments: size " + Str(size) + ", clusters " + Str(clusters) +
+                           ", alignment " + Str(alignment) + ": all must be >= 1");
+  }
+  const std::string what = Str(size) + " over " + Str(clusters) + " clusters (alignment " +
+                           Str(alignment) + ", " + (uniform ? "uniform" : "first equal") + ")";
+  std::vector<int64_t> seg;
+  if (!uniform) {
+    const int64_t per = AlignUp(CeilDiv(size, clusters), alignment);
+    const int64_t last = size - per * (clusters - 1);
+    if (last <= 0) {
+      return InvalidArgument("segments: " + what + ": " + Str(clusters - 1) + " x " + Str(per) +
+                             " leave nothing for the last (splitSegmentedShape)");
+    }
+    seg.assign(static_cast<size_t>(clusters - 1), per);
+    seg.push_back(last);
+    return seg;
+  }
+  const int64_t base = size / clusters / alignment * alignment;
+  const int64_t rest = size - base * clusters;
+  if (base <= 0 || rest % alignment != 0) {
+    return InvalidArgument("segments: " + what + ": no aligned uniform split (splitSegmentedShape)");
+  }
+  for (int64_t i = 0; i < clusters; ++i) seg.push_back(base + (i < rest / alignment ? alignment : 0));
+  return seg;
+}
+
+int64_t SokClusters(int64_t k, int64_t n, bool uniform) {
+  for (int64_t c = n; c >= 1; --c) {
+    if (uniform ? (k / c / 16 * 16 > 0 && (k - k / c / 16 * 16 * c) % 16 == 0)
+                : k - (c - 1) * AlignUp(CeilDiv(k, c), 16) > 0) {
+      return c;
+    }
+  }
+  return 1;
+}
+
+namespace {
+// SparsityConstraint::areChannelsFitForSESize (NPU37XX / NPU40XX impl/sparsity_constraint.cpp).
+bool FitsSe(const Target& t, int64_t c) {
+  return c >= 16 && c <= 8192 && c % 16 == 0 && (!t.se_size_power_of_two || (c & (c - 1)) == 0);
+}
+}  // namespace
+
+StatusOr<std::vector<std::vector<int64_t>>> SparseOutputWorkloadChannels(
+    const std::vector<int64_t>& cluster_k, const Target& t) {
+  std::vector<std::vector<int64_t>> out;
+  if (cluster_k.empty()) return out;
+  bool valid = true;  // findInvalidSparseOps
+  for (int64_t c : cluster_k) valid &= c == cluster_k[0] && FitsSe(t, c);
+  if (valid) {
+    for (int64_t c : cluster_k) out.push_back({c});
+    return out;
+  }
+  // getSupportedChannels: SE-fitting sizes, largest first, dividing every workload's channels
+  // but the last's; the last's must be a supported size or one plus a supported remainder.
+  std::vector<int64_t> supported;
+  for (int64_t c = 8192; c >= 16; c -= 16) {
+    bool divides = FitsSe(t, c);
+    for (size_t i = 0; divides && i + 1 < cluster_k.size(); ++i) divides = cluster_k[i] % c == 0;
+    if (divides) supported.push_back(c);
+  }
+  const int64_t last = cluster_k.back();
+  auto has = [](const std::vector<int64_t>& v, int64_t c) {
+    return std::find(v.begin(), v.end(), c) != v.end();
+  };
+  if (!has(supported, last)) {
+    const std::vector<int64_t> before = supported;
+    supported.clear();
+    for (int64_t c : before) {
+      if (last % c == 0 || has(before, last % c)) supported.push_back(c);
+    }
+  }
+  for (int64_t c : cluster_k) {
+    std::vector<int64_t> pieces;  // splitWorkloadChannel (VPUIP/interfaces/dpu_tiler.cpp)
+    int64_t rest = c;
+    if (has(supported, c)) {
+      pieces.push_back(c);
+      rest = 0;
+    }
+    for (int64_t sc : supported) {
+      while (rest >= sc) {
+        pieces.push_back(sc);
+        rest -= sc;
+      }
+    }
+    if (rest != 0) {
+      return InvalidArgument(std::string("sparse output on ") + t.name + ": " + Str(c) +
+                             " channels cannot be split into supported workload sizes " +
+                             "(correct_nce_workloads.cpp splitWorkloadChannel)");
+    }
+    out.push_back(pieces);
+  }
+  return out;
 }
 
 const char* MpeModeName(MpeMode m) {

@@ -76,6 +76,45 @@ enum class SplitStrategy { kAuto, kClustering, kSok, kSoh };
 const char* SplitStrategyName(SplitStrategy s);  // "auto", "clustering", "SOK", "SOH"
 StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name);  // case-insensitive
 
+// Which tiling rule SOK with sparse output (and, on NPU37XX, the channels of every workload with
+// sparse output) follows; both are legal tilings:
+//   seed:     the seed notes: one workload per tile; NPU37XX needs equal power-of-two channel
+//             splits (K=320 on 2 tiles -> 256/256, K padded to 512), no rule without a channel
+//             split; NPU40XX equal splits in multiples of 16 (160/160; fewer tiles or K padded
+//             when K does not divide).
+//   compiler: the NPU compiler: cluster segments by SokSegments (alignUp(ceil(K / n), 16) with
+//             the remainder last on NPU37XX; on NPU40XX the same when the remainder is > 0, else
+//             the compiler removes the output sparsity, shouldRemoveOutputSparsity), then the
+//             workloads' channels by SparseOutputWorkloadChannels (correct_nce_workloads.cpp).
+//   auto:     the tiling with fewer estimated cycles (fewer CMX bytes, then the compiler's, on a
+//             tie); the other is named in the plan's split reason.
+// Without sparse output both rules give the compiler's segments.
+enum class SplitRule { kAuto, kSeed, kCompiler };
+const char* SplitRuleName(SplitRule r);  // "auto", "seed", "compiler"
+StatusOr<SplitRule> ParseSplitRule(const std::string& name);
+
+// The compiler's segmentation of `size` elements over `clusters` (VPU::splitSegmentedShape,
+// dialect/VPU/IR/attributes.cpp): not uniform (NPU37XX): the first clusters - 1 get
+// alignUp(ceil(size / clusters), alignment), the last the remainder, which must be > 0; uniform
+// (NPU40XX): alignDown(size / clusters, alignment) each, the remainder handed out in steps of
+// `alignment` to the first clusters (e.g. 13 over 4 -> [4, 3, 3, 3]). An error when it has no
+// such segmentation (the compiler returns nullopt).
+StatusOr<std::vector<int64_t>> SegmentSizes(int64_t size, int64_t clusters, int64_t alignment,
+                                            bool uniform);
+// getNumberOfClustersForSOKToAvoidAlignment (VPU/utils/distributed_tensor_utils.cpp): the most
+// clusters <= n that split K in 16-aligned segments (NPU37XX: remainder > 0; NPU40XX: baseline > 0).
+int64_t SokClusters(int64_t k, int64_t n, bool uniform);
+// The workloads' channel counts of an op with sparse output whose clusters compute `cluster_k`
+// channels (one workload each, as split_nce_ops_onto_workloads makes them with one DPU per tile),
+// as WorkloadSplitterBase::correctInvalidWorkload (VPU/interfaces/workload_splitter_base.cpp, run by
+// NPU37XX and NPU40XX correct_nce_workloads.cpp) corrects them: valid when all are equal and fit an
+// SE size (NPU37XX also a power of two, SparsityConstraint::areChannelsFitForSESize); otherwise
+// the supported sizes are those fitting an SE that divide every cluster's channels but the last's
+// (and add up to the last's), and each cluster is split greedily, largest first.
+// K=384 on one NPU37XX tile -> {{256, 128}}.
+StatusOr<std::vector<std::vector<int64_t>>> SparseOutputWorkloadChannels(
+    const std::vector<int64_t>& cluster_k, const Target& t);
+
 enum class MpeMode { kCuboid16x16, kCuboid8x16, kCuboid4x16 };
 const char* MpeModeName(MpeMode m);  // "CUBOID_16x16", ...
 
@@ -121,6 +160,7 @@ struct PlanOptions {
   int64_t input_se_size = 0;   // 0 = the target's default for C
   int64_t output_se_size = 0;  // 0 = the target's default for each tile's channel count
   PlanSe se;                   // SE pointers (se.used()); input_se_size must be 0 or se.se_size
+  SplitRule split_rule = SplitRule::kAuto;  // SOK / workload channels with sparse output
 };
 
 // Weight DMA traffic of the whole layer at CMX granularity.
@@ -160,6 +200,10 @@ struct TilePlan {
   int64_t k_begin = 0, k_end = 0;            // output channels
   int64_t row_begin = 0, row_end = 0;        // output rows
   int64_t in_row_begin = 0, in_row_end = 0;  // input rows read, halo included
+  // NPU37XX SOH: the input rows the tile's CMX segment holds as the compiler segments the input
+  // (getSOHMinimalHeightAlignment); the halo rows beyond it are read from the neighbour's CMX.
+  // Both 0 otherwise.
+  int64_t in_seg_begin = 0, in_seg_end = 0;
   int64_t output_se_size = 0;
   int64_t input_bytes = 0, weight_bytes = 0, output_bytes = 0;  // CMX footprint
   // With SE pointers: the table and map rows of the tile's input window (0 otherwise); the
@@ -205,6 +249,10 @@ struct Plan {
   int64_t k_padded = 0;  // output channels computed, padding included (>= op.g.k)
   int64_t input_se_size = 0;
   std::vector<std::string> notes;  // rules that changed the split (padding, fewer tiles)
+  // The tiling rule the plan follows (seed or compiler; auto is resolved) and why; with the
+  // compiler's rule removing output sparsity, options.output_sparse is false and a note says so.
+  SplitRule split_rule = SplitRule::kCompiler;
+  std::string split_rule_reason;
   std::vector<TilePlan> tiles;
   std::vector<Workload> workloads;
   int64_t cycles = 0;  // slowest tile

@@ -317,20 +317,32 @@ TEST(PlanSplit, Npu40xxUnevenK) {
   const ConvOp op = MakeOp(14, 14, 64, 352);
   PlanOptions o;
   o.split = SplitStrategy::kSok;
-  // Dense output: the compiler's segments, 5 x 64 + 32.
+  // Dense output: the compiler's uniform segments, alignDown(352 / 6, 16) = 48 and the remaining
+  // 64 channels in 16s to the first tiles.
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan dense, PlanWith(op, Npu40(), o));
   EXPECT_EQ(KRanges(dense),
-            (Ranges{{0, 64}, {64, 128}, {128, 192}, {192, 256}, {256, 320}, {320, 352}}));
+            (Ranges{{0, 64}, {64, 128}, {128, 192}, {192, 256}, {256, 304}, {304, 352}}));
   EXPECT_EQ(dense.k_padded, 352);
-  // Sparse output: equal splits. 2 tiles of 176 lose to padding 352 -> 384 = 6 x 64.
+  // Sparse output, auto: the compiler's first-equal segments 5 x 64 + 32 beat the seed's padding.
   o.output_sparse = true;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan sparse, PlanWith(op, Npu40(), o));
-  EXPECT_EQ(sparse.k_padded, 384);
-  EXPECT_EQ(sparse.tiles_used, 6);
-  EXPECT_EQ(sparse.tiles.back().k_begin, 320);
-  EXPECT_EQ(sparse.tiles.back().k_end, 384);
-  ASSERT_EQ(sparse.notes.size(), 1u);
-  EXPECT_TRUE(Contains(sparse.notes[0], "K=352 padded to 384")) << sparse.notes[0];
+  EXPECT_EQ(sparse.split_rule, SplitRule::kCompiler) << sparse.split_rule_reason;
+  EXPECT_EQ(KRanges(sparse),
+            (Ranges{{0, 64}, {64, 128}, {128, 192}, {192, 256}, {256, 320}, {320, 352}}));
+  EXPECT_TRUE(Contains(sparse.split_rule_reason, "compiler's tiling K per tile [64, 64, 64, 64, 64, 32]"))
+      << sparse.split_rule_reason;
+  EXPECT_TRUE(Contains(sparse.split_rule_reason, "beats seed's tiling K per tile [64"))
+      << sparse.split_rule_reason;
+  // The seed's rule: equal splits. 2 tiles of 176 lose to padding 352 -> 384 = 6 x 64.
+  o.split_rule = SplitRule::kSeed;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan seed, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(seed.split_rule, SplitRule::kSeed);
+  EXPECT_EQ(seed.k_padded, 384);
+  EXPECT_EQ(seed.tiles_used, 6);
+  EXPECT_EQ(seed.tiles.back().k_begin, 320);
+  EXPECT_EQ(seed.tiles.back().k_end, 384);
+  ASSERT_EQ(seed.notes.size(), 1u);
+  EXPECT_TRUE(Contains(seed.notes[0], "K=352 padded to 384")) << seed.notes[0];
 }
 
 TEST(PlanSplit, SokNeedsSixteenChannelsPerTile) {
@@ -339,36 +351,56 @@ TEST(PlanSplit, SokNeedsSixteenChannelsPerTile) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(MakeOp(8, 8, 32, 32), Npu40(), o));
   EXPECT_EQ(KRanges(p), (Ranges{{0, 16}, {16, 32}}));
   ASSERT_EQ(p.notes.size(), 1u);
-  EXPECT_TRUE(Contains(p.notes[0], "only 2 of 6 tiles")) << p.notes[0];
+  EXPECT_TRUE(Contains(p.notes[0], "K=32 over 2 of 6 tiles: [16, 16]")) << p.notes[0];
   StatusOr<Plan> bad = PlanWith(MakeOp(8, 8, 32, 16), Npu40(), o);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(bad.status().message(), ">= 16 output channels")) << bad.status().message();
 }
 
-TEST(PlanSplit, Npu37xxSohRowMultiple) {
-  // OH=10, OW=6 on 2 tiles: 5 rows would give 30 pixels per tile.
+std::vector<std::pair<int64_t, int64_t>> InSegments(const Plan& p) {
+  std::vector<std::pair<int64_t, int64_t>> r;
+  for (const TilePlan& t : p.tiles) r.push_back({t.in_seg_begin, t.in_seg_end});
+  return r;
+}
+
+TEST(PlanSplit, Npu37xxSohAlignsTheInputRows) {
+  // IH=OH=10, IW=6 on 2 tiles: 5 input rows would give 30 pixels per tile. The compiler aligns
+  // each tile's INPUT rows (getSOHPerClusterHeightAlignment(6, dense) = 2 -> 6 + 4) and splits the
+  // output rows ceil(OH / 2) = 5 + 5.
   const ConvOp op = MakeOp(10, 6, 16, 16);
   PlanOptions o;
   o.split = SplitStrategy::kSoh;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan dense, PlanWith(op, Npu37(), o));
-  EXPECT_EQ(RowRanges(dense), (Ranges{{0, 6}, {6, 10}}));  // 6 x 6 = 36, a multiple of 4
+  EXPECT_EQ(RowRanges(dense), (Ranges{{0, 5}, {5, 10}}));
+  EXPECT_EQ(InSegments(dense), (Ranges{{0, 6}, {6, 10}}));  // 6 x 6 = 36, a multiple of 4
   ASSERT_EQ(dense.notes.size(), 1u);
-  EXPECT_TRUE(Contains(dense.notes[0], "multiple of 4 (dense input)")) << dense.notes[0];
+  EXPECT_TRUE(Contains(dense.notes[0], "multiple of 4 (dense input")) << dense.notes[0];
+  EXPECT_TRUE(Contains(dense.notes[0], "isSOHSupportedByDPU")) << dense.notes[0];
   o.input_sparse = true;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan sparse, PlanWith(op, Npu37(), o));
-  EXPECT_EQ(RowRanges(sparse), (Ranges{{0, 8}, {8, 10}}));  // 6 x 8 = 48, a multiple of 8
-  // NPU40XX has no such rule.
+  EXPECT_EQ(RowRanges(sparse), (Ranges{{0, 5}, {5, 10}}));
+  EXPECT_EQ(InSegments(sparse), (Ranges{{0, 8}, {8, 10}}));  // 6 x 8 = 48, a multiple of 8
+  // NPU40XX has no such rule (and segments uniformly).
   o.tiles = 2;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p40, PlanWith(op, Npu40(), o));
   EXPECT_EQ(RowRanges(p40), (Ranges{{0, 5}, {5, 10}}));
+  EXPECT_EQ(InSegments(p40), (Ranges{{0, 0}, {0, 0}}));
   EXPECT_TRUE(p40.notes.empty());
-  // OH=6, OW=7, sparse input: 8 rows per tile leave nothing for tile 1.
+  // IH=6, IW=7, sparse input: 8 input rows per tile leave nothing for tile 1.
   StatusOr<Plan> bad = PlanWith(MakeOp(6, 7, 16, 16), Npu37(), o);
   ASSERT_FALSE(bad.ok());
   EXPECT_TRUE(Contains(bad.status().message(), "split = SOH on NPU37XX")) << bad.status().message();
-  EXPECT_TRUE(Contains(bad.status().message(), "multiple of 8 (sparse input)"))
+  EXPECT_TRUE(Contains(bad.status().message(), "multiple of 8 (sparse input"))
       << bad.status().message();
+  // A strided layer: the rule reads the input shape, not the output's. IH=20, IW=6, stride 2:
+  // OH=10 -> 5 + 5 output rows; input 10 + 10 rows (10 x 6 = 60, a multiple of 4).
+  ConvOp strided = MakeOp(20, 6, 16, 16);
+  strided.g.stride_y = 2;
+  o.input_sparse = false;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan ps, PlanWith(strided, Npu37(), o));
+  EXPECT_EQ(RowRanges(ps), (Ranges{{0, 5}, {5, 10}}));
+  EXPECT_EQ(InSegments(ps), (Ranges{{0, 10}, {10, 20}}));
 }
 
 TEST(PlanSplit, AutoPicksByShape) {
@@ -385,7 +417,7 @@ TEST(PlanSplit, AutoPicksByShape) {
   // With 2.4 MB of weights SOH (weights on every tile) does not fit: SOK whatever the cycles.
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan wide, PlanWith(MakeOp(7, 7, 512, 512, 3), Npu40(), o));
   EXPECT_EQ(wide.split, SplitStrategy::kSok);
-  EXPECT_TRUE(Contains(wide.split_reason, "does not fit: SOH on 4 tiles")) << wide.split_reason;
+  EXPECT_TRUE(Contains(wide.split_reason, "does not fit: SOH on 6 tiles")) << wide.split_reason;
   // Neither split possible (K=16, one output row): clustering on one tile.
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan one, PlanWith(MakeOp(1, 16, 16, 16), Npu37(), o));
   EXPECT_EQ(one.split, SplitStrategy::kClustering);
