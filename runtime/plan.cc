@@ -757,9 +757,13 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
               : !c.cmx_problem.empty() ? "does not fit: " + c.cmx_problem
                                        : c.Tiling());
     };
+    // A compiler tiling that drops the requested output sparsity only wins when the seed's
+    // tiling is not possible: auto keeps the storage the user asked for.
     const bool take_comp =
-        viable(comp) && (!viable(seed) || comp.cycles < seed.cycles ||
-                         (comp.cycles == seed.cycles && comp.cmx_total <= seed.cmx_total));
+        viable(comp) && (!viable(seed) || (!comp.output_dense &&
+                                           (comp.cycles < seed.cycles ||
+                                            (comp.cycles == seed.cycles &&
+                                             comp.cmx_total <= seed.cmx_total))));
     const bool take_seed = !take_comp && (viable(seed) || comp.why_not.size() > 0);
     Candidate& won = take_seed ? seed : comp;
     const Candidate& other = take_seed ? comp : seed;
@@ -1222,10 +1226,14 @@ std::string PlanToText(const Plan& p) {
   s += std::string("  split: ") + SplitStrategyName(p.split) + " over " + Str(p.tiles_used) +
        " tiles, K=" + Str(g.k) + (p.k_padded != g.k ? " padded to " + Str(p.k_padded) : "") +
        "\n    " + p.split_reason + "\n";
+  s += std::string("    split_rule ") + SplitRuleName(p.split_rule) + ": " + p.split_rule_reason +
+       "\n";
   for (const std::string& note : p.notes) s += "  note: " + note + "\n";
   for (const TilePlan& t : p.tiles) {
     s += "  tile " + Str(t.tile) + ": k " + Range(t.k_begin, t.k_end) + ", rows " +
          Range(t.row_begin, t.row_end) + ", input rows " + Range(t.in_row_begin, t.in_row_end) +
+         (t.in_seg_end > t.in_seg_begin ? " (segment " + Range(t.in_seg_begin, t.in_seg_end) + ")"
+                                        : std::string()) +
          ", CMX " + Commas(t.cmx_bytes()) + " bytes (input " + Commas(t.input_bytes) +
          (se.used() ? " + SE table " + Commas(t.se_table_bytes) + " + map " +
                           Commas(t.input_map_bytes)
@@ -1298,6 +1306,9 @@ nlohmann::json PlanToJson(const Plan& p) {
   }
   j["split"] = SplitStrategyName(p.split);
   j["split_reason"] = p.split_reason;
+  j["split_rule"] = SplitRuleName(p.split_rule);
+  j["split_rule_requested"] = SplitRuleName(p.options.split_rule);
+  j["split_rule_reason"] = p.split_rule_reason;
   j["tiles_used"] = p.tiles_used;
   j["k"] = g.k;
   j["k_padded"] = p.k_padded;
@@ -1313,6 +1324,8 @@ nlohmann::json PlanToJson(const Plan& p) {
                           {"row_end", t.row_end},
                           {"in_row_begin", t.in_row_begin},
                           {"in_row_end", t.in_row_end},
+                          {"in_seg_begin", t.in_seg_begin},
+                          {"in_seg_end", t.in_seg_end},
                           {"output_se_size", t.output_se_size},
                           {"input_bytes", t.input_bytes},
                           {"weight_bytes", t.weight_bytes},
