@@ -605,20 +605,27 @@ void ExpectCoverage(const Plan& p) {
     EXPECT_EQ((t.k_end - t.k_begin) % 16, 0);
     EXPECT_EQ((t.k_end - t.k_begin) % t.output_se_size, 0);
     covered += (t.k_end - t.k_begin) * (t.row_end - t.row_begin);
-    int64_t rows = 0, cycles = 0;
+    // Row bands in order, each cut into consecutive channel pieces covering the tile's K.
+    int64_t row = t.row_begin, k = t.k_begin, cycles = 0;
     for (const Workload& w : p.workloads) {
       if (w.tile != t.tile) continue;
-      EXPECT_EQ(w.k_begin, t.k_begin);
-      EXPECT_EQ(w.k_end, t.k_end);
-      EXPECT_EQ(w.row_begin, t.row_begin + rows);
+      EXPECT_EQ(w.k_begin, k);
+      EXPECT_LE(w.k_end, t.k_end);
+      EXPECT_EQ(w.row_begin, row);
+      EXPECT_EQ(w.mpe_mode, t.mpe_mode);
       EXPECT_EQ(w.col_begin, 0);
       EXPECT_EQ(w.col_end, g.out_w());
       EXPECT_GE(w.in_row_begin, t.in_row_begin);
       EXPECT_LE(w.in_row_end, t.in_row_end);
-      rows += w.row_end - w.row_begin;
+      k = w.k_end;
+      if (k == t.k_end) {
+        k = t.k_begin;
+        row = w.row_end;
+      }
       cycles += w.cycles;
     }
-    EXPECT_EQ(rows, t.row_end - t.row_begin);
+    EXPECT_EQ(row, t.row_end);
+    EXPECT_EQ(k, t.k_begin);
     EXPECT_EQ(cycles, t.cycles);
   }
   if (p.split != SplitStrategy::kClustering) {
@@ -639,6 +646,89 @@ TEST(PlanWorkloads, CoverTheLayer) {
           o.output_sparse = sparse_out;
           DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, *t, o, op.g.taps() / 3));
           ExpectCoverage(p);
+        }
+      }
+    }
+  }
+}
+
+// Generated layers, both targets, every split and rule, sparse output: the tiles cover the layer,
+// and the tiling obeys its rule. Seed: NPU37XX channel splits equal powers of two, NPU40XX equal.
+// Compiler: each tile's workloads all but the last equal, every one fitting an SE (NPU37XX: a
+// power of two), no padding unless the split pads nothing.
+TEST(PlanSplit, SplitRulesGenerated) {
+  const uint64_t base = BaseSeed(4242);
+  for (uint64_t i = 0; i < 120; ++i) {
+    const uint64_t seed = base + i;
+    SCOPED_TRACE(SeedTrace(seed));
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    auto next = [&](int64_t n) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      return static_cast<int64_t>(x % static_cast<uint64_t>(n));
+    };
+    const Target& t = next(2) ? Npu40() : Npu37();
+    const ConvOp op = MakeOp(2 + next(14), 2 + next(14), 16 * (1 + next(4)), 16 * (2 + next(40)),
+                             next(2) ? 3 : 1);
+    PlanOptions o;
+    o.output_sparse = true;
+    o.split = std::vector<SplitStrategy>{SplitStrategy::kAuto, SplitStrategy::kSok,
+                                         SplitStrategy::kSoh, SplitStrategy::kClustering}[next(4)];
+    o.split_rule = std::vector<SplitRule>{SplitRule::kAuto, SplitRule::kSeed,
+                                          SplitRule::kCompiler}[next(3)];
+    o.tiles = static_cast<int>(next(t.tiles + 1));
+    StatusOr<Plan> p = PlanWith(op, t, o, op.g.taps() / 2);
+    if (!p.ok()) {  // only rules may refuse: never a crash, always a named rule
+      EXPECT_TRUE(Contains(p.status().message(), "split = ")) << p.status().message();
+      continue;
+    }
+    ExpectCoverage(*p);
+    EXPECT_NE(p->split_rule, SplitRule::kAuto);
+    if (o.split_rule != SplitRule::kAuto) EXPECT_EQ(p->split_rule, o.split_rule);
+    EXPECT_FALSE(p->split_rule_reason.empty());
+    for (const TilePlan& tp : p->tiles) {
+      std::vector<int64_t> wl;
+      for (const Workload& w : p->workloads) {
+        if (w.tile == tp.tile && w.row_begin == tp.row_begin) wl.push_back(w.k_end - w.k_begin);
+      }
+      const int64_t kc = tp.k_end - tp.k_begin;
+      if (!p->options.output_sparse) continue;
+      if (p->split_rule == SplitRule::kSeed) {
+        ASSERT_EQ(wl.size(), 1u);
+        if (p->split == SplitStrategy::kSok && t.sok_sparse_output_pow2) {
+          EXPECT_EQ(kc & (kc - 1), 0) << kc;
+        }
+        if (p->split == SplitStrategy::kSok) EXPECT_EQ(kc, p->tiles[0].k_end - p->tiles[0].k_begin);
+      } else {
+        EXPECT_EQ(p->k_padded, op.g.k);
+        for (size_t j = 0; j < wl.size(); ++j) {
+          if (j + 1 < wl.size()) EXPECT_EQ(wl[j], wl[0]);
+          EXPECT_EQ(wl[j] % 16, 0);
+          if (t.se_size_power_of_two) EXPECT_EQ(wl[j] & (wl[j] - 1), 0) << wl[j];
+        }
+      }
+    }
+  }
+}
+
+TEST(PlanSplit, SegmentSizesGenerated) {
+  for (int64_t size = 1; size <= 200; size += 7) {
+    for (int64_t n = 1; n <= 6; ++n) {
+      for (int64_t a : {1, 2, 16}) {
+        for (bool uniform : {false, true}) {
+          StatusOr<std::vector<int64_t>> s = SegmentSizes(size, n, a, uniform);
+          if (!s.ok()) continue;
+          int64_t sum = 0;
+          for (int64_t v : *s) sum += v;
+          EXPECT_EQ(sum, size);
+          ASSERT_EQ(static_cast<int64_t>(s->size()), n);
+          for (size_t i = 0; i + 1 < s->size(); ++i) {
+            EXPECT_GE((*s)[i], (*s)[i + 1]);
+            if (!uniform) EXPECT_EQ((*s)[i], (*s)[0]);
+            if (!uniform) EXPECT_EQ((*s)[i] % a, 0);
+          }
+          if (uniform) EXPECT_LE(s->front() - s->back(), a);
         }
       }
     }
