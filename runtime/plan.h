@@ -7,6 +7,18 @@
 // (PlanToText, PlanToJson). A request no target can run is an error naming the rule; padding the
 // planner adds for a rule shows in the plan (k_padded and a note), nothing is fixed silently.
 //
+// Decisions the NPU compiler makes the same way (openvinotoolkit/npu_compiler, src/vpux_compiler/;
+// each named in the decision's reason):
+//   - MPE mode: getMpeModeForConv (NPU37XX/dialect/VPU/impl/nce_op_interfaces.cpp, also registered
+//     for NPU40XX) over the tile's output shape on NPU37XX and the layer's on NPU40XX (as
+//     split_nce_ops_onto_workloads.cpp calls it); every workload of a tile runs in that mode.
+//   - cmx heuristic: CMXConsumptionBasedWeightsSparsityStrategy's intervals over getTotalCMXSize.
+//   - Segments: splitSegmentedShape (first equal, remainder last on NPU37XX; uniform on NPU40XX),
+//     SOK cluster counts by getNumberOfClustersForSOKToAvoidAlignment, SOH by
+//     getNumberOfClustersForSpatialDim; NPU37XX SOH legality and input segments by
+//     isSOHSupportedByDPU / getSOHPerClusterHeightAlignment / getSOHMinimalHeightAlignment.
+//   - Sparse output: split_rule (seed or compiler, see SplitRule).
+//
 // Cost model (the project's definition; sources in ../shared/dpu-facts.md):
 //   - An MPE mode walks the output in cuboids of W x H x K elements (VPUNN's grid):
 //       CUBOID_16x16 = 16 x 16 x 64, CUBOID_8x16 = 16 x 8 x 128, CUBOID_4x16 = 8 x 8 x 256;
@@ -15,14 +27,14 @@
 //     and each cuboid reads its input window ((n - 1) * stride + kernel per spatial dimension,
 //     padding included) for all C input channels, so the input read is
 //       reads = ceil(Kc / gk) * (sum of row windows) * (sum of col windows) * C * bytes / 16
-//     16-byte grains. The mode chosen is the one with the fewest cuboids (padding waste costs
-//     MPE cycles), then the fewest input reads, then the order above.
+//     16-byte grains (estimates only; the mode itself is the compiler's, above).
 //   - cycles = cuboids * 16384 * KY * KX * C * density / macs_per_cycle, where density =
 //     min(1 - input sparsity, weight density of the workload's real channels) over the
 //     sparsities in use (VPUNN), 1 when both are dense; padding channels cost like real ones.
 //     The int8 MAC rate is used for every type.
 //   - A tile's output is cut into up to workloads_per_tile row bands whose heights are
-//     multiples of the grain height of the tile's MPE mode; each band picks its own mode.
+//     multiples of the grain height of the tile's MPE mode; with sparse output under the
+//     compiler's rule each band is further cut into the workload channel pieces.
 //   - A tile holds its input rows (halo included), its weight slice (data, map, table) and its
 //     output slice in CMX; the sum must fit cmx_bytes_per_tile.
 #ifndef DPUEMU_RUNTIME_PLAN_H_
@@ -61,17 +73,19 @@ enum class WeightHeuristic { kSas, kRatio, kCmx, kDense, kSparse };
 const char* WeightHeuristicName(WeightHeuristic h);  // "sas", "ratio", "cmx", "dense", "sparse"
 StatusOr<WeightHeuristic> ParseWeightHeuristic(const std::string& name);
 
-// Split rules (Target flags):
-//   SOK: >= 16 output channels per tile (fewer tiles are used when K is small). Dense output:
-//        equal splits when K is a multiple of 16 x tiles, else the compiler's segments (first
-//        tiles equal and 16-aligned, the last no larger). Sparse output: NPU37XX needs equal
-//        power-of-two splits (K padded: 320 on 2 tiles -> 2 x 256, k_padded 512); NPU40XX needs
-//        equal multiples of 16 (320 on 2 tiles -> 2 x 160) and, when K does not divide, uses
-//        fewer tiles or pads K, whichever gives the smaller split.
-//   SOH: rows split ceil(OH / tiles) per tile, the last no larger. NPU37XX also needs
-//        OW x rows-per-tile a multiple of 4 (dense input) or 8 (sparse input); dpuemu applies it
-//        to the output rows each tile writes (the compiler's input segments for stride-1 "same"
-//        convolutions) by rounding the rows up to the smallest power-of-two alignment that works.
+// Split rules:
+//   SOK: >= 16 output channels per tile. The compiler's segments (CompilerSok): SokClusters
+//        clusters, SegmentSizes(K, clusters, 16, uniform on NPU40XX): NPU37XX 320 on 2 ->
+//        160 + 160, 80 on 2 -> 48 + 32; NPU40XX 352 on 6 -> 64, 64, 64, 64, 48, 48. Sparse output
+//        follows split_rule (SplitRule): the seed's equal (NPU37XX power-of-two, K padded: 320 on
+//        2 tiles -> 2 x 256, k_padded 512) splits, or the compiler's.
+//   SOH: output rows SegmentSizes(OH, tiles, 1, uniform on NPU40XX) (getNumberOfClustersForSpatialDim
+//        tiles). NPU37XX also needs isSOHSupportedByDPU on the INPUT: IW x input rows per tile a
+//        multiple of 4 (dense input) or 8 (sparse input, VPU_SEGMENT_SIZE_DENSE/_SPARSE): the
+//        input rows per tile alignUp(ceil(IH / tiles), getSOHPerClusterHeightAlignment(IW)) must
+//        leave rows for the last tile, and TilePlan::in_seg_begin/end hold the input segments
+//        with getSOHMinimalHeightAlignment (IH=10, IW=6 dense: [0, 6) and [6, 10); the output
+//        rows stay 5 + 5). The halo beyond a segment is read from the neighbour tile.
 enum class SplitStrategy { kAuto, kClustering, kSok, kSoh };
 const char* SplitStrategyName(SplitStrategy s);  // "auto", "clustering", "SOK", "SOH"
 StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name);  // case-insensitive
@@ -87,7 +101,9 @@ StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name);  // case-in
 //             the compiler removes the output sparsity, shouldRemoveOutputSparsity), then the
 //             workloads' channels by SparseOutputWorkloadChannels (correct_nce_workloads.cpp).
 //   auto:     the tiling with fewer estimated cycles (fewer CMX bytes, then the compiler's, on a
-//             tie); the other is named in the plan's split reason.
+//             tie), except that a compiler tiling that removes the requested output sparsity
+//             is only taken when the seed's is not possible; the other tiling is named in
+//             Plan::split_rule_reason.
 // Without sparse output both rules give the compiler's segments.
 enum class SplitRule { kAuto, kSeed, kCompiler };
 const char* SplitRuleName(SplitRule r);  // "auto", "seed", "compiler"
