@@ -301,7 +301,10 @@ Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_
 // alignUp(ceil(IH / n), getSOHPerClusterHeightAlignment(IW, sparse)) must leave the last
 // cluster rows; the input is then segmented with getSOHMinimalHeightAlignment (IW x rows a
 // multiple of 4, dense, or 8, sparse: VPU_SEGMENT_SIZE_DENSE / _SPARSE).
-Candidate SplitOverH(const ConvGeometry& g, const Target& t, int n, bool input_sparse) {
+// `input_sparse`: a map or an SE table (isSOHSupportedByDPU counts both as sparse); `data_h`: the
+// rows of the data the table points into (the source with SE pointers).
+Candidate SplitOverH(const ConvGeometry& g, const Target& t, int n, bool input_sparse,
+                     int64_t data_h) {
   Candidate c;
   c.split = SplitStrategy::kSoh;
   c.k_padded = g.k;
@@ -314,6 +317,11 @@ Candidate SplitOverH(const ConvGeometry& g, const Target& t, int n, bool input_s
   const bool uniform = t.id != TargetId::kNPU37XX;
   int64_t used = n;  // getNumberOfClustersForSpatialDim
   while (used > 1 && !(uniform ? oh / used > 0 : oh - (used - 1) * CeilDiv(oh, used) > 0)) --used;
+  if (input_sparse && data_h < used) {  // isSOHSupportedByDPU, both targets
+    c.why_not = "SOH: the input data has " + Str(data_h) + " rows for " + Str(used) +
+                " tiles (isSOHSupportedByDPU: fewer data rows than clusters)";
+    return c;
+  }
   const int multiple = input_sparse ? t.soh_row_multiple_sparse : t.soh_row_multiple_dense;
   if (multiple > 0) {
     const int64_t ih = g.h, iw = g.w;
@@ -730,7 +738,8 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
   auto make = [&](SplitStrategy s, SplitRule r, int tiles) {
     Candidate c = s == SplitStrategy::kClustering ? Clustering(g, tiles)
                   : s == SplitStrategy::kSok      ? SplitOverK(g, t, tiles, o.output_sparse, r)
-                                                  : SplitOverH(g, t, tiles, o.input_sparse);
+                                                  : SplitOverH(g, t, tiles, o.input_sparse || o.se.used(),
+                                               o.se.used() ? o.se.source_h : g.h);
     c.rule = r;
     return build(std::move(c));
   };

@@ -797,6 +797,7 @@ TEST(PlanSe, CountsTheTableMapAndSourceRowsInCmx) {
   const ConvOp op = MakeOp(8, 6, 32, 32, 3);
   PlanOptions o;
   o.split = SplitStrategy::kSoh;
+  o.tiles = 3;  // the 4 source rows allow at most 4 SOH tiles (isSOHSupportedByDPU)
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plain, PlanWith(op, Npu40(), o));
   o.se = Upsample2x();
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, Npu40(), o));
@@ -823,6 +824,12 @@ TEST(PlanSe, CountsTheTableMapAndSourceRowsInCmx) {
     EXPECT_EQ(w.input_bytes, ((w.in_row_end + 1) / 2 - w.in_row_begin / 2) * 3 * 32 +
                                  rows * 6 * 2 * 4 + ActivationMapBytes(rows * 6 * 32));
   }
+  // Six tiles for 4 source rows: refused with the compiler's rule.
+  PlanOptions six = o;
+  six.tiles = 6;
+  StatusOr<Plan> bad = PlanWith(op, Npu40(), six);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(Contains(bad.status().message(), "isSOHSupportedByDPU")) << bad.status().message();
   // Without the row ranges the virtual rows are counted.
   o.se.source_row_begin.clear();
   o.se.source_row_end.clear();
