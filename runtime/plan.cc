@@ -1235,8 +1235,7 @@ std::string PlanToText(const Plan& p) {
   s += std::string("  split: ") + SplitStrategyName(p.split) + " over " + Str(p.tiles_used) +
        " tiles, K=" + Str(g.k) + (p.k_padded != g.k ? " padded to " + Str(p.k_padded) : "") +
        "\n    " + p.split_reason + "\n";
-  s += std::string("    split_rule ") + SplitRuleName(p.split_rule) + ": " + p.split_rule_reason +
-       "\n";
+  s += std::string("    rule: ") + SplitRuleName(p.split_rule) + " - " + p.split_rule_reason + "\n";
   for (const std::string& note : p.notes) s += "  note: " + note + "\n";
   for (const TilePlan& t : p.tiles) {
     s += "  tile " + Str(t.tile) + ": k " + Range(t.k_begin, t.k_end) + ", rows " +
