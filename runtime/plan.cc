@@ -1137,10 +1137,13 @@ StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& we
       const int64_t inv = integer ? 8 : 16;  // thresholds 1/8 and 1/16
       const std::string thr = Pct(1.0 / inv) + (integer ? " for integer" : " for float") +
                               " weights";
+      const std::string src = " [sparsity_strategy.cpp RatioBasedWeightsSparsityStrategy]";
       if (saved_data * inv >= dw) {
-        return decide(true, "ratio: " + effective + " >= " + thr + ": sparse (" + traffic + ")");
+        return decide(true, "ratio: " + effective + " >= " + thr + ": sparse (" + traffic + ")" +
+                                src);
       }
-      return decide(false, "ratio: " + effective + " < " + thr + ": dense (" + traffic + ")");
+      return decide(false,
+                    "ratio: " + effective + " < " + thr + ": dense (" + traffic + ")" + src);
     }
     case WeightHeuristic::kCmx: {
       // The compiler's CMXConsumptionBasedWeightsSparsityStrategy (VPU/utils/strategy_manager/

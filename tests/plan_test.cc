@@ -88,6 +88,12 @@ TEST(PlanNames, ParseAndPrint) {
   EXPECT_EQ(*ParseSplitStrategy("clustering"), SplitStrategy::kClustering);
   EXPECT_EQ(*ParseSplitStrategy("auto"), SplitStrategy::kAuto);
   EXPECT_FALSE(ParseSplitStrategy("sow").ok());
+  for (const char* name : {"auto", "seed", "compiler"}) {
+    StatusOr<SplitRule> r = ParseSplitRule(name);
+    ASSERT_TRUE(r.ok()) << name;
+    EXPECT_STREQ(SplitRuleName(*r), name);
+  }
+  EXPECT_TRUE(Contains(ParseSplitRule("vpunn").status().message(), "split_rule: unknown rule"));
 }
 
 // ---- Weight traffic and heuristics ----
