@@ -450,6 +450,10 @@ Status ParseStorageAndSplit(const Node& root, const Target& target, PlanOptions&
     DPUEMU_ASSIGN_OR_RETURN(std::string s, n->String());
     DPUEMU_ASSIGN_OR_RETURN(plan.split, ParseSplitStrategy(s));  // case-insensitive
   }
+  if (std::optional<Node> n = root.Get("split_rule")) {
+    DPUEMU_ASSIGN_OR_RETURN(std::string r, n->Choice({"auto", "seed", "compiler"}));
+    DPUEMU_ASSIGN_OR_RETURN(plan.split_rule, ParseSplitRule(r));
+  }
   // The planner checks these against the target and names them.
   if (std::optional<Node> n = root.Get("tiles")) {
     DPUEMU_ASSIGN_OR_RETURN(int64_t v, n->Int(0, kInt32Max));
@@ -904,7 +908,7 @@ StatusOr<Spec> ParseRoot(const json& j, const std::string& path) {
   const Node root(j, "");
   DPUEMU_RETURN_IF_ERROR(
       root.Object({"name", "target", "input", "weights", "bias", "stride", "pad", "ppe", "output",
-                   "sparsity", "split", "tiles", "workloads_per_tile", "run", "se"}));
+                   "sparsity", "split", "split_rule", "tiles", "workloads_per_tile", "run", "se"}));
   Spec spec;
   spec.path = path;
   const size_t slash = path.find_last_of('/');
