@@ -1108,45 +1108,33 @@ StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& we
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
   DPUEMU_RETURN_IF_ERROR(CheckWeights(op, weights));
   const ConvGeometry& g = op.g;
-  if (IsSubByte(op.w_dtype)) {
-    // Sub-byte weights are never sparsified (the compiler's sparsify_weights.cpp).
-    if (heuristic == WeightHeuristic::kSparse) {
-      return InvalidArgument(std::string("weights: ") + DTypeName(op.w_dtype) +
-                             " weights cannot be stored sparse (the compiler never sparsifies "
-                             "sub-byte weights, sparsify_weights.cpp)");
-    }
-    WeightDecision d;
-    d.heuristic = heuristic;
-    d.traffic.elements = g.k * g.taps();
-    for (int64_t i = 0; i < d.traffic.elements; ++i) {
-      d.traffic.nonzeros += LoadInt(op.w_dtype, weights.bytes.data(), i) != op.w_zp;
-    }
-    d.traffic.dense_weight_bytes = DenseWeightBytes(g, op.w_dtype);
-    d.traffic.sparse_data_bytes = d.traffic.dense_weight_bytes;
-    d.traffic.map_bytes = WeightMapBytes(g);
-    d.traffic.table_bytes = WeightTableBytes(g);
-    d.traffic.dense_bytes = d.traffic.dense_weight_bytes + d.traffic.table_bytes;
-    d.traffic.sparse_bytes = d.traffic.dense_bytes + d.traffic.map_bytes;
-    d.sparse = false;
-    d.reason = std::string(WeightHeuristicName(heuristic)) + ": " + DTypeName(op.w_dtype) +
-               " weights are never sparsified (sparsify_weights.cpp)";
-    return d;
-  }
-  CompressedWeights cw;
-  DPUEMU_ASSIGN_OR_RETURN(cw, CompressWeights(weights, op.w_zp));
-
   WeightDecision d;
   d.heuristic = heuristic;
   WeightTraffic& tr = d.traffic;
   tr.elements = g.k * g.taps();
-  for (int64_t nnz : cw.nonzeros) tr.nonzeros += nnz;
   tr.dense_weight_bytes = DenseWeightBytes(g, op.w_dtype);
-  tr.sparse_data_bytes = static_cast<int64_t>(cw.data.size());  // channels 16-byte aligned
   tr.map_bytes = WeightMapBytes(g);
   tr.table_bytes = WeightTableBytes(g);
+  if (IsSubByte(op.w_dtype)) {
+    // No compressed form (CanSparsifyWeights below keeps them dense): the non-zeros counted.
+    for (int64_t k = 0; k < g.k; ++k) {
+      int64_t nnz = 0;
+      for (int64_t t = 0; t < g.taps(); ++t) {
+        nnz += LoadInt(op.w_dtype, weights.bytes.data(), k * g.taps() + t) != op.w_zp;
+      }
+      d.nonzeros.push_back(nnz);
+      tr.nonzeros += nnz;
+    }
+    tr.sparse_data_bytes = tr.dense_weight_bytes;
+  } else {
+    CompressedWeights cw;
+    DPUEMU_ASSIGN_OR_RETURN(cw, CompressWeights(weights, op.w_zp));
+    for (int64_t nnz : cw.nonzeros) tr.nonzeros += nnz;
+    tr.sparse_data_bytes = static_cast<int64_t>(cw.data.size());  // channels 16-byte aligned
+    d.nonzeros = std::move(cw.nonzeros);
+  }
   tr.dense_bytes = tr.dense_weight_bytes + tr.table_bytes;
   tr.sparse_bytes = tr.sparse_data_bytes + tr.map_bytes + tr.table_bytes;
-  d.nonzeros = std::move(cw.nonzeros);
 
   const std::string name = WeightHeuristicName(heuristic);
   const int64_t eb = DTypeBytes(op.w_dtype);

@@ -120,6 +120,25 @@ TEST(WeightDecision, TrafficIsCmxGranularPerChannel) {
   EXPECT_EQ(d.nonzeros[3], 111);
 }
 
+// int4 weights: packed two per byte in 16-byte sets, counted but never sparsified.
+TEST(WeightDecision, Int4WeightsStayDense) {
+  ConvOp op = MakeOp(8, 8, 32, 64, 3);
+  op.w_dtype = DType::kI4;
+  op.w_zp = 0;
+  const Tensor w = MakeWeights(op, [](int64_t k) { return k % 20; });  // 90%+ zeros
+  for (WeightHeuristic h : {WeightHeuristic::kSas, WeightHeuristic::kRatio, WeightHeuristic::kCmx}) {
+    const WeightDecision d = Decide(op, w, h);
+    EXPECT_FALSE(d.sparse);
+    EXPECT_NE(d.reason.find("sub-8-bit weights are never sparsified"), std::string::npos) << d.reason;
+    EXPECT_EQ(d.traffic.dense_weight_bytes, 64 * 144);  // 288 nibbles per channel
+    ASSERT_EQ(d.nonzeros.size(), 64u);
+    EXPECT_EQ(d.nonzeros[13], 13);
+  }
+  StatusOr<WeightDecision> forced = DecideWeightSparsity(op, w, Npu37(), WeightHeuristic::kSparse);
+  ASSERT_FALSE(forced.ok());
+  EXPECT_NE(forced.status().message().find("sub-8-bit"), std::string::npos);
+}
+
 // C=128, 1x1: 128 weights per channel; the map is 16 bytes, exactly 1/8 of an 8-bit channel.
 TEST(WeightDecision, SasBreakEven8Bit) {
   const ConvOp op = MakeOp(4, 4, 128, 64);
