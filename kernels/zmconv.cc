@@ -896,11 +896,15 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   const double max_density = integer ? kSparseKernelMaxDensityInt : kSparseKernelMaxDensityFloat;
   // Per output channel the sparse kernel pays a fixed cost (its 16-channel tile transpose); with
   // few non-zeros per channel the integer dense kernel stays ahead (measured on r50_1x1_56).
-  const bool few_nonzeros = integer && w.density * static_cast<double>(g.taps()) < kSparseKernelMinNonzerosInt;
   std::string tier_note;
   const x86::IntTier tier = integer ? ChooseIntTier(ceiling, w.vnni, &tier_note) : x86::IntTier::kHighway;
-  // The dot-product tiers' dense kernel outruns the fp32 sparse-weights kernel at any density.
-  const bool dot_dense = IsDotProductTier(tier);
+  // Measured on the benchmark layers (README, Integer tiers): AMX's dense kernel, and the VNNI
+  // tiers' with one signed byte per weight, outrun the fp32 sparse-weights kernel at any density.
+  // With split weights (two dot products per tap) the VNNI tiers lose to it at 90% sparsity when
+  // each channel keeps enough non-zeros.
+  const bool dot_dense = tier == x86::IntTier::kAmx || (IsDotProductTier(tier) && !w.vnni.split);
+  const double min_nonzeros = IsDotProductTier(tier) ? kSparseKernelMinNonzerosVnniSplit : kSparseKernelMinNonzerosInt;
+  const bool few_nonzeros = integer && w.density * static_cast<double>(g.taps()) < min_nonzeros;
   const ConvKernel wanted = options.kernel != ConvKernel::kAuto ? options.kernel
                             : dot_dense                         ? ConvKernel::kDense
                             : w.density < max_density && !few_nonzeros ? ConvKernel::kSparseWeights
@@ -935,7 +939,7 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     rep.reason = std::string(density) + " < " + threshold + ": work proportional to the non-zeros";
   } else if (few_nonzeros && w.density < max_density) {
     rep.reason = std::string(density) + " but fewer than " +
-                 std::to_string(static_cast<int>(kSparseKernelMinNonzerosInt)) +
+                 std::to_string(static_cast<int>(min_nonzeros)) +
                  " non-zeros per output channel: the dense kernel is faster";
   } else {
     rep.reason = std::string(density) + " >= " + threshold + ": the dense kernel is faster";
@@ -956,7 +960,7 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   p.out = out.bytes.data();
   const size_t padded = static_cast<size_t>(p.hp * p.wp * g.c);
 
-  if (integer && rep.kernel == ConvKernel::kDense && dot_dense) {
+  if (integer && rep.kernel == ConvKernel::kDense && IsDotProductTier(tier)) {
     x86::VnniConv a{};
     a.x = x_bytes;
     a.x_signed = op.in_dtype == DType::kI8;
