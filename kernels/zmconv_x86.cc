@@ -156,6 +156,7 @@ namespace {
 struct X86Scratch {
   std::vector<uint8_t> xpad, im2col;
   std::vector<int32_t> comp;
+  std::vector<int64_t> tap_off;
   alignas(64) int32_t tile[4 * 64 * 16];
 };
 thread_local X86Scratch g_scratch;
@@ -171,7 +172,11 @@ const uint8_t* PadInput(const VnniConv& a) {
   for (int64_t y = 0; y < a.h; ++y) {
     const uint8_t* src = a.x + y * a.w * a.c;
     uint8_t* dst = xp.data() + ((y + a.pad_top) * a.wp + a.pad_left) * a.c;
-    for (int64_t i = 0; i < a.w * a.c; ++i) dst[i] = src[i] ^ flip;
+    if (flip == 0) {
+      std::memcpy(dst, src, static_cast<size_t>(a.w * a.c));
+    } else {
+      for (int64_t i = 0; i < a.w * a.c; ++i) dst[i] = src[i] ^ flip;
+    }
   }
   return xp.data();
 }
@@ -385,6 +390,7 @@ struct alignas(64) TileConfig {
 };
 
 struct AmxA {
+  const int64_t* tap_off;  // per 64-tap step: the direct path's offset (ky * wp + kx) * c + c0
   const uint8_t* base[2];  // per half: pixel 0 at tap 0 (direct: the (ky, kx, c) of tap 0 applies)
   int64_t stride[2];
   bool direct[2];
@@ -407,8 +413,7 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void AmxBlock(cons
     const uint8_t* ap[2];
     for (int h = 0; h < (H2 ? 2 : 1); ++h) {
       if (A.direct[h]) {
-        const int64_t kyx = t0 / a.c, c0 = t0 % a.c;
-        ap[h] = A.base[h] + ((kyx / a.kx) * a.wp + kyx % a.kx) * a.c + c0;
+        ap[h] = A.base[h] + A.tap_off[t0 / 64];
       } else {
         ap[h] = A.base[h] + t0;
       }
@@ -443,12 +448,19 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void RunAmx(const 
   const VnniWeights& W = *a.weights;
   const int64_t npix = a.oh * a.ow, nkb = W.k / 16;
   const uint8_t a_zp = ActivationZp(a);
+  std::vector<int64_t>& tap_off = g_scratch.tap_off;
+  tap_off.clear();
+  for (int64_t t0 = 0; t0 < W.taps64; t0 += 64) {
+    const int64_t kyx = t0 / a.c, c0 = t0 % a.c;
+    tap_off.push_back(((kyx / a.kx) * a.wp + kyx % a.kx) * a.c + c0);
+  }
   std::vector<uint8_t>& col = g_scratch.im2col;
   col.resize(static_cast<size_t>(32 * W.taps64));
   int32_t* tile = g_scratch.tile;
   for (int64_t pix0 = 0; pix0 < npix; pix0 += 32) {
     const int64_t n = std::min<int64_t>(32, npix - pix0);
     AmxA A;
+    A.tap_off = tap_off.data();
     for (int h = 0; h < 2; ++h) {
       const int64_t p = pix0 + 16 * h;
       const int64_t oy = p / a.ow, ox = p % a.ow;
