@@ -66,9 +66,7 @@ void BM_Dpuemu(benchmark::State& state, std::string name, bool int8, int sparsit
     if (!out.ok()) return state.SkipWithError(out.status().ToString().c_str());
     benchmark::DoNotOptimize(out->data.bytes.data());
   }
-  // The integer tier that ran, and whether w - w_zp needed two signed bytes (twice the work).
-  const bool split = report.reason.find("split in two") != std::string::npos;
-  state.SetLabel(std::string(ConvKernelName(report.kernel)) + " " + report.isa + (split ? " w-split" : ""));
+  state.SetLabel(std::string(ConvKernelName(report.kernel)) + " " + report.isa);
   SetGmacs(state, c.layer);
 }
 

@@ -715,16 +715,12 @@ StatusOr<x86::IntTier> CeilingTier(const KernelOptions& options) {
                          "' (expected auto|amx|avx512vnni|avxvnni|avx2|highway)");
 }
 
-// The integer dense tier that runs: the fastest at or below `ceiling` that the CPU has and the
-// layer's weights allow; `note` gathers why faster tiers were passed over.
-x86::IntTier ChooseIntTier(x86::IntTier ceiling, const x86::VnniWeights& w, std::string* note) {
+// The integer dense tier that runs: the fastest at or below `ceiling` that the CPU has; `note`
+// gathers why faster tiers were passed over.
+x86::IntTier ChooseIntTier(x86::IntTier ceiling, std::string* note) {
   for (x86::IntTier t : {x86::IntTier::kAmx, x86::IntTier::kAvx512Vnni, x86::IntTier::kAvxVnni}) {
     if (static_cast<int>(t) < static_cast<int>(ceiling)) continue;
     std::string why;
-    if (!w.fits) {
-      *note += std::string("; no dot-product tier: ") + w.why;
-      break;
-    }
     if (x86::TierAvailable(t, &why)) return t;
     *note += std::string("; not ") + x86::IntTierIsaName(t) + ": " + why;
   }
@@ -897,13 +893,11 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   // Per output channel the sparse kernel pays a fixed cost (its 16-channel tile transpose); with
   // few non-zeros per channel the integer dense kernel stays ahead (measured on r50_1x1_56).
   std::string tier_note;
-  const x86::IntTier tier = integer ? ChooseIntTier(ceiling, w.vnni, &tier_note) : x86::IntTier::kHighway;
-  // Measured on the benchmark layers (README, Integer tiers): AMX's dense kernel, and the VNNI
-  // tiers' with one signed byte per weight, outrun the fp32 sparse-weights kernel at any density.
-  // With split weights (two dot products per tap) the VNNI tiers lose to it at 90% sparsity when
-  // each channel keeps enough non-zeros.
-  const bool dot_dense = tier == x86::IntTier::kAmx || (IsDotProductTier(tier) && !w.vnni.split);
-  const double min_nonzeros = IsDotProductTier(tier) ? kSparseKernelMinNonzerosVnniSplit : kSparseKernelMinNonzerosInt;
+  const x86::IntTier tier = integer ? ChooseIntTier(ceiling, &tier_note) : x86::IntTier::kHighway;
+  // Measured on the benchmark layers (README, Integer tiers): the dot-product tiers' dense kernel
+  // outruns the fp32 sparse-weights kernel at every benchmark sparsity (up to 90%).
+  const bool dot_dense = IsDotProductTier(tier);
+  const double min_nonzeros = kSparseKernelMinNonzerosInt;
   const bool few_nonzeros = integer && w.density * static_cast<double>(g.taps()) < min_nonzeros;
   const ConvKernel wanted = options.kernel != ConvKernel::kAuto ? options.kernel
                             : dot_dense                         ? ConvKernel::kDense
@@ -973,7 +967,8 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     a.ctx = &p;
     rep.isa = x86::IntTierIsaName(tier);
     rep.reason += std::string(" (u8 x i8 dot products with zero-point compensation") +
-                  (w.vnni.split ? ", weights split in two signed bytes" : "") + tier_note + ")";
+                  (w.vnni.z != 0 ? ", w - w_zp shifted by " + std::to_string(w.vnni.z) + " with a per-pixel term" : "") +
+                  tier_note + ")";
     x86::RunVnniTier(tier, a);
     return FinishOutput(task, std::move(out));
   }

@@ -71,9 +71,7 @@ constexpr double kSparseKernelMaxDensityInt = 0.2;
 constexpr double kSparseKernelMaxDensityFloat = 0.3;
 // ... and, for integer layers, at least this many non-zeros per output channel on average.
 constexpr double kSparseKernelMinNonzerosInt = 16;
-// On the VNNI tiers with weights split in two signed bytes (zmconv_x86.h), at least this many.
-// On AMX, and on the VNNI tiers with unsplit weights, the dense kernel always runs (faster).
-constexpr double kSparseKernelMinNonzerosVnniSplit = 48;
+// On the dot-product tiers (AMX, VNNI) integer layers always take the dense kernel (faster).
 
 }  // namespace dpuemu
 

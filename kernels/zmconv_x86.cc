@@ -122,31 +122,24 @@ VnniWeights PackVnniWeights(const float* wf, int64_t k, int64_t taps) {
   v.taps64 = (taps + 63) / 64 * 64;
   v.w.assign(static_cast<size_t>(k * v.taps64), 0);
   v.wsum.assign(static_cast<size_t>(k), 0);
-  v.w2.assign(v.w.size(), 0);
-  v.fits = true;
+  // w' = w - w_zp spans at most 255 values (w has 256): shifting by z = -128 - min w' makes every
+  // w'' = w' + z a signed byte; z = 0 when w' already is one.
+  int32_t lo = 0, hi = 0;
+  for (int64_t i = 0; i < k * taps; ++i) {
+    lo = std::min(lo, static_cast<int32_t>(wf[i]));
+    hi = std::max(hi, static_cast<int32_t>(wf[i]));
+  }
+  v.z = lo >= -128 && hi <= 127 ? 0 : -128 - lo;
   for (int64_t i = 0; i < k; ++i) {
     uint32_t sum = 0;
     for (int64_t t = 0; t < taps; ++t) {
-      const int32_t q = static_cast<int32_t>(wf[i * taps + t]);
-      if (q < -255 || q > 254) {
-        if (v.fits) {
-          v.why = "weight - w_zp = " + std::to_string(q) + " (channel " + std::to_string(i) + ", tap " +
-                  std::to_string(t) + ") is not a sum of two signed bytes with the first clamped";
-        }
-        v.fits = false;
-        continue;
-      }
-      const int32_t q1 = std::min(std::max(q, -128), 127), q2 = q - q1;
-      const size_t at = static_cast<size_t>(((i / 16) * (v.taps64 / 4) + t / 4) * 64 + (i % 16) * 4 + t % 4);
-      v.w[at] = static_cast<int8_t>(q1);
-      v.w2[at] = static_cast<int8_t>(q2);
-      v.split |= q2 != 0;
+      const int32_t q = static_cast<int32_t>(wf[i * taps + t]) + v.z;
+      v.w[static_cast<size_t>(((i / 16) * (v.taps64 / 4) + t / 4) * 64 + (i % 16) * 4 + t % 4)] =
+          static_cast<int8_t>(q);
       sum += static_cast<uint32_t>(q);
     }
     v.wsum[static_cast<size_t>(i)] = static_cast<int32_t>(sum);
   }
-  if (!v.fits) v.w.clear();
-  if (!v.fits || !v.split) v.w2.clear();
   return v;
 }
 
@@ -157,6 +150,7 @@ struct X86Scratch {
   std::vector<uint8_t> xpad, im2col;
   std::vector<int32_t> comp;
   std::vector<int64_t> tap_off;
+  std::vector<uint32_t> pixel;
   alignas(64) int32_t tile[4 * 64 * 16];
 };
 thread_local X86Scratch g_scratch;
@@ -193,12 +187,38 @@ const int32_t* Compensation(const VnniConv& a) {
   return comp.data();
 }
 
-// Subtracts the compensation of channels k0..k0 + 15 from npix pixels of a [npix][16] tile.
-void Compensate(int32_t* tile, int64_t npix, const int32_t* comp16) {
+// Per output pixel, z * sum over its window of (a - a_zp) (mod 2^32); empty when z = 0.
+const uint32_t* PixelTerms(const VnniConv& a, const uint8_t* xpad) {
+  std::vector<uint32_t>& out = g_scratch.pixel;
+  const int32_t z = a.weights->z;
+  if (z == 0) return nullptr;
+  out.resize(static_cast<size_t>(a.oh * a.ow));
+  const uint32_t base = static_cast<uint32_t>(a.ky * a.kx * a.c) * ActivationZp(a);
+  for (int64_t oy = 0; oy < a.oh; ++oy) {
+    for (int64_t ox = 0; ox < a.ow; ++ox) {
+      uint64_t sum = 0;
+      for (int64_t ky = 0; ky < a.ky; ++ky) {
+        const uint8_t* row = xpad + ((oy * a.sy + ky) * a.wp + ox * a.sx) * a.c;
+        for (int64_t i = 0; i < a.kx * a.c; i += 16) {  // C is a multiple of 16
+          const __m128i s = _mm_sad_epu8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)),
+                                         _mm_setzero_si128());
+          sum += static_cast<uint64_t>(_mm_cvtsi128_si64(s)) + static_cast<uint64_t>(_mm_extract_epi16(s, 4));
+        }
+      }
+      out[static_cast<size_t>(oy * a.ow + ox)] = static_cast<uint32_t>(z) * (static_cast<uint32_t>(sum) - base);
+    }
+  }
+  return out.data();
+}
+
+// Subtracts the compensation of channels k0..k0 + 15 (and, with z != 0, of each pixel) from npix
+// pixels of a [npix][16] tile, in wrapping int32.
+void Compensate(int32_t* tile, int64_t npix, const int32_t* comp16, const uint32_t* pixel) {
   for (int64_t px = 0; px < npix; ++px) {
+    const uint32_t pt = pixel ? pixel[px] : 0;
     for (int c = 0; c < 16; ++c) {
       tile[px * 16 + c] = static_cast<int32_t>(static_cast<uint32_t>(tile[px * 16 + c]) -
-                                               static_cast<uint32_t>(comp16[c]));
+                                               static_cast<uint32_t>(comp16[c]) - pt);
     }
   }
 }
@@ -215,7 +235,7 @@ inline int32_t Load32(const uint8_t* p) {
 
 constexpr int64_t kChunk = 48;  // pixels per epilogue call
 
-template <int MR, int NV, bool S>
+template <int MR, int NV>
 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni"))) void TileZmm(
     const VnniConv& a, const uint8_t* xpad, int64_t oy, int64_t ox0, int64_t kb0, int32_t* tile, int64_t m_off) {
   __m512i acc[MR][NV];
@@ -226,27 +246,20 @@ __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni"))) void TileZmm(
   const VnniWeights& W = *a.weights;
   const int64_t wstride = W.taps64 * 16;
   const int8_t* w0 = W.w.data() + kb0 * wstride;
-  const int64_t w2off = S ? W.w2.data() - W.w.data() : 0;  // the w2 row beside each w1 row
   const int64_t pix_step = a.sx * a.c;
   for (int64_t ky = 0; ky < a.ky; ++ky) {
     for (int64_t kx = 0; kx < a.kx; ++kx) {
       const uint8_t* xr = xpad + ((oy * a.sy + ky) * a.wp + ox0 * a.sx + kx) * a.c;
       const int8_t* w = w0 + (ky * a.kx + kx) * a.c * 16;
       for (int64_t c = 0; c < a.c; c += 4, w += 64) {
-        __m512i wv[NV], wv2[NV];
+        __m512i wv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-          wv[v] = _mm512_loadu_si512(w + v * wstride);
-          if constexpr (S) wv2[v] = _mm512_loadu_si512(w + w2off + v * wstride);
-        }
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + v * wstride);
 #pragma GCC unroll 8
         for (int m = 0; m < MR; ++m) {
           const __m512i xb = _mm512_set1_epi32(Load32(xr + m * pix_step + c));
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) {
-            acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], xb, wv[v]);
-            if constexpr (S) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], xb, wv2[v]);
-          }
+          for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], xb, wv[v]);
         }
       }
     }
@@ -257,29 +270,22 @@ __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni"))) void TileZmm(
     for (int v = 0; v < NV; ++v) _mm512_store_si512(tile + (v * kChunk + m_off + m) * 16, acc[m][v]);
 }
 
-template <int NV, bool S>
-void TileZmmM(int mr, const VnniConv& a, const uint8_t* xpad, int64_t oy, int64_t ox0, int64_t kb0,
-              int32_t* tile, int64_t m_off) {
-  switch (mr) {
-    case 1: return TileZmm<1, NV, S>(a, xpad, oy, ox0, kb0, tile, m_off);
-    case 2: return TileZmm<2, NV, S>(a, xpad, oy, ox0, kb0, tile, m_off);
-    case 3: return TileZmm<3, NV, S>(a, xpad, oy, ox0, kb0, tile, m_off);
-    case 4: return TileZmm<4, NV, S>(a, xpad, oy, ox0, kb0, tile, m_off);
-    case 5: return TileZmm<5, NV, S>(a, xpad, oy, ox0, kb0, tile, m_off);
-    default: return TileZmm<6, NV, S>(a, xpad, oy, ox0, kb0, tile, m_off);
-  }
-}
-
 template <int NV>
 void TileZmmN(int mr, const VnniConv& a, const uint8_t* xpad, int64_t oy, int64_t ox0, int64_t kb0,
               int32_t* tile, int64_t m_off) {
-  if (a.weights->split) return TileZmmM<NV, true>(mr, a, xpad, oy, ox0, kb0, tile, m_off);
-  TileZmmM<NV, false>(mr, a, xpad, oy, ox0, kb0, tile, m_off);
+  switch (mr) {
+    case 1: return TileZmm<1, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    case 2: return TileZmm<2, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    case 3: return TileZmm<3, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    case 4: return TileZmm<4, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    case 5: return TileZmm<5, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    default: return TileZmm<6, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+  }
 }
 
 // ---- AVX-VNNI: MR pixels x 16 channels (two ymm of 8 int32) ----
 
-template <int MR, bool S>
+template <int MR>
 __attribute__((target("avx2,fma,avxvnni"))) void TileYmm(const VnniConv& a, const uint8_t* xpad, int64_t oy,
                                                          int64_t ox0, int64_t kb, int32_t* tile, int64_t m_off) {
   __m256i acc[MR][2];
@@ -287,7 +293,6 @@ __attribute__((target("avx2,fma,avxvnni"))) void TileYmm(const VnniConv& a, cons
   for (int m = 0; m < MR; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_si256();
   const VnniWeights& W = *a.weights;
   const int8_t* w0 = W.w.data() + kb * W.taps64 * 16;
-  const int64_t w2off = S ? W.w2.data() - W.w.data() : 0;
   const int64_t pix_step = a.sx * a.c;
   for (int64_t ky = 0; ky < a.ky; ++ky) {
     for (int64_t kx = 0; kx < a.kx; ++kx) {
@@ -296,20 +301,11 @@ __attribute__((target("avx2,fma,avxvnni"))) void TileYmm(const VnniConv& a, cons
       for (int64_t c = 0; c < a.c; c += 4, w += 64) {
         const __m256i w_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
         const __m256i w_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32));
-        __m256i w2_lo = w_lo, w2_hi = w_hi;
-        if constexpr (S) {
-          w2_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + w2off));
-          w2_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + w2off + 32));
-        }
 #pragma GCC unroll 8
         for (int m = 0; m < MR; ++m) {
           const __m256i xb = _mm256_set1_epi32(Load32(xr + m * pix_step + c));
           acc[m][0] = _mm256_dpbusd_avx_epi32(acc[m][0], xb, w_lo);
           acc[m][1] = _mm256_dpbusd_avx_epi32(acc[m][1], xb, w_hi);
-          if constexpr (S) {
-            acc[m][0] = _mm256_dpbusd_avx_epi32(acc[m][0], xb, w2_lo);
-            acc[m][1] = _mm256_dpbusd_avx_epi32(acc[m][1], xb, w2_hi);
-          }
         }
       }
     }
@@ -321,23 +317,16 @@ __attribute__((target("avx2,fma,avxvnni"))) void TileYmm(const VnniConv& a, cons
   }
 }
 
-template <bool S>
-void TileYmmM(int mr, const VnniConv& a, const uint8_t* xpad, int64_t oy, int64_t ox0, int64_t kb, int32_t* tile,
-              int64_t m_off) {
-  switch (mr) {
-    case 1: return TileYmm<1, S>(a, xpad, oy, ox0, kb, tile, m_off);
-    case 2: return TileYmm<2, S>(a, xpad, oy, ox0, kb, tile, m_off);
-    case 3: return TileYmm<3, S>(a, xpad, oy, ox0, kb, tile, m_off);
-    case 4: return TileYmm<4, S>(a, xpad, oy, ox0, kb, tile, m_off);
-    case 5: return TileYmm<5, S>(a, xpad, oy, ox0, kb, tile, m_off);
-    default: return TileYmm<6, S>(a, xpad, oy, ox0, kb, tile, m_off);
-  }
-}
-
 void TileYmmN(int mr, const VnniConv& a, const uint8_t* xpad, int64_t oy, int64_t ox0, int64_t kb, int32_t* tile,
               int64_t m_off) {
-  if (a.weights->split) return TileYmmM<true>(mr, a, xpad, oy, ox0, kb, tile, m_off);
-  TileYmmM<false>(mr, a, xpad, oy, ox0, kb, tile, m_off);
+  switch (mr) {
+    case 1: return TileYmm<1>(a, xpad, oy, ox0, kb, tile, m_off);
+    case 2: return TileYmm<2>(a, xpad, oy, ox0, kb, tile, m_off);
+    case 3: return TileYmm<3>(a, xpad, oy, ox0, kb, tile, m_off);
+    case 4: return TileYmm<4>(a, xpad, oy, ox0, kb, tile, m_off);
+    case 5: return TileYmm<5>(a, xpad, oy, ox0, kb, tile, m_off);
+    default: return TileYmm<6>(a, xpad, oy, ox0, kb, tile, m_off);
+  }
 }
 
 constexpr int kMR = 6;
@@ -345,6 +334,7 @@ constexpr int kMR = 6;
 void RunVnni(const VnniConv& a, bool zmm) {
   const uint8_t* xpad = PadInput(a);
   const int32_t* comp = Compensation(a);
+  const uint32_t* pixel = PixelTerms(a, xpad);
   int32_t* tile = g_scratch.tile;
   const int64_t nkb = a.weights->k / 16;
   const int nv_max = zmm ? 4 : 1;
@@ -368,7 +358,7 @@ void RunVnni(const VnniConv& a, bool zmm) {
         }
         for (int v = 0; v < nv; ++v) {
           int32_t* t = tile + v * kChunk * 16;
-          Compensate(t, end - ox0, comp + (kb + v) * 16);
+          Compensate(t, end - ox0, comp + (kb + v) * 16, pixel ? pixel + oy * a.ow + ox0 : nullptr);
           a.epilogue(a.ctx, t, end - ox0, oy * a.ow + ox0, (kb + v) * 16);
         }
       }
@@ -405,10 +395,8 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void AmxBlock(cons
   if (V2) _tile_zero(1);
   if (H2) _tile_zero(2);
   if (H2 && V2) _tile_zero(3);
-  // Split weights: a second pass over the same A tiles with w2 (C += A.B1 + A.B2).
-  for (int pass = 0; pass < (W.split ? 2 : 1); ++pass)
+  const int8_t* w = W.w.data() + kb * wstride;
   for (int64_t t0 = 0; t0 < W.taps64; t0 += 64) {
-    const int8_t* w = (pass == 0 ? W.w.data() : W.w2.data()) + kb * wstride;
     // Address of tap t0 for each half.
     const uint8_t* ap[2];
     for (int h = 0; h < (H2 ? 2 : 1); ++h) {
@@ -445,6 +433,7 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void RunAmx(const 
   _tile_loadconfig(&cfg);
   const uint8_t* xpad = PadInput(a);
   const int32_t* comp = Compensation(a);
+  const uint32_t* pixel = PixelTerms(a, xpad);
   const VnniWeights& W = *a.weights;
   const int64_t npix = a.oh * a.ow, nkb = W.k / 16;
   const uint8_t a_zp = ActivationZp(a);
@@ -493,7 +482,7 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void RunAmx(const 
       else AmxBlock<false, false>(a, A, kb, tile);
       for (int v = 0; v < (v2 ? 2 : 1); ++v) {
         int32_t* t = tile + v * 512;
-        Compensate(t, n, comp + (kb + v) * 16);
+        Compensate(t, n, comp + (kb + v) * 16, pixel ? pixel + pix0 : nullptr);
         a.epilogue(a.ctx, t, n, pix0, (kb + v) * 16);
       }
     }

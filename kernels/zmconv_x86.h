@@ -7,18 +7,18 @@
 // without saturation (mod 2^32). The kernels therefore compute with
 //   a    = x (u8 activations) or x XOR 0x80 = x + 128 (i8 activations), a byte in [0, 255];
 //   a_zp = x_zp, or x_zp + 128: so x - x_zp = a - a_zp exactly;
-//   w'   = w - w_zp in [-255, 255]. When every w' lies in [-128, 127] (i8 weights with w_zp = 0,
-//          u8 weights with w_zp = 128, or values that happen to) it is one signed byte; otherwise
-//          each w' is split exactly as w' = w1 + w2, w1 = clamp(w', -128, 127), w2 = w' - w1, both
-//          in [-128, 127] for -255 <= w' <= 254, and the kernels add a second dot product with w2 (twice
-//          the work). Only w' = 255 (w = 127 with w_zp = -128, or u8 w = 255 with w_zp = 0) cannot
-//          be split so; then the Highway int16 tier runs and the report says why;
-// and sum (a - a_zp) * w' = sum a * w' - a_zp * sum w'. The first sum is what the instructions
-// produce, the second is a per-output-channel constant (a_zp * sum over taps of w'), subtracted
-// after accumulation. Both are taken mod 2^32, and mod-2^32 arithmetic is a ring, so the result
+//   w'   = w - w_zp spans at most 256 consecutive values, so w'' = w' + z is a signed byte for
+//          z = -128 - min w' (z = 0 when every w' is one already: i8 weights with w_zp = 0, u8
+//          weights with w_zp = 128);
+// and with S(p) = sum over pixel p's window of (a - a_zp):
+//   sum (a - a_zp) * w' = sum (a - a_zp) * (w'' - z)
+//                       = sum a * w''  -  a_zp * sum w''  -  z * S(p).
+// The first sum is what the instructions produce, the second a per-output-channel constant, the
+// third a per-pixel term (zero when z = 0); both are subtracted after accumulation. All of it is
+// taken mod 2^32, and mod-2^32 arithmetic is a ring, so the result
 // equals the reference's wrapping int32 sum bit for bit. Padding pixels and map-0 elements hold
-// a_zp (they read as x_zp), so they contribute a_zp * w' - a_zp * w' = 0; taps padded up to the
-// AMX tile depth carry w' = 0 and contribute nothing whatever the activation byte.
+// a_zp (they read as x_zp), so they add nothing to S(p) and a_zp * w'' - a_zp * w'' = 0 to the rest; taps padded up to
+// the AMX tile depth carry w'' = 0 and are outside S(p), so they contribute nothing.
 #ifndef DPUEMU_KERNELS_ZMCONV_X86_H_
 #define DPUEMU_KERNELS_ZMCONV_X86_H_
 
@@ -39,16 +39,15 @@ const char* IntTierIsaName(IntTier t);  // as reported: "AMX-INT8", "AVX512-VNNI
 // For AMX this asks Linux once per process for the tile-data state (ARCH_REQ_XCOMP_PERM).
 bool TierAvailable(IntTier t, std::string* why);
 
-// Weights w' = w - w_zp in the VNNI 4-byte layout: [k / 16][taps64 / 4][16 channels][4 taps],
+// Weights w'' = w - w_zp + z in the VNNI 4-byte layout: [k / 16][taps64 / 4][16 channels][4 taps],
 // taps in (ky, kx, c) order and padded with zeros to a multiple of 64 (the AMX tile depth). The
 // [16][4] rows are also the AMX B-tile rows.
 struct VnniWeights {
-  bool fits = false;   // every w' in [-255, 254]; otherwise `why` says which is not
-  bool split = false;  // some w' outside [-128, 127]: w holds w1, w2 the rest (same layout)
+  int32_t z = 0;  // w'' = w' + z
   std::string why;
   int64_t k = 0, taps = 0, taps64 = 0;
-  std::vector<int8_t> w, w2;
-  std::vector<int32_t> wsum;  // per channel, sum over taps of w' (for the a_zp compensation)
+  std::vector<int8_t> w;  // w''
+  std::vector<int32_t> wsum;  // per channel, sum over taps of w'' (for the a_zp compensation)
 };
 // `wf` holds w' as [k][taps] (integral values).
 VnniWeights PackVnniWeights(const float* wf, int64_t k, int64_t taps);
