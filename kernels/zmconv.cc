@@ -554,6 +554,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -563,6 +564,7 @@ HWY_AFTER_NAMESPACE();
 #include "kernels/bitmap.h"
 #include "kernels/ref/zmconv_ref.h"
 #include "kernels/zmconv.h"
+#include "kernels/zmconv_x86.h"
 
 namespace dpuemu {
 
@@ -574,6 +576,7 @@ HWY_EXPORT(SparseRows);
 HWY_EXPORT(FloatLanes);
 HWY_EXPORT(HalfToFloatN);
 HWY_EXPORT(IsaName);
+HWY_EXPORT(EpilogueInt);
 
 const char* ConvKernelName(ConvKernel k) {
   switch (k) {
@@ -685,6 +688,55 @@ void PackDense(const float* wf, int64_t k, int64_t taps, float* out) {
   }
 }
 
+// The integer tier wanted: KernelOptions::isa, else DPUEMU_ISA, else auto (the fastest). A tier
+// named explicitly must be one this CPU runs.
+StatusOr<x86::IntTier> CeilingTier(const KernelOptions& options) {
+  std::string name = options.isa;
+  const char* env = std::getenv("DPUEMU_ISA");
+  const std::string source = !name.empty() ? "KernelOptions::isa" : "DPUEMU_ISA";
+  if (name.empty() && env != nullptr) name = env;
+  if (name.empty() || name == "auto") return x86::IntTier::kAmx;
+  for (x86::IntTier t : {x86::IntTier::kAmx, x86::IntTier::kAvx512Vnni, x86::IntTier::kAvxVnni,
+                         x86::IntTier::kAvx2, x86::IntTier::kHighway}) {
+    if (name != x86::IntTierName(t)) continue;
+    std::string why;
+    if (!x86::TierAvailable(t, &why)) {
+      return InvalidArgument("isa: " + source + " asks for '" + name + "' (" + x86::IntTierIsaName(t) +
+                             ") but " + why);
+    }
+#if !(HWY_TARGETS & HWY_AVX2)
+    if (t == x86::IntTier::kAvx2) {
+      return InvalidArgument("isa: " + source + " asks for 'avx2' but this build has no Highway AVX2 target");
+    }
+#endif
+    return t;
+  }
+  return InvalidArgument("isa: " + source + " has unknown tier '" + name +
+                         "' (expected auto|amx|avx512vnni|avxvnni|avx2|highway)");
+}
+
+// The integer dense tier that runs: the fastest at or below `ceiling` that the CPU has; `note`
+// gathers why faster tiers were passed over.
+x86::IntTier ChooseIntTier(x86::IntTier ceiling, std::string* note) {
+  for (x86::IntTier t : {x86::IntTier::kAmx, x86::IntTier::kAvx512Vnni, x86::IntTier::kAvxVnni}) {
+    if (static_cast<int>(t) < static_cast<int>(ceiling)) continue;
+    std::string why;
+    if (x86::TierAvailable(t, &why)) return t;
+    *note += std::string("; not ") + x86::IntTierIsaName(t) + ": " + why;
+  }
+  return ceiling == x86::IntTier::kAvx2 ? x86::IntTier::kAvx2 : x86::IntTier::kHighway;
+}
+
+bool IsDotProductTier(x86::IntTier t) {
+  return t == x86::IntTier::kAmx || t == x86::IntTier::kAvx512Vnni || t == x86::IntTier::kAvxVnni;
+}
+
+// The dot-product tiers hand their compensated accumulators to the shared integer PPE.
+void EpilogueToPlan(const void* ctx, const int32_t* tile, int64_t npix, int64_t pix0, int64_t k0) {
+  const ConvPlan& p = *static_cast<const ConvPlan*>(ctx);
+  HWY_DYNAMIC_DISPATCH(EpilogueInt)(p, tile, npix, k0, p.out + pix0 * p.k * DTypeBytes(p.ppe.out));
+}
+
 }  // namespace
 
 struct PreparedWeights::Impl {
@@ -699,6 +751,7 @@ struct PreparedWeights::Impl {
   float wmin = 0, wmax = 0;
   hwy::AlignedFreeUniquePtr<float[]> wpack;      // float layers: dense kernel layout
   hwy::AlignedFreeUniquePtr<int16_t[]> wpack16;  // integer layers: [k / 16][taps / 2][16][2]
+  x86::VnniWeights vnni;                         // integer layers: the dot-product tiers' layout
   // Sparse-weights kernel: per channel the visited weights, in (ky, kx, c) order, as offsets
   // into the planar input (rows of PlanarRow) and values.
   std::vector<int64_t> nz_begin, nz_off;
@@ -744,6 +797,7 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
             static_cast<int16_t>(w.wf[k * taps + t]);
       }
     }
+    w.vnni = x86::PackVnniWeights(w.wf.data(), g.k, taps);
   } else {
     w.wpack = hwy::AllocateAligned<float>(static_cast<size_t>(nw));
     PackDense(w.wf.data(), g.k, taps, w.wpack.get());
@@ -774,6 +828,9 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
   return out;
 }
 
+// The kernel's dense output in the task's output storage.
+static StatusOr<DpuOutput> FinishOutput(const DpuTask& task, Tensor out);
+
 StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const KernelOptions& options,
                               KernelReport* report, const PreparedWeights* prepared) {
   const ScopedDpuFpEnv fp_env;
@@ -785,6 +842,8 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   KernelReport& rep = report ? *report : local;
   rep = KernelReport();
   rep.isa = HWY_DYNAMIC_DISPATCH(IsaName)();
+  x86::IntTier ceiling;
+  DPUEMU_ASSIGN_OR_RETURN(ceiling, CeilingTier(options));
 
   // bf16 products can leave the fp32 range, so mul-then-add differs from FMA there; targets
   // without a fused multiply-add run the reference instead.
@@ -833,8 +892,15 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   const double max_density = integer ? kSparseKernelMaxDensityInt : kSparseKernelMaxDensityFloat;
   // Per output channel the sparse kernel pays a fixed cost (its 16-channel tile transpose); with
   // few non-zeros per channel the integer dense kernel stays ahead (measured on r50_1x1_56).
-  const bool few_nonzeros = integer && w.density * static_cast<double>(g.taps()) < kSparseKernelMinNonzerosInt;
-  const ConvKernel wanted = options.kernel != ConvKernel::kAuto         ? options.kernel
+  std::string tier_note;
+  const x86::IntTier tier = integer ? ChooseIntTier(ceiling, &tier_note) : x86::IntTier::kHighway;
+  // Measured on the benchmark layers (README, Integer tiers): the dot-product tiers' dense kernel
+  // outruns the fp32 sparse-weights kernel at every benchmark sparsity (up to 90%).
+  const bool dot_dense = IsDotProductTier(tier);
+  const double min_nonzeros = kSparseKernelMinNonzerosInt;
+  const bool few_nonzeros = integer && w.density * static_cast<double>(g.taps()) < min_nonzeros;
+  const ConvKernel wanted = options.kernel != ConvKernel::kAuto ? options.kernel
+                            : dot_dense                         ? ConvKernel::kDense
                             : w.density < max_density && !few_nonzeros ? ConvKernel::kSparseWeights
                                                                         : ConvKernel::kDense;
   bool free_choice = integer || wanted == storage_kernel;
@@ -860,11 +926,14 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   } else if (!free_choice) {
     rep.reason = std::string("float input with inf/NaN or extreme products: the kernel must match "
                              "the weights' storage; ") + density;
+  } else if (dot_dense) {
+    rep.reason = std::string(density) + ": the " + x86::IntTierIsaName(tier) +
+                 " dense kernel is faster than the sparse-weights kernel at any density";
   } else if (wanted == ConvKernel::kSparseWeights) {
     rep.reason = std::string(density) + " < " + threshold + ": work proportional to the non-zeros";
   } else if (few_nonzeros && w.density < max_density) {
     rep.reason = std::string(density) + " but fewer than " +
-                 std::to_string(static_cast<int>(kSparseKernelMinNonzerosInt)) +
+                 std::to_string(static_cast<int>(min_nonzeros)) +
                  " non-zeros per output channel: the dense kernel is faster";
   } else {
     rep.reason = std::string(density) + " >= " + threshold + ": the dense kernel is faster";
@@ -885,8 +954,26 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   p.out = out.bytes.data();
   const size_t padded = static_cast<size_t>(p.hp * p.wp * g.c);
 
-  const bool int16_dense =
-      rep.kernel == ConvKernel::kDense && integer && HWY_DYNAMIC_DISPATCH(HasPairwiseInt16)();
+  if (integer && rep.kernel == ConvKernel::kDense && IsDotProductTier(tier)) {
+    x86::VnniConv a{};
+    a.x = x_bytes;
+    a.x_signed = op.in_dtype == DType::kI8;
+    a.x_zp = op.in_zp;
+    a.h = g.h; a.w = g.w; a.c = g.c; a.pad_top = g.pad_top; a.pad_left = g.pad_left;
+    a.hp = p.hp; a.wp = p.wp;
+    a.ky = g.ky; a.kx = g.kx; a.sy = g.stride_y; a.sx = g.stride_x; a.oh = p.oh; a.ow = p.ow;
+    a.weights = &w.vnni;
+    a.epilogue = EpilogueToPlan;
+    a.ctx = &p;
+    rep.isa = x86::IntTierIsaName(tier);
+    rep.reason += std::string(" (u8 x i8 dot products with zero-point compensation") +
+                  (w.vnni.z != 0 ? ", w - w_zp shifted by " + std::to_string(w.vnni.z) + " with a per-pixel term" : "") +
+                  tier_note + ")";
+    x86::RunVnniTier(tier, a);
+    return FinishOutput(task, std::move(out));
+  }
+  const bool int16_dense = rep.kernel == ConvKernel::kDense && integer &&
+                           (tier == x86::IntTier::kAvx2 || HWY_DYNAMIC_DISPATCH(HasPairwiseInt16)());
   if (integer && !int16_dense) {
     s.xf.resize(static_cast<size_t>(nx));
     ConvertElements(op.in_dtype, x_bytes, nx, op.in_zp, s.xf.data());
@@ -901,8 +988,16 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     }
     p.xpad16 = x16;
     p.wpack16 = w.wpack16.get();
-    rep.reason += " (int16 pairwise multiply-add)";
-    HWY_DYNAMIC_DISPATCH(DenseRowsI16)(p, 0, p.oh, 0, g.k);
+    rep.reason += " (int16 pairwise multiply-add" + tier_note + ")";
+#if HWY_TARGETS & HWY_AVX2
+    if (tier == x86::IntTier::kAvx2) {
+      rep.isa = "AVX2";
+      N_AVX2::DenseRowsI16(p, 0, p.oh, 0, g.k);
+    } else
+#endif
+    {
+      HWY_DYNAMIC_DISPATCH(DenseRowsI16)(p, 0, p.oh, 0, g.k);
+    }
   } else if (rep.kernel == ConvKernel::kDense) {
     if (p.hp == g.h && p.wp == g.w) {
       p.xpad = s.xf.data();  // no padding: the converted input is the padded input
@@ -950,6 +1045,11 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     p.nz_w = w.nz_w.data();
     HWY_DYNAMIC_DISPATCH(SparseRows)(p, 0, p.oh, 0, g.k);
   }
+  return FinishOutput(task, std::move(out));
+}
+
+static StatusOr<DpuOutput> FinishOutput(const DpuTask& task, Tensor out) {
+  const ConvOp& op = task.op;
   if (!task.output_sparse) return StoreOutput(task, std::move(out));
   // The output unit's sparse storage, encoded with the SIMD encoder (same bytes as StoreOutput).
   SparseActivations sa;

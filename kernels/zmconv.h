@@ -29,12 +29,17 @@ StatusOr<ConvKernel> ParseConvKernel(const std::string& name);
 
 struct KernelOptions {
   ConvKernel kernel = ConvKernel::kAuto;
+  // Highest integer tier to use: "" (then the environment variable DPUEMU_ISA, else "auto"),
+  // "auto", "amx", "avx512vnni", "avxvnni", "avx2" or "highway" (Highway's own target choice).
+  // The fastest tier at or below it that this CPU and layer allow runs; naming a tier this CPU
+  // lacks is an error naming it. Float layers and the sparse-weights kernel always run Highway.
+  std::string isa;
 };
 
 // What ran and why, for users who ask (CLI --explain, benchmarks).
 struct KernelReport {
   ConvKernel kernel = ConvKernel::kAuto;
-  std::string isa;     // Highway target that ran, e.g. "AVX2"
+  std::string isa;     // what ran: "AMX-INT8", "AVX512-VNNI", "AVX-VNNI", or the Highway target ("AVX2")
   std::string reason;  // e.g. "weight density 24.8% < 60%: work proportional to non-zeros"
   double weight_density = 1.0;
 };
@@ -66,6 +71,7 @@ constexpr double kSparseKernelMaxDensityInt = 0.2;
 constexpr double kSparseKernelMaxDensityFloat = 0.3;
 // ... and, for integer layers, at least this many non-zeros per output channel on average.
 constexpr double kSparseKernelMinNonzerosInt = 16;
+// On the dot-product tiers (AMX, VNNI) integer layers always take the dense kernel (faster).
 
 }  // namespace dpuemu
 

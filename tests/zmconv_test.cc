@@ -6,11 +6,17 @@
 
 #include <xmmintrin.h>
 
+#include <algorithm>
 #include <cfenv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "hw/dpu_task.h"
 #include "hw/layer.h"
@@ -38,18 +44,43 @@ const Types kTypes[] = {
 };
 constexpr int kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
 
-// Runs `layer` in `storage` through the reference and through RunZMConv with each kernel, on the
-// currently selected Highway target, and compares the dense outputs byte for byte.
-void ExpectSameAsReference(const ConvLayer& layer, const StorageOptions& storage, const Target& target) {
+// Runs per KernelReport::isa, so tests can check that every tier really ran.
+std::map<std::string, int> g_isa_runs;
+
+// Integer tiers (KernelOptions::isa) this CPU runs, fastest first; "highway" always.
+std::vector<std::string> AvailableIntTiers() {
+  std::vector<std::string> tiers;
+  for (const char* isa : {"amx", "avx512vnni", "avxvnni", "avx2", "highway"}) {
+    KernelOptions opts;
+    opts.isa = isa;
+    LayerSpec spec;
+    spec.name = "probe";
+    spec.h = spec.w = 1;
+    spec.c = spec.k = 16;
+    auto l = GenerateLayer(spec, 1);
+    auto task = LowerLayer(*l, {}, GetTarget(TargetId::kNPU40XX));
+    if (RunZMConv(*task, GetTarget(TargetId::kNPU40XX), opts).ok()) tiers.push_back(isa);
+  }
+  return tiers;
+}
+
+// Runs `layer` in `storage` through the reference and through RunZMConv with each kernel and each
+// integer tier in `isas`, on the currently selected Highway target, and compares the dense
+// outputs byte for byte.
+void ExpectSameAsReference(const ConvLayer& layer, const StorageOptions& storage, const Target& target,
+                           const std::vector<std::string>& isas = {"highway"}) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref_out, RunReference(task, target));
   DPUEMU_ASSERT_OK_AND_ASSIGN(Tensor ref, DenseOutput(ref_out, layer.op.ppe.out_zp));
+  for (const std::string& isa : isas)
   for (ConvKernel kernel : {ConvKernel::kAuto, ConvKernel::kDense, ConvKernel::kSparseWeights}) {
-    SCOPED_TRACE(std::string("kernel ") + ConvKernelName(kernel));
+    SCOPED_TRACE(std::string("kernel ") + ConvKernelName(kernel) + ", isa option " + isa);
     KernelOptions opts;
     opts.kernel = kernel;
+    opts.isa = isa;
     KernelReport report;
     DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput out, RunZMConv(task, target, opts, &report));
+    ++g_isa_runs[report.isa];
     EXPECT_EQ(out.sparse(), storage.output_sparse);
     EXPECT_EQ(out.data.bytes, ref_out.data.bytes) << "storage differs; isa " << report.isa;
     EXPECT_EQ(out.map, ref_out.map);
@@ -120,6 +151,116 @@ TEST(ZMConvTest, GeneratedLayersMatchReferenceOnEveryTarget) {
   });
 }
 
+// Every integer tier this CPU has (AMX, AVX-512 VNNI, AVX-VNNI, AVX2, Highway) on generated
+// integer layers: sizes below, at and above the register and AMX tile widths (6 pixels, 16 rows, 32
+// pixels per AMX block; 64 taps per A tile, 16 / 32 / 64 channels), every type combination, extreme
+// zero points, weights that do and do not fit a signed byte after w - w_zp, sparsity 0-100%.
+TEST(ZMConvTest, GeneratedIntegerLayersMatchReferenceOnEveryTier) {
+  const std::vector<std::string> tiers = AvailableIntTiers();
+  for (const std::string& t : tiers) std::printf("[ tier     ] %s\n", t.c_str());
+  ASSERT_FALSE(tiers.empty());
+  const uint64_t base = BaseSeed(7301);
+  const double sparsities[] = {0.0, 0.5, 0.9, 1.0};
+  const DType ins[] = {DType::kU8, DType::kI8};
+  const DType ws[] = {DType::kI8, DType::kU8, DType::kI4, DType::kU4};
+  const DType outs[] = {DType::kU8, DType::kI8, DType::kI32};
+  for (int i = 0; i < 120; ++i) {
+    const uint64_t seed = base + i;
+    SCOPED_TRACE(SeedTrace(seed));
+    Rng rng(seed);
+    LayerSpec spec;
+    spec.name = "gen-int";
+    spec.in_dtype = ins[rng.Int(0, 1)];
+    spec.w_dtype = ws[rng.Int(0, 3)];
+    spec.out_dtype = outs[rng.Int(0, 2)];
+    spec.c = 16 * rng.Int(1, 8);
+    spec.k = 16 * rng.Int(1, 5);
+    spec.ky = rng.Int(1, 3) * 2 - 1;
+    spec.kx = rng.Bernoulli(0.8) ? spec.ky : rng.Int(1, 4);
+    spec.stride = rng.Int(1, 3);
+    const int64_t ows[] = {1, 3, 5, 6, 7, 15, 16, 17, 31, 32, 33, 49};
+    const int64_t ow = ows[rng.Int(0, 11)];
+    spec.pad = rng.Int(0, (std::min(spec.ky, spec.kx) - 1) / 2 + 1);
+    spec.w = std::max<int64_t>((ow - 1) * spec.stride + spec.kx - 2 * spec.pad, 1);
+    spec.h = rng.Int(std::max<int64_t>(1, spec.ky - 2 * spec.pad), 5);
+    spec.weight_sparsity = sparsities[rng.Int(0, 3)];
+    spec.input_sparsity = sparsities[rng.Int(0, 2)];
+    spec.leaky_relu = rng.Bernoulli(0.5);
+    DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, seed));
+    // Extreme zero points: the ends of the types' ranges, or 128 for u8 weights (w - w_zp fits i8).
+    if (rng.Bernoulli(0.5)) {
+      const bool xs = spec.in_dtype == DType::kI8;
+      layer.op.in_zp = rng.Bernoulli(0.5) ? (xs ? -128 : 0) : (xs ? 127 : 255);
+    }
+    if (spec.w_dtype == DType::kU8 && rng.Bernoulli(0.5)) {
+      const int zps[] = {0, 128, 255};
+      layer.op.w_zp = zps[rng.Int(0, 2)];
+      // Half of these keep every w - w_zp within [-128, 127] (no shift on the dot-product
+      // tiers), the others leave the values as generated (shifted, with a per-pixel term).
+      if (rng.Bernoulli(0.5)) {
+        for (auto& b : layer.weights.bytes) {
+          b = static_cast<uint8_t>(std::min(std::max(int{b}, layer.op.w_zp - 128), layer.op.w_zp + 127));
+        }
+      }
+    } else if (spec.w_dtype == DType::kI8 && rng.Bernoulli(0.3)) {
+      layer.op.w_zp = rng.Bernoulli(0.5) ? -128 : 127;
+    }
+    StorageOptions storage;
+    storage.weights_sparse = rng.Bernoulli(0.5) && !IsSubByte(spec.w_dtype);
+    storage.input_sparse = rng.Bernoulli(0.3);
+    storage.output_sparse = spec.out_dtype != DType::kI32 && rng.Bernoulli(0.3);
+    const Target& target = *AllTargets()[i % 2];
+    ExpectSameAsReference(layer, storage, target, tiers);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  // Every dot-product tier the CPU has ran every auto and dense case (2 of 3 kernels x 120).
+  const std::pair<const char*, const char*> dot[] = {
+      {"amx", "AMX-INT8"}, {"avx512vnni", "AVX512-VNNI"}, {"avxvnni", "AVX-VNNI"}, {"avx2", "AVX2"}};
+  for (const auto& [isa, shown] : dot) {
+    if (std::find(tiers.begin(), tiers.end(), isa) == tiers.end()) continue;
+    std::printf("[ ran      ] %s: %d runs\n", shown, g_isa_runs[shown]);
+    EXPECT_GE(g_isa_runs[shown], 240) << shown;
+  }
+}
+
+TEST(ZMConvTest, ForcedTiersAreCheckedAndReported) {
+  LayerSpec spec;
+  spec.name = "tier";
+  spec.h = spec.w = 4;
+  spec.c = spec.k = 16;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 5));
+  const Target& target = GetTarget(TargetId::kNPU40XX);
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, {}, target));
+  KernelOptions opts;
+  opts.isa = "avx1024";
+  auto bad = RunZMConv(task, target, opts);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown tier 'avx1024'"), std::string::npos) << bad.status().message();
+  const std::vector<std::string> tiers = AvailableIntTiers();
+  const std::pair<const char*, const char*> names[] = {
+      {"amx", "AMX-INT8"}, {"avx512vnni", "AVX512-VNNI"}, {"avxvnni", "AVX-VNNI"}, {"avx2", "AVX2"}};
+  for (const auto& [isa, shown] : names) {
+    opts.isa = isa;
+    KernelReport report;
+    auto out = RunZMConv(task, target, opts, &report);
+    if (std::find(tiers.begin(), tiers.end(), isa) == tiers.end()) {
+      // A tier this CPU lacks is refused with its name.
+      ASSERT_FALSE(out.ok());
+      EXPECT_NE(out.status().message().find(std::string("'") + isa + "'"), std::string::npos);
+    } else {
+      ASSERT_TRUE(out.ok()) << out.status().message();
+      EXPECT_EQ(report.isa, shown) << report.reason;
+    }
+  }
+  // The environment variable is read when the option is empty.
+  setenv("DPUEMU_ISA", "no-such-tier", 1);
+  opts.isa = "";
+  auto env = RunZMConv(task, target, opts);
+  unsetenv("DPUEMU_ISA");
+  ASSERT_FALSE(env.ok());
+  EXPECT_NE(env.status().message().find("DPUEMU_ISA"), std::string::npos) << env.status().message();
+}
+
 TEST(ZMConvTest, LargeTapCountsFlushIntegerAccumulatorsExactly) {
   // 3x3x256 = 2304 taps: nine flushes of the fp32 partial sums; extreme values and zero points
   // make the sums large.
@@ -164,7 +305,7 @@ TEST(ZMConvTest, WideRowsAndLargeLeakySumsMatchReference) {
         spec.out_dtype = out;
         spec.leaky_relu = out != DType::kFP16;
         DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 131 + k));
-        ExpectSameAsReference(layer, StorageOptions{}, GetTarget(TargetId::kNPU40XX));
+        ExpectSameAsReference(layer, StorageOptions{}, GetTarget(TargetId::kNPU40XX), AvailableIntTiers());
         if (::testing::Test::HasFatalFailure()) return;
       }
       if (out == DType::kFP16) continue;
@@ -310,11 +451,22 @@ TEST(ZMConvTest, AutoChoiceFollowsDensity) {
     storage.weights_sparse = true;
     DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
     KernelReport report;
-    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput out, RunZMConv(task, target, {}, &report));
+    KernelOptions highway;  // the Highway tier's choice follows density
+    highway.isa = "highway";
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput out, RunZMConv(task, target, highway, &report));
     EXPECT_EQ(report.kernel, sparsity > 0.5 ? ConvKernel::kSparseWeights : ConvKernel::kDense)
         << report.reason;
     EXPECT_FALSE(report.isa.empty());
     EXPECT_NEAR(report.weight_density, 1 - sparsity, 0.05);
+    // On a dot-product tier the dense kernel is faster at any density, so auto takes it.
+    for (const std::string& isa : AvailableIntTiers()) {
+      if (isa == "avx2" || isa == "highway") continue;
+      KernelOptions opts;
+      opts.isa = isa;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput o, RunZMConv(task, target, opts, &report));
+      EXPECT_EQ(report.kernel, ConvKernel::kDense) << report.reason;
+      EXPECT_EQ(o.data.bytes, out.data.bytes);
+    }
   }
 }
 

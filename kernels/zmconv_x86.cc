@@ -1,0 +1,504 @@
+// x86 dot-product tiers of the integer ZMConv (see zmconv_x86.h for the exactness argument).
+// Each kernel carries its own target attribute; nothing here needs per-ISA build flags, and the
+// caller only runs a tier that TierAvailable confirmed.
+#include "kernels/zmconv_x86.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace dpuemu {
+namespace x86 {
+
+const char* IntTierName(IntTier t) {
+  switch (t) {
+    case IntTier::kAmx: return "amx";
+    case IntTier::kAvx512Vnni: return "avx512vnni";
+    case IntTier::kAvxVnni: return "avxvnni";
+    case IntTier::kAvx2: return "avx2";
+    case IntTier::kHighway: return "highway";
+  }
+  return "?";
+}
+
+const char* IntTierIsaName(IntTier t) {
+  switch (t) {
+    case IntTier::kAmx: return "AMX-INT8";
+    case IntTier::kAvx512Vnni: return "AVX512-VNNI";
+    case IntTier::kAvxVnni: return "AVX-VNNI";
+    case IntTier::kAvx2: return "AVX2";
+    case IntTier::kHighway: return "Highway";
+  }
+  return "?";
+}
+
+namespace {
+
+struct CpuFeatures {
+  bool avx2 = false, avx512 = false, avx512vnni = false, avxvnni = false, amx = false;
+  std::string amx_why;  // empty when AMX is usable
+};
+
+uint64_t Xcr0() {
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (uint64_t{hi} << 32) | lo;
+}
+
+CpuFeatures DetectOnce() {
+  CpuFeatures f;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool osxsave = (c >> 27) & 1;
+  const uint64_t xcr0 = osxsave ? Xcr0() : 0;
+  const bool os_avx = (xcr0 & 0x6) == 0x6, os_avx512 = (xcr0 & 0xE6) == 0xE6;
+  if (__get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1;
+  const bool vnni512 = (c >> 11) & 1, amx_tile = (d >> 24) & 1, amx_int8 = (d >> 25) & 1;
+  unsigned a1, b1, c1, d1;
+  __cpuid_count(7, 1, a1, b1, c1, d1);
+  const bool avxvnni = (a1 >> 4) & 1;
+  f.avx2 = os_avx && avx2;
+  f.avx512 = os_avx512 && avx512f && avx512bw;
+  f.avx512vnni = f.avx512 && vnni512;
+  f.avxvnni = f.avx2 && avxvnni;
+  if (!(amx_tile && amx_int8)) {
+    f.amx_why = "the CPU lacks AMX-INT8";
+  } else if (!f.avx512) {
+    f.amx_why = "AMX-INT8 needs AVX-512 for its epilogue, which the OS does not enable";
+  } else {
+    // Linux enables the 8 KiB tile-data state per process on request (XFEATURE_XTILEDATA = 18).
+    constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) {
+      f.amx_why = std::string("Linux refused the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM): ") +
+                  std::strerror(errno);
+    } else if ((Xcr0() & 0x60000) != 0x60000) {
+      f.amx_why = "the OS does not enable the AMX tile state (XCR0 bits 17-18)";
+    } else {
+      f.amx = true;
+    }
+  }
+  return f;
+}
+
+const CpuFeatures& Features() {
+  static const CpuFeatures f = DetectOnce();
+  return f;
+}
+
+}  // namespace
+
+bool TierAvailable(IntTier t, std::string* why) {
+  const CpuFeatures& f = Features();
+  switch (t) {
+    case IntTier::kAmx:
+      if (!f.amx) *why = f.amx_why;
+      return f.amx;
+    case IntTier::kAvx512Vnni:
+      if (!f.avx512vnni) *why = "the CPU (or OS) lacks AVX-512 VNNI";
+      return f.avx512vnni;
+    case IntTier::kAvxVnni:
+      if (!f.avxvnni) *why = "the CPU lacks AVX-VNNI";
+      return f.avxvnni;
+    case IntTier::kAvx2:
+      if (!f.avx2) *why = "the CPU (or OS) lacks AVX2";
+      return f.avx2;
+    case IntTier::kHighway:
+      return true;
+  }
+  return false;
+}
+
+VnniWeights PackVnniWeights(const float* wf, int64_t k, int64_t taps) {
+  VnniWeights v;
+  v.k = k;
+  v.taps = taps;
+  v.taps64 = (taps + 63) / 64 * 64;
+  v.w.assign(static_cast<size_t>(k * v.taps64), 0);
+  v.wsum.assign(static_cast<size_t>(k), 0);
+  // w' = w - w_zp spans at most 255 values (w has 256): shifting by z = -128 - min w' makes every
+  // w'' = w' + z a signed byte; z = 0 when w' already is one.
+  int32_t lo = 0, hi = 0;
+  for (int64_t i = 0; i < k * taps; ++i) {
+    lo = std::min(lo, static_cast<int32_t>(wf[i]));
+    hi = std::max(hi, static_cast<int32_t>(wf[i]));
+  }
+  v.z = lo >= -128 && hi <= 127 ? 0 : -128 - lo;
+  for (int64_t i = 0; i < k; ++i) {
+    uint32_t sum = 0;
+    for (int64_t t = 0; t < taps; ++t) {
+      const int32_t q = static_cast<int32_t>(wf[i * taps + t]) + v.z;
+      v.w[static_cast<size_t>(((i / 16) * (v.taps64 / 4) + t / 4) * 64 + (i % 16) * 4 + t % 4)] =
+          static_cast<int8_t>(q);
+      sum += static_cast<uint32_t>(q);
+    }
+    v.wsum[static_cast<size_t>(i)] = static_cast<int32_t>(sum);
+  }
+  return v;
+}
+
+namespace {
+
+// The padded input as bytes a (x, or x XOR 0x80 for i8); padding holds a_zp. Per thread, reused.
+struct X86Scratch {
+  std::vector<uint8_t> xpad, im2col;
+  std::vector<int32_t> comp;
+  std::vector<int64_t> tap_off;
+  std::vector<uint32_t> pixel;
+  alignas(64) int32_t tile[4 * 64 * 16];
+};
+thread_local X86Scratch g_scratch;
+
+uint8_t ActivationZp(const VnniConv& a) {
+  return static_cast<uint8_t>(a.x_signed ? a.x_zp + 128 : a.x_zp);
+}
+
+const uint8_t* PadInput(const VnniConv& a) {
+  std::vector<uint8_t>& xp = g_scratch.xpad;
+  xp.assign(static_cast<size_t>(a.hp * a.wp * a.c), ActivationZp(a));
+  const uint8_t flip = a.x_signed ? 0x80 : 0;
+  for (int64_t y = 0; y < a.h; ++y) {
+    const uint8_t* src = a.x + y * a.w * a.c;
+    uint8_t* dst = xp.data() + ((y + a.pad_top) * a.wp + a.pad_left) * a.c;
+    if (flip == 0) {
+      std::memcpy(dst, src, static_cast<size_t>(a.w * a.c));
+    } else {
+      for (int64_t i = 0; i < a.w * a.c; ++i) dst[i] = src[i] ^ flip;
+    }
+  }
+  return xp.data();
+}
+
+// comp[k] = a_zp * sum w' (mod 2^32), subtracted from every accumulator of channel k.
+const int32_t* Compensation(const VnniConv& a) {
+  std::vector<int32_t>& comp = g_scratch.comp;
+  const VnniWeights& w = *a.weights;
+  comp.resize(static_cast<size_t>(w.k));
+  const uint32_t zp = ActivationZp(a);
+  for (int64_t i = 0; i < w.k; ++i) {
+    comp[static_cast<size_t>(i)] = static_cast<int32_t>(zp * static_cast<uint32_t>(w.wsum[static_cast<size_t>(i)]));
+  }
+  return comp.data();
+}
+
+// Per output pixel, z * sum over its window of (a - a_zp) (mod 2^32); empty when z = 0.
+const uint32_t* PixelTerms(const VnniConv& a, const uint8_t* xpad) {
+  std::vector<uint32_t>& out = g_scratch.pixel;
+  const int32_t z = a.weights->z;
+  if (z == 0) return nullptr;
+  out.resize(static_cast<size_t>(a.oh * a.ow));
+  const uint32_t base = static_cast<uint32_t>(a.ky * a.kx * a.c) * ActivationZp(a);
+  for (int64_t oy = 0; oy < a.oh; ++oy) {
+    for (int64_t ox = 0; ox < a.ow; ++ox) {
+      uint64_t sum = 0;
+      for (int64_t ky = 0; ky < a.ky; ++ky) {
+        const uint8_t* row = xpad + ((oy * a.sy + ky) * a.wp + ox * a.sx) * a.c;
+        for (int64_t i = 0; i < a.kx * a.c; i += 16) {  // C is a multiple of 16
+          const __m128i s = _mm_sad_epu8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i)),
+                                         _mm_setzero_si128());
+          sum += static_cast<uint64_t>(_mm_cvtsi128_si64(s)) + static_cast<uint64_t>(_mm_extract_epi16(s, 4));
+        }
+      }
+      out[static_cast<size_t>(oy * a.ow + ox)] = static_cast<uint32_t>(z) * (static_cast<uint32_t>(sum) - base);
+    }
+  }
+  return out.data();
+}
+
+// Subtracts the compensation of channels k0..k0 + 15 (and, with z != 0, of each pixel) from npix
+// pixels of a [npix][16] tile, in wrapping int32.
+void Compensate(int32_t* tile, int64_t npix, const int32_t* comp16, const uint32_t* pixel) {
+  for (int64_t px = 0; px < npix; ++px) {
+    const uint32_t pt = pixel ? pixel[px] : 0;
+    for (int c = 0; c < 16; ++c) {
+      tile[px * 16 + c] = static_cast<int32_t>(static_cast<uint32_t>(tile[px * 16 + c]) -
+                                               static_cast<uint32_t>(comp16[c]) - pt);
+    }
+  }
+}
+
+inline int32_t Load32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// ---- AVX-512 VNNI: MR pixels of one output row x NV blocks of 16 channels ----
+// Each 4-channel group of an input pixel is broadcast as one 32-bit word and meets the 16
+// channels x 4 taps of a weight row (64 bytes) in one vpdpbusd.
+
+constexpr int64_t kChunk = 48;  // pixels per epilogue call
+
+template <int MR, int NV>
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni"))) void TileZmm(
+    const VnniConv& a, const uint8_t* xpad, int64_t oy, int64_t ox0, int64_t kb0, int32_t* tile, int64_t m_off) {
+  __m512i acc[MR][NV];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_setzero_si512();
+  const VnniWeights& W = *a.weights;
+  const int64_t wstride = W.taps64 * 16;
+  const int8_t* w0 = W.w.data() + kb0 * wstride;
+  const int64_t pix_step = a.sx * a.c;
+  for (int64_t ky = 0; ky < a.ky; ++ky) {
+    for (int64_t kx = 0; kx < a.kx; ++kx) {
+      const uint8_t* xr = xpad + ((oy * a.sy + ky) * a.wp + ox0 * a.sx + kx) * a.c;
+      const int8_t* w = w0 + (ky * a.kx + kx) * a.c * 16;
+      for (int64_t c = 0; c < a.c; c += 4, w += 64) {
+        __m512i wv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + v * wstride);
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; ++m) {
+          const __m512i xb = _mm512_set1_epi32(Load32(xr + m * pix_step + c));
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_dpbusd_epi32(acc[m][v], xb, wv[v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_store_si512(tile + (v * kChunk + m_off + m) * 16, acc[m][v]);
+}
+
+template <int NV>
+void TileZmmN(int mr, const VnniConv& a, const uint8_t* xpad, int64_t oy, int64_t ox0, int64_t kb0,
+              int32_t* tile, int64_t m_off) {
+  switch (mr) {
+    case 1: return TileZmm<1, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    case 2: return TileZmm<2, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    case 3: return TileZmm<3, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    case 4: return TileZmm<4, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    case 5: return TileZmm<5, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+    default: return TileZmm<6, NV>(a, xpad, oy, ox0, kb0, tile, m_off);
+  }
+}
+
+// ---- AVX-VNNI: MR pixels x 16 channels (two ymm of 8 int32) ----
+
+template <int MR>
+__attribute__((target("avx2,fma,avxvnni"))) void TileYmm(const VnniConv& a, const uint8_t* xpad, int64_t oy,
+                                                         int64_t ox0, int64_t kb, int32_t* tile, int64_t m_off) {
+  __m256i acc[MR][2];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m) acc[m][0] = acc[m][1] = _mm256_setzero_si256();
+  const VnniWeights& W = *a.weights;
+  const int8_t* w0 = W.w.data() + kb * W.taps64 * 16;
+  const int64_t pix_step = a.sx * a.c;
+  for (int64_t ky = 0; ky < a.ky; ++ky) {
+    for (int64_t kx = 0; kx < a.kx; ++kx) {
+      const uint8_t* xr = xpad + ((oy * a.sy + ky) * a.wp + ox0 * a.sx + kx) * a.c;
+      const int8_t* w = w0 + (ky * a.kx + kx) * a.c * 16;
+      for (int64_t c = 0; c < a.c; c += 4, w += 64) {
+        const __m256i w_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+        const __m256i w_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32));
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; ++m) {
+          const __m256i xb = _mm256_set1_epi32(Load32(xr + m * pix_step + c));
+          acc[m][0] = _mm256_dpbusd_avx_epi32(acc[m][0], xb, w_lo);
+          acc[m][1] = _mm256_dpbusd_avx_epi32(acc[m][1], xb, w_hi);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tile + (m_off + m) * 16), acc[m][0]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tile + (m_off + m) * 16 + 8), acc[m][1]);
+  }
+}
+
+void TileYmmN(int mr, const VnniConv& a, const uint8_t* xpad, int64_t oy, int64_t ox0, int64_t kb, int32_t* tile,
+              int64_t m_off) {
+  switch (mr) {
+    case 1: return TileYmm<1>(a, xpad, oy, ox0, kb, tile, m_off);
+    case 2: return TileYmm<2>(a, xpad, oy, ox0, kb, tile, m_off);
+    case 3: return TileYmm<3>(a, xpad, oy, ox0, kb, tile, m_off);
+    case 4: return TileYmm<4>(a, xpad, oy, ox0, kb, tile, m_off);
+    case 5: return TileYmm<5>(a, xpad, oy, ox0, kb, tile, m_off);
+    default: return TileYmm<6>(a, xpad, oy, ox0, kb, tile, m_off);
+  }
+}
+
+constexpr int kMR = 6;
+
+void RunVnni(const VnniConv& a, bool zmm) {
+  const uint8_t* xpad = PadInput(a);
+  const int32_t* comp = Compensation(a);
+  const uint32_t* pixel = PixelTerms(a, xpad);
+  int32_t* tile = g_scratch.tile;
+  const int64_t nkb = a.weights->k / 16;
+  const int nv_max = zmm ? 4 : 1;
+  for (int64_t oy = 0; oy < a.oh; ++oy) {
+    for (int64_t kb = 0; kb < nkb; kb += nv_max) {
+      const int nv = static_cast<int>(std::min<int64_t>(nv_max, nkb - kb));
+      for (int64_t ox0 = 0; ox0 < a.ow; ox0 += kChunk) {
+        const int64_t end = std::min(a.ow, ox0 + kChunk);
+        for (int64_t ox = ox0; ox < end; ox += kMR) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMR, end - ox));
+          if (!zmm) {
+            TileYmmN(mr, a, xpad, oy, ox, kb, tile, ox - ox0);
+            continue;
+          }
+          switch (nv) {
+            case 1: TileZmmN<1>(mr, a, xpad, oy, ox, kb, tile, ox - ox0); break;
+            case 2: TileZmmN<2>(mr, a, xpad, oy, ox, kb, tile, ox - ox0); break;
+            case 3: TileZmmN<3>(mr, a, xpad, oy, ox, kb, tile, ox - ox0); break;
+            default: TileZmmN<4>(mr, a, xpad, oy, ox, kb, tile, ox - ox0); break;
+          }
+        }
+        for (int v = 0; v < nv; ++v) {
+          int32_t* t = tile + v * kChunk * 16;
+          Compensate(t, end - ox0, comp + (kb + v) * 16, pixel ? pixel + oy * a.ow + ox0 : nullptr);
+          a.epilogue(a.ctx, t, end - ox0, oy * a.ow + ox0, (kb + v) * 16);
+        }
+      }
+    }
+  }
+}
+
+// ---- AMX-INT8: C[16 pixels][16 channels] += A[16 pixels][64 tap bytes] . B[16 tap quads][16 x 4] ----
+// Tiles: C tmm0..3 = (pixel half h, channel block v) for h, v in {0, 1}; A tmm4 + h; B tmm6 + v.
+// An A tile reads the padded input directly when its 16 pixels lie in one output row and 64 taps
+// stay within one (ky, kx) (C a multiple of 64); otherwise it reads an im2col copy of its pixels.
+
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+struct AmxA {
+  const int64_t* tap_off;  // per 64-tap step: the direct path's offset (ky * wp + kx) * c + c0
+  const uint8_t* base[2];  // per half: pixel 0 at tap 0 (direct: the (ky, kx, c) of tap 0 applies)
+  int64_t stride[2];
+  bool direct[2];
+};
+
+template <bool H2, bool V2>
+__attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void AmxBlock(const VnniConv& a, const AmxA& A,
+                                                                            int64_t kb, int32_t* tile) {
+  const VnniWeights& W = *a.weights;
+  const int64_t wstride = W.taps64 * 16;
+  _tile_zero(0);
+  if (V2) _tile_zero(1);
+  if (H2) _tile_zero(2);
+  if (H2 && V2) _tile_zero(3);
+  const int8_t* w = W.w.data() + kb * wstride;
+  for (int64_t t0 = 0; t0 < W.taps64; t0 += 64) {
+    // Address of tap t0 for each half.
+    const uint8_t* ap[2];
+    for (int h = 0; h < (H2 ? 2 : 1); ++h) {
+      if (A.direct[h]) {
+        ap[h] = A.base[h] + A.tap_off[t0 / 64];
+      } else {
+        ap[h] = A.base[h] + t0;
+      }
+    }
+    _tile_loadd(4, ap[0], A.stride[0]);
+    if (H2) _tile_loadd(5, ap[1], A.stride[1]);
+    _tile_loadd(6, w + t0 * 16, 64);
+    if (V2) _tile_loadd(7, w + wstride + t0 * 16, 64);
+    _tile_dpbusd(0, 4, 6);
+    if (V2) _tile_dpbusd(1, 4, 7);
+    if (H2) _tile_dpbusd(2, 5, 6);
+    if (H2 && V2) _tile_dpbusd(3, 5, 7);
+  }
+  // tile layout [v][32 pixels][16]: C(h, v) at v * 512 + h * 256.
+  _tile_stored(0, tile, 64);
+  if (V2) _tile_stored(1, tile + 512, 64);
+  if (H2) _tile_stored(2, tile + 256, 64);
+  if (H2 && V2) _tile_stored(3, tile + 512 + 256, 64);
+}
+
+__attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void RunAmx(const VnniConv& a) {
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof(cfg));
+  cfg.palette_id = 1;
+  for (int i = 0; i < 8; ++i) {
+    cfg.colsb[i] = 64;
+    cfg.rows[i] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  const uint8_t* xpad = PadInput(a);
+  const int32_t* comp = Compensation(a);
+  const uint32_t* pixel = PixelTerms(a, xpad);
+  const VnniWeights& W = *a.weights;
+  const int64_t npix = a.oh * a.ow, nkb = W.k / 16;
+  const uint8_t a_zp = ActivationZp(a);
+  std::vector<int64_t>& tap_off = g_scratch.tap_off;
+  tap_off.clear();
+  for (int64_t t0 = 0; t0 < W.taps64; t0 += 64) {
+    const int64_t kyx = t0 / a.c, c0 = t0 % a.c;
+    tap_off.push_back(((kyx / a.kx) * a.wp + kyx % a.kx) * a.c + c0);
+  }
+  std::vector<uint8_t>& col = g_scratch.im2col;
+  col.resize(static_cast<size_t>(32 * W.taps64));
+  int32_t* tile = g_scratch.tile;
+  for (int64_t pix0 = 0; pix0 < npix; pix0 += 32) {
+    const int64_t n = std::min<int64_t>(32, npix - pix0);
+    AmxA A;
+    A.tap_off = tap_off.data();
+    for (int h = 0; h < 2; ++h) {
+      const int64_t p = pix0 + 16 * h;
+      const int64_t oy = p / a.ow, ox = p % a.ow;
+      A.direct[h] = a.c % 64 == 0 && ox + 16 <= a.ow && p + 16 <= npix;
+      if (A.direct[h]) {
+        A.base[h] = xpad + ((oy * a.sy) * a.wp + ox * a.sx) * a.c;
+        A.stride[h] = a.sx * a.c;
+        continue;
+      }
+      // im2col rows of this half's pixels (rows past the last pixel hold a_zp and are dropped).
+      uint8_t* dst = col.data() + h * 16 * W.taps64;
+      A.base[h] = dst;
+      A.stride[h] = W.taps64;
+      std::memset(dst, a_zp, static_cast<size_t>(16 * W.taps64));
+      for (int64_t r = 0; r < 16 && p + r < npix; ++r) {
+        const int64_t y = (p + r) / a.ow, x = (p + r) % a.ow;
+        uint8_t* row = dst + r * W.taps64;
+        for (int64_t ky = 0; ky < a.ky; ++ky) {
+          const uint8_t* src = xpad + ((y * a.sy + ky) * a.wp + x * a.sx) * a.c;
+          std::memcpy(row + ky * a.kx * a.c, src, static_cast<size_t>(a.kx * a.c));
+        }
+      }
+    }
+    const bool h2 = n > 16;
+    for (int64_t kb = 0; kb < nkb; kb += 2) {
+      const bool v2 = kb + 1 < nkb;
+      if (h2 && v2) AmxBlock<true, true>(a, A, kb, tile);
+      else if (h2) AmxBlock<true, false>(a, A, kb, tile);
+      else if (v2) AmxBlock<false, true>(a, A, kb, tile);
+      else AmxBlock<false, false>(a, A, kb, tile);
+      for (int v = 0; v < (v2 ? 2 : 1); ++v) {
+        int32_t* t = tile + v * 512;
+        Compensate(t, n, comp + (kb + v) * 16, pixel ? pixel + pix0 : nullptr);
+        a.epilogue(a.ctx, t, n, pix0, (kb + v) * 16);
+      }
+    }
+  }
+  _tile_release();
+}
+
+}  // namespace
+
+void RunVnniTier(IntTier t, const VnniConv& a) {
+  switch (t) {
+    case IntTier::kAmx: return RunAmx(a);
+    case IntTier::kAvx512Vnni: return RunVnni(a, true);
+    default: return RunVnni(a, false);
+  }
+}
+
+}  // namespace x86
+}  // namespace dpuemu

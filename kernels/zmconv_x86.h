@@ -1,0 +1,76 @@
+// Integer ZMConv tiers with x86 dot-product instructions that Highway 1.0.3 lacks: AMX-INT8
+// (tdpbusd), AVX-512 VNNI (vpdpbusd zmm) and AVX-VNNI (vpdpbusd ymm). Internal to kernels/zmconv.cc,
+// which validates the task, chooses the tier and runs the shared integer PPE (EpilogueInt).
+//
+// Exactness. The definition is acc = sum (x - x_zp) * (w - w_zp) in wrapping int32. These
+// instructions multiply an unsigned byte by a signed byte and add four products into int32
+// without saturation (mod 2^32). The kernels therefore compute with
+//   a    = x (u8 activations) or x XOR 0x80 = x + 128 (i8 activations), a byte in [0, 255];
+//   a_zp = x_zp, or x_zp + 128: so x - x_zp = a - a_zp exactly;
+//   w'   = w - w_zp spans at most 256 consecutive values, so w'' = w' + z is a signed byte for
+//          z = -128 - min w' (z = 0 when every w' is one already: i8 weights with w_zp = 0, u8
+//          weights with w_zp = 128);
+// and with S(p) = sum over pixel p's window of (a - a_zp):
+//   sum (a - a_zp) * w' = sum (a - a_zp) * (w'' - z)
+//                       = sum a * w''  -  a_zp * sum w''  -  z * S(p).
+// The first sum is what the instructions produce, the second a per-output-channel constant, the
+// third a per-pixel term (zero when z = 0); both are subtracted after accumulation. All of it is
+// taken mod 2^32, and mod-2^32 arithmetic is a ring, so the result
+// equals the reference's wrapping int32 sum bit for bit. Padding pixels and map-0 elements hold
+// a_zp (they read as x_zp), so they add nothing to S(p) and a_zp * w'' - a_zp * w'' = 0 to the rest; taps padded up to
+// the AMX tile depth carry w'' = 0 and are outside S(p), so they contribute nothing.
+#ifndef DPUEMU_KERNELS_ZMCONV_X86_H_
+#define DPUEMU_KERNELS_ZMCONV_X86_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dpuemu {
+namespace x86 {
+
+// Integer tiers, fastest first. kAvx2 is the Highway int16 kernel compiled for AVX2, kHighway
+// the same kernel on Highway's own choice of target (tests select it per target).
+enum class IntTier { kAmx, kAvx512Vnni, kAvxVnni, kAvx2, kHighway };
+
+const char* IntTierName(IntTier t);     // as requested: "amx", "avx512vnni", ...
+const char* IntTierIsaName(IntTier t);  // as reported: "AMX-INT8", "AVX512-VNNI", "AVX-VNNI"
+// Whether this CPU (and OS) runs a dot-product tier (kAmx..kAvxVnni); `why` says what is missing.
+// For AMX this asks Linux once per process for the tile-data state (ARCH_REQ_XCOMP_PERM).
+bool TierAvailable(IntTier t, std::string* why);
+
+// Weights w'' = w - w_zp + z in the VNNI 4-byte layout: [k / 16][taps64 / 4][16 channels][4 taps],
+// taps in (ky, kx, c) order and padded with zeros to a multiple of 64 (the AMX tile depth). The
+// [16][4] rows are also the AMX B-tile rows.
+struct VnniWeights {
+  int32_t z = 0;  // w'' = w' + z
+  std::string why;
+  int64_t k = 0, taps = 0, taps64 = 0;
+  std::vector<int8_t> w;  // w''
+  std::vector<int32_t> wsum;  // per channel, sum over taps of w'' (for the a_zp compensation)
+};
+// `wf` holds w' as [k][taps] (integral values).
+VnniWeights PackVnniWeights(const float* wf, int64_t k, int64_t taps);
+
+// Receives `npix` consecutive output pixels from flat pixel index `pix0` (oy * ow + ox), channels
+// k0..k0 + 15, as int32 [npix][16] holding acc (compensated).
+using EpilogueFn = void (*)(const void* ctx, const int32_t* tile, int64_t npix, int64_t pix0, int64_t k0);
+
+struct VnniConv {
+  const uint8_t* x;  // dense input [h][w][c], u8 or i8 bytes
+  bool x_signed;
+  int32_t x_zp;
+  int64_t h, w, c, pad_top, pad_left, hp, wp;  // hp, wp: padded sizes
+  int64_t ky, kx, sy, sx, oh, ow;
+  const VnniWeights* weights;
+  EpilogueFn epilogue;
+  const void* ctx;
+};
+
+// Computes every output pixel and channel through `epilogue`. The tier must be available.
+void RunVnniTier(IntTier t, const VnniConv& a);
+
+}  // namespace x86
+}  // namespace dpuemu
+
+#endif  // DPUEMU_KERNELS_ZMCONV_X86_H_
