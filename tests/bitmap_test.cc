@@ -3,7 +3,8 @@
 // activations and weights over every element type, zero points 0 and not, sparsity 0 to 1,
 // sizes around the 16-byte block and the SSE/AVX2 lane counts, SE tables scattered over several
 // misaligned tiles, partial row ranges into misaligned buffers; and rejected inputs, which must
-// fail with the scalar path's exact status.
+// fail with the scalar path's exact status. The AVX-512 VBMI2 path runs the same suites where the
+// CPU has it.
 #include "kernels/bitmap.h"
 
 #include <gtest/gtest.h>
@@ -25,8 +26,9 @@ namespace {
 
 constexpr DType kDTypes[] = {DType::kI8, DType::kU8, DType::kFP16, DType::kBF16};
 constexpr double kSparsities[] = {0.0, 0.5, 0.9, 1.0};
-// Bytes per pixel (C * element bytes): around and across 16-byte blocks, plus an odd one.
-constexpr int64_t kPixelBytes[] = {16, 32, 48, 64, 80, 256, 6};
+// Bytes per pixel (C * element bytes): around and across 16-byte blocks and the 64-byte step of
+// the VBMI2 path, plus odd element counts (66 and 130 bytes: 33 and 65 2-byte elements).
+constexpr int64_t kPixelBytes[] = {16, 32, 48, 64, 80, 128, 256, 6, 66, 130};
 // Pixel counts around multiples of 16 and 32 (the u8 lane counts of SSE and AVX2).
 constexpr int64_t kPixelCounts[] = {1, 3, 7, 15, 16, 17, 31, 32, 33, 48, 96, 130, 258};
 
@@ -146,18 +148,53 @@ std::string CaseTrace(uint64_t base, uint64_t index) {
   return SeedTrace(base) + ", case " + std::to_string(index);
 }
 
-// Each test runs once per target, with the dispatch pinned to it.
-class Bitmap : public hwy::TestWithParamTarget {
+// Each test runs once per path: the table path once per Highway target, with the dispatch pinned
+// to it, and the AVX-512 VBMI2 path where this CPU has it (parameter kVbmi2Param).
+constexpr int64_t kVbmi2Param = 0;  // no Highway target is 0
+
+std::vector<int64_t> Paths() {
+  std::vector<int64_t> p = simd::CompiledTargets();
+  if (simd::HasVbmi2()) p.push_back(kVbmi2Param);
+  return p;
+}
+
+std::string PathName(const testing::TestParamInfo<int64_t>& info) {
+  return info.param == kVbmi2Param ? "AVX512VBMI2" : hwy::TargetName(info.param);
+}
+
+class Bitmap : public testing::TestWithParam<int64_t> {
  protected:
   void SetUp() override {
-    hwy::TestWithParamTarget::SetUp();
+    if (GetParam() == kVbmi2Param) {
+      DPUEMU_ASSERT_OK(simd::SetBitmapPath(simd::BitmapPath::kVbmi2));
+      ASSERT_EQ(simd::ActivePath(), "avx512vbmi2");
+      return;
+    }
+    DPUEMU_ASSERT_OK(simd::SetBitmapPath(simd::BitmapPath::kTable));
+    hwy::SetSupportedTargetsForTest(GetParam());
     ASSERT_EQ(simd::ActiveTarget(), GetParam()) << "dispatch did not switch to the target";
+    ASSERT_EQ(simd::ActivePath(), std::string("table/") + hwy::TargetName(GetParam()));
+  }
+  void TearDown() override {
+    hwy::SetSupportedTargetsForTest(0);
+    EXPECT_TRUE(simd::SetBitmapPath(simd::BitmapPath::kAuto).ok());
   }
 };
 
-HWY_GTEST_INSTANTIATE_TEST_SUITE_P(AllTargets, Bitmap,
-                                   testing::ValuesIn(simd::CompiledTargets()),
-                                   hwy::TestParamTargetName);
+HWY_GTEST_INSTANTIATE_TEST_SUITE_P(AllPaths, Bitmap, testing::ValuesIn(Paths()), PathName);
+
+// The VBMI2 path runs where the CPU has it (this suite's Xeon does), and asking for it where
+// it does not is an error, not a silent fallback.
+TEST(BitmapPaths, Vbmi2AvailabilityMatchesCpu) {
+#if defined(__x86_64__)
+  const bool cpu = __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("bmi2");
+  EXPECT_EQ(simd::HasVbmi2(), cpu);
+#endif
+  const Status st = simd::SetBitmapPath(simd::BitmapPath::kVbmi2);
+  EXPECT_EQ(st.ok(), simd::HasVbmi2()) << st.ToString();
+  DPUEMU_ASSERT_OK(simd::SetBitmapPath(simd::BitmapPath::kAuto));
+}
 
 TEST(BitmapTargets, SomeVectorTargetRuns) {
   const std::vector<int64_t> targets = simd::CompiledTargets();
