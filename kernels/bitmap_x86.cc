@@ -36,9 +36,9 @@ namespace dpuemu {
 namespace bitmap_x86 {
 namespace {
 
-// The low n bits (0 <= n <= 64): bzhi keeps all 64 for n = 64.
+// The low min(n, 64) bits (n >= 0). bzhi reads only the index's low byte, hence the clamp.
 DPUEMU_VBMI2_INLINE uint64_t LowMask(int64_t n) {
-  return _bzhi_u64(~uint64_t{0}, static_cast<unsigned>(n));
+  return _bzhi_u64(~uint64_t{0}, static_cast<unsigned>(n < 64 ? n : 64));
 }
 
 // n <= 64 map bits from bit pos on (all inside the map); reads no byte at or past map_end.
@@ -46,31 +46,29 @@ DPUEMU_VBMI2_INLINE uint64_t MapBits(const uint8_t* map, const uint8_t* map_end,
                                      int64_t n) {
   const uint8_t* p = map + (pos >> 3);
   const unsigned shift = static_cast<unsigned>(pos & 7);
-  __m128i v;
-  if (HWY_LIKELY(map_end - p >= 16)) {
-    v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  uint64_t w;
+  if (HWY_LIKELY(map_end - p >= 9)) {
+    std::memcpy(&w, p, 8);
+    if (shift != 0) w = (w >> shift) | (uint64_t{p[8]} << (64 - shift));
   } else {
-    const int64_t need = (shift + n + 7) >> 3;  // at most 9 bytes, all inside the map
-    v = _mm_maskz_loadu_epi8(static_cast<__mmask16>(LowMask(need)), p);
-  }
-  uint64_t w = static_cast<uint64_t>(_mm_cvtsi128_si64(v));
-  if (shift != 0) {
-    w = (w >> shift) | (static_cast<uint64_t>(_mm_extract_epi64(v, 1)) << (64 - shift));
+    // The map's last bytes: a masked load of the ones the bits need (at most 9, all inside).
+    const int64_t need = (shift + n + 7) >> 3;
+    const __m128i v = _mm_maskz_loadu_epi8(static_cast<__mmask16>(LowMask(need)), p);
+    w = static_cast<uint64_t>(_mm_cvtsi128_si64(v));
+    if (shift != 0) {
+      w = (w >> shift) | (static_cast<uint64_t>(_mm_extract_epi64(v, 1)) << (64 - shift));
+    }
   }
   return _bzhi_u64(w, static_cast<unsigned>(n));
 }
 
+// The first min(bytes, 64) bytes. Masked whatever the length: as fast as plain ones on the cores with VBMI2, and branch-free.
 DPUEMU_VBMI2_INLINE __m512i LoadN(const uint8_t* p, int64_t bytes) {
-  return bytes >= 64 ? _mm512_loadu_si512(p)
-                     : _mm512_maskz_loadu_epi8(LowMask(bytes), p);
+  return _mm512_maskz_loadu_epi8(LowMask(bytes), p);
 }
 
 DPUEMU_VBMI2_INLINE void StoreN(uint8_t* p, int64_t bytes, __m512i v) {
-  if (bytes >= 64) {
-    _mm512_storeu_si512(p, v);
-  } else {
-    _mm512_mask_storeu_epi8(p, LowMask(bytes), v);
-  }
+  _mm512_mask_storeu_epi8(p, LowMask(bytes), v);
 }
 
 // The kernel bundle of kernels/bitmap_drivers.inc for kEb-byte elements; kZp: 1-byte elements
@@ -147,6 +145,106 @@ struct Vbmi2Kernels {
 
 #include "kernels/bitmap_drivers.inc"  // IWYU pragma: keep
 
+// ---- Paths of their own where the 64-byte step allows better than the shared drivers ----
+
+// The gather when SEs start on map bytes (se a multiple of 8) and are either at most one step
+// (se * kEb <= 64: the SE sizes DefaultSeSize picks for C <= 64 / kEb) or whole steps: map
+// loads at known offsets, one expand and one store of constant length per step, no tail logic.
+// Else the shared driver.
+template <int kEb, bool kZp>
+HWY_NOINLINE void GatherSesImpl(const Vbmi2Kernels<kEb, kZp>& kernels, const ActivationView& view,
+                                int64_t s_begin, int64_t s_end, uint8_t* out) {
+  constexpr int64_t kLanes = 64 / kEb;
+  const int64_t se = view.se_size;
+  const int64_t slot_bytes = se * kEb;
+  if (se % 8 != 0 || (slot_bytes > 64 && slot_bytes % 64 != 0)) {
+    return ExpandSes(kernels, view, s_begin, s_end, out);
+  }
+  const ByteSpan* tiles = view.tiles.data();
+  const int32_t* table = view.se_table.empty() ? nullptr : view.se_table.data();
+  const uint8_t* map = view.map.data();
+  const uint8_t* map_end = map + view.map.size();
+  const int64_t step_lanes = se < kLanes ? se : kLanes;
+  const __mmask64 out_mask = LowMask(step_lanes * kEb);
+  const __m512i absent = _mm512_set1_epi8(static_cast<char>(kernels.zp));
+  for (int64_t s = s_begin; s < s_end; ++s) {
+    const uint8_t* src = tiles[0].data() + s * slot_bytes;
+    if (table) {
+      const SePointer p = DecodeSePointer(table[s]);
+      src = tiles[p.tile].data() + p.offset;
+    }
+    for (int64_t j = 0; j < se; j += kLanes, out += 64) {
+      const uint8_t* mp = map + ((s * se + j) >> 3);
+      uint64_t bits;
+      if (HWY_LIKELY(map_end - mp >= 8)) {
+        std::memcpy(&bits, mp, 8);
+        bits = _bzhi_u64(bits, static_cast<unsigned>(step_lanes));
+      } else {
+        bits = MapBits(map, map_end, s * se + j, step_lanes);
+      }
+      const int64_t packed = kEb * static_cast<int64_t>(_mm_popcnt_u64(bits));
+      const __m512i v = LoadN(src, packed);
+      __m512i dense;
+      if (kEb == 2) {
+        dense = _mm512_maskz_expand_epi16(static_cast<__mmask32>(bits), v);
+      } else if (kZp) {
+        dense = _mm512_mask_expand_epi8(absent, bits, v);
+      } else {
+        dense = _mm512_maskz_expand_epi8(bits, v);
+      }
+      _mm512_mask_storeu_epi8(out, out_mask, dense);
+      src += packed;
+    }
+    if (slot_bytes < 64) out -= 64 - slot_bytes;
+  }
+}
+
+// ORs n <= 64 map bits into the zeroed map at bit pos (a neighbouring SE may share the bytes at
+// either end when se is not a multiple of 8); touches only the bytes those bits lie in.
+DPUEMU_VBMI2_INLINE void OrMapBits(uint8_t* map, int64_t pos, int64_t n, uint64_t bits) {
+  uint8_t* p = map + (pos >> 3);
+  const unsigned shift = static_cast<unsigned>(pos & 7);
+  if (shift == 0 && n % 8 == 0) {  // whole bytes of this SE only
+    _mm_mask_storeu_epi8(p, static_cast<__mmask16>(LowMask(n / 8)),
+                         _mm_cvtsi64_si128(static_cast<int64_t>(bits)));
+    return;
+  }
+  const __mmask16 m = static_cast<__mmask16>(LowMask((shift + n + 7) >> 3));
+  const uint64_t lo = bits << shift, hi = shift == 0 ? 0 : bits >> (64 - shift);
+  const __m128i old = _mm_maskz_loadu_epi8(m, p);
+  _mm_mask_storeu_epi8(p, m, _mm_or_si128(old, _mm_set_epi64x(static_cast<int64_t>(hi),
+                                                               static_cast<int64_t>(lo))));
+}
+
+// The encode in one pass: per 64-byte step of each SE the compare gives the map bits, which
+// compress the step into the slot and go to the map, then the slot's tail is zeroed. Same
+// output as the shared driver's MakeMap-then-Compress (PackSes).
+template <int kEb, bool kZp>
+HWY_NOINLINE void EncodeSesImpl(const Vbmi2Kernels<kEb, kZp>& kernels, const uint8_t* src,
+                                int64_t n, int64_t se, uint8_t* data, uint8_t* map) {
+  constexpr int64_t kLanes = 64 / kEb;
+  const int64_t slot_bytes = se * kEb;
+  const __m512i absent = _mm512_set1_epi8(static_cast<char>(kEb == 1 ? kernels.zp : 0));
+  for (int64_t s = 0; s < n / se; ++s, src += slot_bytes, data += slot_bytes) {
+    int64_t packed = 0, written = 0;  // bytes of the slot packed / stored so far
+    for (int64_t j = 0; j < se; j += kLanes) {
+      const int64_t m = se - j < kLanes ? se - j : kLanes;
+      const __m512i v = LoadN(src + j * kEb, m * kEb);
+      const uint64_t bits = (kEb == 1 ? _mm512_cmpneq_epi8_mask(v, absent)
+                                      : uint64_t{_mm512_cmpneq_epi16_mask(v, absent)}) &
+                            LowMask(m);
+      const __m512i c = kEb == 1 ? _mm512_maskz_compress_epi8(bits, v)
+                                 : _mm512_maskz_compress_epi16(static_cast<__mmask32>(bits), v);
+      // Up to 64 bytes of the slot's rest: the packed elements, then zeros.
+      StoreN(data + packed, slot_bytes - packed, c);
+      written = packed + 64 < slot_bytes ? packed + 64 : slot_bytes;
+      packed += kEb * static_cast<int64_t>(_mm_popcnt_u64(bits));
+      OrMapBits(map, s * se + j, m, bits);
+    }
+    kernels.Clear(data + written, slot_bytes - written);
+  }
+}
+
 // Calls body(kernels) with the bundle for this element type (1 or 2 bytes) and zero point.
 template <class Body>
 DPUEMU_VBMI2_INLINE void WithKernels(DType dtype, int32_t zp, const Body& body) {
@@ -161,7 +259,7 @@ DPUEMU_VBMI2_INLINE void WithKernels(DType dtype, int32_t zp, const Body& body) 
 void GatherSes(const ActivationView& view, DType dtype, int32_t zp, int64_t s_begin,
                int64_t s_end, uint8_t* out) {
   WithKernels(dtype, zp, [&](const auto& kernels) {
-    ExpandSes(kernels, view, s_begin, s_end, out);
+    GatherSesImpl(kernels, view, s_begin, s_end, out);
   });
 }
 
@@ -173,9 +271,9 @@ void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* ent
 }
 
 void EncodeSes(const uint8_t* src, DType dtype, int64_t n, int32_t zp, int64_t se, uint8_t* data,
-               uint8_t* map, int64_t map_bytes) {
+               uint8_t* map, int64_t /*map_bytes*/) {
   WithKernels(dtype, zp, [&](const auto& kernels) {
-    PackSes(kernels, src, n, se, data, map, map_bytes);
+    EncodeSesImpl(kernels, src, n, se, data, map);
   });
 }
 
