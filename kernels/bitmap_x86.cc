@@ -31,6 +31,8 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vbmi2,bmi2,popcnt")  // = DPUEMU_VBMI2_TARGET
 #endif
 #define DPUEMU_VBMI2_INLINE inline __attribute__((always_inline, target(DPUEMU_VBMI2_TARGET)))
+// For lambdas, whose operator() the pragma may not reach.
+#define HWY_ATTR_VBMI2 __attribute__((always_inline, target(DPUEMU_VBMI2_TARGET)))
 
 namespace dpuemu {
 namespace bitmap_x86 {
@@ -167,35 +169,41 @@ HWY_NOINLINE void GatherSesImpl(const Vbmi2Kernels<kEb, kZp>& kernels, const Act
   const int64_t step_lanes = se < kLanes ? se : kLanes;
   const __mmask64 out_mask = LowMask(step_lanes * kEb);
   const __m512i absent = _mm512_set1_epi8(static_cast<char>(kernels.zp));
+  // One step at map bit `pos` from the packed bytes at src to out; returns the bytes read.
+  const auto step = [&](const uint8_t* src, int64_t pos, uint8_t* dst) HWY_ATTR_VBMI2 {
+    const uint8_t* mp = map + (pos >> 3);
+    uint64_t bits;
+    if (HWY_LIKELY(map_end - mp >= 8)) {
+      std::memcpy(&bits, mp, 8);
+      bits = _bzhi_u64(bits, static_cast<unsigned>(step_lanes));
+    } else {
+      bits = MapBits(map, map_end, pos, step_lanes);
+    }
+    const int64_t packed = kEb * static_cast<int64_t>(_mm_popcnt_u64(bits));
+    const __m512i v = LoadN(src, packed);
+    __m512i dense;
+    if (kEb == 2) {
+      dense = _mm512_maskz_expand_epi16(static_cast<__mmask32>(bits), v);
+    } else if (kZp) {
+      dense = _mm512_mask_expand_epi8(absent, bits, v);
+    } else {
+      dense = _mm512_maskz_expand_epi8(bits, v);
+    }
+    _mm512_mask_storeu_epi8(dst, out_mask, dense);
+    return packed;
+  };
+  const auto slot_src = [&](int64_t s) {
+    if (!table) return tiles[0].data() + s * slot_bytes;
+    const SePointer p = DecodeSePointer(table[s]);
+    return tiles[p.tile].data() + p.offset;
+  };
+  if (slot_bytes <= 64) {  // one step per SE: a flat loop
+    for (int64_t s = s_begin; s < s_end; ++s, out += slot_bytes) step(slot_src(s), s * se, out);
+    return;
+  }
   for (int64_t s = s_begin; s < s_end; ++s) {
-    const uint8_t* src = tiles[0].data() + s * slot_bytes;
-    if (table) {
-      const SePointer p = DecodeSePointer(table[s]);
-      src = tiles[p.tile].data() + p.offset;
-    }
-    for (int64_t j = 0; j < se; j += kLanes, out += 64) {
-      const uint8_t* mp = map + ((s * se + j) >> 3);
-      uint64_t bits;
-      if (HWY_LIKELY(map_end - mp >= 8)) {
-        std::memcpy(&bits, mp, 8);
-        bits = _bzhi_u64(bits, static_cast<unsigned>(step_lanes));
-      } else {
-        bits = MapBits(map, map_end, s * se + j, step_lanes);
-      }
-      const int64_t packed = kEb * static_cast<int64_t>(_mm_popcnt_u64(bits));
-      const __m512i v = LoadN(src, packed);
-      __m512i dense;
-      if (kEb == 2) {
-        dense = _mm512_maskz_expand_epi16(static_cast<__mmask32>(bits), v);
-      } else if (kZp) {
-        dense = _mm512_mask_expand_epi8(absent, bits, v);
-      } else {
-        dense = _mm512_maskz_expand_epi8(bits, v);
-      }
-      _mm512_mask_storeu_epi8(out, out_mask, dense);
-      src += packed;
-    }
-    if (slot_bytes < 64) out -= 64 - slot_bytes;
+    const uint8_t* src = slot_src(s);
+    for (int64_t j = 0; j < se; j += kLanes, out += 64) src += step(src, s * se + j, out);
   }
 }
 
