@@ -59,7 +59,8 @@ bool HasVbmi2();
 // !HasVbmi2() is an error and leaves the setting unchanged. DPUEMU_ISA, read by kAuto: unset,
 // empty, "native", "amx", "avx512vnni" or "avx512vbmi2" allow the VBMI2 path (the CPU decides);
 // any other tier name ("avxvnni", "avx2", "table", ...) is below VBMI2 and selects the table
-// path.
+// path (whose Highway target is still the best the CPU has; tests pin it with
+// hwy::SetSupportedTargetsForTest). Read once, at the first call.
 Status SetBitmapPath(BitmapPath path);
 // The path the next call takes: "avx512vbmi2", or "table/" + the Highway target's name.
 std::string ActivePath();

@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -194,6 +196,23 @@ TEST(BitmapPaths, Vbmi2AvailabilityMatchesCpu) {
   const Status st = simd::SetBitmapPath(simd::BitmapPath::kVbmi2);
   EXPECT_EQ(st.ok(), simd::HasVbmi2()) << st.ToString();
   DPUEMU_ASSERT_OK(simd::SetBitmapPath(simd::BitmapPath::kAuto));
+}
+
+// kAuto follows the CPU and DPUEMU_ISA (kernels/bitmap.h): run with DPUEMU_ISA=avx2 (bazel test
+// --test_env=DPUEMU_ISA=avx2) to see the table path chosen on a VBMI2 machine.
+TEST(BitmapPaths, AutoFollowsCpuAndDpuemuIsa) {
+  DPUEMU_ASSERT_OK(simd::SetBitmapPath(simd::BitmapPath::kAuto));
+  const char* isa = std::getenv("DPUEMU_ISA");
+  const std::string s = isa ? isa : "";
+  const bool allowed = s.empty() || s == "native" || s == "amx" || s == "avx512vnni" ||
+                       s == "avx512vbmi2";
+  const std::string path = simd::ActivePath();
+  std::cout << "DPUEMU_ISA=" << s << ": bitmap path " << path << "\n";
+  if (simd::HasVbmi2() && allowed) {
+    EXPECT_EQ(path, "avx512vbmi2");
+  } else {
+    EXPECT_EQ(path.rfind("table/", 0), 0u) << path;
+  }
 }
 
 TEST(BitmapTargets, SomeVectorTargetRuns) {
