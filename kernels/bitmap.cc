@@ -1,5 +1,7 @@
-// Per-target bitmap kernels (compiled once per Highway target through foreach_target.h) and the
-// public entry points of kernels/bitmap.h (in the HWY_ONCE block at the end).
+// Per-target bitmap kernels of the table path (compiled once per Highway target through
+// foreach_target.h) and the public entry points of kernels/bitmap.h (in the HWY_ONCE block at the
+// end), which send 1- and 2-byte elements to the AVX-512 VBMI2 path (kernels/bitmap_x86.cc)
+// where the CPU has it and the path setting allows it.
 //
 // Layout invariants the kernels rely on, all established by the Check* functions of hw/formats.h
 // before any kernel runs: every packed run lies inside its buffer, every map bit read lies inside
