@@ -16,15 +16,19 @@ ActivationView DpuTask::input_view() const {
   return v;
 }
 
-int64_t DefaultSeSize(const Target& t, int64_t channels) {
+int64_t DefaultSeSize(const Target& t, int64_t channels, DType in_dtype) {
   for (int64_t s = std::min<int64_t>(channels, t.se_size_max); s >= 16; s -= 16) {
-    if (channels % s == 0 && CheckSeSize(t, s, "se_size").ok()) return s;
+    if (channels % s == 0 && CheckSeSize(t, s, "se_size").ok() &&
+        !IsSeErratum(in_dtype, channels, s)) {
+      return s;
+    }
   }
   return 16;
 }
 
 StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts, const Target& t) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
+  DPUEMU_RETURN_IF_ERROR(ValidateInvocation(layer.op.g));
   const ConvOp& op = layer.op;
   const ConvGeometry& g = op.g;
   DpuTask task;
@@ -50,7 +54,8 @@ StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts,
   task.weight_table = EncodeWeightTable(table);
 
   // Input. SE pointers need the sparse storage format, dense or not (an all-ones map).
-  task.input_se_size = opts.input_se_size ? opts.input_se_size : DefaultSeSize(t, g.c);
+  task.input_se_size =
+      opts.input_se_size ? opts.input_se_size : DefaultSeSize(t, g.c, op.in_dtype);
   DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, task.input_se_size, "input se_size"));
   if (g.c % task.input_se_size != 0) {
     return InvalidArgument("input se_size = " + Str(task.input_se_size) + ": must divide C = " +
@@ -78,12 +83,15 @@ StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts,
 Status ValidateTask(const DpuTask& task, const Target& t) {
   const ConvOp& op = task.op;
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
+  DPUEMU_RETURN_IF_ERROR(ValidateInvocation(op.g));
   const ConvGeometry& g = op.g;
   if (!Supports(t.activation_dtypes, op.in_dtype) || !Supports(t.weight_dtypes, op.w_dtype) ||
       !Supports(t.output_dtypes, op.out_dtype)) {
     return InvalidArgument(std::string("dtypes: ") + t.name + " does not support this combination");
   }
-  DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, task.input_se_size, "input se_size"));
+  DPUEMU_RETURN_IF_ERROR(CheckInputSeSize(t, task.input_se_size, op.in_dtype, g.c,
+                                          !task.input_map.empty() && task.se_table.empty(),
+                                          "input se_size"));
   DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, task.output_se_size, "output se_size"));
   if (g.c % task.input_se_size != 0) {
     return InvalidArgument("input se_size = " + Str(task.input_se_size) + ": must divide C = " + Str(g.c));

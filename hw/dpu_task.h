@@ -41,9 +41,12 @@ struct DpuTask {
   bool weights_sparse() const { return !weight_map.empty(); }
 };
 
-// The largest storage-element size the target allows that divides `channels`.
-int64_t DefaultSeSize(const Target& t, int64_t channels);
+// The largest storage-element size the target allows that divides `channels` (the compiler's
+// getSESize, VPU/utils/sparsity_utils.cpp). Given the input dtype, it also avoids the fp16/bf16
+// IC = 8192 SE = 4096 erratum (IsSeErratum).
+int64_t DefaultSeSize(const Target& t, int64_t channels, DType in_dtype = DType::kU8);
 
+// One DPU invocation: the layer must pass ValidateInvocation (pads <= kernel / 2, C, K <= 8192).
 StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts, const Target& t);
 
 // Checks the registers and every buffer size/pointer against the op and the target.

@@ -66,6 +66,26 @@ Status CheckZeroPoint(DType t, int32_t zp, const std::string& field) {
   return OkStatus();
 }
 
+Status CanSparsifyWeights(DType w_dtype, int64_t c, int64_t nonzeros) {
+  // Sub-8-bit weights are skipped by sparsify_weights.cpp (`getElemTypeSize() < CHAR_BIT`).
+  if (IsSubByte(w_dtype)) {
+    return InvalidArgument(std::string("weights: dtype ") + DTypeName(w_dtype) +
+                           ": sub-8-bit weights are never sparsified (sparsify_weights.cpp)");
+  }
+  // Both strategies of sparsity_strategy.cpp (`shouldSparsifyWeights`): IC > VPU_DIMENSION_LIMIT
+  // needs input-channel tiling, which the compression scheme cannot represent ...
+  if (c > 8192) {
+    return InvalidArgument("weights: IC = " + Str(c) + " > 8192: sparse weights need IC <= 8192 " +
+                           "(sparsity_strategy.cpp shouldSparsifyWeights)");
+  }
+  // ... and a sparsity ratio of 1 (every weight equal to the zero point) is skipped.
+  if (nonzeros == 0) {
+    return InvalidArgument("weights: all weights equal the zero point: an all-zero weight set is "
+                           "never sparsified (sparsity_strategy.cpp shouldSparsifyWeights)");
+  }
+  return OkStatus();
+}
+
 int64_t DenseWeightSetBytes(DType t, int64_t taps) { return AlignUp(taps * DTypeBits(t) / 8, 16); }
 
 std::vector<uint8_t> PackDenseWeights(const Tensor& weights) {
@@ -121,7 +141,7 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
     int64_t nnz = 0;
     for (int64_t t = 0; t < taps; ++t) {
       const int64_t i = k * taps + t;
-      if (IsZeroPoint(weights.dtype, src, i, zp)) continue;
+      if (IsWeightZero(weights.dtype, src, i, zp)) continue;
       map[t >> 3] |= static_cast<uint8_t>(1u << (t & 7));
       out.data.insert(out.data.end(), src + i * eb, src + (i + 1) * eb);
       ++nnz;

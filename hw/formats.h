@@ -2,7 +2,8 @@
 // and never modifies it. Layouts (all little-endian):
 //
 // Compressed weights (per output channel k, elements in OYXI order: ky, kx, then c fastest):
-//   data: the elements that differ from the weight zero point, packed; each channel's run padded
+//   data: the elements that differ from the weight zero point by value (IsWeightZero: -0.0 is a
+//         zero for float weights), packed; each channel's run padded
 //         with zero bytes to a multiple of 16 bytes (an all-zero-point channel takes 0 bytes).
 //   map:  one bit per element, 1 = present, LSB first; each channel's map padded to 128 bits.
 // Weight table: 16 bytes per output channel, four uint32 words:
@@ -61,7 +62,13 @@ struct CompressedWeights {
   std::vector<uint32_t> map_offset;   // per output channel, into map
   std::vector<int64_t> nonzeros;      // per output channel
 };
-// weights: [K, KY, KX, C] of i8/u8/fp16/bf16; zp: the weight zero point (0 for float). Sub-byte
+// The compiler's rules for storing a layer's weight set sparse, in one place: sub-8-bit weights
+// never (sparsify_weights.cpp), IC > 8192 never, an all-zero set (nonzeros == 0) never
+// (sparsity_strategy.cpp shouldSparsifyWeights). nonzeros < 0: not counted (a slice of a set,
+// whose own channels may all be zero). The error names the rule.
+Status CanSparsifyWeights(DType w_dtype, int64_t c, int64_t nonzeros);
+// weights: [K, KY, KX, C] of i8/u8/fp16/bf16; zp: the weight zero point (0 for float). An element
+// is absent when IsWeightZero (float weights compare by value: -0.0 is dropped). Sub-byte
 // weights are never sparsified (the compiler's sparsify_weights.cpp): an error.
 StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp);
 // Rebuilds the dense [K, KY, KX, C] tensor from the buffers the weight table points into.

@@ -169,6 +169,34 @@ Status ValidateOp(const ConvOp& op) {
   return OkStatus();
 }
 
+Status ValidateInvocation(const ConvGeometry& g) {
+  const std::string limit = Str(kMaxInvocationChannels) +
+                            " (VPU_DIMENSION_LIMIT: one DPU invocation; the runtime splits K)";
+  if (g.c > kMaxInvocationChannels) {
+    return InvalidArgument("c (input channels) = " + Str(g.c) + ": must be at most " + limit);
+  }
+  if (g.k > kMaxInvocationChannels) {
+    return InvalidArgument("k (output channels) = " + Str(g.k) + ": must be at most " + limit);
+  }
+  const struct {
+    const char* name;
+    int64_t pad, kernel;
+    const char* kname;
+  } pads[] = {{"pad_top", g.pad_top, g.ky, "ky"},
+              {"pad_bottom", g.pad_bottom, g.ky, "ky"},
+              {"pad_left", g.pad_left, g.kx, "kx"},
+              {"pad_right", g.pad_right, g.kx, "kx"}};
+  for (const auto& p : pads) {
+    if (p.pad > p.kernel / 2) {
+      return InvalidArgument(std::string(p.name) + " = " + Str(p.pad) + ": one DPU invocation " +
+                             "pads at most " + p.kname + " / 2 = " + Str(p.kernel / 2) +
+                             " per side (verifyPads, nce_invariant.cpp); the runtime reads the " +
+                             "excess through an SE pad gather (LowerLayerForDpu)");
+    }
+  }
+  return OkStatus();
+}
+
 Status ValidateQuant(const ConvOp& op, const ChannelQuant& q) {
   const size_t k = static_cast<size_t>(op.g.k);
   if (IsIntegerPath(op)) {
@@ -233,6 +261,14 @@ bool IsZeroPoint(DType t, const uint8_t* base, int64_t i, int32_t zp) {
       return v == zp;
     }
   }
+}
+
+bool IsWeightZero(DType t, const uint8_t* base, int64_t i, int32_t zp) {
+  if (!IsFloat(t)) return IsZeroPoint(t, base, i, zp);
+  if (DTypeBytes(t) == 2) return base[2 * i] == 0 && (base[2 * i + 1] & 0x7F) == 0;
+  uint32_t v;
+  std::memcpy(&v, base + 4 * i, 4);
+  return (v & 0x7FFFFFFFu) == 0;
 }
 
 namespace {

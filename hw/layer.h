@@ -105,12 +105,24 @@ Status ValidateDims(const ConvGeometry& g);
 // The window of g: ky, kx in [1, kMaxKernel], strides in [1, 8], pads in [0, 255].
 Status ValidateWindow(const ConvGeometry& g);
 Status ValidateOp(const ConvOp& op);
+// What ONE DPU invocation can run (the library's DpuTask: LowerLayer, ValidateTask, the reference
+// and the kernels), beyond ValidateOp: C and K at most kMaxInvocationChannels (the compiler's
+// VPU_DIMENSION_LIMIT, VPU/utils/nce_invariant.hpp) and each pad at most kernel / 2
+// (NCEInvariant::verifyPads, nce_invariant.cpp). Kernel <= 11 and stride <= 8 are ValidateWindow's.
+// The runtime lowers layers beyond these as the compiler does (LowerLayerForDpu, the planner).
+constexpr int64_t kMaxInvocationChannels = 8192;
+Status ValidateInvocation(const ConvGeometry& g);
 Status ValidateQuant(const ConvOp& op, const ChannelQuant& q);
 Status ValidateLayer(const ConvLayer& layer);  // op, quant, and the tensors' dtypes and shapes
 
 // Value of an element "absent" in sparse formats: the zero point, as the type's bit pattern.
 // Float zero is +0.0 (bit pattern 0); -0.0 is a stored value.
 bool IsZeroPoint(DType t, const uint8_t* base, int64_t i, int32_t zp);
+// Whether a WEIGHT element is absent from compressed weights: the compiler compares weights by
+// value (const/attributes/sparsify.cpp `sparsify`, utils/sparsity.cpp `countValue`: the element
+// == the zero point in its storage type), so for float weights -0.0 is a zero too and is dropped
+// (decoded as +0.0). Integer weights: the zero point, as IsZeroPoint.
+bool IsWeightZero(DType t, const uint8_t* base, int64_t i, int32_t zp);
 
 // A named layer shape and the recipe to fill it with deterministic pseudo-random data.
 struct LayerSpec {

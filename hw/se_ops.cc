@@ -120,8 +120,16 @@ StatusOr<int64_t> ResolveSeSize(const Target& t, int64_t se_size, int64_t c) {
   return se;
 }
 
+// An inserted zero on one axis whose SE pointers address source index i: encoded as -1 - i.
+// The compiler points inserted zeros and constant padding at the source pixel its SE attribute's
+// backInferInputCoord picks (VPU/IR/se_attributes.cpp: SEUpsamplingAttr, SEPaddingAttr), not at
+// (0, 0); the table bytes follow it (computeSEOffsets, convert_se_tables_to_constants.cpp).
+constexpr int64_t InsertedZero(int64_t i) { return -1 - i; }
+int64_t Clamp(int64_t i, int64_t n) { return std::min(std::max<int64_t>(i, 0), n - 1); }
+
 // The gather in which virtual pixel (y, x) reads source pixel (rows[y], cols[x]), or is an
-// inserted zero when either is negative. Every op here is separable in y and x.
+// inserted zero when either is negative (InsertedZero: its pointers address the encoded index).
+// Every op here is separable in y and x.
 StatusOr<SeGather> BuildGather(const SeSource& src, const Target& t, int64_t se_size,
                                const std::vector<int64_t>& rows, const std::vector<int64_t>& cols,
                                const std::string& what) {
@@ -155,8 +163,8 @@ StatusOr<SeGather> BuildGather(const SeSource& src, const Target& t, int64_t se_
   for (int64_t y = 0; y < g.h; ++y) {
     for (int64_t x = 0; x < g.w; ++x) {
       const bool present = rows[y] >= 0 && cols[x] >= 0;
-      // Inserted zeros point at the first pixel: any valid source SE will do.
-      const int64_t sy = present ? rows[y] : 0, sx = present ? cols[x] : 0;
+      const int64_t sy = rows[y] >= 0 ? rows[y] : InsertedZero(rows[y]);
+      const int64_t sx = cols[x] >= 0 ? cols[x] : InsertedZero(cols[x]);
       for (int64_t s = 0; s < ses; ++s) {
         int32_t e;
         DPUEMU_ASSIGN_OR_RETURN(
@@ -226,12 +234,13 @@ int64_t NearestSourceIndex(int64_t x, int64_t in, int64_t out, CoordMode coord, 
   return std::min(std::max<int64_t>(i, 0), in - 1);
 }
 
-// Source index for padded index i (i < 0 or i >= n lies in the padding), -1 for an inserted zero.
+// Source index for padded index i (i < 0 or i >= n lies in the padding). Constant padding is an
+// inserted zero addressing the nearest border pixel (SEPaddingAttr's CONSTANT/EDGE transform).
 int64_t PadSourceIndex(int64_t i, int64_t n, PadMode mode) {
   if (i >= 0 && i < n) return i;
   switch (mode) {
     case PadMode::kConstant:
-      return -1;
+      return InsertedZero(Clamp(i, n));
     case PadMode::kEdge:
       return i < 0 ? 0 : n - 1;
     case PadMode::kReflect: {
@@ -255,12 +264,15 @@ int64_t ZeroInsertLength(int64_t n, int64_t stride, int64_t k, int64_t pad_begin
   return (n - 1) * stride + 1 + 2 * (k - 1) - pad_begin - pad_end + output_padding;
 }
 
-// Source index of zero-inserted axis index v: source i sits at border + i * stride.
+// Source index of zero-inserted axis index v: source i sits at border + i * stride. A zero
+// addresses the source pixel before it (u / stride), the first one in the border above and the
+// last one below (SEUpsamplingAttr::backInferInputCoord: (v - pad) / (factor + 1), clamped).
 std::vector<int64_t> ZeroInsertAxis(int64_t n, int64_t stride, int64_t length, int64_t border) {
-  std::vector<int64_t> idx(static_cast<size_t>(length), -1);
+  std::vector<int64_t> idx(static_cast<size_t>(length));
   for (int64_t v = 0; v < length; ++v) {
     const int64_t u = v - border;
-    if (u >= 0 && u % stride == 0 && u / stride < n) idx[v] = u / stride;
+    const bool present = u >= 0 && u % stride == 0 && u / stride < n;
+    idx[v] = present ? u / stride : InsertedZero(Clamp(u >= 0 ? u / stride : 0, n));
   }
   return idx;
 }
@@ -617,6 +629,90 @@ StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& 
   return task;
 }
 
+bool NeedsPadGather(const ConvGeometry& g) {
+  return g.pad_top > g.ky / 2 || g.pad_bottom > g.ky / 2 || g.pad_left > g.kx / 2 ||
+         g.pad_right > g.kx / 2;
+}
+
+Pads ExcessPads(const ConvGeometry& g) {
+  return Pads{std::max<int64_t>(0, g.pad_top - g.ky / 2),
+              std::max<int64_t>(0, g.pad_bottom - g.ky / 2),
+              std::max<int64_t>(0, g.pad_left - g.kx / 2),
+              std::max<int64_t>(0, g.pad_right - g.kx / 2)};
+}
+
+StatusOr<SeGather> PadVirtual(const SeGather& g, const Pads& pads) {
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.top", pads.top, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.bottom", pads.bottom, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.left", pads.left, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.right", pads.right, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.h", g.h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("gather.w", g.w, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckChannels("gather.c", g.c));
+  if (g.se_size < 16 || g.c % g.se_size != 0) {
+    return InvalidArgument("gather.se_size = " + Str(g.se_size) + ": must divide C = " + Str(g.c));
+  }
+  const int64_t ses = g.c / g.se_size, pixel_bytes = g.c / 8;
+  if (static_cast<int64_t>(g.table.size()) != g.h * g.w * ses ||
+      static_cast<int64_t>(g.map.size()) != ActivationMapBytes(g.h * g.w * g.c)) {
+    return InvalidArgument("gather: table or map size does not match its virtual tensor " +
+                           Shape3(g.h, g.w, g.c));
+  }
+  SeGather out = g;
+  out.h = g.h + pads.top + pads.bottom;
+  out.w = g.w + pads.left + pads.right;
+  DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("pads", "height H + top + bottom", out.h));
+  DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("pads", "width W + left + right", out.w));
+  if (out.h * out.w * out.c > kMaxInputElements) {
+    return InvalidArgument("pads: virtual tensor " + Shape3(out.h, out.w, out.c) +
+                           " has more than 2^31 elements");
+  }
+  out.table.clear();
+  out.table.reserve(static_cast<size_t>(out.h * out.w * ses));
+  out.map.assign(static_cast<size_t>(ActivationMapBytes(out.h * out.w * out.c)), 0);
+  for (int64_t y = 0; y < out.h; ++y) {
+    for (int64_t x = 0; x < out.w; ++x) {
+      const int64_t vy = y - pads.top, vx = x - pads.left;
+      const int64_t p = Clamp(vy, g.h) * g.w + Clamp(vx, g.w);
+      out.table.insert(out.table.end(), g.table.begin() + p * ses, g.table.begin() + (p + 1) * ses);
+      if (vy < 0 || vy >= g.h || vx < 0 || vx >= g.w) continue;
+      std::memcpy(out.map.data() + (y * out.w + x) * pixel_bytes, g.map.data() + p * pixel_bytes,
+                  static_cast<size_t>(pixel_bytes));
+    }
+  }
+  out.description = g.description + "; constant border " + Str(pads.top) + "/" +
+                    Str(pads.bottom) + "/" + Str(pads.left) + "/" + Str(pads.right) +
+                    " (the conv's pads beyond kernel / 2)";
+  return out;
+}
+
+StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
+                                   const Target& t) {
+  DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
+  const ConvGeometry& g = layer.op.g;
+  if (!NeedsPadGather(g)) return LowerLayer(layer, opts, t);
+  const Pads excess = ExcessPads(g);
+  SeSource src;
+  DPUEMU_ASSIGN_OR_RETURN(src, MakeSeSource(layer.input, SourceLayout{}, opts.input_sparse,
+                                            layer.op.in_zp));
+  SeGather gather;
+  DPUEMU_ASSIGN_OR_RETURN(gather, PadGather(src, t, opts.input_se_size, excess, PadMode::kConstant));
+  ConvLayer v;
+  v.name = layer.name;
+  v.op = layer.op;
+  v.op.g.h = gather.h;
+  v.op.g.w = gather.w;
+  v.op.g.pad_top -= excess.top;
+  v.op.g.pad_bottom -= excess.bottom;
+  v.op.g.pad_left -= excess.left;
+  v.op.g.pad_right -= excess.right;
+  v.quant = layer.quant;
+  v.weights = layer.weights;
+  StorageOptions o = opts;
+  o.input_se_table = false;
+  return LowerWithGather(v, layer.input, SourceLayout{}, gather, o, t);
+}
+
 StatusOr<DilatedPlan> PlanDilatedConv(const SeSource& src, const Target& t, int64_t se_size,
                                       const ConvGeometry& g, int64_t dilation_y,
                                       int64_t dilation_x) {
@@ -656,11 +752,12 @@ StatusOr<DilatedPlan> PlanDilatedConv(const SeSource& src, const Target& t, int6
     sub_stride = stride / common;
     for (int64_t p = 0; p < std::min(step, out); ++p) {
       AxisPhase ph{p, (out - p + step - 1) / step, p * stride - pad_begin, {}};
-      // Sub-grid index m is padded index p * stride + dilation * m; padding reads as zero.
+      // Sub-grid index m is padded index p * stride + dilation * m; padding reads as zero and
+      // addresses the nearest border pixel, as constant padding does.
       ph.idx.resize(static_cast<size_t>((ph.outs - 1) * sub_stride + k));
       for (size_t m = 0; m < ph.idx.size(); ++m) {
         const int64_t i = ph.src0 + dilation * static_cast<int64_t>(m);
-        ph.idx[m] = i >= 0 && i < n ? i : -1;
+        ph.idx[m] = i >= 0 && i < n ? i : InsertedZero(Clamp(i, n));
       }
       phases.push_back(std::move(ph));
     }

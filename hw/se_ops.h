@@ -4,8 +4,9 @@
 // Each generator maps a source tensor [H, W, C] (stored NHWC in CMX, its rows possibly split
 // across tiles) to a virtual tensor [H', W', C]. Every virtual pixel either reads a source pixel
 // (one SE pointer per se_size channels, DATA_PTR/BASE_PTR via EncodeSePointer) or is an inserted
-// zero: its map bits are 0, so it reads as the zero point (its pointers still point at a valid
-// source SE, as the hardware bounds-checks every pointer). The virtual map is in the activation
+// zero: its map bits are 0, so it reads as the zero point (its pointers address the source pixel
+// the compiler's SE attributes pick: the one before an inserted zero, the nearest border pixel of
+// constant padding; VPU/IR/se_attributes.cpp backInferInputCoord). The virtual map is in the activation
 // map format of hw/formats.h; where a virtual pixel reads a sparse source pixel it copies the
 // source's bits, because the source's SE slot packs only the present elements. The gather
 // definition itself is GatherActivations (hw/formats.h).
@@ -144,6 +145,23 @@ StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGat
 StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& source,
                                   const SourceLayout& layout, const SeGather& gather,
                                   const StorageOptions& opts, const Target& t);
+
+// The DpuTask of `layer` as the compiler lowers a convolution whose pads exceed kernel / 2
+// (IE/transforms/passes/handle_large_pads.cpp keeps kernel / 2 in the DPU and moves the excess
+// into the input as zero rows and columns): LowerLayer when every pad is within kernel / 2;
+// otherwise the DPU pads kernel / 2 and reads the excess as constant padding through an SE
+// pointer table over the input (PadGather; the input is then in sparse storage). Other limits of
+// ValidateInvocation (C, K <= 8192) are refused with the rule.
+bool NeedsPadGather(const ConvGeometry& g);
+// The excess of each pad over kernel / 2 (all 0 when !NeedsPadGather).
+Pads ExcessPads(const ConvGeometry& g);
+// `g` with a constant border around its virtual tensor: `pads` rows and columns of inserted zeros
+// (map bits 0) whose pointers repeat those of the nearest virtual pixel, as SEPaddingAttr's
+// constant padding addresses the nearest pixel. Used to lower an SE layer whose own pads exceed
+// kernel / 2.
+StatusOr<SeGather> PadVirtual(const SeGather& g, const Pads& pads);
+StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
+                                   const Target& t);
 
 // ---- Dilated convolution ----
 // out[oy][ox] = sum over (ky, kx, c) of xp[oy * stride_y + ky * dilation_y][ox * stride_x +

@@ -20,7 +20,9 @@ const Target kNPU37XX = {
     /*cmx_bytes_per_tile=*/1936 * 1024,
     /*macs_per_cycle=*/2048, /*clock_mhz=*/1300.0,
     /*cmx_granularity=*/16,
-    /*se_size_max=*/8192, /*se_size_power_of_two=*/true,
+    // se_z_split cannot encode 8192 (VPUMI37XX runtime_dpu_parser_imports.cpp.inc calc_se_size
+    // refuses it), so 4096 is the largest power of two.
+    /*se_size_max=*/4096, /*se_size_power_of_two=*/true,
     /*sok_sparse_output_pow2=*/true,
     /*soh_row_multiple_dense=*/4, /*soh_row_multiple_sparse=*/8,
     /*sok_min_channels_per_tile=*/16,
@@ -58,6 +60,11 @@ StatusOr<const Target*> TargetByName(const std::string& name) {
 
 Status CheckSeSize(const Target& t, int64_t se_size, const std::string& field) {
   const std::string where = field + " = " + std::to_string(se_size) + " on " + t.name + ": ";
+  if (se_size % 16 == 0 && se_size > t.se_size_max && se_size <= 8192) {
+    return InvalidArgument(where + "the largest storage-element size is " +
+                           std::to_string(t.se_size_max) + " (the se_z_split register cannot " +
+                           "encode 8192: VPUMI37XX calc_se_size)");
+  }
   if (se_size < 16 || se_size % 16 != 0 || se_size > t.se_size_max) {
     return InvalidArgument(where + "a storage-element size must be a multiple of 16 in [16, " +
                            std::to_string(t.se_size_max) + "]");
@@ -66,6 +73,21 @@ Status CheckSeSize(const Target& t, int64_t se_size, const std::string& field) {
     return InvalidArgument(where + "this target needs a power-of-two storage-element size");
   }
   return OkStatus();
+}
+
+Status CheckInputSeSize(const Target& t, int64_t se_size, DType in_dtype, int64_t c,
+                        bool dense_se, const std::string& field) {
+  DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, se_size, field));
+  if (dense_se && IsSeErratum(in_dtype, c, se_size)) {
+    return InvalidArgument(field + " = 4096 on " + t.name + ": fp16/bf16 sparse input with IC = " +
+                           "8192 cannot use SE size 4096 (IDU erratum E#102555, " +
+                           "sparsity_constraint.cpp areChannelsFitForSESize)");
+  }
+  return OkStatus();
+}
+
+bool IsSeErratum(DType in_dtype, int64_t c, int64_t se_size) {
+  return (in_dtype == DType::kFP16 || in_dtype == DType::kBF16) && c == 8192 && se_size == 4096;
 }
 
 bool Supports(const std::vector<DType>& list, DType t) {

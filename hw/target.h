@@ -43,6 +43,12 @@ const std::vector<const Target*>& AllTargets();
 
 // Checks a storage-element size against the target's rule; the message names `field`.
 Status CheckSeSize(const Target& t, int64_t se_size, const std::string& field);
+// An input SE size: CheckSeSize, and for sparse input read without an SE table (dense_se, the
+// IDU's DENSE_SE = 1) the erratum E#102555 of both targets: fp16/bf16 input with IC = 8192 cannot
+// use SE size 4096 (NPU37XX/NPU40XX sparsity_constraint.cpp areChannelsFitForSESize).
+Status CheckInputSeSize(const Target& t, int64_t se_size, DType in_dtype, int64_t c, bool dense_se,
+                        const std::string& field);
+bool IsSeErratum(DType in_dtype, int64_t c, int64_t se_size);
 // Whether the target supports the type as activations, weights, output.
 bool Supports(const std::vector<DType>& list, DType t);
 

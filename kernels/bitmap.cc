@@ -105,10 +105,13 @@ inline int64_t CompressScalar(const uint8_t* src, const uint8_t* map, int64_t bi
   return dst - start;
 }
 
-// Sets bit j of the zeroed `map` for each of the `count` elements that is not the zero point.
-inline void MapScalar(const uint8_t* src, DType dtype, int64_t count, int32_t zp, uint8_t* map) {
+// Sets bit j of the zeroed `map` for each of the `count` elements that is not the zero point
+// (IsZeroPoint; IsWeightZero for weights).
+inline void MapScalar(const uint8_t* src, DType dtype, int64_t count, int32_t zp, uint8_t* map,
+                      bool weights = false) {
   for (int64_t j = 0; j < count; ++j) {
-    if (!IsZeroPoint(dtype, src, j, zp)) map[j >> 3] |= static_cast<uint8_t>(1u << (j & 7));
+    const bool absent = weights ? IsWeightZero(dtype, src, j, zp) : IsZeroPoint(dtype, src, j, zp);
+    if (!absent) map[j >> 3] |= static_cast<uint8_t>(1u << (j & 7));
   }
 }
 
@@ -307,30 +310,33 @@ HWY_INLINE int64_t CompressRun(const uint8_t* src, const uint8_t* src_end, const
 }
 
 // Stores the map bits of block v at out (16 / kEb bits): present = differs from the zero point
-// (1-byte elements: zp; 2-byte: bit pattern 0, as IsZeroPoint defines it).
-template <int kEb>
+// (1-byte elements: zp; 2-byte: bit pattern 0, as IsZeroPoint defines it; kByValue, for weights:
+// +-0.0 both absent, as IsWeightZero defines it).
+template <int kEb, bool kByValue = false>
 HWY_INLINE void StoreMapBits(V v, uint8_t zp, uint8_t* out) {
   const D d;
   if (kEb == 1) {
     hn::StoreMaskBits(d, hn::Ne(v, hn::Set(d, zp)), out);
   } else {
     const hn::Full128<uint16_t> d16;
-    hn::StoreMaskBits(d16, hn::Ne(hn::BitCast(d16, v), hn::Zero(d16)), out);
+    auto bits = hn::BitCast(d16, v);
+    if (kByValue) bits = hn::And(bits, hn::Set(d16, uint16_t{0x7FFF}));
+    hn::StoreMaskBits(d16, hn::Ne(bits, hn::Zero(d16)), out);
   }
 }
 
 // Writes the map of the `count` elements of src to the byte-aligned map (bits past count 0).
-template <int kEb>
+template <int kEb, bool kByValue = false>
 HWY_INLINE void MakeMap(const uint8_t* src, int64_t count, uint8_t zp, uint8_t* map) {
   constexpr int64_t kLanes = 16 / kEb;
   int64_t j = 0;
   for (; j + kLanes <= count; j += kLanes, src += 16) {
-    StoreMapBits<kEb>(hn::LoadU(D(), src), zp, map + j / 8);
+    StoreMapBits<kEb, kByValue>(hn::LoadU(D(), src), zp, map + j / 8);
   }
   if (j < count) {
     const int64_t rest = count - j;
     uint8_t bits[2] = {0, 0};
-    StoreMapBits<kEb>(LoadBlock(src, src + rest * kEb), zp, bits);
+    StoreMapBits<kEb, kByValue>(LoadBlock(src, src + rest * kEb), zp, bits);
     const uint32_t w = (bits[0] | uint32_t{bits[1]} << 8) & ((1u << rest) - 1);
     map[j >> 3] = static_cast<uint8_t>(w);
     if (rest > 8) map[(j >> 3) + 1] = static_cast<uint8_t>(w >> 8);
@@ -354,6 +360,9 @@ struct ScalarKernels {
   void MakeMap(const uint8_t* src, int64_t count, uint8_t* map) const {
     MapScalar(src, dtype, count, zp, map);
   }
+  void MakeWeightMap(const uint8_t* src, int64_t count, uint8_t* map) const {
+    MapScalar(src, dtype, count, zp, map, /*weights=*/true);
+  }
   int64_t Compress(const uint8_t* src, const uint8_t*, const uint8_t* map, const uint8_t*,
                    int64_t bit0, int64_t count, uint8_t* dst) const {
     return CompressScalar(src, map, bit0, count, eb(), dst);
@@ -372,6 +381,9 @@ struct VectorKernels {
   }
   HWY_INLINE void MakeMap(const uint8_t* src, int64_t count, uint8_t* map) const {
     dpuemu::HWY_NAMESPACE::MakeMap<kEb>(src, count, zp, map);
+  }
+  HWY_INLINE void MakeWeightMap(const uint8_t* src, int64_t count, uint8_t* map) const {
+    dpuemu::HWY_NAMESPACE::MakeMap<kEb, /*kByValue=*/true>(src, count, zp, map);
   }
   HWY_INLINE int64_t Compress(const uint8_t* src, const uint8_t* src_end, const uint8_t* map,
                               const uint8_t* map_end, int64_t bit0, int64_t count,

@@ -107,17 +107,24 @@ struct Vbmi2Kernels {
   }
 
   // The byte-aligned map of the `count` elements of src (present = not the absent value: the
-  // zero point for 1-byte elements, bit pattern 0 for 2-byte ones, as IsZeroPoint defines it).
+  // zero point for 1-byte elements, bit pattern 0 for 2-byte ones, as IsZeroPoint defines it;
+  // kByValue, for weights: +-0.0 both absent, as IsWeightZero defines it for fp16/bf16).
+  template <bool kByValue = false>
   DPUEMU_VBMI2_INLINE void MakeMap(const uint8_t* src, int64_t count, uint8_t* map) const {
     const __m512i absent = _mm512_set1_epi8(static_cast<char>(kEb == 1 ? zp : 0));
+    const __m512i magnitude = _mm512_set1_epi16(0x7FFF);
     for (int64_t j = 0; j < count; j += kLanes, src += 64) {
       const int64_t n = count - j < kLanes ? count - j : kLanes;
-      const __m512i v = LoadN(src, n * kEb);
+      __m512i v = LoadN(src, n * kEb);
+      if (kEb == 2 && kByValue) v = _mm512_and_si512(v, magnitude);
       const uint64_t bits = (kEb == 1 ? _mm512_cmpneq_epi8_mask(v, absent)
                                       : uint64_t{_mm512_cmpneq_epi16_mask(v, absent)}) &
                             LowMask(n);
       std::memcpy(map + j / 8, &bits, static_cast<size_t>((n + 7) / 8));
     }
+  }
+  DPUEMU_VBMI2_INLINE void MakeWeightMap(const uint8_t* src, int64_t count, uint8_t* map) const {
+    MakeMap</*kByValue=*/true>(src, count, map);
   }
 
   // Packs the elements of src[0, count) whose map bit bit0 + j is set to dst; returns the bytes

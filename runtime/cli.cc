@@ -1,7 +1,7 @@
 // dpuemu: the command line for hardware teams (README.md, "The dpuemu CLI").
-//   dpuemu plan SPEC.json|DIR [--json]
+//   dpuemu plan SPEC.json|DIR [--json] [--split-rule R]
 //   dpuemu run  SPEC.json|DIR --out OUT [--threads N] [--reference] [--kernel K] [--explain]
-//                                       [--repeat N] [--golden layer|tiles]
+//                                       [--repeat N] [--golden layer|tiles] [--split-rule R]
 // Exit status: 0 ok, 2 usage or spec errors (bad flags, spec, tensor file, or a layer the planner
 // refuses), 1 when running or writing the results fails.
 #include <unistd.h>
@@ -41,6 +41,7 @@ struct Flags {
   bool explain = false;
   int repeat = 1;
   std::string golden = "layer";  // layer: the whole layer as one task; tiles: per tile (golden.h)
+  std::string split_rule;  // empty: the spec's
 };
 
 // A failed step: the exit status it calls for and the message.
@@ -137,9 +138,12 @@ struct Planned {
   std::vector<Plan> plans;
 };
 
-StatusOr<Planned> LoadAndPlan(const std::string& path) {
+StatusOr<Planned> LoadAndPlan(const std::string& path, const Flags& f) {
   Planned p;
   DPUEMU_ASSIGN_OR_RETURN(p.spec, LoadSpec(path));
+  if (!f.split_rule.empty()) {
+    DPUEMU_ASSIGN_OR_RETURN(p.spec.plan.split_rule, ParseSplitRule(f.split_rule));
+  }
   DPUEMU_ASSIGN_OR_RETURN(p.plans, PlanSpec(p.spec));
   return p;
 }
@@ -154,7 +158,7 @@ int PlanCommand(const Flags& f) {
   nlohmann::json all = nlohmann::json::object();
   int exit = 0;
   for (const std::string& path : specs->files) {
-    StatusOr<Planned> p = LoadAndPlan(path);
+    StatusOr<Planned> p = LoadAndPlan(path, f);
     if (!p.ok()) {
       PrintError(p.status());
       exit = kExitUsage;
@@ -205,7 +209,7 @@ Status WriteText(const std::string& path, const std::string& text) {
 // Runs one spec into `out_dir`: output.npy, plan.json and the golden set.
 Failure RunOne(const std::string& path, const std::string& out_dir, const Flags& f,
                Progress& progress) {
-  StatusOr<Planned> planned = LoadAndPlan(path);
+  StatusOr<Planned> planned = LoadAndPlan(path, f);
   if (!planned.ok()) return {kExitUsage, planned.status()};
   const Spec& spec = planned->spec;
   const std::vector<Plan>& plans = planned->plans;
@@ -351,6 +355,12 @@ int Main(int argc, char** argv) {
                   "golden set: layer (the whole layer as one DPU task, default) or tiles (every "
                   "tile's CMX image and its workloads' variants)")
       ->check(CLI::IsMember({"layer", "tiles"}));
+  for (CLI::App* sub : {plan, run}) {
+    sub->add_option("--split-rule", f.split_rule,
+                    "SOK / workload tiling with sparse output: auto|seed|compiler "
+                    "(default: the spec's split_rule)")
+        ->check(CLI::IsMember({"auto", "seed", "compiler"}));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

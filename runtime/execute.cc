@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "hw/dpu_task.h"
+#include "hw/se_ops.h"
 #include "kernels/ref/zmconv_ref.h"
 
 namespace dpuemu {
@@ -117,7 +118,8 @@ StatusOr<DpuTask> LowerSlice(const ConvLayer& layer, const StorageOptions& stora
                              const Target& target) {
   DPUEMU_ASSIGN_OR_RETURN(const ConvLayer slice,
                           SliceLayer(layer, k_begin, k_end, calc_begin, calc_end));
-  return LowerLayer(slice, storage, target);
+  // Pads beyond kernel / 2 are read through an SE pad gather, as one DPU invocation needs.
+  return LowerLayerForDpu(slice, storage, target);
 }
 
 struct PreparedLayer::Impl {

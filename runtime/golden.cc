@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "hw/dpu_task.h"
+#include "hw/se_ops.h"
 #include "hw/formats.h"
 #include "kernels/ref/zmconv_ref.h"
 #include "runtime/execute.h"
@@ -172,7 +173,9 @@ StatusOr<GoldenSet> MakeGoldenSet(const ConvLayer& layer, const Plan& plan, cons
   storage.input_se_size = plan.input_se_size;
   storage.output_sparse = plan.options.output_sparse;
   storage.output_se_size = plan.options.output_se_size;
-  DPUEMU_ASSIGN_OR_RETURN(DpuTask task, LowerLayer(layer, storage, target));
+  // The task the DPU runs: pads beyond kernel / 2 read through an SE pad gather.
+  DPUEMU_ASSIGN_OR_RETURN(DpuTask task, LowerLayerForDpu(layer, storage, target));
+  const ConvGeometry& vg = task.op.g;  // the virtual input the table gathers, when there is one
   DPUEMU_ASSIGN_OR_RETURN(DpuOutput out, StoreOutput(task, output));
 
   GoldenSet set;
@@ -185,7 +188,8 @@ StatusOr<GoldenSet> MakeGoldenSet(const ConvLayer& layer, const Plan& plan, cons
             "u8", kActivationMapFormat);
   }
   if (!task.se_table.empty()) {
-    AddFile(set, "se_table.bin", LittleEndian(task.se_table), {g.h, g.w, g.c / task.input_se_size},
+    AddFile(set, "se_table.bin", LittleEndian(task.se_table),
+            {vg.h, vg.w, vg.c / task.input_se_size},
             "i32", kSeTableFormat);
   }
   AddOutputFiles(set, out, op, "");

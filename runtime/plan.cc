@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <numeric>
 #include <type_traits>
 #include <utility>
 
@@ -84,22 +85,8 @@ int64_t WindowSum(int64_t n, int64_t grain, int64_t stride, int64_t kernel) {
   return n * stride + CeilDiv(n, grain) * (kernel - stride);
 }
 
-ModeCost ChooseMode(const ConvOp& op, int64_t rows, int64_t cols, int64_t channels) {
-  const ConvGeometry& g = op.g;
-  const int64_t grains_per_pixel = g.c * DTypeBytes(op.in_dtype) / 16;  // C is 16-aligned
-  ModeCost best{MpeMode::kCuboid16x16, -1, -1};
-  for (const Grain& gr : kGrains) {
-    const int64_t k_passes = CeilDiv(channels, gr.k);
-    const ModeCost c{gr.mode, CeilDiv(cols, gr.w) * CeilDiv(rows, gr.h) * k_passes,
-                     k_passes * WindowSum(rows, gr.h, g.stride_y, g.ky) *
-                         WindowSum(cols, gr.w, g.stride_x, g.kx) * grains_per_pixel};
-    if (best.cuboids < 0 || c.cuboids < best.cuboids ||
-        (c.cuboids == best.cuboids && c.reads < best.reads)) {
-      best = c;
-    }
-  }
-  return best;
-}
+// The cuboids and input reads of covering rows x cols x channels outputs in mode `m`.
+ModeCost CostIn(const ConvOp& op, MpeMode m, int64_t rows, int64_t cols, int64_t channels);
 
 const Grain& GrainOf(MpeMode m) {
   for (const Grain& g : kGrains) {
@@ -108,11 +95,29 @@ const Grain& GrainOf(MpeMode m) {
   return kGrains[0];
 }
 
+ModeCost CostIn(const ConvOp& op, MpeMode m, int64_t rows, int64_t cols, int64_t channels) {
+  const ConvGeometry& g = op.g;
+  const Grain& gr = GrainOf(m);
+  const int64_t grains_per_pixel = g.c * DTypeBytes(op.in_dtype) / 16;  // C is 16-aligned
+  const int64_t k_passes = CeilDiv(channels, gr.k);
+  return {m, CeilDiv(cols, gr.w) * CeilDiv(rows, gr.h) * k_passes,
+          k_passes * WindowSum(rows, gr.h, g.stride_y, g.ky) *
+              WindowSum(cols, gr.w, g.stride_x, g.kx) * grains_per_pixel};
+}
+
 // ---- Splits ----
 
 struct TileRange {
   int64_t k_begin, k_end, row_begin, row_end;
+  // Channel counts of the tile's workloads, in order (empty: one workload over [k_begin, k_end)).
+  std::vector<int64_t> wl_channels = {};
 };
+
+std::string List(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + Str(v[i]);
+  return s + "]";
+}
 
 // A split the planner considered: its ranges, or why the target's rules forbid it.
 struct Candidate {
@@ -121,12 +126,32 @@ struct Candidate {
   std::vector<TileRange> ranges;
   int64_t k_padded = 0;
   std::vector<std::string> notes;
+  SplitRule rule = SplitRule::kCompiler;  // the tiling rule for sparse output
+  bool output_dense = false;  // the compiler's rule removed the output sparsity
+  // NPU37XX SOH: the input rows each tile's CMX segment holds (the compiler's SEGMENTED input).
+  std::vector<std::pair<int64_t, int64_t>> in_segments;
   // Filled in by Planner::Build.
   std::vector<TilePlan> tiles;
   std::vector<Workload> workloads;
   int64_t cycles = 0;     // slowest tile
   int64_t cmx_total = 0;  // bytes over all tiles
   std::string cmx_problem;  // non-empty: a tile does not fit CMX
+  std::string rule_reason;  // how split_rule chose this tiling
+  // Tile channels and the workloads' channels, e.g. "K per tile [256, 256], 1 workload per tile
+  // row band, slowest tile 3,136 cycles".
+  std::string Tiling() const {
+    std::vector<int64_t> k;
+    for (const TileRange& r : ranges) k.push_back(r.k_end - r.k_begin);
+    std::string wl;
+    for (const TileRange& r : ranges) {
+      if (!r.wl_channels.empty()) {
+        wl = ", workloads " + List(r.wl_channels) + " on tile " + Str(&r - ranges.data());
+        break;
+      }
+    }
+    return "tiling K per tile " + List(k) + wl + (output_dense ? ", output sparsity removed" : "") +
+           (why_not.empty() ? ", slowest tile " + Commas(cycles) + " cycles" : std::string());
+  }
   std::string Summary() const {
     return std::string(SplitStrategyName(split)) + " over " + Tiles(ranges.size()) +
            " (slowest tile " + Commas(cycles) + " cycles, " + Commas(cmx_total) +
@@ -150,18 +175,26 @@ void SplitChannels(Candidate* c, int64_t per, int64_t k_padded, int64_t out_h) {
   }
 }
 
-Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_sparse) {
+// Ranges from consecutive segment sizes along K or the output rows.
+void AddSegments(Candidate* c, const std::vector<int64_t>& seg, bool over_k, const ConvGeometry& g) {
+  int64_t at = 0;
+  for (int64_t n : seg) {
+    c->ranges.push_back(over_k ? TileRange{at, at + n, 0, g.out_h()}
+                               : TileRange{0, g.k, at, at + n});
+    at += n;
+  }
+}
+
+// The seed's SOK (the seed notes; sparse output only): NPU37XX equal power-of-two splits, K padded;
+// NPU40XX equal multiples of 16, fewer tiles or K padded, whichever gives the smaller split.
+Candidate SeedSparseSok(const ConvGeometry& g, const Target& t, int n) {
   Candidate c;
   c.split = SplitStrategy::kSok;
+  c.rule = SplitRule::kSeed;
   const int64_t k = g.k;
   const int64_t min = t.sok_min_channels_per_tile;
   const std::string kstr = "K=" + Str(k);
-  if (n < 2 || k < 2 * min) {
-    c.why_not = "SOK needs at least 2 tiles of >= " + Str(min) + " output channels (" + kstr +
-                ", " + Str(n) + " tiles)";
-    return c;
-  }
-  if (output_sparse && t.sok_sparse_output_pow2) {
+  if (t.sok_sparse_output_pow2) {
     const int64_t per = std::max(min, NextPow2(CeilDiv(k, n)));
     const int64_t used = CeilDiv(k, per);
     if (used < 2) {
@@ -173,7 +206,7 @@ Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_
     if (c.k_padded != k) {
       c.notes.push_back(kstr + " padded to " + Str(c.k_padded) + " with zero-weight channels: " +
                         t.name + " SOK with sparse output needs equal power-of-two splits (" +
-                        Str(used) + " x " + Str(per) + ")");
+                        Str(used) + " x " + Str(per) + "; seed rule)");
     }
     return c;
   }
@@ -181,85 +214,164 @@ Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_
     SplitChannels(&c, k / n, k, g.out_h());
     return c;
   }
-  if (output_sparse) {
-    // Equal splits in multiples of 16: fewer tiles, or pad K; the smaller split is faster.
-    int64_t fewer = 0;
-    for (int64_t m = n - 1; m >= 2 && fewer == 0; --m) {
-      if (k % (min * m) == 0) fewer = m;
-    }
-    const int64_t padded = AlignUp(k, min * n);
-    const std::string rule = std::string(t.name) + " SOK with sparse output needs equal splits " +
-                             "in multiples of " + Str(min) + ": " + kstr +
-                             " is not a multiple of " + Str(n) + " x " + Str(min);
-    if (fewer != 0 && k / fewer <= padded / n) {
-      SplitChannels(&c, k / fewer, k, g.out_h());
-      c.notes.push_back(rule + "; using " + Str(fewer) + " of " + Str(n) + " tiles (" +
-                        Str(fewer) + " x " + Str(k / fewer) + "; padding K to " + Str(padded) +
-                        " would give " + Str(padded / n) + " per tile)");
-    } else {
-      SplitChannels(&c, padded / n, padded, g.out_h());
-      c.notes.push_back(
-          rule + "; " + kstr + " padded to " + Str(padded) + " with zero-weight channels (" +
-          Str(n) + " x " + Str(padded / n) +
-          (fewer != 0 ? "; " + Str(fewer) + " tiles would need " + Str(k / fewer) + " per tile"
-                      : std::string("; no smaller tile count divides it")) +
-          ")");
-    }
-    return c;
+  int64_t fewer = 0;
+  for (int64_t m = n - 1; m >= 2 && fewer == 0; --m) {
+    if (k % (min * m) == 0) fewer = m;
   }
-  // The compiler's segments: the first N-1 equal and 16-aligned, the last no larger.
-  const int64_t per = AlignUp(CeilDiv(k, n), min);
-  const int64_t used = CeilDiv(k, per);
-  if (used < 2) {
-    c.why_not = "SOK: " + kstr + " fills one tile of " + Str(per);
-    return c;
+  const int64_t padded = AlignUp(k, min * n);
+  const std::string rule = std::string(t.name) + " SOK with sparse output needs equal splits " +
+                           "in multiples of " + Str(min) + " (seed rule): " + kstr +
+                           " is not a multiple of " + Str(n) + " x " + Str(min);
+  if (fewer != 0 && k / fewer <= padded / n) {
+    SplitChannels(&c, k / fewer, k, g.out_h());
+    c.notes.push_back(rule + "; using " + Str(fewer) + " of " + Str(n) + " tiles (" + Str(fewer) +
+                      " x " + Str(k / fewer) + "; padding K to " + Str(padded) + " would give " +
+                      Str(padded / n) + " per tile)");
+  } else {
+    SplitChannels(&c, padded / n, padded, g.out_h());
+    c.notes.push_back(
+        rule + "; " + kstr + " padded to " + Str(padded) + " with zero-weight channels (" +
+        Str(n) + " x " + Str(padded / n) +
+        (fewer != 0 ? "; " + Str(fewer) + " tiles would need " + Str(k / fewer) + " per tile"
+                    : std::string("; no smaller tile count divides it")) +
+        ")");
   }
-  SplitChannels(&c, per, k, g.out_h());
-  const int64_t last = k - per * (used - 1);
-  c.notes.push_back(kstr + " is not a multiple of " + Str(n) + " x " + Str(min) + ": " +
-                    Str(used - 1) + " x " + Str(per) + " + " + Str(last) +
-                    " (first tiles equal and 16-aligned, the last no larger)" +
-                    (used < n ? "; only " + Str(used) + " of " + Str(n) + " tiles get channels"
-                              : std::string()));
   return c;
 }
 
-Candidate SplitOverH(const ConvGeometry& g, const Target& t, int n, bool input_sparse) {
+// The compiler's SOK: getOptimalNumClusters -> SokClusters, then splitSegmentedShape with the
+// channel alignment 16 (uniform on NPU40XX; for sparse output getUniformDistributedSegments tries
+// the first-equal segments first and shouldRemoveOutputSparsity drops the sparsity otherwise).
+Candidate CompilerSok(const ConvGeometry& g, const Target& t, int n, bool output_sparse) {
+  Candidate c;
+  c.split = SplitStrategy::kSok;
+  c.rule = SplitRule::kCompiler;
+  c.k_padded = g.k;
+  const bool uniform = t.id != TargetId::kNPU37XX;  // isUniformDistributedSegmentsSupported
+  const int64_t used = SokClusters(g.k, n, uniform);
+  if (used < 2) {
+    c.why_not = "SOK: K=" + Str(g.k) + " fills one cluster of 16-aligned channels " +
+                "(getNumberOfClustersForSOKToAvoidAlignment)";
+    return c;
+  }
+  bool seg_uniform = uniform;
+  if (output_sparse && uniform) {
+    if (SegmentSizes(g.k, used, 16, false).ok()) {
+      seg_uniform = false;
+    } else {
+      c.output_dense = true;
+      c.notes.push_back("output sparsity removed: K=" + Str(g.k) + " over " + Str(used) +
+                        " tiles has no first-equal 16-aligned segments, so the compiler uses " +
+                        "uniform segments and removes the SOK output sparsity " +
+                        "(getUniformDistributedSegments, shouldRemoveOutputSparsity in " +
+                        "VPU/utils/sparsity_utils.cpp; compiler rule)");
+    }
+  }
+  StatusOr<std::vector<int64_t>> seg = SegmentSizes(g.k, used, 16, seg_uniform);
+  if (!seg.ok()) {
+    c.why_not = seg.status().message();
+    return c;
+  }
+  AddSegments(&c, *seg, /*over_k=*/true, g);
+  if (used < n || (*seg)[0] != seg->back()) {
+    c.notes.push_back("K=" + Str(g.k) + " over " + Str(used) + " of " + Str(n) + " tiles: " +
+                      List(*seg) + " (" + (seg_uniform ? "uniform" : "first tiles equal and 16-aligned, the last the remainder") +
+                      "; splitSegmentedShape, getNumberOfClustersForSOKToAvoidAlignment)");
+  }
+  return c;
+}
+
+Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_sparse,
+                     SplitRule rule) {
+  const int64_t min = t.sok_min_channels_per_tile;
+  if (n < 2 || g.k < 2 * min) {
+    Candidate c;
+    c.split = SplitStrategy::kSok;
+    c.rule = rule;
+    c.why_not = "SOK needs at least 2 tiles of >= " + Str(min) + " output channels (K=" +
+                Str(g.k) + ", " + Str(n) + " tiles)";
+    return c;
+  }
+  return output_sparse && rule == SplitRule::kSeed ? SeedSparseSok(g, t, n)
+                                                   : CompilerSok(g, t, n, output_sparse);
+}
+
+// SOH as the compiler segments it: output rows by splitSegmentedShape over the clusters
+// getNumberOfClustersForSpatialDim allows (first equal on NPU37XX, uniform on NPU40XX). NPU37XX
+// also needs isSOHSupportedByDPU on the INPUT (distributed_tensor_utils.cpp): rows per cluster
+// alignUp(ceil(IH / n), getSOHPerClusterHeightAlignment(IW, sparse)) must leave the last
+// cluster rows; the input is then segmented with getSOHMinimalHeightAlignment (IW x rows a
+// multiple of 4, dense, or 8, sparse: VPU_SEGMENT_SIZE_DENSE / _SPARSE).
+// `input_sparse`: a map or an SE table (isSOHSupportedByDPU counts both as sparse); `data_h`: the
+// rows of the data the table points into (the source with SE pointers).
+Candidate SplitOverH(const ConvGeometry& g, const Target& t, int n, bool input_sparse,
+                     int64_t data_h) {
   Candidate c;
   c.split = SplitStrategy::kSoh;
   c.k_padded = g.k;
-  const int64_t oh = g.out_h(), ow = g.out_w();
+  const int64_t oh = g.out_h();
   if (n < 2 || oh < 2) {
     c.why_not = "SOH needs at least 2 tiles with an output row each (OH=" + Str(oh) + ", " +
                 Str(n) + " tiles)";
     return c;
   }
-  int64_t per = CeilDiv(oh, n);
-  const int multiple = input_sparse ? t.soh_row_multiple_sparse : t.soh_row_multiple_dense;
-  std::string rule;
-  if (multiple > 0) {
-    // The smallest power-of-two row alignment that makes OW x rows a multiple of the rule's.
-    int64_t align = 1;
-    while (ow * AlignUp(per, align) % multiple != 0) align *= 2;
-    rule = std::string(t.name) + " SOH needs OW x rows-per-tile a multiple of " + Str(multiple) +
-           " (" + (input_sparse ? "sparse" : "dense") + " input): OW=" + Str(ow);
-    if (AlignUp(per, align) != per) {
-      per = AlignUp(per, align);
-      rule += " -> " + Str(per) + " rows per tile";
-    }
-  }
-  const int64_t used = CeilDiv(oh, per);
-  if (used < 2) {
-    c.why_not = rule + ", which leaves no rows for a second tile (OH=" + Str(oh) + ")";
+  const bool uniform = t.id != TargetId::kNPU37XX;
+  int64_t used = n;  // getNumberOfClustersForSpatialDim
+  while (used > 1 && !(uniform ? oh / used > 0 : oh - (used - 1) * CeilDiv(oh, used) > 0)) --used;
+  if (input_sparse && data_h < used) {  // isSOHSupportedByDPU, both targets
+    c.why_not = "SOH: the input data has " + Str(data_h) + " rows for " + Str(used) +
+                " tiles (isSOHSupportedByDPU: fewer data rows than clusters)";
     return c;
   }
-  for (int64_t r = 0; r < oh; r += per) c.ranges.push_back({0, g.k, r, std::min(r + per, oh)});
-  if (per != CeilDiv(oh, n)) {
-    c.notes.push_back(rule + " (last tile " + Str(oh - per * (used - 1)) + ")");
+  const int multiple = input_sparse ? t.soh_row_multiple_sparse : t.soh_row_multiple_dense;
+  if (multiple > 0) {
+    const int64_t ih = g.h, iw = g.w;
+    // getSOHPerClusterHeightAlignment: multiple / the largest power of two <= multiple dividing IW.
+    int64_t wa = multiple;
+    while (wa > 1 && iw % wa != 0) wa /= 2;
+    const int64_t align = multiple / wa;
+    const int64_t per = AlignUp(CeilDiv(ih, used), align);
+    const std::string rule = std::string(t.name) + " SOH needs IW x input-rows-per-tile a multiple of " +
+                             Str(multiple) + " (" + (input_sparse ? "sparse" : "dense") +
+                             " input; isSOHSupportedByDPU): IW=" + Str(iw) + " -> rows aligned to " +
+                             Str(align) + ", " + Str(per) + " of IH=" + Str(ih) + " per tile";
+    if (ih - per * (used - 1) <= 0) {
+      c.why_not = rule + ", which leaves no input rows for the last tile";
+      return c;
+    }
+    // getSOHMinimalHeightAlignment, applied only when in (1, IH) (getActivationTensorAlignment).
+    int64_t min_align = align;
+    for (int64_t a = 1; a < align; a *= 2) {
+      if (AlignUp(CeilDiv(ih, used), a) * iw % multiple == 0) {
+        min_align = a;
+        break;
+      }
+    }
+    if (min_align <= 1 || min_align >= ih) min_align = 1;
+    StatusOr<std::vector<int64_t>> in_seg = SegmentSizes(ih, used, min_align, false);
+    if (!in_seg.ok()) {
+      c.why_not = rule + ": " + in_seg.status().message();
+      return c;
+    }
+    int64_t at = 0;
+    for (int64_t r : *in_seg) {
+      c.in_segments.push_back({at, at + r});
+      at += r;
+    }
+    if (min_align > 1) {
+      c.notes.push_back(rule + ": input segments " + List(*in_seg) +
+                        " (getSOHMinimalHeightAlignment " + Str(min_align) + ")");
+    }
   }
+  StatusOr<std::vector<int64_t>> seg = SegmentSizes(oh, used, 1, uniform);
+  if (!seg.ok()) {
+    c.why_not = "SOH: " + seg.status().message();
+    return c;
+  }
+  AddSegments(&c, *seg, /*over_k=*/false, g);
   if (used < n) {
-    c.notes.push_back("OH=" + Str(oh) + " rows in blocks of " + Str(per) + " fill " + Str(used) +
-                      " of " + Str(n) + " tiles");
+    c.notes.push_back("OH=" + Str(oh) + " rows fill " + Str(used) + " of " + Str(n) +
+                      " tiles (getNumberOfClustersForSpatialDim)");
   }
   return c;
 }
@@ -274,6 +386,29 @@ class Planner {
 
   // Tiles, workloads, cycles and CMX footprint of a possible candidate.
   void Build(Candidate* c) const {
+    const bool out_sparse = o_.output_sparse && !c->output_dense;
+    if (out_sparse && c->rule == SplitRule::kCompiler) {
+      // correct_nce_workloads: every workload's channels fit an SE (NPU37XX: a power of two).
+      std::vector<int64_t> cluster_k;
+      for (const TileRange& r : c->ranges) cluster_k.push_back(r.k_end - r.k_begin);
+      StatusOr<std::vector<std::vector<int64_t>>> wl = SparseOutputWorkloadChannels(cluster_k, t_);
+      if (!wl.ok()) {
+        c->why_not = wl.status().message();
+        return;
+      }
+      for (size_t i = 0; i < c->ranges.size(); ++i) {
+        if ((*wl)[i].size() > 1) c->ranges[i].wl_channels = (*wl)[i];
+      }
+      for (size_t i = 0; i < c->ranges.size(); ++i) {
+        if ((*wl)[i].size() > 1) {
+          c->notes.push_back("sparse output on " + std::string(t_.name) + ": tile " + Str(i) +
+                             " channels " + Str(cluster_k[i]) + " run as workloads of " +
+                             List((*wl)[i]) + " (correct_nce_workloads.cpp, " +
+                             "WorkloadSplitterBase::correctInvalidWorkload; compiler rule)");
+          break;  // one note: the tiles' pieces differ only in the last
+        }
+      }
+    }
     for (size_t i = 0; i < c->ranges.size(); ++i) {
       const TileRange& r = c->ranges[i];
       TilePlan tp;
@@ -290,6 +425,10 @@ class Planner {
       }
       tp.in_row_begin = win.begin;
       tp.in_row_end = win.end;
+      if (!c->in_segments.empty()) {
+        tp.in_seg_begin = c->in_segments[i].first;
+        tp.in_seg_end = c->in_segments[i].second;
+      }
       const int64_t kc = r.k_end - r.k_begin;
       if (o_.output_se_size != 0 && kc % o_.output_se_size != 0) {
         c->why_not = "output se_size = " + Str(o_.output_se_size) +
@@ -297,7 +436,16 @@ class Planner {
                      Str(kc) + ")";
         return;
       }
-      tp.output_se_size = o_.output_se_size != 0 ? o_.output_se_size : DefaultSeSize(t_, kc);
+      // Channels beyond one invocation run as equal parts (TileWorkloads): the SE size divides each.
+      const int64_t per = InvocationChannels(kc), last = kc - (CeilDiv(kc, per) - 1) * per;
+      if (o_.output_se_size != 0 && (per % o_.output_se_size != 0 || last % o_.output_se_size != 0)) {
+        c->why_not = "output se_size = " + Str(o_.output_se_size) + " must divide every " +
+                     "invocation's channel count (tile " + Str(i) + " runs " + Str(per) +
+                     "-channel invocations)";
+        return;
+      }
+      tp.output_se_size =
+          o_.output_se_size != 0 ? o_.output_se_size : DefaultSeSize(t_, std::gcd(per, last));
       if (o_.se.used()) {
         tp.input_bytes = SourceBytes(win.begin, win.end);
         tp.se_table_bytes = SeTableRowBytes(win.size());
@@ -307,9 +455,23 @@ class Planner {
       }
       tp.weight_bytes = WeightBytes(r.k_begin, r.k_end);
       tp.output_bytes =
-          ActBytes((r.row_end - r.row_begin) * g_.out_w() * kc, op_.out_dtype, o_.output_sparse);
+          ActBytes((r.row_end - r.row_begin) * g_.out_w() * kc, op_.out_dtype, out_sparse);
       // One DPU per tile on both targets: its workloads run one after another.
-      for (const Workload& w : TileWorkloads(tp)) {
+      std::vector<std::pair<int64_t, int64_t>> wl_k;
+      for (int64_t kb = r.k_begin, j = 0; kb < r.k_end; ++j) {
+        const int64_t ke = r.wl_channels.empty() ? r.k_end : kb + r.wl_channels[size_t(j)];
+        if ((ke - kb) % tp.output_se_size != 0) {
+          c->why_not = "output se_size = " + Str(tp.output_se_size) + " must divide every " +
+                       "workload's channel count (tile " + Str(i) + " has a workload of " +
+                       Str(ke - kb) + ")";
+          return;
+        }
+        // A piece beyond one invocation's channels runs as equal parts of at most 8192.
+        const int64_t part = InvocationChannels(ke - kb);
+        for (int64_t pb = kb; pb < ke; pb += part) wl_k.push_back({pb, std::min(pb + part, ke)});
+        kb = ke;
+      }
+      for (const Workload& w : TileWorkloads(&tp, wl_k, out_sparse)) {
         tp.cycles += w.cycles;
         c->workloads.push_back(w);
       }
@@ -382,22 +544,47 @@ class Planner {
     return d;
   }
 
+  // The tile's MPE mode as the compiler picks it: getMpeModeForConv over the output shape of the
+  // tile on NPU37XX (split_nce_ops_onto_workloads.cpp passes the per-cluster shape there) and of
+  // the whole layer on NPU40XX; every workload of the tile runs in it.
+  MpeMode TileMode(const TilePlan& tp, std::string* reason) const {
+    const bool per_tile = t_.id == TargetId::kNPU37XX;
+    const int64_t rows = per_tile ? tp.row_end - tp.row_begin : g_.out_h();
+    const int64_t k = per_tile ? tp.k_end - tp.k_begin : g_.k;
+    const MpeMode m = MpeModeForConv(rows, g_.out_w(), k);
+    *reason = MpeModeReason(rows, g_.out_w(), k) + " over the " +
+              (per_tile ? "tile's" : "layer's") + " output (split_nce_ops_onto_workloads.cpp: " +
+              (per_tile ? "per cluster on NPU37XX" : "whole op on NPU40XX") + ")";
+    return m;
+  }
+
   // The tile's output cut into row bands aligned to the tile's MPE mode.
-  std::vector<Workload> TileWorkloads(const TilePlan& tp) const {
-    const int64_t rows = tp.row_end - tp.row_begin;
-    const int64_t gh = GrainOf(ChooseMode(op_, rows, g_.out_w(), tp.k_end - tp.k_begin).mode).h;
+  // A tile's channels beyond kMaxInvocationChannels run as several invocations (the compiler
+  // tiles K > VPU_DIMENSION_LIMIT, ensure_nce_ops_size_requirements.cpp): equal 16-aligned parts.
+  static int64_t InvocationChannels(int64_t kc) {
+    return AlignUp(CeilDiv(kc, CeilDiv(kc, kMaxInvocationChannels)), 16);
+  }
+  std::vector<Workload> TileWorkloads(TilePlan* tp,
+                                      const std::vector<std::pair<int64_t, int64_t>>& wl_k,
+                                      bool out_sparse) const {
+    const int64_t rows = tp->row_end - tp->row_begin;
+    tp->mpe_mode = TileMode(*tp, &tp->mpe_reason);
+    const int64_t gh = GrainOf(tp->mpe_mode).h;
     const int64_t grains = CeilDiv(rows, gh);
     const int64_t bands = std::min<int64_t>(o_.workloads_per_tile, grains);
     const int64_t band_rows = CeilDiv(grains, bands) * gh;
     std::vector<Workload> out;
-    for (int64_t r = tp.row_begin; r < tp.row_end; r += band_rows) {
-      out.push_back(
-          MakeWorkload(tp.tile, tp.k_begin, tp.k_end, r, std::min(r + band_rows, tp.row_end)));
+    for (int64_t r = tp->row_begin; r < tp->row_end; r += band_rows) {
+      for (const auto& kr : wl_k) {
+        out.push_back(MakeWorkload(tp->tile, tp->mpe_mode, kr.first, kr.second, r,
+                                   std::min(r + band_rows, tp->row_end), out_sparse));
+      }
     }
     return out;
   }
 
-  Workload MakeWorkload(int tile, int64_t kb, int64_t ke, int64_t rb, int64_t re) const {
+  Workload MakeWorkload(int tile, MpeMode mode, int64_t kb, int64_t ke, int64_t rb,
+                        int64_t re, bool out_sparse) const {
     Workload w;
     w.tile = tile;
     w.k_begin = kb;
@@ -413,7 +600,7 @@ class Planner {
     w.in_col_begin = wc.begin;
     w.in_col_end = std::max(wc.begin, wc.end);
     const int64_t rows = re - rb, cols = w.col_end - w.col_begin, kc = ke - kb;
-    const ModeCost mc = ChooseMode(op_, rows, cols, kc);
+    const ModeCost mc = CostIn(op_, mode, rows, cols, kc);
     w.mpe_mode = mc.mode;
     w.cuboids = mc.cuboids;
     w.input_reads = mc.reads;
@@ -428,7 +615,7 @@ class Planner {
                                  : ActBytes(wr.size() * wc.size() * g_.c, op_.in_dtype,
                                             o_.input_sparse);
     w.weight_bytes = WeightBytes(kb, ke);
-    w.output_bytes = ActBytes(rows * cols * kc, op_.out_dtype, o_.output_sparse);
+    w.output_bytes = ActBytes(rows * cols * kc, op_.out_dtype, out_sparse);
     return w;
   }
 
@@ -531,7 +718,9 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
                            ": must be in [1, 1024]");
   }
   if (o.input_se_size != 0) {
-    DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, o.input_se_size, "input se_size"));
+    // Sparse input read without an SE table binds the fp16/bf16 IC = 8192 erratum too.
+    DPUEMU_RETURN_IF_ERROR(CheckInputSeSize(t, o.input_se_size, op.in_dtype, g.c,
+                                            o.input_sparse && !o.se.used(), "input se_size"));
     if (g.c % o.input_se_size != 0) {
       return InvalidArgument("input se_size = " + Str(o.input_se_size) + ": must divide C = " +
                              Str(g.c));
@@ -541,6 +730,14 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
     DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, o.output_se_size, "output se_size"));
   }
   DPUEMU_RETURN_IF_ERROR(CheckPlanSe(g, o, t));
+  // IC beyond one invocation needs partial sums added across invocations, which no dpuemu
+  // operation does (the compiler tiles IC and adds the results).
+  if (g.c > kMaxInvocationChannels) {
+    return InvalidArgument("c (input channels) = " + Str(g.c) + ": one DPU invocation reads at "
+                           "most " + Str(kMaxInvocationChannels) + " (VPU_DIMENSION_LIMIT); the "
+                           "compiler splits IC and adds the partial sums, which dpuemu does not "
+                           "emulate");
+  }
 
   Plan plan;
   plan.layer = name;
@@ -549,7 +746,7 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
   plan.options = o;
   plan.input_se_size = o.se.used()            ? o.se.se_size
                        : o.input_se_size != 0 ? o.input_se_size
-                                              : DefaultSeSize(t, g.c);
+                                              : DefaultSeSize(t, g.c, op.in_dtype);
   DPUEMU_ASSIGN_OR_RETURN(plan.weights, DecideWeightSparsity(op, weights, t, o.heuristic));
   if (input != nullptr && o.input_sparse) {
     int64_t zeros = 0;
@@ -565,23 +762,66 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
     if (c.why_not.empty()) planner.Build(&c);
     return c;
   };
+  auto make = [&](SplitStrategy s, SplitRule r, int tiles) {
+    Candidate c = s == SplitStrategy::kClustering ? Clustering(g, tiles)
+                  : s == SplitStrategy::kSok      ? SplitOverK(g, t, tiles, o.output_sparse, r)
+                                                  : SplitOverH(g, t, tiles, o.input_sparse || o.se.used(),
+                                               o.se.used() ? o.se.source_h : g.h);
+    c.rule = r;
+    return build(std::move(c));
+  };
+  // One strategy under split_rule: with sparse output and auto, the cheaper legal tiling of the
+  // seed's and the compiler's, the other named in the reason.
+  auto pick = [&](SplitStrategy s, int tiles) {
+    if (!o.output_sparse) {
+      Candidate c = make(s, SplitRule::kCompiler, tiles);
+      c.rule_reason = "dense output: the compiler's segments (no sparse-output rule applies)";
+      return c;
+    }
+    if (o.split_rule != SplitRule::kAuto) {
+      Candidate c = make(s, o.split_rule, tiles);
+      c.rule_reason = std::string("split_rule ") + SplitRuleName(o.split_rule) + " (forced): " +
+                      c.Tiling();
+      return c;
+    }
+    Candidate seed = make(s, SplitRule::kSeed, tiles);
+    Candidate comp = make(s, SplitRule::kCompiler, tiles);
+    auto viable = [](const Candidate& c) { return c.why_not.empty() && c.cmx_problem.empty(); };
+    auto lost = [](const Candidate& c) {
+      return std::string(SplitRuleName(c.rule)) + "'s " +
+             (!c.why_not.empty()       ? "not possible: " + c.why_not
+              : !c.cmx_problem.empty() ? "does not fit: " + c.cmx_problem
+                                       : c.Tiling());
+    };
+    // A compiler tiling that drops the requested output sparsity only wins when the seed's
+    // tiling is not possible: auto keeps the storage the user asked for.
+    const bool take_comp =
+        viable(comp) && (!viable(seed) || (!comp.output_dense &&
+                                           (comp.cycles < seed.cycles ||
+                                            (comp.cycles == seed.cycles &&
+                                             comp.cmx_total <= seed.cmx_total))));
+    const bool take_seed = !take_comp && (viable(seed) || comp.why_not.size() > 0);
+    Candidate& won = take_seed ? seed : comp;
+    const Candidate& other = take_seed ? comp : seed;
+    won.rule_reason = std::string("split_rule auto: ") + SplitRuleName(won.rule) + "'s " +
+                      won.Tiling() + (viable(won) && viable(other) ? " beats " : "; ") +
+                      lost(other);
+    return won;
+  };
   Candidate chosen;
   std::string others;  // why the candidates not chosen lost
   const std::string target = std::string(" on ") + t.name;
   if (o.split != SplitStrategy::kAuto) {
-    chosen = build(o.split == SplitStrategy::kClustering ? Clustering(g, n)
-                   : o.split == SplitStrategy::kSok    ? SplitOverK(g, t, n, o.output_sparse)
-                                                       : SplitOverH(g, t, n, o.input_sparse));
+    chosen = pick(o.split, n);
     plan.split_reason =
         o.split == SplitStrategy::kClustering
             ? "clustering (forced): each of the " + Tiles(n) + " computes the whole layer"
             : "forced: " + chosen.Summary();
   } else if (n == 1) {
-    chosen = build(Clustering(g, 1));
+    chosen = pick(SplitStrategy::kClustering, 1);
     plan.split_reason = "1 tile: the whole layer runs on tile 0";
   } else {
-    std::vector<Candidate> cands = {build(SplitOverK(g, t, n, o.output_sparse)),
-                                    build(SplitOverH(g, t, n, o.input_sparse))};
+    std::vector<Candidate> cands = {pick(SplitStrategy::kSok, n), pick(SplitStrategy::kSoh, n)};
     const Candidate* best = nullptr;
     for (const Candidate& c : cands) {
       if (!c.why_not.empty() || !c.cmx_problem.empty()) continue;
@@ -610,7 +850,7 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
     } else if (any_rule_ok) {
       return OutOfRange("cmx: no split of the layer fits" + target + others);
     } else {
-      chosen = build(Clustering(g, 1));
+      chosen = pick(SplitStrategy::kClustering, 1);
       plan.split_reason = "auto: clustering on tile 0 (fallback)" + others;
     }
   }
@@ -624,6 +864,23 @@ StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* i
   plan.tiles_used = static_cast<int>(chosen.ranges.size());
   plan.k_padded = chosen.k_padded;
   plan.notes = std::move(chosen.notes);
+  plan.split_rule = chosen.rule;
+  plan.split_rule_reason = chosen.rule_reason;
+  if (chosen.output_dense) plan.options.output_sparse = false;  // the note says why
+  // Limits of one DPU invocation the runtime lowers (ValidateInvocation), shown in the plan.
+  if (chosen.k_padded > kMaxInvocationChannels) {
+    plan.notes.push_back("K=" + Str(chosen.k_padded) + " > " + Str(kMaxInvocationChannels) +
+                         " (VPU_DIMENSION_LIMIT): a tile's channels run as invocations of at "
+                         "most " + Str(kMaxInvocationChannels) + " (ensure_nce_ops_size_requirements.cpp)");
+  }
+  if (g.pad_top > g.ky / 2 || g.pad_bottom > g.ky / 2 || g.pad_left > g.kx / 2 ||
+      g.pad_right > g.kx / 2) {
+    plan.notes.push_back("pad " + Str(g.pad_top) + "/" + Str(g.pad_bottom) + "/" +
+                         Str(g.pad_left) + "/" + Str(g.pad_right) + " exceeds kernel / 2 = " +
+                         Str(g.ky / 2) + "/" + Str(g.kx / 2) + " (verifyPads): the DPU pads " +
+                         "kernel / 2 and reads the excess as constant padding through an SE "
+                         "pointer table (handle_large_pads.cpp moves it into the input)");
+  }
   plan.tiles = std::move(chosen.tiles);
   plan.workloads = std::move(chosen.workloads);
   plan.cycles = chosen.cycles;
@@ -678,6 +935,120 @@ StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name) {
                          "' (expected auto, clustering, sok or soh)");
 }
 
+const char* SplitRuleName(SplitRule r) {
+  switch (r) {
+    case SplitRule::kAuto: return "auto";
+    case SplitRule::kSeed: return "seed";
+    case SplitRule::kCompiler: return "compiler";
+  }
+  return "?";
+}
+
+StatusOr<SplitRule> ParseSplitRule(const std::string& name) {
+  for (SplitRule r : {SplitRule::kAuto, SplitRule::kSeed, SplitRule::kCompiler}) {
+    if (name == SplitRuleName(r)) return r;
+  }
+  return InvalidArgument("split_rule: unknown rule '" + name + "' (expected auto, seed or compiler)");
+}
+
+StatusOr<std::vector<int64_t>> SegmentSizes(int64_t size, int64_t clusters, int64_t alignment,
+                                            bool uniform) {
+  if (size < 1 || clusters < 1 || alignment < 1) {
+    return InvalidArgument("segments: size " + Str(size) + ", clusters " + Str(clusters) +
+                           ", alignment " + Str(alignment) + ": all must be >= 1");
+  }
+  const std::string what = Str(size) + " over " + Str(clusters) + " clusters (alignment " +
+                           Str(alignment) + ", " + (uniform ? "uniform" : "first equal") + ")";
+  std::vector<int64_t> seg;
+  if (!uniform) {
+    const int64_t per = AlignUp(CeilDiv(size, clusters), alignment);
+    const int64_t last = size - per * (clusters - 1);
+    if (last <= 0) {
+      return InvalidArgument("segments: " + what + ": " + Str(clusters - 1) + " x " + Str(per) +
+                             " leave nothing for the last (splitSegmentedShape)");
+    }
+    seg.assign(static_cast<size_t>(clusters - 1), per);
+    seg.push_back(last);
+    return seg;
+  }
+  const int64_t base = size / clusters / alignment * alignment;
+  const int64_t rest = size - base * clusters;
+  if (base <= 0 || rest % alignment != 0) {
+    return InvalidArgument("segments: " + what + ": no aligned uniform split (splitSegmentedShape)");
+  }
+  for (int64_t i = 0; i < clusters; ++i) seg.push_back(base + (i < rest / alignment ? alignment : 0));
+  return seg;
+}
+
+int64_t SokClusters(int64_t k, int64_t n, bool uniform) {
+  for (int64_t c = n; c >= 1; --c) {
+    if (uniform ? (k / c / 16 * 16 > 0 && (k - k / c / 16 * 16 * c) % 16 == 0)
+                : k - (c - 1) * AlignUp(CeilDiv(k, c), 16) > 0) {
+      return c;
+    }
+  }
+  return 1;
+}
+
+namespace {
+// SparsityConstraint::areChannelsFitForSESize (NPU37XX / NPU40XX impl/sparsity_constraint.cpp).
+bool FitsSe(const Target& t, int64_t c) {
+  return c >= 16 && c <= 8192 && c % 16 == 0 && (!t.se_size_power_of_two || (c & (c - 1)) == 0);
+}
+}  // namespace
+
+StatusOr<std::vector<std::vector<int64_t>>> SparseOutputWorkloadChannels(
+    const std::vector<int64_t>& cluster_k, const Target& t) {
+  std::vector<std::vector<int64_t>> out;
+  if (cluster_k.empty()) return out;
+  bool valid = true;  // findInvalidSparseOps
+  for (int64_t c : cluster_k) valid &= c == cluster_k[0] && FitsSe(t, c);
+  if (valid) {
+    for (int64_t c : cluster_k) out.push_back({c});
+    return out;
+  }
+  // getSupportedChannels: SE-fitting sizes, largest first, dividing every workload's channels
+  // but the last's; the last's must be a supported size or one plus a supported remainder.
+  std::vector<int64_t> supported;
+  for (int64_t c = 8192; c >= 16; c -= 16) {
+    bool divides = FitsSe(t, c);
+    for (size_t i = 0; divides && i + 1 < cluster_k.size(); ++i) divides = cluster_k[i] % c == 0;
+    if (divides) supported.push_back(c);
+  }
+  const int64_t last = cluster_k.back();
+  auto has = [](const std::vector<int64_t>& v, int64_t c) {
+    return std::find(v.begin(), v.end(), c) != v.end();
+  };
+  if (!has(supported, last)) {
+    const std::vector<int64_t> before = supported;
+    supported.clear();
+    for (int64_t c : before) {
+      if (last % c == 0 || has(before, last % c)) supported.push_back(c);
+    }
+  }
+  for (int64_t c : cluster_k) {
+    std::vector<int64_t> pieces;  // splitWorkloadChannel (VPUIP/interfaces/dpu_tiler.cpp)
+    int64_t rest = c;
+    if (has(supported, c)) {
+      pieces.push_back(c);
+      rest = 0;
+    }
+    for (int64_t sc : supported) {
+      while (rest >= sc) {
+        pieces.push_back(sc);
+        rest -= sc;
+      }
+    }
+    if (rest != 0) {
+      return InvalidArgument(std::string("sparse output on ") + t.name + ": " + Str(c) +
+                             " channels cannot be split into supported workload sizes " +
+                             "(correct_nce_workloads.cpp splitWorkloadChannel)");
+    }
+    out.push_back(pieces);
+  }
+  return out;
+}
+
 const char* MpeModeName(MpeMode m) {
   switch (m) {
     case MpeMode::kCuboid16x16: return "CUBOID_16x16";
@@ -685,6 +1056,32 @@ const char* MpeModeName(MpeMode m) {
     case MpeMode::kCuboid4x16: return "CUBOID_4x16";
   }
   return "?";
+}
+
+namespace {
+// getMpeModeForConv's read cost of one mode (nce_op_interfaces.cpp).
+int64_t MpeCost(const Grain& gr, int64_t rows, int64_t cols, int64_t channels) {
+  return CeilDiv(channels, gr.k) * rows * cols + CeilDiv(rows, gr.h) * CeilDiv(cols, gr.w) * channels;
+}
+}  // namespace
+
+MpeMode MpeModeForConv(int64_t rows, int64_t cols, int64_t channels) {
+  // kGrains is in MPEMode order (16x16, 8x16, 4x16): a strict < keeps the lower mode on ties.
+  const Grain* best = &kGrains[0];
+  for (const Grain& gr : kGrains) {
+    if (MpeCost(gr, rows, cols, channels) < MpeCost(*best, rows, cols, channels)) best = &gr;
+  }
+  return best->mode;
+}
+
+std::string MpeModeReason(int64_t rows, int64_t cols, int64_t channels) {
+  std::string s = "getMpeModeForConv " + Str(rows) + "x" + Str(cols) + "x" + Str(channels) +
+                  " (reads ceil(K/gk)*H*W + ceil(H/gh)*ceil(W/gw)*K):";
+  for (const Grain& gr : kGrains) {
+    s += std::string(" ") + (MpeModeName(gr.mode) + 7) + " " +
+         Commas(MpeCost(gr, rows, cols, channels));
+  }
+  return s + " -> " + MpeModeName(MpeModeForConv(rows, cols, channels));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -698,6 +1095,12 @@ double WeightTraffic::effective_sparsity() const {
   return dense_weight_bytes == 0 ? 0.0
                                  : 1.0 - static_cast<double>(sparse_data_bytes) /
                                              static_cast<double>(dense_weight_bytes);
+}
+
+int64_t CmxHeuristicBytes(const Target& target) {
+  // getTotalCMXSize (VPU/IR/attributes.cpp): the workspace minus two profiling buffers of
+  // HW_DMA (512) + HW_DPU (1024) + HW_ACT_SHAVE (256) bytes (VPUIP/utils/utils.hpp).
+  return target.cmx_bytes_per_tile - 2 * (512 + 1024 + 256);
 }
 
 StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& weights,
@@ -760,18 +1163,18 @@ StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& we
     return d;
   };
 
-  if (g.c > 8192) {
+  // The compiler's preconditions (sub-8-bit, IC > 8192, an all-zero set: CanSparsifyWeights)
+  // hold for every heuristic; forcing sparse weights past one is an error naming it.
+  if (const Status can = CanSparsifyWeights(op.w_dtype, g.c, tr.nonzeros);
+      !can.ok() && heuristic != WeightHeuristic::kDense) {
     if (heuristic == WeightHeuristic::kSparse) {
-      return InvalidArgument("weights: sparse weights need IC <= 8192 (C = " + Str(g.c) +
-                             "; the compiler never sparsifies wider kernels)");
+      return InvalidArgument("sparsity.weights = sparse: " + can.message());
     }
-    return decide(false, name + ": IC = " + Str(g.c) + " > 8192: weights are never sparsified");
+    return decide(false, name + ": " + can.message().substr(std::string("weights: ").size()) +
+                             ": dense");
   }
   if (heuristic == WeightHeuristic::kDense) return decide(false, "dense (forced): " + traffic);
   if (heuristic == WeightHeuristic::kSparse) return decide(true, "sparse (forced): " + traffic);
-  if (tr.nonzeros == 0) {
-    return decide(false, name + ": all weights equal the zero point: nothing to sparsify");
-  }
   const std::string sparsity = "sparsity " + Pct(tr.sparsity());
   const std::string effective = "effective (16-byte aligned) sparsity " +
                                 Pct(tr.effective_sparsity());
@@ -799,28 +1202,41 @@ StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& we
       const int64_t inv = integer ? 8 : 16;  // thresholds 1/8 and 1/16
       const std::string thr = Pct(1.0 / inv) + (integer ? " for integer" : " for float") +
                               " weights";
+      const std::string src = " [sparsity_strategy.cpp RatioBasedWeightsSparsityStrategy]";
       if (saved_data * inv >= dw) {
-        return decide(true, "ratio: " + effective + " >= " + thr + ": sparse (" + traffic + ")");
+        return decide(true, "ratio: " + effective + " >= " + thr + ": sparse (" + traffic + ")" +
+                                src);
       }
-      return decide(false, "ratio: " + effective + " < " + thr + ": dense (" + traffic + ")");
+      return decide(false,
+                    "ratio: " + effective + " < " + thr + ": dense (" + traffic + ")" + src);
     }
     case WeightHeuristic::kCmx: {
-      const int64_t cmx = target.cmx_bytes_per_tile;
+      // The compiler's CMXConsumptionBasedWeightsSparsityStrategy (VPU/utils/strategy_manager/
+      // sparsity_strategy.cpp): intervals keyed 0, 0.05, 0.5, 1.0; the dense weight bytes' share
+      // r of getTotalCMXSize picks lower_bound(r) then one step back, so (0, 5%] -> never,
+      // (5%, 50%] -> >= 30%, (50%, 100%] -> >= 20%, above 100% -> never.
+      const int64_t cmx = CmxHeuristicBytes(target);
       const std::string share = "weights are " + Pct(static_cast<double>(dw) / cmx) + " of the " +
-                                Commas(cmx) + "-byte CMX";
-      if (dw * 20 < cmx) {
-        return decide(false, "cmx: " + share + " (< 5%): never sparsified");
+                                Commas(cmx) + "-byte CMX (getTotalCMXSize)";
+      const std::string src = " [sparsity_strategy.cpp CMXConsumptionBasedWeightsSparsityStrategy]";
+      if (dw * 20 <= cmx) {
+        return decide(false, "cmx: " + share + " (<= 5%): never sparsified" + src);
       }
-      const bool large = dw * 2 >= cmx;
+      if (dw > cmx) {
+        return decide(false, "cmx: " + share + " (> 100%): never sparsified" + src);
+      }
+      const bool large = dw * 2 > cmx;
       const int64_t need_tenths = large ? 2 : 3;  // 20% or 30%
-      const std::string band = large ? " (>= 50%)" : " (5-50%)";
+      const std::string band = large ? " (50-100%]" : " (5-50%]";
       const std::string thr = "the " + Str(need_tenths * 10) + "% required";
-      if (saved_data * 10 >= dw * need_tenths) {
+      // isgreaterequal(actualSparsityRatio, threshold) in double, as the compiler compares.
+      const double ratio = 1.0 - static_cast<double>(tr.sparse_data_bytes) / static_cast<double>(dw);
+      if (std::isgreaterequal(ratio, need_tenths / 10.0)) {
         return decide(true, "cmx: " + share + band + ", " + effective + " >= " + thr +
-                                ": sparse (" + traffic + ")");
+                                ": sparse (" + traffic + ")" + src);
       }
       return decide(false, "cmx: " + share + band + ", " + effective + " < " + thr +
-                               ": dense (" + traffic + ")");
+                               ": dense (" + traffic + ")" + src);
     }
     default:
       break;
@@ -887,16 +1303,20 @@ std::string PlanToText(const Plan& p) {
   s += std::string("  split: ") + SplitStrategyName(p.split) + " over " + Str(p.tiles_used) +
        " tiles, K=" + Str(g.k) + (p.k_padded != g.k ? " padded to " + Str(p.k_padded) : "") +
        "\n    " + p.split_reason + "\n";
+  s += std::string("    rule: ") + SplitRuleName(p.split_rule) + " - " + p.split_rule_reason + "\n";
   for (const std::string& note : p.notes) s += "  note: " + note + "\n";
   for (const TilePlan& t : p.tiles) {
     s += "  tile " + Str(t.tile) + ": k " + Range(t.k_begin, t.k_end) + ", rows " +
          Range(t.row_begin, t.row_end) + ", input rows " + Range(t.in_row_begin, t.in_row_end) +
+         (t.in_seg_end > t.in_seg_begin ? " (segment " + Range(t.in_seg_begin, t.in_seg_end) + ")"
+                                        : std::string()) +
          ", CMX " + Commas(t.cmx_bytes()) + " bytes (input " + Commas(t.input_bytes) +
          (se.used() ? " + SE table " + Commas(t.se_table_bytes) + " + map " +
                           Commas(t.input_map_bytes)
                     : std::string()) +
          " + weights " + Commas(t.weight_bytes) + " + output " + Commas(t.output_bytes) + "), " +
          Commas(t.cycles) + " cycles\n";
+    s += "    mpe: " + t.mpe_reason + "\n";
     for (const Workload& w : p.workloads) {
       if (w.tile != t.tile) continue;
       char util[16];
@@ -962,6 +1382,9 @@ nlohmann::json PlanToJson(const Plan& p) {
   }
   j["split"] = SplitStrategyName(p.split);
   j["split_reason"] = p.split_reason;
+  j["split_rule"] = SplitRuleName(p.split_rule);
+  j["split_rule_requested"] = SplitRuleName(p.options.split_rule);
+  j["split_rule_reason"] = p.split_rule_reason;
   j["tiles_used"] = p.tiles_used;
   j["k"] = g.k;
   j["k_padded"] = p.k_padded;
@@ -977,6 +1400,8 @@ nlohmann::json PlanToJson(const Plan& p) {
                           {"row_end", t.row_end},
                           {"in_row_begin", t.in_row_begin},
                           {"in_row_end", t.in_row_end},
+                          {"in_seg_begin", t.in_seg_begin},
+                          {"in_seg_end", t.in_seg_end},
                           {"output_se_size", t.output_se_size},
                           {"input_bytes", t.input_bytes},
                           {"weight_bytes", t.weight_bytes},
@@ -984,7 +1409,9 @@ nlohmann::json PlanToJson(const Plan& p) {
                           {"se_table_bytes", t.se_table_bytes},
                           {"input_map_bytes", t.input_map_bytes},
                           {"cmx_bytes", t.cmx_bytes()},
-                          {"cycles", t.cycles}});
+                          {"cycles", t.cycles},
+                          {"mpe_mode", MpeModeName(t.mpe_mode)},
+                          {"mpe_reason", t.mpe_reason}});
   }
   j["workloads"] = json::array();
   for (const Workload& w : p.workloads) {

@@ -7,6 +7,18 @@
 // (PlanToText, PlanToJson). A request no target can run is an error naming the rule; padding the
 // planner adds for a rule shows in the plan (k_padded and a note), nothing is fixed silently.
 //
+// Decisions the NPU compiler makes the same way (openvinotoolkit/npu_compiler, src/vpux_compiler/;
+// each named in the decision's reason):
+//   - MPE mode: getMpeModeForConv (NPU37XX/dialect/VPU/impl/nce_op_interfaces.cpp, also registered
+//     for NPU40XX) over the tile's output shape on NPU37XX and the layer's on NPU40XX (as
+//     split_nce_ops_onto_workloads.cpp calls it); every workload of a tile runs in that mode.
+//   - cmx heuristic: CMXConsumptionBasedWeightsSparsityStrategy's intervals over getTotalCMXSize.
+//   - Segments: splitSegmentedShape (first equal, remainder last on NPU37XX; uniform on NPU40XX),
+//     SOK cluster counts by getNumberOfClustersForSOKToAvoidAlignment, SOH by
+//     getNumberOfClustersForSpatialDim; NPU37XX SOH legality and input segments by
+//     isSOHSupportedByDPU / getSOHPerClusterHeightAlignment / getSOHMinimalHeightAlignment.
+//   - Sparse output: split_rule (seed or compiler, see SplitRule).
+//
 // Cost model (the project's definition; sources in ../shared/dpu-facts.md):
 //   - An MPE mode walks the output in cuboids of W x H x K elements (VPUNN's grid):
 //       CUBOID_16x16 = 16 x 16 x 64, CUBOID_8x16 = 16 x 8 x 128, CUBOID_4x16 = 8 x 8 x 256;
@@ -15,14 +27,14 @@
 //     and each cuboid reads its input window ((n - 1) * stride + kernel per spatial dimension,
 //     padding included) for all C input channels, so the input read is
 //       reads = ceil(Kc / gk) * (sum of row windows) * (sum of col windows) * C * bytes / 16
-//     16-byte grains. The mode chosen is the one with the fewest cuboids (padding waste costs
-//     MPE cycles), then the fewest input reads, then the order above.
+//     16-byte grains (estimates only; the mode itself is the compiler's, above).
 //   - cycles = cuboids * 16384 * KY * KX * C * density / macs_per_cycle, where density =
 //     min(1 - input sparsity, weight density of the workload's real channels) over the
 //     sparsities in use (VPUNN), 1 when both are dense; padding channels cost like real ones.
 //     The int8 MAC rate is used for every type.
 //   - A tile's output is cut into up to workloads_per_tile row bands whose heights are
-//     multiples of the grain height of the tile's MPE mode; each band picks its own mode.
+//     multiples of the grain height of the tile's MPE mode; with sparse output under the
+//     compiler's rule each band is further cut into the workload channel pieces.
 //   - A tile holds its input rows (halo included), its weight slice (data, map, table) and its
 //     output slice in CMX; the sum must fit cmx_bytes_per_tile.
 #ifndef DPUEMU_RUNTIME_PLAN_H_
@@ -49,8 +61,11 @@ namespace dpuemu {
 //   ratio:  the NPU compiler's default: sparse when the effective sparsity
 //           1 - (packed data, 16-byte aligned per channel) / (dense weight bytes)
 //           is >= 0.125 for integer weights, >= 0.0625 for float weights.
-//   cmx:    the compiler's CMX-share table over the dense weight bytes / CMX per tile:
-//           < 5% -> never; [5%, 50%) -> effective sparsity >= 30%; >= 50% -> >= 20%.
+//   cmx:    the compiler's CMX-share table (sparsity_strategy.hpp/.cpp,
+//           CMXConsumptionBasedWeightsSparsityStrategy: lower_bound over the keys 0, 0.05, 0.5,
+//           1.0, then one step back) over r = dense weight bytes / CmxHeuristicBytes:
+//           r <= 5% -> never; (5%, 50%] -> effective sparsity >= 30%; (50%, 100%] -> >= 20%;
+//           r > 100% -> never.
 //   dense, sparse: forced.
 // Every heuristic keeps dense weights when IC > 8192 (forcing sparse is then an error) or all
 // weights equal the zero point.
@@ -58,23 +73,75 @@ enum class WeightHeuristic { kSas, kRatio, kCmx, kDense, kSparse };
 const char* WeightHeuristicName(WeightHeuristic h);  // "sas", "ratio", "cmx", "dense", "sparse"
 StatusOr<WeightHeuristic> ParseWeightHeuristic(const std::string& name);
 
-// Split rules (Target flags):
-//   SOK: >= 16 output channels per tile (fewer tiles are used when K is small). Dense output:
-//        equal splits when K is a multiple of 16 x tiles, else the compiler's segments (first
-//        tiles equal and 16-aligned, the last no larger). Sparse output: NPU37XX needs equal
-//        power-of-two splits (K padded: 320 on 2 tiles -> 2 x 256, k_padded 512); NPU40XX needs
-//        equal multiples of 16 (320 on 2 tiles -> 2 x 160) and, when K does not divide, uses
-//        fewer tiles or pads K, whichever gives the smaller split.
-//   SOH: rows split ceil(OH / tiles) per tile, the last no larger. NPU37XX also needs
-//        OW x rows-per-tile a multiple of 4 (dense input) or 8 (sparse input); dpuemu applies it
-//        to the output rows each tile writes (the compiler's input segments for stride-1 "same"
-//        convolutions) by rounding the rows up to the smallest power-of-two alignment that works.
+// Split rules:
+//   SOK: >= 16 output channels per tile. The compiler's segments (CompilerSok): SokClusters
+//        clusters, SegmentSizes(K, clusters, 16, uniform on NPU40XX): NPU37XX 320 on 2 ->
+//        160 + 160, 80 on 2 -> 48 + 32; NPU40XX 352 on 6 -> 64, 64, 64, 64, 48, 48. Sparse output
+//        follows split_rule (SplitRule): the seed's equal (NPU37XX power-of-two, K padded: 320 on
+//        2 tiles -> 2 x 256, k_padded 512) splits, or the compiler's.
+//   SOH: output rows SegmentSizes(OH, tiles, 1, uniform on NPU40XX) (getNumberOfClustersForSpatialDim
+//        tiles). NPU37XX also needs isSOHSupportedByDPU on the INPUT: IW x input rows per tile a
+//        multiple of 4 (dense input) or 8 (sparse input, VPU_SEGMENT_SIZE_DENSE/_SPARSE): the
+//        input rows per tile alignUp(ceil(IH / tiles), getSOHPerClusterHeightAlignment(IW)) must
+//        leave rows for the last tile, and TilePlan::in_seg_begin/end hold the input segments
+//        with getSOHMinimalHeightAlignment (IH=10, IW=6 dense: [0, 6) and [6, 10); the output
+//        rows stay 5 + 5). The halo beyond a segment is read from the neighbour tile.
 enum class SplitStrategy { kAuto, kClustering, kSok, kSoh };
 const char* SplitStrategyName(SplitStrategy s);  // "auto", "clustering", "SOK", "SOH"
 StatusOr<SplitStrategy> ParseSplitStrategy(const std::string& name);  // case-insensitive
 
+// Which tiling rule SOK with sparse output (and, on NPU37XX, the channels of every workload with
+// sparse output) follows; both are legal tilings:
+//   seed:     the seed notes: one workload per tile; NPU37XX needs equal power-of-two channel
+//             splits (K=320 on 2 tiles -> 256/256, K padded to 512), no rule without a channel
+//             split; NPU40XX equal splits in multiples of 16 (160/160; fewer tiles or K padded
+//             when K does not divide).
+//   compiler: the NPU compiler: cluster segments by SokSegments (alignUp(ceil(K / n), 16) with
+//             the remainder last on NPU37XX; on NPU40XX the same when the remainder is > 0, else
+//             the compiler removes the output sparsity, shouldRemoveOutputSparsity), then the
+//             workloads' channels by SparseOutputWorkloadChannels (correct_nce_workloads.cpp).
+//   auto:     the tiling with fewer estimated cycles (fewer CMX bytes, then the compiler's, on a
+//             tie), except that a compiler tiling that removes the requested output sparsity
+//             is only taken when the seed's is not possible; the other tiling is named in
+//             Plan::split_rule_reason.
+// Without sparse output both rules give the compiler's segments.
+enum class SplitRule { kAuto, kSeed, kCompiler };
+const char* SplitRuleName(SplitRule r);  // "auto", "seed", "compiler"
+StatusOr<SplitRule> ParseSplitRule(const std::string& name);
+
+// The compiler's segmentation of `size` elements over `clusters` (VPU::splitSegmentedShape,
+// dialect/VPU/IR/attributes.cpp): not uniform (NPU37XX): the first clusters - 1 get
+// alignUp(ceil(size / clusters), alignment), the last the remainder, which must be > 0; uniform
+// (NPU40XX): alignDown(size / clusters, alignment) each, the remainder handed out in steps of
+// `alignment` to the first clusters (e.g. 13 over 4 -> [4, 3, 3, 3]). An error when it has no
+// such segmentation (the compiler returns nullopt).
+StatusOr<std::vector<int64_t>> SegmentSizes(int64_t size, int64_t clusters, int64_t alignment,
+                                            bool uniform);
+// getNumberOfClustersForSOKToAvoidAlignment (VPU/utils/distributed_tensor_utils.cpp): the most
+// clusters <= n that split K in 16-aligned segments (NPU37XX: remainder > 0; NPU40XX: baseline > 0).
+int64_t SokClusters(int64_t k, int64_t n, bool uniform);
+// The workloads' channel counts of an op with sparse output whose clusters compute `cluster_k`
+// channels (one workload each, as split_nce_ops_onto_workloads makes them with one DPU per tile),
+// as WorkloadSplitterBase::correctInvalidWorkload (VPU/interfaces/workload_splitter_base.cpp, run by
+// NPU37XX and NPU40XX correct_nce_workloads.cpp) corrects them: valid when all are equal and fit an
+// SE size (NPU37XX also a power of two, SparsityConstraint::areChannelsFitForSESize); otherwise
+// the supported sizes are those fitting an SE that divide every cluster's channels but the last's
+// (and add up to the last's), and each cluster is split greedily, largest first.
+// K=384 on one NPU37XX tile -> {{256, 128}}.
+StatusOr<std::vector<std::vector<int64_t>>> SparseOutputWorkloadChannels(
+    const std::vector<int64_t>& cluster_k, const Target& t);
+
 enum class MpeMode { kCuboid16x16, kCuboid8x16, kCuboid4x16 };
 const char* MpeModeName(MpeMode m);  // "CUBOID_16x16", ...
+
+// The compiler's MPE mode for a convolution output of rows x cols x channels: getMpeModeForConv
+// (NPU37XX/dialect/VPU/impl/nce_op_interfaces.cpp, registered for NPU40XX too). Grids (W, H, K):
+// 16x16 = (16, 16, 64), 8x16 = (16, 8, 128), 4x16 = (8, 8, 256); cost = ceil(K / gk) * H * W +
+// ceil(H / gh) * ceil(W / gw) * K; the smallest cost wins, ties to the lower MPEMode value
+// (CUBOID_16x16 < CUBOID_8x16 < CUBOID_4x16, std::min_element over (cost, mode) pairs).
+MpeMode MpeModeForConv(int64_t rows, int64_t cols, int64_t channels);
+// The three costs and the winner as text, e.g. "getMpeModeForConv 14x14x256: 16x16 1040, ...".
+std::string MpeModeReason(int64_t rows, int64_t cols, int64_t channels);
 
 // Storage-element pointers (SPEC.json "se", runtime/spec.h): the layer's input [H, W, C] is a
 // virtual tensor the DPU reads through an SE pointer table (4 bytes per pointer, one per
@@ -109,6 +176,7 @@ struct PlanOptions {
   int64_t input_se_size = 0;   // 0 = the target's default for C
   int64_t output_se_size = 0;  // 0 = the target's default for each tile's channel count
   PlanSe se;                   // SE pointers (se.used()); input_se_size must be 0 or se.se_size
+  SplitRule split_rule = SplitRule::kAuto;  // SOK / workload channels with sparse output
 };
 
 // Weight DMA traffic of the whole layer at CMX granularity.
@@ -133,6 +201,10 @@ struct WeightDecision {
   std::vector<int64_t> nonzeros;  // per output channel
 };
 
+// The CMX size the cmx heuristic divides by: the compiler's getTotalCMXSize (VPU/IR/attributes.cpp),
+// the tile's workspace minus 2 x (512 + 1024 + 256) bytes of profiling buffers.
+int64_t CmxHeuristicBytes(const Target& target);
+
 // The weight decision alone. `weights` is [K, KY, KX, C] of op.w_dtype.
 StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& weights,
                                               const Target& target, WeightHeuristic heuristic);
@@ -144,12 +216,19 @@ struct TilePlan {
   int64_t k_begin = 0, k_end = 0;            // output channels
   int64_t row_begin = 0, row_end = 0;        // output rows
   int64_t in_row_begin = 0, in_row_end = 0;  // input rows read, halo included
+  // NPU37XX SOH: the input rows the tile's CMX segment holds as the compiler segments the input
+  // (getSOHMinimalHeightAlignment); the halo rows beyond it are read from the neighbour's CMX.
+  // Both 0 otherwise.
+  int64_t in_seg_begin = 0, in_seg_end = 0;
   int64_t output_se_size = 0;
   int64_t input_bytes = 0, weight_bytes = 0, output_bytes = 0;  // CMX footprint
   // With SE pointers: the table and map rows of the tile's input window (0 otherwise); the
   // input bytes are then the source rows the window reads.
   int64_t se_table_bytes = 0, input_map_bytes = 0;
   int64_t cycles = 0;  // sum of its workloads
+  // The MPE mode all the tile's workloads run in, and why (the compiler's cost, its source).
+  MpeMode mpe_mode = MpeMode::kCuboid16x16;
+  std::string mpe_reason;
   int64_t cmx_bytes() const {
     return input_bytes + se_table_bytes + input_map_bytes + weight_bytes + output_bytes;
   }
@@ -186,6 +265,10 @@ struct Plan {
   int64_t k_padded = 0;  // output channels computed, padding included (>= op.g.k)
   int64_t input_se_size = 0;
   std::vector<std::string> notes;  // rules that changed the split (padding, fewer tiles)
+  // The tiling rule the plan follows (seed or compiler; auto is resolved) and why; with the
+  // compiler's rule removing output sparsity, options.output_sparse is false and a note says so.
+  SplitRule split_rule = SplitRule::kCompiler;
+  std::string split_rule_reason;
   std::vector<TilePlan> tiles;
   std::vector<Workload> workloads;
   int64_t cycles = 0;  // slowest tile

@@ -450,6 +450,10 @@ Status ParseStorageAndSplit(const Node& root, const Target& target, PlanOptions&
     DPUEMU_ASSIGN_OR_RETURN(std::string s, n->String());
     DPUEMU_ASSIGN_OR_RETURN(plan.split, ParseSplitStrategy(s));  // case-insensitive
   }
+  if (std::optional<Node> n = root.Get("split_rule")) {
+    DPUEMU_ASSIGN_OR_RETURN(std::string r, n->Choice({"auto", "seed", "compiler"}));
+    DPUEMU_ASSIGN_OR_RETURN(plan.split_rule, ParseSplitRule(r));
+  }
   // The planner checks these against the target and names them.
   if (std::optional<Node> n = root.Get("tiles")) {
     DPUEMU_ASSIGN_OR_RETURN(int64_t v, n->Int(0, kInt32Max));
@@ -848,8 +852,23 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
     DPUEMU_RETURN_IF_ERROR(add(std::move(g), base));
   }
 
-  // Lower each phase as the DPU runs it and gather its virtual input through the table.
+  // Lower each phase as the DPU runs it and gather its virtual input through the table. Pads
+  // beyond kernel / 2 (one invocation's limit, verifyPads) become a constant border of the
+  // virtual tensor, read through the same table.
   for (SeSpec::Phase& ph : s.phases) {
+    if (NeedsPadGather(ph.layer.op.g)) {
+      const Pads e = ExcessPads(ph.layer.op.g);
+      StatusOr<SeGather> padded = PadVirtual(ph.gather, e);
+      if (!padded.ok()) return LoweringError(padded.status(), ph.gather);
+      ph.gather = std::move(padded).value();
+      ConvGeometry& vg = ph.layer.op.g;
+      vg.h = ph.gather.h;
+      vg.w = ph.gather.w;
+      vg.pad_top -= e.top;
+      vg.pad_bottom -= e.bottom;
+      vg.pad_left -= e.left;
+      vg.pad_right -= e.right;
+    }
     const SeGather& g = ph.gather;
     StorageOptions storage;
     storage.input_sparse = s.source_sparse;
@@ -889,7 +908,7 @@ StatusOr<Spec> ParseRoot(const json& j, const std::string& path) {
   const Node root(j, "");
   DPUEMU_RETURN_IF_ERROR(
       root.Object({"name", "target", "input", "weights", "bias", "stride", "pad", "ppe", "output",
-                   "sparsity", "split", "tiles", "workloads_per_tile", "run", "se"}));
+                   "sparsity", "split", "split_rule", "tiles", "workloads_per_tile", "run", "se"}));
   Spec spec;
   spec.path = path;
   const size_t slash = path.find_last_of('/');

@@ -75,6 +75,26 @@ EOF
 "$DPUEMU" plan specs/int8.json >plan.txt || fail "plan exited $?"
 grep -q "plan for layer 'int8' on NPU40XX" plan.txt || fail "plan text: $(cat plan.txt)"
 "$DPUEMU" plan --json specs/fp16.json >plan_f16.json || fail "plan --json exited $?"
+# split_rule: the spec's field, overridden by --split-rule; the plan names the rule it followed.
+mkdir -p rule  # outside specs/, which the sweep below counts
+"$PY" -c "
+import json
+s = json.load(open('specs/fp16.json'))
+s['split_rule'] = 'seed'
+for part in ('input', 'weights', 'bias'):
+    s[part]['npy'] = '../specs/' + s[part]['npy']
+json.dump(s, open('rule/fp16_seed.json', 'w'))"
+"$DPUEMU" plan --json rule/fp16_seed.json >plan_seed.json || fail "plan split_rule seed exited $?"
+"$DPUEMU" plan --json --split-rule compiler rule/fp16_seed.json >plan_comp.json ||
+  fail "plan --split-rule compiler exited $?"
+"$PY" - <<'EOF2' || fail "split_rule in plan.json"
+import json
+seed, comp = json.load(open("plan_seed.json")), json.load(open("plan_comp.json"))
+assert seed["split_rule"] == "seed" and seed["split_rule_requested"] == "seed", seed["split_rule"]
+assert comp["split_rule"] == "compiler" and comp["split_rule_requested"] == "compiler", comp["split_rule"]
+assert "split_rule" in comp["split_rule_reason"], comp["split_rule_reason"]
+assert all("mpe_reason" in t and "getMpeModeForConv" in t["mpe_reason"] for t in comp["tiles"])
+EOF2
 
 # ---- run: SIMD kernels, the reference, other threads and kernels ----
 "$DPUEMU" run specs/int8.json --out out_i8 --explain >run_i8.txt 2>run_i8.err ||
@@ -89,6 +109,9 @@ grep -q "reference DPU" ref_i8.txt || fail "--explain with --reference: $(cat re
 "$DPUEMU" run specs/int8.json --out sw_i8 --kernel sparse-weights >/dev/null
 "$DPUEMU" run specs/fp16.json --out out_f16 >/dev/null
 "$DPUEMU" run specs/fp16.json --out ref_f16 --reference >/dev/null
+"$DPUEMU" run rule/fp16_seed.json --split-rule compiler --out comp_f16 >/dev/null ||
+  fail "run --split-rule compiler exited $?"
+cmp -s out_f16/output.npy comp_f16/output.npy || fail "the compiler's tiling changed the output"
 for d in ref_i8 t1_i8 sw_i8; do
   for f in output.npy weights.bin weight_map.bin weight_table.bin input.bin input_map.bin \
     output.bin output_map.bin manifest.json; do
@@ -334,7 +357,7 @@ cmp -s bad_sweep/a_good/output.npy out_i8/output.npy || fail "good spec of a bad
 
 # Usage errors.
 for args in "run specs/int8.json" "frobnicate" "run specs/int8.json --out x --kernel fastest" \
-  "run specs/int8.json --out x --repeat 0" "plan"; do
+  "run specs/int8.json --out x --repeat 0" "plan" "plan specs/int8.json --split-rule fastest"; do
   status=0
   # shellcheck disable=SC2086
   "$DPUEMU" $args >/dev/null 2>&1 || status=$?

@@ -13,11 +13,13 @@
 #include <vector>
 
 #include "hw/dpu_task.h"
+#include "hw/se_ops.h"
 #include "hw/layer.h"
 #include "hw/rng.h"
 #include "kernels/ref/zmconv_ref.h"
 #include "runtime/plan.h"
 #include "tests/test_util.h"
+#include "tests/textbook_conv.h"
 
 namespace dpuemu {
 namespace {
@@ -32,7 +34,8 @@ bool Contains(const std::string& s, const std::string& part) {
 // The definition: the whole layer as one dense task on the reference DPU.
 StatusOr<Tensor> OneTaskReference(const ConvLayer& layer, const Target& target) {
   DpuTask task;
-  DPUEMU_ASSIGN_OR_RETURN(task, LowerLayer(layer, StorageOptions{}, target));
+  // Pads beyond kernel / 2 (one invocation's limit) read through an SE pad gather.
+  DPUEMU_ASSIGN_OR_RETURN(task, LowerLayerForDpu(layer, StorageOptions{}, target));
   DpuOutput out;
   DPUEMU_ASSIGN_OR_RETURN(out, RunReference(task, target));
   return DenseOutput(out, layer.op.ppe.out_zp);
@@ -361,6 +364,51 @@ TEST(ExecuteTest, WorkloadErrorsPropagateInPlanOrder) {
   ro.threads = 2;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const RunResult r, RunLayer(layer, plan, Npu40(), ro));
   EXPECT_EQ(FirstDifference(expected, r.output), "");
+}
+
+// K beyond one invocation (8192, VPU_DIMENSION_LIMIT) runs as several: the plan's workloads have
+// at most 8192 channels and say so in a note; the result equals the textbook convolution. Pads
+// beyond kernel / 2 are read through an SE pad gather and noted in the plan.
+TEST(ExecuteTest, ChannelsAndPadsBeyondOneInvocation) {
+  LayerSpec spec;
+  spec.name = "wide_k";
+  spec.h = 2;
+  spec.w = 3;
+  spec.c = 16;
+  spec.k = 8208;
+  spec.weight_sparsity = 0.5;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 3));
+  PlanOptions po;
+  po.tiles = 1;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, Npu40(), po));
+  for (const Workload& w : plan.workloads) EXPECT_LE(w.k_end - w.k_begin, 8192);
+  bool noted = false;
+  for (const std::string& n : plan.notes) noted |= n.find("VPU_DIMENSION_LIMIT") != std::string::npos;
+  EXPECT_TRUE(noted);
+  const StatusOr<DpuTask> one = LowerLayer(layer, StorageOptions{}, Npu40());
+  ASSERT_FALSE(one.ok());
+  EXPECT_NE(one.status().message().find("k (output channels) = 8208"), std::string::npos);
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor expected, TextbookConv(layer, false));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const RunResult r, RunLayer(layer, plan, Npu40(), RunOptions{}));
+  EXPECT_EQ(FirstDifference(r.output, expected), "");
+
+  LayerSpec padded;
+  padded.name = "big_pad";
+  padded.h = padded.w = 5;
+  padded.c = 16;
+  padded.k = 32;
+  padded.ky = padded.kx = 3;
+  padded.pad = 3;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer big, GenerateLayer(padded, 4));
+  for (const Target* t : {&Npu37(), &Npu40()}) {
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanLayer(big, *t, PlanOptions{}));
+    bool pad_note = false;
+    for (const std::string& n : p.notes) pad_note |= n.find("verifyPads") != std::string::npos;
+    EXPECT_TRUE(pad_note) << t->name;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor want, TextbookConv(big, false));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const RunResult got, RunLayer(big, p, *t, RunOptions{}));
+    EXPECT_EQ(FirstDifference(got.output, want), "") << t->name;
+  }
 }
 
 }  // namespace

@@ -88,6 +88,12 @@ TEST(PlanNames, ParseAndPrint) {
   EXPECT_EQ(*ParseSplitStrategy("clustering"), SplitStrategy::kClustering);
   EXPECT_EQ(*ParseSplitStrategy("auto"), SplitStrategy::kAuto);
   EXPECT_FALSE(ParseSplitStrategy("sow").ok());
+  for (const char* name : {"auto", "seed", "compiler"}) {
+    StatusOr<SplitRule> r = ParseSplitRule(name);
+    ASSERT_TRUE(r.ok()) << name;
+    EXPECT_STREQ(SplitRuleName(*r), name);
+  }
+  EXPECT_TRUE(Contains(ParseSplitRule("vpunn").status().message(), "split_rule: unknown rule"));
 }
 
 // ---- Weight traffic and heuristics ----
@@ -183,24 +189,24 @@ TEST(WeightDecision, RatioThresholds) {
 }
 
 TEST(WeightDecision, CmxShareTable) {
-  // NPU37XX: 1,982,464 bytes of CMX per tile.
+  // NPU37XX: 1,982,464 - 3,584 = 1,978,880 bytes (getTotalCMXSize).
   // 64 x 3x3x64 = 36,864 bytes = 1.9%: never, even at 90% sparsity.
   const ConvOp small = MakeOp(8, 8, 64, 64, 3);
   WeightDecision d = Decide(small, UniformWeights(small, 58), WeightHeuristic::kCmx);
   EXPECT_FALSE(d.sparse);
-  EXPECT_TRUE(Contains(d.reason, "(< 5%): never")) << d.reason;
-  // 64 x 3x3x1024 = 589,824 bytes = 29.8%: needs 30%. 9216 bytes per channel.
+  EXPECT_TRUE(Contains(d.reason, "(<= 5%): never")) << d.reason;
+  // 64 x 3x3x1024 = 589,824 bytes = 29.81%: needs 30%. 9216 bytes per channel.
   const ConvOp mid = MakeOp(8, 8, 1024, 64, 3);
   d = Decide(mid, UniformWeights(mid, 6448), WeightHeuristic::kCmx);  // 30.03%
   EXPECT_TRUE(d.sparse) << d.reason;
-  EXPECT_TRUE(Contains(d.reason, "(5-50%)")) << d.reason;
+  EXPECT_TRUE(Contains(d.reason, "(5-50%]")) << d.reason;
   d = Decide(mid, UniformWeights(mid, 6464), WeightHeuristic::kCmx);  // 29.86%
   EXPECT_FALSE(d.sparse) << d.reason;
-  // 128 channels = 1,179,648 bytes = 59.5%: needs 20%.
+  // 128 channels = 1,179,648 bytes = 59.61%: needs 20%.
   const ConvOp big = MakeOp(8, 8, 1024, 128, 3);
   d = Decide(big, UniformWeights(big, 7360), WeightHeuristic::kCmx);  // 20.14%
   EXPECT_TRUE(d.sparse) << d.reason;
-  EXPECT_TRUE(Contains(d.reason, "(>= 50%)")) << d.reason;
+  EXPECT_TRUE(Contains(d.reason, "(50-100%]")) << d.reason;
   d = Decide(big, UniformWeights(big, 7376), WeightHeuristic::kCmx);  // 19.97%
   EXPECT_FALSE(d.sparse) << d.reason;
 }
@@ -224,9 +230,17 @@ TEST(WeightDecision, SkipsWideKernelsAndAllZeroWeights) {
   WeightDecision d = Decide(op, zeros, WeightHeuristic::kRatio);
   EXPECT_FALSE(d.sparse);
   EXPECT_TRUE(Contains(d.reason, "all weights equal the zero point")) << d.reason;
-  d = Decide(op, zeros, WeightHeuristic::kSparse);  // forcing is still allowed: 0-byte channels
+  // The compiler never sparsifies an all-zero weight set (sparsity_strategy.cpp): forcing it is
+  // an error naming the rule.
+  StatusOr<WeightDecision> all_zero =
+      DecideWeightSparsity(op, zeros, Npu37(), WeightHeuristic::kSparse);
+  ASSERT_FALSE(all_zero.ok());
+  EXPECT_TRUE(Contains(all_zero.status().message(), "all-zero weight set is never sparsified"));
+  // One non-zero weight is enough.
+  Tensor one = zeros;
+  one.bytes[0] = static_cast<uint8_t>(op.w_zp + 1);
+  d = Decide(op, one, WeightHeuristic::kSparse);
   EXPECT_TRUE(d.sparse);
-  EXPECT_EQ(d.traffic.sparse_data_bytes, 0);
 }
 
 TEST(WeightDecision, ForcedModesAndBadWeights) {
@@ -317,20 +331,32 @@ TEST(PlanSplit, Npu40xxUnevenK) {
   const ConvOp op = MakeOp(14, 14, 64, 352);
   PlanOptions o;
   o.split = SplitStrategy::kSok;
-  // Dense output: the compiler's segments, 5 x 64 + 32.
+  // Dense output: the compiler's uniform segments, alignDown(352 / 6, 16) = 48 and the remaining
+  // 64 channels in 16s to the first tiles.
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan dense, PlanWith(op, Npu40(), o));
   EXPECT_EQ(KRanges(dense),
-            (Ranges{{0, 64}, {64, 128}, {128, 192}, {192, 256}, {256, 320}, {320, 352}}));
+            (Ranges{{0, 64}, {64, 128}, {128, 192}, {192, 256}, {256, 304}, {304, 352}}));
   EXPECT_EQ(dense.k_padded, 352);
-  // Sparse output: equal splits. 2 tiles of 176 lose to padding 352 -> 384 = 6 x 64.
+  // Sparse output, auto: the compiler's first-equal segments 5 x 64 + 32 beat the seed's padding.
   o.output_sparse = true;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan sparse, PlanWith(op, Npu40(), o));
-  EXPECT_EQ(sparse.k_padded, 384);
-  EXPECT_EQ(sparse.tiles_used, 6);
-  EXPECT_EQ(sparse.tiles.back().k_begin, 320);
-  EXPECT_EQ(sparse.tiles.back().k_end, 384);
-  ASSERT_EQ(sparse.notes.size(), 1u);
-  EXPECT_TRUE(Contains(sparse.notes[0], "K=352 padded to 384")) << sparse.notes[0];
+  EXPECT_EQ(sparse.split_rule, SplitRule::kCompiler) << sparse.split_rule_reason;
+  EXPECT_EQ(KRanges(sparse),
+            (Ranges{{0, 64}, {64, 128}, {128, 192}, {192, 256}, {256, 320}, {320, 352}}));
+  EXPECT_TRUE(Contains(sparse.split_rule_reason, "compiler's tiling K per tile [64, 64, 64, 64, 64, 32]"))
+      << sparse.split_rule_reason;
+  EXPECT_TRUE(Contains(sparse.split_rule_reason, "beats seed's tiling K per tile [64"))
+      << sparse.split_rule_reason;
+  // The seed's rule: equal splits. 2 tiles of 176 lose to padding 352 -> 384 = 6 x 64.
+  o.split_rule = SplitRule::kSeed;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan seed, PlanWith(op, Npu40(), o));
+  EXPECT_EQ(seed.split_rule, SplitRule::kSeed);
+  EXPECT_EQ(seed.k_padded, 384);
+  EXPECT_EQ(seed.tiles_used, 6);
+  EXPECT_EQ(seed.tiles.back().k_begin, 320);
+  EXPECT_EQ(seed.tiles.back().k_end, 384);
+  ASSERT_EQ(seed.notes.size(), 1u);
+  EXPECT_TRUE(Contains(seed.notes[0], "K=352 padded to 384")) << seed.notes[0];
 }
 
 TEST(PlanSplit, SokNeedsSixteenChannelsPerTile) {
@@ -339,36 +365,56 @@ TEST(PlanSplit, SokNeedsSixteenChannelsPerTile) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(MakeOp(8, 8, 32, 32), Npu40(), o));
   EXPECT_EQ(KRanges(p), (Ranges{{0, 16}, {16, 32}}));
   ASSERT_EQ(p.notes.size(), 1u);
-  EXPECT_TRUE(Contains(p.notes[0], "only 2 of 6 tiles")) << p.notes[0];
+  EXPECT_TRUE(Contains(p.notes[0], "K=32 over 2 of 6 tiles: [16, 16]")) << p.notes[0];
   StatusOr<Plan> bad = PlanWith(MakeOp(8, 8, 32, 16), Npu40(), o);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(Contains(bad.status().message(), ">= 16 output channels")) << bad.status().message();
 }
 
-TEST(PlanSplit, Npu37xxSohRowMultiple) {
-  // OH=10, OW=6 on 2 tiles: 5 rows would give 30 pixels per tile.
+std::vector<std::pair<int64_t, int64_t>> InSegments(const Plan& p) {
+  std::vector<std::pair<int64_t, int64_t>> r;
+  for (const TilePlan& t : p.tiles) r.push_back({t.in_seg_begin, t.in_seg_end});
+  return r;
+}
+
+TEST(PlanSplit, Npu37xxSohAlignsTheInputRows) {
+  // IH=OH=10, IW=6 on 2 tiles: 5 input rows would give 30 pixels per tile. The compiler aligns
+  // each tile's INPUT rows (getSOHPerClusterHeightAlignment(6, dense) = 2 -> 6 + 4) and splits the
+  // output rows ceil(OH / 2) = 5 + 5.
   const ConvOp op = MakeOp(10, 6, 16, 16);
   PlanOptions o;
   o.split = SplitStrategy::kSoh;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan dense, PlanWith(op, Npu37(), o));
-  EXPECT_EQ(RowRanges(dense), (Ranges{{0, 6}, {6, 10}}));  // 6 x 6 = 36, a multiple of 4
+  EXPECT_EQ(RowRanges(dense), (Ranges{{0, 5}, {5, 10}}));
+  EXPECT_EQ(InSegments(dense), (Ranges{{0, 6}, {6, 10}}));  // 6 x 6 = 36, a multiple of 4
   ASSERT_EQ(dense.notes.size(), 1u);
-  EXPECT_TRUE(Contains(dense.notes[0], "multiple of 4 (dense input)")) << dense.notes[0];
+  EXPECT_TRUE(Contains(dense.notes[0], "multiple of 4 (dense input")) << dense.notes[0];
+  EXPECT_TRUE(Contains(dense.notes[0], "isSOHSupportedByDPU")) << dense.notes[0];
   o.input_sparse = true;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan sparse, PlanWith(op, Npu37(), o));
-  EXPECT_EQ(RowRanges(sparse), (Ranges{{0, 8}, {8, 10}}));  // 6 x 8 = 48, a multiple of 8
-  // NPU40XX has no such rule.
+  EXPECT_EQ(RowRanges(sparse), (Ranges{{0, 5}, {5, 10}}));
+  EXPECT_EQ(InSegments(sparse), (Ranges{{0, 8}, {8, 10}}));  // 6 x 8 = 48, a multiple of 8
+  // NPU40XX has no such rule (and segments uniformly).
   o.tiles = 2;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p40, PlanWith(op, Npu40(), o));
   EXPECT_EQ(RowRanges(p40), (Ranges{{0, 5}, {5, 10}}));
+  EXPECT_EQ(InSegments(p40), (Ranges{{0, 0}, {0, 0}}));
   EXPECT_TRUE(p40.notes.empty());
-  // OH=6, OW=7, sparse input: 8 rows per tile leave nothing for tile 1.
+  // IH=6, IW=7, sparse input: 8 input rows per tile leave nothing for tile 1.
   StatusOr<Plan> bad = PlanWith(MakeOp(6, 7, 16, 16), Npu37(), o);
   ASSERT_FALSE(bad.ok());
   EXPECT_TRUE(Contains(bad.status().message(), "split = SOH on NPU37XX")) << bad.status().message();
-  EXPECT_TRUE(Contains(bad.status().message(), "multiple of 8 (sparse input)"))
+  EXPECT_TRUE(Contains(bad.status().message(), "multiple of 8 (sparse input"))
       << bad.status().message();
+  // A strided layer: the rule reads the input shape, not the output's. IH=20, IW=6, stride 2:
+  // OH=10 -> 5 + 5 output rows; input 10 + 10 rows (10 x 6 = 60, a multiple of 4).
+  ConvOp strided = MakeOp(20, 6, 16, 16);
+  strided.g.stride_y = 2;
+  o.input_sparse = false;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan ps, PlanWith(strided, Npu37(), o));
+  EXPECT_EQ(RowRanges(ps), (Ranges{{0, 5}, {5, 10}}));
+  EXPECT_EQ(InSegments(ps), (Ranges{{0, 10}, {10, 20}}));
 }
 
 TEST(PlanSplit, AutoPicksByShape) {
@@ -385,7 +431,7 @@ TEST(PlanSplit, AutoPicksByShape) {
   // With 2.4 MB of weights SOH (weights on every tile) does not fit: SOK whatever the cycles.
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan wide, PlanWith(MakeOp(7, 7, 512, 512, 3), Npu40(), o));
   EXPECT_EQ(wide.split, SplitStrategy::kSok);
-  EXPECT_TRUE(Contains(wide.split_reason, "does not fit: SOH on 4 tiles")) << wide.split_reason;
+  EXPECT_TRUE(Contains(wide.split_reason, "does not fit: SOH on 6 tiles")) << wide.split_reason;
   // Neither split possible (K=16, one output row): clustering on one tile.
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan one, PlanWith(MakeOp(1, 16, 16, 16), Npu37(), o));
   EXPECT_EQ(one.split, SplitStrategy::kClustering);
@@ -489,11 +535,11 @@ TEST(PlanErrors, NamesTheRule) {
 
 // ---- Workloads ----
 
-TEST(PlanWorkloads, MpeModeFewestCuboidsThenReads) {
+TEST(PlanWorkloads, MpeModeAsTheCompilerPicksIt) {
   PlanOptions o;
   o.tiles = 1;
   o.workloads_per_tile = 1;
-  // 56x56x64: 16x16x64 cuboids cover it in 16, 16x8x128 in 28, 8x8x256 in 49.
+  // 56x56x64: reads 16x16 4,160, 8x16 4,928, 4x16 6,272; 16 cuboids of 16x16x64.
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan a, PlanWith(MakeOp(56, 56, 64, 64, 3), Npu40(), o));
   ASSERT_EQ(a.workloads.size(), 1u);
   const Workload& w = a.workloads[0];
@@ -501,16 +547,53 @@ TEST(PlanWorkloads, MpeModeFewestCuboidsThenReads) {
   EXPECT_EQ(w.cuboids, 16);
   EXPECT_DOUBLE_EQ(w.utilisation, 56.0 * 56 * 64 / (16 * 16384));
   EXPECT_EQ(w.cycles, 16 * 16384 * 576 / 2048);  // dense: every padded MAC
-  // 8x16x128: one 16x8x128 cuboid, two of the others.
+  EXPECT_TRUE(Contains(a.tiles[0].mpe_reason, "16x16 4,160 8x16 4,928 4x16 6,272"))
+      << a.tiles[0].mpe_reason;
+  // 8x16x128: 16x16 384, 8x16 256, 4x16 384.
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan b, PlanWith(MakeOp(8, 16, 64, 128), Npu40(), o));
   EXPECT_EQ(b.workloads[0].mpe_mode, MpeMode::kCuboid8x16);
   EXPECT_EQ(b.workloads[0].cuboids, 1);
-  // 14x14x256: four cuboids in every mode; 8x8x256 reads the input once instead of 4 or 2 times.
+  // 14x14x256: 16x16 1,040, 8x16 904, 4x16 1,220 (the old fewest-cuboids rule took 4x16).
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan c, PlanWith(MakeOp(14, 14, 256, 256, 3), Npu40(), o));
-  EXPECT_EQ(c.workloads[0].mpe_mode, MpeMode::kCuboid4x16);
+  EXPECT_EQ(c.workloads[0].mpe_mode, MpeMode::kCuboid8x16);
   EXPECT_EQ(c.workloads[0].cuboids, 4);
-  // Chunks 8 + 6 outputs read windows 10 + 8 per dimension: 18 x 18 pixels x 256 bytes / 16.
-  EXPECT_EQ(c.workloads[0].input_reads, 18 * 18 * 16);
+  // K in 2 passes of 128; rows in chunks 8 + 6 read windows 10 + 8, cols one chunk of 14 reads 16.
+  EXPECT_EQ(c.workloads[0].input_reads, 2 * 18 * 16 * 16);
+}
+
+// Generated shapes: MpeModeForConv is the minimum of its own three costs, ties to the lower mode,
+// and every tile's workloads share the tile's mode (NPU37XX: the tile's shape; NPU40XX: the layer's).
+TEST(PlanWorkloads, MpeModeGenerated) {
+  uint64_t seed = 0x5eed;
+  auto next = [&](int64_t n) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<int64_t>((seed >> 33) % static_cast<uint64_t>(n));
+  };
+  const int64_t grid[3][3] = {{16, 16, 64}, {16, 8, 128}, {8, 8, 256}};  // W, H, K
+  const MpeMode modes[3] = {MpeMode::kCuboid16x16, MpeMode::kCuboid8x16, MpeMode::kCuboid4x16};
+  for (int i = 0; i < 2000; ++i) {
+    const int64_t h = 1 + next(80), w = 1 + next(80), k = 16 * (1 + next(40));
+    int64_t cost[3];
+    for (int m = 0; m < 3; ++m) {
+      cost[m] = (k + grid[m][2] - 1) / grid[m][2] * h * w +
+                (h + grid[m][1] - 1) / grid[m][1] * ((w + grid[m][0] - 1) / grid[m][0]) * k;
+    }
+    const int best = cost[0] <= cost[1] && cost[0] <= cost[2] ? 0 : cost[1] <= cost[2] ? 1 : 2;
+    ASSERT_EQ(MpeModeForConv(h, w, k), modes[best]) << h << "x" << w << "x" << k << " seed " << i;
+  }
+  for (const Target* t : AllTargets()) {
+    PlanOptions o;
+    o.split = SplitStrategy::kSok;
+    o.tiles = 2;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(MakeOp(14, 14, 64, 96, 3), *t, o));
+    for (const TilePlan& tp : p.tiles) {
+      const int64_t k = t->id == TargetId::kNPU37XX ? tp.k_end - tp.k_begin : 96;
+      EXPECT_EQ(tp.mpe_mode, MpeModeForConv(14, 14, k)) << t->name;
+      for (const Workload& w : p.workloads) {
+        if (w.tile == tp.tile) EXPECT_EQ(w.mpe_mode, tp.mpe_mode);
+      }
+    }
+  }
 }
 
 TEST(PlanWorkloads, SparseWeightsScaleCycles) {
@@ -536,20 +619,27 @@ void ExpectCoverage(const Plan& p) {
     EXPECT_EQ((t.k_end - t.k_begin) % 16, 0);
     EXPECT_EQ((t.k_end - t.k_begin) % t.output_se_size, 0);
     covered += (t.k_end - t.k_begin) * (t.row_end - t.row_begin);
-    int64_t rows = 0, cycles = 0;
+    // Row bands in order, each cut into consecutive channel pieces covering the tile's K.
+    int64_t row = t.row_begin, k = t.k_begin, cycles = 0;
     for (const Workload& w : p.workloads) {
       if (w.tile != t.tile) continue;
-      EXPECT_EQ(w.k_begin, t.k_begin);
-      EXPECT_EQ(w.k_end, t.k_end);
-      EXPECT_EQ(w.row_begin, t.row_begin + rows);
+      EXPECT_EQ(w.k_begin, k);
+      EXPECT_LE(w.k_end, t.k_end);
+      EXPECT_EQ(w.row_begin, row);
+      EXPECT_EQ(w.mpe_mode, t.mpe_mode);
       EXPECT_EQ(w.col_begin, 0);
       EXPECT_EQ(w.col_end, g.out_w());
       EXPECT_GE(w.in_row_begin, t.in_row_begin);
       EXPECT_LE(w.in_row_end, t.in_row_end);
-      rows += w.row_end - w.row_begin;
+      k = w.k_end;
+      if (k == t.k_end) {
+        k = t.k_begin;
+        row = w.row_end;
+      }
       cycles += w.cycles;
     }
-    EXPECT_EQ(rows, t.row_end - t.row_begin);
+    EXPECT_EQ(row, t.row_end);
+    EXPECT_EQ(k, t.k_begin);
     EXPECT_EQ(cycles, t.cycles);
   }
   if (p.split != SplitStrategy::kClustering) {
@@ -570,6 +660,89 @@ TEST(PlanWorkloads, CoverTheLayer) {
           o.output_sparse = sparse_out;
           DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, *t, o, op.g.taps() / 3));
           ExpectCoverage(p);
+        }
+      }
+    }
+  }
+}
+
+// Generated layers, both targets, every split and rule, sparse output: the tiles cover the layer,
+// and the tiling obeys its rule. Seed: NPU37XX channel splits equal powers of two, NPU40XX equal.
+// Compiler: each tile's workloads all but the last equal, every one fitting an SE (NPU37XX: a
+// power of two), no padding unless the split pads nothing.
+TEST(PlanSplit, SplitRulesGenerated) {
+  const uint64_t base = BaseSeed(4242);
+  for (uint64_t i = 0; i < 120; ++i) {
+    const uint64_t seed = base + i;
+    SCOPED_TRACE(SeedTrace(seed));
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    auto next = [&](int64_t n) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      return static_cast<int64_t>(x % static_cast<uint64_t>(n));
+    };
+    const Target& t = next(2) ? Npu40() : Npu37();
+    const ConvOp op = MakeOp(2 + next(14), 2 + next(14), 16 * (1 + next(4)), 16 * (2 + next(40)),
+                             next(2) ? 3 : 1);
+    PlanOptions o;
+    o.output_sparse = true;
+    o.split = std::vector<SplitStrategy>{SplitStrategy::kAuto, SplitStrategy::kSok,
+                                         SplitStrategy::kSoh, SplitStrategy::kClustering}[next(4)];
+    o.split_rule = std::vector<SplitRule>{SplitRule::kAuto, SplitRule::kSeed,
+                                          SplitRule::kCompiler}[next(3)];
+    o.tiles = static_cast<int>(next(t.tiles + 1));
+    StatusOr<Plan> p = PlanWith(op, t, o, op.g.taps() / 2);
+    if (!p.ok()) {  // only rules may refuse: never a crash, always a named rule
+      EXPECT_TRUE(Contains(p.status().message(), "split = ")) << p.status().message();
+      continue;
+    }
+    ExpectCoverage(*p);
+    EXPECT_NE(p->split_rule, SplitRule::kAuto);
+    if (o.split_rule != SplitRule::kAuto) EXPECT_EQ(p->split_rule, o.split_rule);
+    EXPECT_FALSE(p->split_rule_reason.empty());
+    for (const TilePlan& tp : p->tiles) {
+      std::vector<int64_t> wl;
+      for (const Workload& w : p->workloads) {
+        if (w.tile == tp.tile && w.row_begin == tp.row_begin) wl.push_back(w.k_end - w.k_begin);
+      }
+      const int64_t kc = tp.k_end - tp.k_begin;
+      if (!p->options.output_sparse) continue;
+      if (p->split_rule == SplitRule::kSeed) {
+        ASSERT_EQ(wl.size(), 1u);
+        if (p->split == SplitStrategy::kSok && t.sok_sparse_output_pow2) {
+          EXPECT_EQ(kc & (kc - 1), 0) << kc;
+        }
+        if (p->split == SplitStrategy::kSok) EXPECT_EQ(kc, p->tiles[0].k_end - p->tiles[0].k_begin);
+      } else {
+        EXPECT_EQ(p->k_padded, op.g.k);
+        for (size_t j = 0; j < wl.size(); ++j) {
+          if (j + 1 < wl.size()) EXPECT_EQ(wl[j], wl[0]);
+          EXPECT_EQ(wl[j] % 16, 0);
+          if (t.se_size_power_of_two) EXPECT_EQ(wl[j] & (wl[j] - 1), 0) << wl[j];
+        }
+      }
+    }
+  }
+}
+
+TEST(PlanSplit, SegmentSizesGenerated) {
+  for (int64_t size = 1; size <= 200; size += 7) {
+    for (int64_t n = 1; n <= 6; ++n) {
+      for (int64_t a : {1, 2, 16}) {
+        for (bool uniform : {false, true}) {
+          StatusOr<std::vector<int64_t>> s = SegmentSizes(size, n, a, uniform);
+          if (!s.ok()) continue;
+          int64_t sum = 0;
+          for (int64_t v : *s) sum += v;
+          EXPECT_EQ(sum, size);
+          ASSERT_EQ(static_cast<int64_t>(s->size()), n);
+          for (size_t i = 0; i + 1 < s->size(); ++i) {
+            EXPECT_GE((*s)[i], (*s)[i + 1]);
+            if (!uniform) EXPECT_EQ((*s)[i], (*s)[0]);
+            if (!uniform) EXPECT_EQ((*s)[i] % a, 0);
+          }
+          if (uniform) EXPECT_LE(s->front() - s->back(), a);
         }
       }
     }
@@ -638,6 +811,7 @@ TEST(PlanSe, CountsTheTableMapAndSourceRowsInCmx) {
   const ConvOp op = MakeOp(8, 6, 32, 32, 3);
   PlanOptions o;
   o.split = SplitStrategy::kSoh;
+  o.tiles = 3;  // the 4 source rows allow at most 4 SOH tiles (isSOHSupportedByDPU)
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plain, PlanWith(op, Npu40(), o));
   o.se = Upsample2x();
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, Npu40(), o));
@@ -664,6 +838,12 @@ TEST(PlanSe, CountsTheTableMapAndSourceRowsInCmx) {
     EXPECT_EQ(w.input_bytes, ((w.in_row_end + 1) / 2 - w.in_row_begin / 2) * 3 * 32 +
                                  rows * 6 * 2 * 4 + ActivationMapBytes(rows * 6 * 32));
   }
+  // Six tiles for 4 source rows: refused with the compiler's rule.
+  PlanOptions six = o;
+  six.tiles = 6;
+  StatusOr<Plan> bad = PlanWith(op, Npu40(), six);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(Contains(bad.status().message(), "isSOHSupportedByDPU")) << bad.status().message();
   // Without the row ranges the virtual rows are counted.
   o.se.source_row_begin.clear();
   o.se.source_row_end.clear();
@@ -885,6 +1065,31 @@ TEST(PlanSlices, PaddingChannelsAndBadRanges) {
   spec.pad = 4;  // output row 0 reads input rows -4..-2: padding only
   DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer padded, GenerateLayer(spec, 3));
   EXPECT_TRUE(Contains(SliceLayer(padded, 0, 16, 0, 1).status().message(), "only padding rows"));
+}
+
+// Erratum E#102555 (sparsity_constraint.cpp areChannelsFitForSESize): fp16/bf16 sparse input
+// with IC = 8192 cannot use SE size 4096; the planner refuses it, and its default avoids it.
+TEST(PlanTest, InputSeSizeErratum) {
+  LayerSpec spec;
+  spec.name = "ic8192";
+  spec.h = spec.w = 1;
+  spec.c = 8192;
+  spec.k = 16;
+  spec.in_dtype = spec.w_dtype = spec.out_dtype = DType::kFP16;
+  StatusOr<ConvLayer> layer = GenerateLayer(spec, 2);
+  ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+  for (const Target* t : AllTargets()) {
+    PlanOptions po;
+    po.input_sparse = true;
+    po.input_se_size = 4096;
+    const StatusOr<Plan> bad = PlanLayer(*layer, *t, po);
+    ASSERT_FALSE(bad.ok()) << t->name;
+    EXPECT_TRUE(Contains(bad.status().message(), "E#102555")) << bad.status().message();
+    po.input_se_size = 0;
+    const StatusOr<Plan> ok = PlanLayer(*layer, *t, po);
+    ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+    EXPECT_NE(ok->input_se_size, 4096) << t->name;
+  }
 }
 
 }  // namespace

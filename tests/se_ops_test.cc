@@ -179,10 +179,13 @@ void ExpectGatherConv(const GatherCase& s, const SeGather& gather, const Tensor&
   g.w = gather.w;
   g.stride_y = rng.Int(1, 2);
   g.stride_x = rng.Int(1, 2);
-  g.pad_top = rng.Int(0, g.ky - 1);
-  g.pad_left = rng.Int(0, g.kx - 1);
-  g.pad_bottom = std::max(rng.Int(0, g.ky - 1), g.ky - g.h - g.pad_top);
-  g.pad_right = std::max(rng.Int(0, g.kx - 1), g.kx - g.w - g.pad_left);
+  // One DPU invocation pads at most kernel / 2 per side (verifyPads).
+  g.pad_top = rng.Int(0, g.ky / 2);
+  g.pad_left = rng.Int(0, g.kx / 2);
+  g.pad_bottom = std::max(rng.Int(0, g.ky / 2), g.ky - g.h - g.pad_top);
+  g.pad_right = std::max(rng.Int(0, g.kx / 2), g.kx - g.w - g.pad_left);
+  // A virtual tensor smaller than the kernel needs more padding than one invocation has.
+  if (g.pad_bottom > g.ky / 2 || g.pad_right > g.kx / 2) return;
   vl.input = virtual_input;
   SCOPED_TRACE(gather.description);
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor expected, TextbookConv(vl, false));
@@ -698,6 +701,76 @@ TEST(SeOpsTest, SplitSourceUsesBasePtrOfTheRowsTile) {
         const int64_t sy = y / 2, row = sy < 3 ? sy : sy - 3;
         EXPECT_EQ(p.tile, sy < 3 ? 0 : 1);
         EXPECT_EQ(p.offset, 32 + (row * 3 + x) * 64 + s * 32);
+      }
+    }
+  }
+}
+
+// Inserted zeros (transposed convolution) and constant padding point at the source pixel the
+// compiler's SE attributes back-infer (se_attributes.cpp: SEUpsamplingAttr (v - border) / stride
+// clamped to the tensor; SEPaddingAttr the nearest border pixel), with BASE_PTR = the tile holding
+// that row and the offset restarting at the tile's rows (compute_se_base_ptrs.cpp,
+// convert_se_tables_to_constants.cpp): generated sources split over tiles, both targets.
+TEST(SeOpsTest, InsertedZerosPointAtTheCompilersPixelOverTiles) {
+  const uint64_t base = BaseSeed(7300);
+  for (uint64_t i = 0; i < 40; ++i) {
+    const uint64_t seed = base + i;
+    SCOPED_TRACE(SeedTrace(seed));
+    Rng rng(seed);
+    const Target& t = GetTarget(rng.Bernoulli(0.5) ? TargetId::kNPU37XX : TargetId::kNPU40XX);
+    SeSource src;
+    src.h = rng.Int(1, 7);
+    src.w = rng.Int(1, 6);
+    src.c = 16 * rng.Int(1, 4);
+    src.dtype = rng.Bernoulli(0.5) ? DType::kU8 : DType::kFP16;
+    const int tiles = static_cast<int>(rng.Int(1, std::min<int64_t>(t.tiles, src.h)));
+    src.layout = SplitRows(src.h, tiles, 16 * rng.Int(0, 3));
+    const int64_t se = 16, ses = src.c / se, eb = DTypeBytes(src.dtype);
+    // Tile and local row of every source row, from the layout.
+    std::vector<int> tile_of;
+    std::vector<int64_t> local, base_of;
+    for (size_t p = 0; p < src.layout.tiles.size(); ++p) {
+      for (int64_t r = 0; r < src.layout.tiles[p].rows; ++r) {
+        tile_of.push_back(static_cast<int>(p));
+        local.push_back(r);
+        base_of.push_back(src.layout.tiles[p].base_offset);
+      }
+    }
+    auto expect_points_at = [&](const SeGather& g, int64_t y, int64_t x, int64_t sy, int64_t sx) {
+      for (int64_t s = 0; s < ses; ++s) {
+        const SePointer p = DecodeSePointer(g.table[(y * g.w + x) * ses + s]);
+        ASSERT_EQ(p.tile, tile_of[sy]) << "virtual (" << y << ", " << x << ")";
+        ASSERT_EQ(p.offset, base_of[sy] + ((local[sy] * src.w + sx) * src.c + s * se) * eb)
+            << "virtual (" << y << ", " << x << ")";
+      }
+    };
+    auto clamp = [](int64_t v, int64_t n) { return std::min<int64_t>(std::max<int64_t>(v, 0), n - 1); };
+
+    TransposedConv tc;
+    tc.stride_y = rng.Int(1, 3);
+    tc.stride_x = rng.Int(1, 3);
+    tc.ky = rng.Int(1, 4);
+    tc.kx = rng.Int(1, 4);
+    tc.pads = Pads{rng.Int(0, tc.ky - 1), rng.Int(0, tc.ky - 1), rng.Int(0, tc.kx - 1),
+                   rng.Int(0, tc.kx - 1)};
+    tc.output_padding_y = rng.Int(0, tc.stride_y - 1);
+    tc.output_padding_x = rng.Int(0, tc.stride_x - 1);
+    StatusOr<SeGather> zi = ZeroInsertGather(src, t, se, tc);
+    if (zi.ok()) {
+      const int64_t by = tc.ky - 1 - tc.pads.top, bx = tc.kx - 1 - tc.pads.left;
+      for (int64_t y = 0; y < zi->h; ++y) {
+        for (int64_t x = 0; x < zi->w; ++x) {
+          const int64_t uy = y - by, ux = x - bx;
+          expect_points_at(*zi, y, x, clamp(uy >= 0 ? uy / tc.stride_y : 0, src.h),
+                           clamp(ux >= 0 ? ux / tc.stride_x : 0, src.w));
+        }
+      }
+    }
+    const Pads pads{rng.Int(0, 3), rng.Int(0, 3), rng.Int(0, 3), rng.Int(0, 3)};
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const SeGather pg, PadGather(src, t, se, pads, PadMode::kConstant));
+    for (int64_t y = 0; y < pg.h; ++y) {
+      for (int64_t x = 0; x < pg.w; ++x) {
+        expect_points_at(pg, y, x, clamp(y - pads.top, src.h), clamp(x - pads.left, src.w));
       }
     }
   }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -20,6 +21,7 @@
 #include "runtime/golden.h"
 #include "runtime/npy.h"
 #include "tests/test_util.h"
+#include "tests/textbook_conv.h"
 
 namespace dpuemu {
 namespace {
@@ -863,6 +865,51 @@ TEST_F(SeSpecTest, ParsesEveryOpsFields) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(s, Load(j));
   EXPECT_EQ(s.se->se_size, 16);
   EXPECT_EQ(s.se->phases[0].gather.table.size(), 5u * 4 * 2);
+}
+
+// The spec's own pads beyond kernel / 2 (one DPU invocation's limit, verifyPads) become a
+// constant border of the virtual tensor read through the same table (PadVirtual): its pointers
+// repeat the nearest virtual pixel's, its map bits are 0, and the result is the convolution with
+// the spec's pads over the unpadded virtual tensor.
+TEST_F(SeSpecTest, PadsBeyondHalfTheKernelBecomeAVirtualBorder) {
+  for (const Target* target : AllTargets()) {
+    SCOPED_TRACE(target->name);
+    json j = SeLayer(false, target->name);
+    j["se"] = {{"op", "upsample_nearest"}, {"factor", {2, 2}}};
+    j["pad"] = {2, 3, 1, 4};  // 3x3 kernel: 1 in the DPU, the rest in the table
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const Spec s, Load(j));
+    const ConvGeometry& g = s.layer.op.g;
+    EXPECT_EQ(g.pad_top, 1);
+    EXPECT_EQ(g.pad_bottom, 1);
+    EXPECT_EQ(g.pad_left, 1);
+    EXPECT_EQ(g.pad_right, 1);
+    EXPECT_EQ(g.h, 10 + 1 + 2);
+    EXPECT_EQ(g.w, 8 + 0 + 3);
+    const SeGather& gather = s.se->phases[0].gather;
+    EXPECT_EQ(gather.table[0], gather.table[1 * g.w + 0]);  // border row 0 = virtual row 0
+    EXPECT_FALSE(MapBit(gather.map.data(), 0));
+    std::vector<Tensor> outputs;
+    std::vector<Plan> plans;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor got, RunSpec(s, false, &outputs, &plans));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor got_ref, RunSpec(s, true, nullptr, nullptr));
+    EXPECT_EQ(FirstDifference(got, got_ref), "");
+    // The unpadded virtual tensor (rows 1..10, columns 0..7 of the gathered one) with the spec's
+    // pads, by the textbook.
+    ConvLayer direct = s.layer;
+    direct.op.g.h = 10;
+    direct.op.g.w = 8;
+    direct.op.g.pad_top = 2;
+    direct.op.g.pad_bottom = 3;
+    direct.op.g.pad_left = 1;
+    direct.op.g.pad_right = 4;
+    direct.input = Tensor(s.layer.input.dtype, {10, 8, 32});
+    for (int64_t y = 0; y < 10; ++y) {
+      std::memcpy(direct.input.bytes.data() + y * 8 * 32,
+                  s.layer.input.bytes.data() + ((y + 1) * g.w) * 32, 8 * 32);
+    }
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor want, TextbookConv(direct, false));
+    EXPECT_EQ(FirstDifference(got, want), "");
+  }
 }
 
 TEST_F(SeSpecTest, FieldErrorsNameTheField) {

@@ -66,12 +66,26 @@ TEST(Target, ByName) {
 }
 
 TEST(Target, SeSizeRules) {
-  for (int64_t ok : {16, 32, 64, 128, 4096, 8192}) {
+  for (int64_t ok : {16, 32, 64, 128, 4096}) {
     EXPECT_TRUE(CheckSeSize(N37(), ok, "se").ok()) << ok;
     EXPECT_TRUE(CheckSeSize(N40(), ok, "se").ok()) << ok;
   }
+  // NPU37XX's se_z_split cannot encode 8192 (calc_se_size); NPU40XX can.
+  EXPECT_TRUE(CheckSeSize(N40(), 8192, "se").ok());
+  ExpectError(CheckSeSize(N37(), 8192, "input se_size"), "input se_size = 8192 on NPU37XX");
+  ExpectError(CheckSeSize(N37(), 8192, "input se_size"), "calc_se_size");
+  // The fp16/bf16 IC = 8192 SE = 4096 erratum binds sparse input read without an SE table only.
+  for (const Target* t : AllTargets()) {
+    for (DType d : {DType::kFP16, DType::kBF16}) {
+      ExpectError(CheckInputSeSize(*t, 4096, d, 8192, true, "input se_size"), "E#102555");
+      EXPECT_TRUE(CheckInputSeSize(*t, 4096, d, 8192, false, "se").ok());
+      EXPECT_TRUE(CheckInputSeSize(*t, 4096, d, 4096, true, "se").ok());
+      EXPECT_TRUE(CheckInputSeSize(*t, 2048, d, 8192, true, "se").ok());
+    }
+    EXPECT_TRUE(CheckInputSeSize(*t, 4096, DType::kU8, 8192, true, "se").ok());
+  }
   // NPU37XX needs a power of two; NPU40XX only a multiple of 16.
-  for (int64_t v : {48, 80, 320, 8176}) {
+  for (int64_t v : {48, 80, 320, 4080}) {
     ExpectError(CheckSeSize(N37(), v, "input se_size"), "input se_size = " + std::to_string(v));
     ExpectError(CheckSeSize(N37(), v, "input se_size"), "power-of-two");
     EXPECT_TRUE(CheckSeSize(N40(), v, "se").ok()) << v;
@@ -90,8 +104,8 @@ TEST(Target, DefaultSeSize) {
     int64_t channels, n37, n40;
   };
   for (const Case& c : {Case{320, 64, 320}, Case{16, 16, 16}, Case{48, 16, 48}, Case{80, 16, 80},
-                        Case{96, 32, 96}, Case{256, 256, 256}, Case{8192, 8192, 8192},
-                        Case{16384, 8192, 8192}, Case{8208, 16, 2736}, Case{12288, 4096, 6144}}) {
+                        Case{96, 32, 96}, Case{256, 256, 256}, Case{8192, 4096, 8192},
+                        Case{16384, 4096, 8192}, Case{8208, 16, 2736}, Case{12288, 4096, 6144}}) {
     EXPECT_EQ(DefaultSeSize(N37(), c.channels), c.n37) << c.channels;
     EXPECT_EQ(DefaultSeSize(N40(), c.channels), c.n40) << c.channels;
     for (const Target* t : AllTargets()) {
@@ -100,6 +114,15 @@ TEST(Target, DefaultSeSize) {
       EXPECT_TRUE(CheckSeSize(*t, se, "se").ok());
     }
   }
+}
+
+TEST(Target, DefaultSeSizeAvoidsTheErratum) {
+  // fp16/bf16 with IC = 8192: NPU37XX's largest legal size, 4096, is the erratum's.
+  for (DType d : {DType::kFP16, DType::kBF16}) {
+    EXPECT_EQ(DefaultSeSize(N37(), 8192, d), 2048);
+    EXPECT_EQ(DefaultSeSize(N40(), 8192, d), 8192);
+  }
+  EXPECT_EQ(DefaultSeSize(N37(), 8192, DType::kU8), 4096);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -62,8 +62,9 @@ void ConvFloat(const ConvLayer& layer, bool skip_zero_weights, Tensor& out) {
     w[i] = IsFloat(op.w_dtype)
                ? LoadFloat(op.w_dtype, layer.weights.bytes.data(), i)
                : static_cast<float>(LoadInt(op.w_dtype, layer.weights.bytes.data(), i) - op.w_zp);
-    // Absent from the map: +0.0 (-0.0 is a stored value), or the zero point of integer weights.
-    skip[i] = skip_zero_weights && FloatBits(w[i]) == 0;
+    // Absent from the map: zero by value, +0.0 and -0.0 (the compiler's sparsify.cpp), or the zero
+    // point of integer weights.
+    skip[i] = skip_zero_weights && w[i] == 0.0f;
   }
 
   std::vector<float> acc(static_cast<size_t>(g.k));

@@ -17,8 +17,8 @@
 namespace dpuemu {
 
 // The layer's output [OH, OW, K] in op.out_dtype. On the float path the sum depends on which
-// products the DPU performs: with sparse weights it skips weights absent from the map (bit pattern
-// +0.0), so +inf * +0.0 does not make a NaN there. `skip_zero_weights` selects that behaviour; it
+// products the DPU performs: with sparse weights it skips weights absent from the map (zero by
+// value, +0.0 or -0.0), so +inf * 0.0 does not make a NaN there. `skip_zero_weights` selects that behaviour; it
 // does not change integer results.
 StatusOr<Tensor> TextbookConv(const ConvLayer& layer, bool skip_zero_weights);
 

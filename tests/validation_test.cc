@@ -200,6 +200,63 @@ TEST(ValidationTest, GeometryRanges) {
   }
 }
 
+// One DPU invocation (the library's DpuTask) pads at most kernel / 2 per side (verifyPads) and
+// has C, K <= 8192 (VPU_DIMENSION_LIMIT); ValidateOp's wider layer limits are the runtime's,
+// which lowers pads through an SE pad gather (LowerLayerForDpu) and K as several invocations.
+TEST(ValidationTest, OneInvocationLimits) {
+  const ConvLayer base = SmallLayer();  // 3x3 kernel: pads up to 1
+  struct Case {
+    void (*edit)(ConvGeometry&);
+    const char* part;
+  };
+  const Case cases[] = {
+      {[](ConvGeometry& g) { g.pad_top = 2; }, "pad_top = 2: one DPU invocation pads at most ky / 2 = 1"},
+      {[](ConvGeometry& g) { g.pad_bottom = 2; }, "pad_bottom = 2"},
+      {[](ConvGeometry& g) { g.pad_left = 2; }, "pad_left = 2: one DPU invocation pads at most kx / 2 = 1"},
+      {[](ConvGeometry& g) { g.pad_right = 3; }, "verifyPads"},
+      {[](ConvGeometry& g) { g.ky = 2, g.pad_top = 1, g.pad_bottom = 0; }, "pad_top = 1: one DPU invocation pads at most ky / 2 = 1"},
+  };
+  for (const Case& c : cases) {
+    ConvOp op = base.op;
+    c.edit(op.g);
+    SCOPED_TRACE(c.part);
+    EXPECT_TRUE(ValidateOp(op).ok());
+    const Status inv = ValidateInvocation(op.g);
+    if (op.g.pad_top <= op.g.ky / 2 && op.g.pad_bottom <= op.g.ky / 2 &&
+        op.g.pad_left <= op.g.kx / 2 && op.g.pad_right <= op.g.kx / 2) {
+      EXPECT_TRUE(inv.ok()) << inv.message();  // ky = 2: pad 1 is within ky / 2
+      continue;
+    }
+    EXPECT_REJECTS(inv, c.part);
+    ConvLayer layer = base;
+    layer.op = op;
+    layer.weights = Tensor(op.w_dtype, {op.g.k, op.g.ky, op.g.kx, op.g.c});
+    EXPECT_REJECTS(LowerLayer(layer, {}, Npu40()), c.part);
+    DpuTask task = Lower(base, false, false, false);
+    task.op = op;
+    ExpectTaskRejected(task, c.part);
+    // The runtime's lowering: the DPU pads kernel / 2, an SE table reads the excess as zeros.
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuTask lowered, LowerLayerForDpu(layer, {}, Npu40()));
+    EXPECT_FALSE(lowered.se_table.empty());
+    EXPECT_TRUE(ValidateInvocation(lowered.op.g).ok());
+  }
+  ConvOp wide = base.op;
+  wide.g.c = 8208;
+  EXPECT_TRUE(ValidateOp(wide).ok());
+  EXPECT_REJECTS(ValidateInvocation(wide.g), "c (input channels) = 8208: must be at most 8192");
+  wide = base.op;
+  wide.g.k = 16384;
+  EXPECT_REJECTS(ValidateInvocation(wide.g), "k (output channels) = 16384: must be at most 8192");
+  // The planner refuses IC beyond one invocation (no dpuemu operation adds partial sums).
+  LayerSpec spec;
+  spec.name = "ic";
+  spec.h = spec.w = 1;
+  spec.c = 8208;
+  spec.k = 16;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer ic, GenerateLayer(spec, 1));
+  EXPECT_REJECTS(PlanLayer(ic, Npu40(), {}), "c (input channels) = 8208: one DPU invocation reads at most 8192");
+}
+
 TEST(ValidationTest, ChannelsMultipleOf16) {
   const ConvLayer base = SmallLayer();
   for (int64_t c : {20, 8, 16400}) {
