@@ -1,11 +1,14 @@
 // Sparsity-bitmap kernels (kernels/bitmap.h) on the activations of the layer table (hw/layer.h
 // StandardLayers), beside memcpy of the same dense size in the same run. Rows:
-//   decode/<H>x<W>x<C>/<dtype>/<sparsity%>  packed SEs + map -> dense, into a reused buffer
-//   gather/...                              the same through an SE table over 2 tiles
-//   encode/...                              dense -> packed SEs + map (returns new buffers)
-//   scalar_decode/...                       hw/formats.h DecodeSparseActivations, for scale
+//   decode/<path>/<H>x<W>x<C>/<dtype>/<sparsity%>  packed SEs + map -> dense, into a reused buffer
+//   gather/<path>/...                              the same through an SE table over 2 tiles
+//   encode/<path>/...                              dense -> packed SEs + map (new buffers)
+//   wdecode/<path>/<K>x<KY>x<KX>x<C>/<dtype>/<sparsity%>  compressed weights -> dense
+//   scalar_decode/...                              hw/formats.h DecodeSparseActivations, for scale
 //   memcpy/<bytes>
-// bytes_per_second counts the DENSE bytes of the tensor. Single thread.
+// <path> is kernels/bitmap.h's ActivePath(): "avx512vbmi2" (where the CPU has it) and
+// "table/<Highway target>", each row forcing its path. bytes_per_second counts the DENSE bytes
+// of the tensor. Single thread.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -76,11 +79,24 @@ const Case& GetCase(int64_t h, int64_t w, int64_t c, DType dtype, int sparsity) 
   return k;
 }
 
+// Forces `path` for one benchmark and restores the automatic choice after it.
+class PathScope {
+ public:
+  explicit PathScope(simd::BitmapPath path) : ok_(simd::SetBitmapPath(path).ok()) {}
+  ~PathScope() { (void)simd::SetBitmapPath(simd::BitmapPath::kAuto); }
+  bool ok() const { return ok_; }
+
+ private:
+  bool ok_;
+};
+
 void SetDenseBytes(benchmark::State& state, int64_t bytes) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes);
 }
 
-void BM_Gather(benchmark::State& state, const Case* c, bool table) {
+void BM_Gather(benchmark::State& state, simd::BitmapPath path, const Case* c, bool table) {
+  const PathScope scope(path);
+  if (!scope.ok()) return state.SkipWithError("path unavailable");
   const Case& k = *c;
   std::vector<uint8_t> out(k.dense.bytes.size());
   const ActivationView& view = table ? k.table_view : k.plain_view;
@@ -94,12 +110,60 @@ void BM_Gather(benchmark::State& state, const Case* c, bool table) {
   SetDenseBytes(state, static_cast<int64_t>(out.size()));
 }
 
-void BM_Encode(benchmark::State& state, const Case* c) {
+void BM_Encode(benchmark::State& state, simd::BitmapPath path, const Case* c) {
+  const PathScope scope(path);
+  if (!scope.ok()) return state.SkipWithError("path unavailable");
   const Case& k = *c;
   for (auto _ : state) {
     auto sa = simd::EncodeSparseActivations(k.dense, k.zp, k.sparse.se_size);
     if (!sa.ok()) return state.SkipWithError(sa.status().ToString().c_str());
     benchmark::DoNotOptimize(sa->data.data());
+  }
+  SetDenseBytes(state, static_cast<int64_t>(k.dense.bytes.size()));
+}
+
+struct WeightCase {
+  Tensor dense;
+  int32_t zp = 0;
+  ConvGeometry g;
+  CompressedWeights cw;
+  std::vector<uint8_t> table;  // every channel sparse
+};
+
+// The weights of GenerateLayer (K, KY, KX, C of the layer) at `sparsity`% zeros.
+const WeightCase& GetWeightCase(const LayerSpec& base, DType dtype, int sparsity) {
+  static std::map<std::tuple<std::string, DType, int>, std::unique_ptr<WeightCase>> cache;
+  auto& slot = cache[{base.name, dtype, sparsity}];
+  if (slot) return *slot;
+  LayerSpec spec = base;
+  spec.in_dtype = dtype == DType::kI8 ? DType::kU8 : dtype;
+  spec.w_dtype = dtype;
+  spec.out_dtype = spec.in_dtype;
+  spec.weight_sparsity = sparsity / 100.0;
+  const ConvLayer layer = *GenerateLayer(spec, 4321);
+  slot = std::make_unique<WeightCase>();
+  WeightCase& k = *slot;
+  k.dense = layer.weights;
+  k.zp = layer.op.w_zp;
+  k.g = *CheckCompressWeights(k.dense, k.zp);
+  k.cw = *simd::CompressWeights(k.dense, k.zp);
+  std::vector<WeightTableEntry> entries(static_cast<size_t>(k.g.k));
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].weight_ptr = k.cw.data_offset[i];
+    entries[i].sparsity_ptr = k.cw.map_offset[i];
+  }
+  k.table = EncodeWeightTable(entries);
+  return k;
+}
+
+void BM_WeightDecode(benchmark::State& state, simd::BitmapPath path, const WeightCase* c) {
+  const PathScope scope(path);
+  if (!scope.ok()) return state.SkipWithError("path unavailable");
+  const WeightCase& k = *c;
+  for (auto _ : state) {
+    auto t = simd::DecompressWeights(k.cw.data, k.cw.map, k.table, k.g, k.dense.dtype, k.zp);
+    if (!t.ok()) return state.SkipWithError(t.status().ToString().c_str());
+    benchmark::DoNotOptimize(t->bytes.data());
   }
   SetDenseBytes(state, static_cast<int64_t>(k.dense.bytes.size()));
 }
@@ -125,7 +189,19 @@ void BM_Memcpy(benchmark::State& state, int64_t bytes) {
   SetDenseBytes(state, bytes);
 }
 
+// The paths this CPU runs, with their row names.
+std::vector<std::pair<simd::BitmapPath, std::string>> Paths() {
+  std::vector<std::pair<simd::BitmapPath, std::string>> paths;
+  for (simd::BitmapPath p : {simd::BitmapPath::kVbmi2, simd::BitmapPath::kTable}) {
+    if (!simd::SetBitmapPath(p).ok()) continue;
+    paths.emplace_back(p, simd::ActivePath());
+  }
+  (void)simd::SetBitmapPath(simd::BitmapPath::kAuto);
+  return paths;
+}
+
 void RegisterAll() {
+  const auto paths = Paths();
   std::set<std::tuple<int64_t, int64_t, int64_t>> shapes;
   for (const LayerSpec& s : StandardLayers()) shapes.insert({s.h, s.w, s.c});
   std::set<int64_t> copy_sizes;
@@ -137,11 +213,29 @@ void RegisterAll() {
                                  std::to_string(c) + "/" + DTypeName(dtype) + "/" +
                                  std::to_string(sparsity);
         const Case* k = &GetCase(h, w, c, dtype, sparsity);
-        benchmark::RegisterBenchmark(("decode/" + name).c_str(), BM_Gather, k, false);
-        benchmark::RegisterBenchmark(("gather/" + name).c_str(), BM_Gather, k, true);
-        benchmark::RegisterBenchmark(("encode/" + name).c_str(), BM_Encode, k);
+        for (const auto& [path, pname] : paths) {
+          const std::string row = pname + "/" + name;
+          benchmark::RegisterBenchmark(("decode/" + row).c_str(), BM_Gather, path, k, false);
+          benchmark::RegisterBenchmark(("gather/" + row).c_str(), BM_Gather, path, k, true);
+          benchmark::RegisterBenchmark(("encode/" + row).c_str(), BM_Encode, path, k);
+        }
         if (sparsity == 50) {
           benchmark::RegisterBenchmark(("scalar_decode/" + name).c_str(), BM_ScalarDecode, k);
+        }
+      }
+    }
+  }
+  for (const LayerSpec& s : StandardLayers()) {
+    for (DType dtype : {DType::kI8, DType::kFP16}) {
+      for (int sparsity : {50, 90}) {
+        const WeightCase* k = &GetWeightCase(s, dtype, sparsity);
+        const std::string name = std::to_string(k->g.k) + "x" + std::to_string(k->g.ky) + "x" +
+                                 std::to_string(k->g.kx) + "x" + std::to_string(k->g.c) + "/" +
+                                 DTypeName(dtype) + "/" + std::to_string(sparsity);
+        copy_sizes.insert(static_cast<int64_t>(k->dense.bytes.size()));
+        for (const auto& [path, pname] : paths) {
+          benchmark::RegisterBenchmark(("wdecode/" + pname + "/" + name).c_str(),
+                                       BM_WeightDecode, path, k);
         }
       }
     }

@@ -1,5 +1,7 @@
-// Per-target bitmap kernels (compiled once per Highway target through foreach_target.h) and the
-// public entry points of kernels/bitmap.h (in the HWY_ONCE block at the end).
+// Per-target bitmap kernels of the table path (compiled once per Highway target through
+// foreach_target.h) and the public entry points of kernels/bitmap.h (in the HWY_ONCE block at the
+// end), which send 1- and 2-byte elements to the AVX-512 VBMI2 path (kernels/bitmap_x86.cc)
+// where the CPU has it and the path setting allows it.
 //
 // Layout invariants the kernels rely on, all established by the Check* functions of hw/formats.h
 // before any kernel runs: every packed run lies inside its buffer, every map bit read lies inside
@@ -12,12 +14,16 @@
 #ifndef DPUEMU_KERNELS_BITMAP_CC_ONCE_
 #define DPUEMU_KERNELS_BITMAP_CC_ONCE_
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "hw/formats.h"
 #include "hw/layer.h"
 #include "kernels/bitmap.h"
+#include "kernels/bitmap_x86.h"
 
 namespace dpuemu {
 namespace bitmap_internal {
@@ -410,30 +416,8 @@ HWY_INLINE void WithKernels(DType dtype, int32_t zp, const Body& body) {
   body(ScalarKernels{dtype, zp});
 }
 
-// ---- Gather / decode ----
-
-// SEs [s_begin, s_end) of the sparse gathered input, dense, to out.
-template <class Kernels>
-HWY_NOINLINE void ExpandSes(const Kernels& kernels, const ActivationView& view, int64_t s_begin,
-                            int64_t s_end, uint8_t* out) {
-  const int64_t se = view.se_size;
-  const int64_t slot_bytes = se * kernels.eb();
-  // Locals, not view's members: stores through uint8_t* could alias those.
-  const ByteSpan* tiles = view.tiles.data();
-  const int32_t* table = view.se_table.empty() ? nullptr : view.se_table.data();
-  const uint8_t* map = view.map.data();
-  const uint8_t* map_end = map + view.map.size();
-  for (int64_t s = s_begin; s < s_end; ++s, out += slot_bytes) {
-    const ByteSpan* tile = tiles;
-    int64_t offset = s * slot_bytes;
-    if (table) {
-      const SePointer p = DecodeSePointer(table[s]);
-      tile = tiles + p.tile;
-      offset = p.offset;
-    }
-    kernels.Expand(tile->data() + offset, tile->end(), map, map_end, s * se, se, out);
-  }
-}
+// ---- Drivers (kernels/bitmap_drivers.inc), entry points ----
+#include "kernels/bitmap_drivers.inc"  // IWYU pragma: keep
 
 // SEs [s_begin, s_end) of the gathered input, dense, to out (the view passed CheckGather).
 void GatherSes(const ActivationView& view, DType dtype, int32_t zp, int64_t s_begin,
@@ -458,24 +442,6 @@ void GatherSes(const ActivationView& view, DType dtype, int32_t zp, int64_t s_be
   }
 }
 
-// Dense [k, taps] weights to out from the buffers the (checked) table points into.
-template <class Kernels>
-HWY_NOINLINE void ExpandChannels(const Kernels& kernels, ByteSpan data, ByteSpan map,
-                                 const WeightTableEntry* entries, int64_t k, int64_t taps,
-                                 int64_t map_per_k, uint8_t* out) {
-  const int64_t channel_bytes = taps * kernels.eb();
-  for (int64_t i = 0; i < k; ++i, out += channel_bytes) {
-    const WeightTableEntry& e = entries[i];
-    const uint8_t* src = data.data() + e.weight_ptr;
-    if (e.sparsity_ptr == kDenseSparsityPtr) {
-      std::memcpy(out, src, static_cast<size_t>(channel_bytes));
-    } else {
-      const uint8_t* m = map.data() + e.sparsity_ptr;
-      kernels.Expand(src, data.end(), m, m + map_per_k, 0, taps, out);
-    }
-  }
-}
-
 void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* entries, int64_t k,
                         int64_t taps, int64_t map_per_k, DType dtype, int32_t zp, uint8_t* out) {
   WithKernels(dtype, zp, [&](const auto& kernels) {
@@ -483,51 +449,11 @@ void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* ent
   });
 }
 
-// ---- Encode ----
-
-// Sparse activations of the n elements at src: the zeroed map (map_bytes) and the slots of
-// `data`, which has 16 bytes of room past n * element bytes.
-template <class Kernels>
-HWY_NOINLINE void PackSes(const Kernels& kernels, const uint8_t* src, int64_t n, int64_t se,
-                          uint8_t* data, uint8_t* map, int64_t map_bytes) {
-  const int64_t slot_bytes = se * kernels.eb();
-  const uint8_t* src_end = src + n * kernels.eb();
-  kernels.MakeMap(src, n, map);
-  for (int64_t s = 0; s < n / se; ++s) {
-    uint8_t* slot = data + s * slot_bytes;
-    const int64_t packed =
-        kernels.Compress(src + s * slot_bytes, src_end, map, map + map_bytes, s * se, se, slot);
-    kernels.Clear(slot + packed, slot_bytes - packed);
-  }
-}
-
 void EncodeSes(const uint8_t* src, DType dtype, int64_t n, int32_t zp, int64_t se,
                uint8_t* data, uint8_t* map, int64_t map_bytes) {
   WithKernels(dtype, zp, [&](const auto& kernels) {
     PackSes(kernels, src, n, se, data, map, map_bytes);
   });
-}
-
-// Compressed weights of the [k, taps] tensor at src: per channel the map (zeroed, map_per_k
-// bytes each), its offset and non-zero count, and the packed run padded to 16 bytes in `data`,
-// which has 16 bytes of room past the worst case. Returns the bytes of data used.
-template <class Kernels>
-HWY_NOINLINE int64_t PackChannels(const Kernels& kernels, const uint8_t* src, int64_t k,
-                                  int64_t taps, int64_t map_per_k, uint8_t* data, uint8_t* map,
-                                  uint32_t* data_offset, int64_t* nonzeros) {
-  const int64_t channel_bytes = taps * kernels.eb();
-  int64_t pos = 0;
-  for (int64_t i = 0; i < k; ++i, src += channel_bytes, map += map_per_k) {
-    kernels.MakeWeightMap(src, taps, map);
-    const int64_t packed =
-        kernels.Compress(src, src + channel_bytes, map, map + map_per_k, 0, taps, data + pos);
-    const int64_t padded = AlignUp(packed, 16);
-    kernels.Clear(data + pos + packed, padded - packed);
-    data_offset[i] = static_cast<uint32_t>(pos);
-    nonzeros[i] = packed / kernels.eb();
-    pos += padded;
-  }
-  return pos;
 }
 
 int64_t CompressChannels(const uint8_t* src, DType dtype, int64_t k, int64_t taps, int32_t zp,
@@ -556,6 +482,70 @@ HWY_EXPORT(EncodeSes);
 HWY_EXPORT(CompressChannels);
 HWY_EXPORT(TargetId);
 
+namespace {
+
+std::atomic<int> g_path{static_cast<int>(BitmapPath::kAuto)};
+
+// kAuto's choice: the CPU's, unless DPUEMU_ISA names a tier below VBMI2 (kernels/bitmap.h).
+bool AutoVbmi2() {
+  static const bool on = [] {
+    if (!HasVbmi2()) return false;
+    const char* isa = std::getenv("DPUEMU_ISA");
+    if (isa == nullptr) return true;
+    const std::string s(isa);
+    return s.empty() || s == "native" || s == "amx" || s == "avx512vnni" || s == "avx512vbmi2";
+  }();
+  return on;
+}
+
+bool Vbmi2Selected() {
+  switch (static_cast<BitmapPath>(g_path.load(std::memory_order_relaxed))) {
+    case BitmapPath::kTable:
+      return false;
+    case BitmapPath::kVbmi2:
+      return true;
+    case BitmapPath::kAuto:
+      break;
+  }
+  return AutoVbmi2();
+}
+
+// Whether this call takes the VBMI2 path: 1- and 2-byte elements (4-byte ones stay on the
+// element loop of the table path).
+bool UseVbmi2(DType dtype) {
+  const int64_t eb = DTypeBytes(dtype);
+  return DPUEMU_BITMAP_VBMI2 && (eb == 1 || eb == 2) && Vbmi2Selected();
+}
+
+void GatherSesAny(const ActivationView& view, DType dtype, int32_t zp, int64_t s_begin,
+                  int64_t s_end, uint8_t* out) {
+#if DPUEMU_BITMAP_VBMI2
+  if (!view.map.empty() && UseVbmi2(dtype)) {
+    return bitmap_x86::GatherSes(view, dtype, zp, s_begin, s_end, out);
+  }
+#endif
+  HWY_DYNAMIC_DISPATCH(GatherSes)(view, dtype, zp, s_begin, s_end, out);
+}
+
+}  // namespace
+
+bool HasVbmi2() { return bitmap_x86::Vbmi2CpuSupported(); }
+
+Status SetBitmapPath(BitmapPath path) {
+  if (path == BitmapPath::kVbmi2 && !HasVbmi2()) {
+    return InvalidArgument(
+        "bitmap path: avx512vbmi2 needs AVX-512 F/BW/VL/VBMI2, BMI2 and POPCNT, which this "
+        "build or CPU lacks");
+  }
+  g_path.store(static_cast<int>(path), std::memory_order_relaxed);
+  return OkStatus();
+}
+
+std::string ActivePath() {
+  if (DPUEMU_BITMAP_VBMI2 && Vbmi2Selected()) return "avx512vbmi2";
+  return std::string("table/") + hwy::TargetName(ActiveTarget());
+}
+
 StatusOr<SparseActivations> EncodeSparseActivations(const Tensor& t, int32_t zp, int64_t se_size) {
   DPUEMU_RETURN_IF_ERROR(CheckEncodeActivations(t, zp, se_size));
   const int64_t n = t.numel();
@@ -564,6 +554,14 @@ StatusOr<SparseActivations> EncodeSparseActivations(const Tensor& t, int32_t zp,
   out.se_size = se_size;
   out.data.resize(bytes + 16);  // room for the packing stores, trimmed below
   out.map.assign(static_cast<size_t>(ActivationMapBytes(n)), 0);
+#if DPUEMU_BITMAP_VBMI2
+  if (UseVbmi2(t.dtype)) {
+    bitmap_x86::EncodeSes(t.bytes.data(), t.dtype, n, zp, se_size, out.data.data(),
+                          out.map.data(), static_cast<int64_t>(out.map.size()));
+    out.data.resize(bytes);
+    return out;
+  }
+#endif
   HWY_DYNAMIC_DISPATCH(EncodeSes)(t.bytes.data(), t.dtype, n, zp, se_size, out.data.data(),
                                   out.map.data(), static_cast<int64_t>(out.map.size()));
   out.data.resize(bytes);
@@ -585,8 +583,7 @@ StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
   GatherShape gs;
   DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape, zp));
   Tensor out(dtype, {gs.h, gs.w, gs.c});
-  HWY_DYNAMIC_DISPATCH(GatherSes)(view, dtype, zp, 0, gs.h * gs.w * gs.c / view.se_size,
-                                  out.bytes.data());
+  GatherSesAny(view, dtype, zp, 0, gs.h * gs.w * gs.c / view.se_size, out.bytes.data());
   return out;
 }
 
@@ -603,8 +600,7 @@ Status GatherRows(const ActivationView& view, DType dtype, const std::vector<int
                            ") need " + std::to_string(need));
   }
   const int64_t ses_per_row = gs.w * gs.c / view.se_size;
-  HWY_DYNAMIC_DISPATCH(GatherSes)(view, dtype, zp, row_begin * ses_per_row,
-                                  row_end * ses_per_row, out.data());
+  GatherSesAny(view, dtype, zp, row_begin * ses_per_row, row_end * ses_per_row, out.data());
   return OkStatus();
 }
 
@@ -622,9 +618,13 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
   out.data_offset.resize(k);
   out.nonzeros.resize(k);
   for (size_t i = 0; i < k; ++i) out.map_offset.push_back(static_cast<uint32_t>(i * map_per_k));
-  const int64_t used = HWY_DYNAMIC_DISPATCH(CompressChannels)(
-      weights.bytes.data(), weights.dtype, g.k, taps, zp, map_per_k, out.data.data(),
-      out.map.data(), out.data_offset.data(), out.nonzeros.data());
+  auto* compress = HWY_DYNAMIC_DISPATCH(CompressChannels);
+#if DPUEMU_BITMAP_VBMI2
+  if (UseVbmi2(weights.dtype)) compress = bitmap_x86::CompressChannels;
+#endif
+  const int64_t used =
+      compress(weights.bytes.data(), weights.dtype, g.k, taps, zp, map_per_k, out.data.data(),
+               out.map.data(), out.data_offset.data(), out.nonzeros.data());
   out.data.resize(static_cast<size_t>(used));
   return out;
 }
@@ -636,9 +636,12 @@ StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
   std::vector<WeightTableEntry> entries;
   DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype, zp));
   Tensor out(dtype, {g.k, g.ky, g.kx, g.c});
-  HWY_DYNAMIC_DISPATCH(DecompressChannels)(data, map, entries.data(), g.k, g.taps(),
-                                           WeightMapBytesPerChannel(g), dtype, zp,
-                                           out.bytes.data());
+  auto* decompress = HWY_DYNAMIC_DISPATCH(DecompressChannels);
+#if DPUEMU_BITMAP_VBMI2
+  if (UseVbmi2(dtype)) decompress = bitmap_x86::DecompressChannels;
+#endif
+  decompress(data, map, entries.data(), g.k, g.taps(), WeightMapBytesPerChannel(g), dtype, zp,
+             out.bytes.data());
   return out;
 }
 

@@ -3,14 +3,17 @@
 // activations and weights over every element type, zero points 0 and not, sparsity 0 to 1,
 // sizes around the 16-byte block and the SSE/AVX2 lane counts, SE tables scattered over several
 // misaligned tiles, partial row ranges into misaligned buffers; and rejected inputs, which must
-// fail with the scalar path's exact status.
+// fail with the scalar path's exact status. The AVX-512 VBMI2 path runs the same suites where the
+// CPU has it.
 #include "kernels/bitmap.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -25,8 +28,9 @@ namespace {
 
 constexpr DType kDTypes[] = {DType::kI8, DType::kU8, DType::kFP16, DType::kBF16};
 constexpr double kSparsities[] = {0.0, 0.5, 0.9, 1.0};
-// Bytes per pixel (C * element bytes): around and across 16-byte blocks, plus an odd one.
-constexpr int64_t kPixelBytes[] = {16, 32, 48, 64, 80, 256, 6};
+// Bytes per pixel (C * element bytes): around and across 16-byte blocks and the 64-byte step of
+// the VBMI2 path, plus odd element counts (66 and 130 bytes: 33 and 65 2-byte elements).
+constexpr int64_t kPixelBytes[] = {16, 32, 48, 64, 80, 128, 256, 6, 66, 130};
 // Pixel counts around multiples of 16 and 32 (the u8 lane counts of SSE and AVX2).
 constexpr int64_t kPixelCounts[] = {1, 3, 7, 15, 16, 17, 31, 32, 33, 48, 96, 130, 258};
 
@@ -146,18 +150,70 @@ std::string CaseTrace(uint64_t base, uint64_t index) {
   return SeedTrace(base) + ", case " + std::to_string(index);
 }
 
-// Each test runs once per target, with the dispatch pinned to it.
-class Bitmap : public hwy::TestWithParamTarget {
+// Each test runs once per path: the table path once per Highway target, with the dispatch pinned
+// to it, and the AVX-512 VBMI2 path where this CPU has it (parameter kVbmi2Param).
+constexpr int64_t kVbmi2Param = 0;  // no Highway target is 0
+
+std::vector<int64_t> Paths() {
+  std::vector<int64_t> p = simd::CompiledTargets();
+  if (simd::HasVbmi2()) p.push_back(kVbmi2Param);
+  return p;
+}
+
+std::string PathName(const testing::TestParamInfo<int64_t>& info) {
+  return info.param == kVbmi2Param ? "AVX512VBMI2" : hwy::TargetName(info.param);
+}
+
+class Bitmap : public testing::TestWithParam<int64_t> {
  protected:
   void SetUp() override {
-    hwy::TestWithParamTarget::SetUp();
+    if (GetParam() == kVbmi2Param) {
+      DPUEMU_ASSERT_OK(simd::SetBitmapPath(simd::BitmapPath::kVbmi2));
+      ASSERT_EQ(simd::ActivePath(), "avx512vbmi2");
+      return;
+    }
+    DPUEMU_ASSERT_OK(simd::SetBitmapPath(simd::BitmapPath::kTable));
+    hwy::SetSupportedTargetsForTest(GetParam());
     ASSERT_EQ(simd::ActiveTarget(), GetParam()) << "dispatch did not switch to the target";
+    ASSERT_EQ(simd::ActivePath(), std::string("table/") + hwy::TargetName(GetParam()));
+  }
+  void TearDown() override {
+    hwy::SetSupportedTargetsForTest(0);
+    EXPECT_TRUE(simd::SetBitmapPath(simd::BitmapPath::kAuto).ok());
   }
 };
 
-HWY_GTEST_INSTANTIATE_TEST_SUITE_P(AllTargets, Bitmap,
-                                   testing::ValuesIn(simd::CompiledTargets()),
-                                   hwy::TestParamTargetName);
+HWY_GTEST_INSTANTIATE_TEST_SUITE_P(AllPaths, Bitmap, testing::ValuesIn(Paths()), PathName);
+
+// The VBMI2 path runs where the CPU has it (this suite's Xeon does), and asking for it where
+// it does not is an error, not a silent fallback.
+TEST(BitmapPaths, Vbmi2AvailabilityMatchesCpu) {
+#if defined(__x86_64__)
+  const bool cpu = __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("bmi2");
+  EXPECT_EQ(simd::HasVbmi2(), cpu);
+#endif
+  const Status st = simd::SetBitmapPath(simd::BitmapPath::kVbmi2);
+  EXPECT_EQ(st.ok(), simd::HasVbmi2()) << st.ToString();
+  DPUEMU_ASSERT_OK(simd::SetBitmapPath(simd::BitmapPath::kAuto));
+}
+
+// kAuto follows the CPU and DPUEMU_ISA (kernels/bitmap.h): run with DPUEMU_ISA=avx2 (bazel test
+// --test_env=DPUEMU_ISA=avx2) to see the table path chosen on a VBMI2 machine.
+TEST(BitmapPaths, AutoFollowsCpuAndDpuemuIsa) {
+  DPUEMU_ASSERT_OK(simd::SetBitmapPath(simd::BitmapPath::kAuto));
+  const char* isa = std::getenv("DPUEMU_ISA");
+  const std::string s = isa ? isa : "";
+  const bool allowed = s.empty() || s == "native" || s == "amx" || s == "avx512vnni" ||
+                       s == "avx512vbmi2";
+  const std::string path = simd::ActivePath();
+  std::cout << "DPUEMU_ISA=" << s << ": bitmap path " << path << "\n";
+  if (simd::HasVbmi2() && allowed) {
+    EXPECT_EQ(path, "avx512vbmi2");
+  } else {
+    EXPECT_EQ(path.rfind("table/", 0), 0u) << path;
+  }
+}
 
 TEST(BitmapTargets, SomeVectorTargetRuns) {
   const std::vector<int64_t> targets = simd::CompiledTargets();
@@ -280,6 +336,12 @@ TEST_P(Bitmap, WeightsMatchScalar) {
                        std::to_string(sparsity));
           Tensor w(dtype, {g.k, g.ky, g.kx, g.c});
           Fill(w, zp, sparsity, rng);
+          // Float weights compare by value (IsWeightZero): some -0.0, which must be dropped too.
+          for (int64_t i = 0; IsFloat(dtype) && i < w.numel(); ++i) {
+            if (!rng.Bernoulli(0.1)) continue;
+            std::memset(w.bytes.data() + i * eb, 0, static_cast<size_t>(eb));
+            w.bytes[static_cast<size_t>((i + 1) * eb - 1)] = 0x80;  // sign bit (little-endian)
+          }
           DPUEMU_ASSERT_OK_AND_ASSIGN(const CompressedWeights sc, CompressWeights(w, zp));
           DPUEMU_ASSERT_OK_AND_ASSIGN(const CompressedWeights fc, simd::CompressWeights(w, zp));
           ExpectSameWeights(fc, sc);
