@@ -18,9 +18,6 @@
 namespace dpuemu {
 namespace {
 
-const Target& Npu37() { return GetTarget(TargetId::kNPU37XX); }
-const Target& Npu40() { return GetTarget(TargetId::kNPU40XX); }
-
 // A dense source [h, w, c] of `dtype`, rows split over tiles as given (empty: all in tile 0).
 SeSource Source(int64_t h, int64_t w, int64_t c, DType dtype, std::vector<int64_t> rows = {}) {
   SeSource s;

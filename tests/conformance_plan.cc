@@ -18,13 +18,6 @@
 namespace dpuemu {
 namespace {
 
-const Target& Npu37() { return GetTarget(TargetId::kNPU37XX); }
-const Target& Npu40() { return GetTarget(TargetId::kNPU40XX); }
-
-bool Contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
 using Sizes = std::vector<int64_t>;
 using Ranges = std::vector<std::pair<int64_t, int64_t>>;
 

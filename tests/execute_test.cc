@@ -24,13 +24,6 @@
 namespace dpuemu {
 namespace {
 
-const Target& Npu37() { return GetTarget(TargetId::kNPU37XX); }
-const Target& Npu40() { return GetTarget(TargetId::kNPU40XX); }
-
-bool Contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
 // The definition: the whole layer as one dense task on the reference DPU.
 StatusOr<Tensor> OneTaskReference(const ConvLayer& layer, const Target& target) {
   DpuTask task;

@@ -31,9 +31,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-const Target& Npu37() { return GetTarget(TargetId::kNPU37XX); }
-const Target& Npu40() { return GetTarget(TargetId::kNPU40XX); }
-
 StatusOr<Tensor> OneTaskReference(const ConvLayer& layer, const Target& t) {
   DPUEMU_ASSIGN_OR_RETURN(const DpuTask task, LowerLayer(layer, StorageOptions{}, t));
   DPUEMU_ASSIGN_OR_RETURN(const DpuOutput out, RunReference(task, t));

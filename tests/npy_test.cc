@@ -46,10 +46,6 @@ std::string ParseError(const std::vector<uint8_t>& file) {
   return t.status().message();
 }
 
-bool Contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
 TEST(NpyTest, RoundTripsEveryDTypeAndRank) {
   const std::vector<std::vector<int64_t>> shapes = {{},         {5},           {3, 4},
                                                     {2, 3, 16}, {1, 2, 3, 16}, {0, 7}};

@@ -18,13 +18,6 @@
 namespace dpuemu {
 namespace {
 
-const Target& Npu37() { return GetTarget(TargetId::kNPU37XX); }
-const Target& Npu40() { return GetTarget(TargetId::kNPU40XX); }
-
-bool Contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
 ConvOp MakeOp(int64_t h, int64_t w, int64_t c, int64_t k, int64_t kernel = 1,
               DType dt = DType::kI8) {
   ConvOp op;

@@ -28,10 +28,6 @@ namespace {
 
 using json = nlohmann::json;
 
-bool Contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
 std::string TmpDir() {
   const char* tmp = std::getenv("TEST_TMPDIR");
   return tmp ? tmp : "/tmp";

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "hw/status.h"
+#include "hw/target.h"
 #include "hw/tensor.h"
 
 namespace dpuemu {
@@ -23,6 +24,12 @@ inline uint64_t BaseSeed(uint64_t fallback) {
 // "seed=123 (re-run: DPUEMU_SEED=123)" for SCOPED_TRACE.
 inline std::string SeedTrace(uint64_t seed) {
   return "seed=" + std::to_string(seed) + " (re-run with DPUEMU_SEED=" + std::to_string(seed) + ")";
+}
+
+inline const Target& Npu37() { return GetTarget(TargetId::kNPU37XX); }
+inline const Target& Npu40() { return GetTarget(TargetId::kNPU40XX); }
+inline bool Contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
 }
 
 // First differing element of two tensors, or "" when byte-identical.

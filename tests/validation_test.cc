@@ -28,9 +28,6 @@ namespace {
 
 constexpr int64_t kHuge = std::numeric_limits<int64_t>::max() / 2;
 
-const Target& Npu37() { return GetTarget(TargetId::kNPU37XX); }
-const Target& Npu40() { return GetTarget(TargetId::kNPU40XX); }
-
 std::string Message(const Status& s) { return s.ok() ? "(ok)" : s.ToString(); }
 template <typename T>
 std::string Message(const StatusOr<T>& s) {
