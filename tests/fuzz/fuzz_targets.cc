@@ -24,6 +24,7 @@
 // CheckZeroPoint; its rejections are unit-tested (validation_test ZeroPointsInRange).
 #include "tests/fuzz/fuzz_targets.h"
 
+#include <algorithm>
 #include <unistd.h>
 
 #include <hwy/targets.h>
@@ -113,14 +114,21 @@ void ExpectSame(const StatusOr<T>& scalar, const StatusOr<T>& simd, const char* 
 bool SameTensor(const Tensor& a, const Tensor& b) { return a == b; }
 
 // Calls simd() once on every Highway target compiled into kernels/bitmap.cc that this CPU runs
-// (AVX2, SSE4, SSSE3, scalar here), so every code path of the SIMD decoders is compared.
+// (the table-driven path: AVX3, AVX2, SSE4, SSSE3, scalar) and once on the AVX-512 VBMI2 path
+// where the CPU has it, so every code path of the SIMD decoders is compared.
 template <typename F>
 void ForEachSimdTarget(const F& simd) {
+  (void)simd::SetBitmapPath(simd::BitmapPath::kTable);
   for (int64_t target : simd::CompiledTargets()) {
     hwy::SetSupportedTargetsForTest(target);
     simd();
   }
   hwy::SetSupportedTargetsForTest(0);
+  if (simd::HasVbmi2()) {
+    (void)simd::SetBitmapPath(simd::BitmapPath::kVbmi2);
+    simd();
+  }
+  (void)simd::SetBitmapPath(simd::BitmapPath::kAuto);
 }
 
 void Mutate(FuzzReader& in, std::vector<std::vector<uint8_t>*> buffers) {
@@ -200,7 +208,14 @@ int FuzzWeights(const uint8_t* bytes, size_t size) {
   // Empty weights compress (to nothing) but do not decompress: DecompressWeights needs every
   // dimension >= 1. Then only the errors must agree.
   const bool empty = g.k == 0 || g.ky == 0 || g.kx == 0 || g.c == 0;
-  CheckDecompress(data, map, table, g, dtype, zp, empty ? nullptr : &w);
+  // Float weights compare by value: a -0.0 weight is absent and decodes as +0.0.
+  Tensor round_trip = w;
+  for (int64_t i = 0; IsFloat(dtype) && i < round_trip.numel(); ++i) {
+    if (IsWeightZero(dtype, w.bytes.data(), i, zp)) {
+      std::fill_n(round_trip.bytes.data() + i * DTypeBytes(dtype), DTypeBytes(dtype), uint8_t{0});
+    }
+  }
+  CheckDecompress(data, map, table, g, dtype, zp, empty ? nullptr : &round_trip);
   Mutate(in, {&data, &map, &table});
   CheckDecompress(data, map, table, g, dtype, zp, nullptr);
   return 0;
