@@ -25,6 +25,13 @@ Status CheckVirtualDim(const std::string& field, const std::string& formula, int
   return OkStatus();
 }
 
+Status CheckPads(const Pads& pads) {
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.top", pads.top, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.bottom", pads.bottom, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.left", pads.left, 0, kMaxSpatial));
+  return CheckRange("pads.right", pads.right, 0, kMaxSpatial);
+}
+
 template <typename E, size_t N>
 StatusOr<E> ParseName(const std::string& field, const std::string& name,
                       const char* const (&names)[N]) {
@@ -372,10 +379,7 @@ StatusOr<SeGather> InterpolateNearestGather(const SeSource& src, const Target& t
 
 StatusOr<SeGather> PadGather(const SeSource& src, const Target& t, int64_t se_size,
                              const Pads& pads, PadMode mode) {
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.top", pads.top, 0, kMaxSpatial));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.bottom", pads.bottom, 0, kMaxSpatial));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.left", pads.left, 0, kMaxSpatial));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.right", pads.right, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckPads(pads));
   DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", src.h, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", src.w, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(
@@ -642,10 +646,7 @@ Pads ExcessPads(const ConvGeometry& g) {
 }
 
 StatusOr<SeGather> PadVirtual(const SeGather& g, const Pads& pads) {
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.top", pads.top, 0, kMaxSpatial));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.bottom", pads.bottom, 0, kMaxSpatial));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.left", pads.left, 0, kMaxSpatial));
-  DPUEMU_RETURN_IF_ERROR(CheckRange("pads.right", pads.right, 0, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckPads(pads));
   DPUEMU_RETURN_IF_ERROR(CheckRange("gather.h", g.h, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckRange("gather.w", g.w, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckChannels("gather.c", g.c));
@@ -686,6 +687,17 @@ StatusOr<SeGather> PadVirtual(const SeGather& g, const Pads& pads) {
   return out;
 }
 
+ConvGeometry GeometryOverBorder(const ConvGeometry& g, const SeGather& bordered, const Pads& excess) {
+  ConvGeometry v = g;
+  v.h = bordered.h;
+  v.w = bordered.w;
+  v.pad_top -= excess.top;
+  v.pad_bottom -= excess.bottom;
+  v.pad_left -= excess.left;
+  v.pad_right -= excess.right;
+  return v;
+}
+
 StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
                                    const Target& t) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
@@ -700,12 +712,7 @@ StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions&
   ConvLayer v;
   v.name = layer.name;
   v.op = layer.op;
-  v.op.g.h = gather.h;
-  v.op.g.w = gather.w;
-  v.op.g.pad_top -= excess.top;
-  v.op.g.pad_bottom -= excess.bottom;
-  v.op.g.pad_left -= excess.left;
-  v.op.g.pad_right -= excess.right;
+  v.op.g = GeometryOverBorder(g, gather, excess);
   v.quant = layer.quant;
   v.weights = layer.weights;
   StorageOptions o = opts;

@@ -160,6 +160,9 @@ Pads ExcessPads(const ConvGeometry& g);
 // constant padding addresses the nearest pixel. Used to lower an SE layer whose own pads exceed
 // kernel / 2.
 StatusOr<SeGather> PadVirtual(const SeGather& g, const Pads& pads);
+// The convolution over `bordered` (the input or virtual tensor with the `excess` pads moved into
+// it as a border, PadGather / PadVirtual): its size, and the pads left to the DPU.
+ConvGeometry GeometryOverBorder(const ConvGeometry& g, const SeGather& bordered, const Pads& excess);
 StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
                                    const Target& t);
 

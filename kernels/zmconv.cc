@@ -897,8 +897,8 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   // Measured on the benchmark layers (README, Integer tiers): the dot-product tiers' dense kernel
   // outruns the fp32 sparse-weights kernel at every benchmark sparsity (up to 90%).
   const bool dot_dense = IsDotProductTier(tier);
-  const double min_nonzeros = kSparseKernelMinNonzerosInt;
-  const bool few_nonzeros = integer && w.density * static_cast<double>(g.taps()) < min_nonzeros;
+  const bool few_nonzeros =
+      integer && w.density * static_cast<double>(g.taps()) < kSparseKernelMinNonzerosInt;
   const ConvKernel wanted = options.kernel != ConvKernel::kAuto ? options.kernel
                             : dot_dense                         ? ConvKernel::kDense
                             : w.density < max_density && !few_nonzeros ? ConvKernel::kSparseWeights
@@ -933,7 +933,7 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     rep.reason = std::string(density) + " < " + threshold + ": work proportional to the non-zeros";
   } else if (few_nonzeros && w.density < max_density) {
     rep.reason = std::string(density) + " but fewer than " +
-                 std::to_string(static_cast<int>(min_nonzeros)) +
+                 std::to_string(static_cast<int>(kSparseKernelMinNonzerosInt)) +
                  " non-zeros per output channel: the dense kernel is faster";
   } else {
     rep.reason = std::string(density) + " >= " + threshold + ": the dense kernel is faster";

@@ -861,13 +861,7 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
       StatusOr<SeGather> padded = PadVirtual(ph.gather, e);
       if (!padded.ok()) return LoweringError(padded.status(), ph.gather);
       ph.gather = std::move(padded).value();
-      ConvGeometry& vg = ph.layer.op.g;
-      vg.h = ph.gather.h;
-      vg.w = ph.gather.w;
-      vg.pad_top -= e.top;
-      vg.pad_bottom -= e.bottom;
-      vg.pad_left -= e.left;
-      vg.pad_right -= e.right;
+      ph.layer.op.g = GeometryOverBorder(ph.layer.op.g, ph.gather, e);
     }
     const SeGather& g = ph.gather;
     StorageOptions storage;
