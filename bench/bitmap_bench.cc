@@ -53,7 +53,7 @@ const Case& GetCase(int64_t h, int64_t w, int64_t c, DType dtype, int sparsity) 
   spec.w_dtype = dtype == DType::kU8 ? DType::kI8 : dtype;
   spec.out_dtype = dtype;
   spec.input_sparsity = sparsity / 100.0;
-  const ConvLayer layer = *GenerateLayer(spec, 1234);
+  const NceLayer layer = *GenerateLayer(spec, 1234);
   slot = std::make_unique<Case>();
   Case& k = *slot;
   k.dense = layer.input;
@@ -125,7 +125,7 @@ void BM_Encode(benchmark::State& state, simd::BitmapPath path, const Case* c) {
 struct WeightCase {
   Tensor dense;
   int32_t zp = 0;
-  ConvGeometry g;
+  NceGeometry g;
   CompressedWeights cw;
   std::vector<uint8_t> table;  // every channel sparse
 };
@@ -140,7 +140,7 @@ const WeightCase& GetWeightCase(const LayerSpec& base, DType dtype, int sparsity
   spec.w_dtype = dtype;
   spec.out_dtype = spec.in_dtype;
   spec.weight_sparsity = sparsity / 100.0;
-  const ConvLayer layer = *GenerateLayer(spec, 4321);
+  const NceLayer layer = *GenerateLayer(spec, 4321);
   slot = std::make_unique<WeightCase>();
   WeightCase& k = *slot;
   k.dense = layer.weights;

@@ -24,7 +24,7 @@ namespace dpuemu {
 namespace {
 
 struct Case {
-  ConvLayer layer;
+  NceLayer layer;
   DpuTask task;  // weights stored sparse when the layer has sparsity, dense otherwise
 };
 
@@ -48,7 +48,7 @@ const Case& GetCase(const std::string& name, bool int8, int sparsity) {
   return *slot;
 }
 
-void SetGmacs(benchmark::State& state, const ConvLayer& layer) {
+void SetGmacs(benchmark::State& state, const NceLayer& layer) {
   state.counters["gmacs"] = benchmark::Counter(
       static_cast<double>(layer.op.g.dense_macs()) * static_cast<double>(state.iterations()) / 1e9,
       benchmark::Counter::kIsRate);
@@ -113,7 +113,7 @@ void BM_Reference(benchmark::State& state, std::string name, bool int8, int spar
 void BM_OneDnn(benchmark::State& state, std::string name, bool int8, int sparsity, int threads) {
   using dnnl::memory;
   const Case& c = GetCase(name, int8, sparsity);
-  const ConvGeometry& g = c.layer.op.g;
+  const NceGeometry& g = c.layer.op.g;
   omp_set_num_threads(threads);
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream strm(eng);

@@ -26,11 +26,11 @@ int64_t DefaultSeSize(const Target& t, int64_t channels, DType in_dtype) {
   return 16;
 }
 
-StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts, const Target& t) {
+StatusOr<DpuTask> LowerLayer(const NceLayer& layer, const StorageOptions& opts, const Target& t) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
   DPUEMU_RETURN_IF_ERROR(ValidateInvocation(layer.op.g));
-  const ConvOp& op = layer.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = layer.op;
+  const NceGeometry& g = op.g;
   DpuTask task;
   task.op = op;
 
@@ -81,10 +81,10 @@ StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts,
 }
 
 Status ValidateTask(const DpuTask& task, const Target& t) {
-  const ConvOp& op = task.op;
+  const NceOp& op = task.op;
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
   DPUEMU_RETURN_IF_ERROR(ValidateInvocation(op.g));
-  const ConvGeometry& g = op.g;
+  const NceGeometry& g = op.g;
   if (!Supports(t.activation_dtypes, op.in_dtype) || !Supports(t.weight_dtypes, op.w_dtype) ||
       !Supports(t.output_dtypes, op.out_dtype)) {
     return InvalidArgument(std::string("dtypes: ") + t.name + " does not support this combination");

@@ -1,6 +1,6 @@
 // A DpuTask is one ZMConv invocation as the DPU sees it: the op's registers plus every buffer in
 // the hardware's memory formats (weights, weight map, weight table, input data per tile, input
-// map, SE table). LowerLayer builds one from a dense ConvLayer; the reference and the fast
+// map, SE table). LowerLayer builds one from a dense NceLayer; the reference and the fast
 // kernels run it; the CLI writes it out as the golden set.
 #ifndef DPUEMU_HW_DPU_TASK_H_
 #define DPUEMU_HW_DPU_TASK_H_
@@ -26,7 +26,7 @@ struct StorageOptions {
 };
 
 struct DpuTask {
-  ConvOp op;
+  NceOp op;
   std::vector<uint8_t> weights;       // dense OYXI, or compressed runs
   std::vector<uint8_t> weight_map;    // empty when dense
   std::vector<uint8_t> weight_table;  // 16 bytes per output channel
@@ -47,7 +47,7 @@ struct DpuTask {
 int64_t DefaultSeSize(const Target& t, int64_t channels, DType in_dtype = DType::kU8);
 
 // One DPU invocation: the layer must pass ValidateInvocation (pads <= kernel / 2, C, K <= 8192).
-StatusOr<DpuTask> LowerLayer(const ConvLayer& layer, const StorageOptions& opts, const Target& t);
+StatusOr<DpuTask> LowerLayer(const NceLayer& layer, const StorageOptions& opts, const Target& t);
 
 // Checks the registers and every buffer size/pointer against the op and the target.
 Status ValidateTask(const DpuTask& task, const Target& t);

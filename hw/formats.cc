@@ -44,10 +44,10 @@ Status CheckPositiveDims(const std::vector<int64_t>& dims, const Tensor& t, cons
 
 }  // namespace
 
-int64_t DenseWeightBytes(const ConvGeometry& g, DType w) { return g.k * DenseWeightSetBytes(w, g.taps()); }
-int64_t WeightMapBytesPerChannel(const ConvGeometry& g) { return AlignUp((g.taps() + 7) / 8, 16); }
-int64_t WeightMapBytes(const ConvGeometry& g) { return g.k * WeightMapBytesPerChannel(g); }
-int64_t WeightTableBytes(const ConvGeometry& g) { return 16 * g.k; }
+int64_t DenseWeightBytes(const NceGeometry& g, DType w) { return g.k * DenseWeightSetBytes(w, g.taps()); }
+int64_t WeightMapBytesPerChannel(const NceGeometry& g) { return AlignUp((g.taps() + 7) / 8, 16); }
+int64_t WeightMapBytes(const NceGeometry& g) { return g.k * WeightMapBytesPerChannel(g); }
+int64_t WeightTableBytes(const NceGeometry& g) { return 16 * g.k; }
 int64_t ActivationMapBytes(int64_t elements) { return AlignUp((elements + 7) / 8, 16); }
 int64_t SeTableBytes(int64_t h, int64_t w, int64_t c, int64_t se_size) {
   return 4 * h * w * (c / se_size);
@@ -102,7 +102,7 @@ std::vector<uint8_t> PackDenseWeights(const Tensor& weights) {
   return out;
 }
 
-StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp) {
+StatusOr<NceGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp) {
   if (weights.shape.size() != 4) {
     return InvalidArgument("weights: shape must be [K, KY, KX, C], got " + weights.ShapeString());
   }
@@ -120,13 +120,13 @@ StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp) {
   }
   if (weights.bytes.size() > (size_t{1} << 31)) return InvalidArgument("weights: larger than 2 GiB");
   DPUEMU_RETURN_IF_ERROR(CheckZeroPoint(weights.dtype, zp, "weights"));
-  ConvGeometry g;
+  NceGeometry g;
   g.k = weights.shape[0]; g.ky = weights.shape[1]; g.kx = weights.shape[2]; g.c = weights.shape[3];
   return g;
 }
 
 StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
-  ConvGeometry g;
+  NceGeometry g;
   DPUEMU_ASSIGN_OR_RETURN(g, CheckCompressWeights(weights, zp));
   const int64_t eb = DTypeBytes(weights.dtype);
   const int64_t taps = g.taps();
@@ -154,7 +154,7 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
 
 StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, ByteSpan map,
                                                                ByteSpan table,
-                                                               const ConvGeometry& g, DType dtype,
+                                                               const NceGeometry& g, DType dtype,
                                                                int32_t zp) {
   if (dtype != DType::kU8 && dtype != DType::kI8 && dtype != DType::kFP16 &&
       dtype != DType::kBF16 && !IsSubByte(dtype)) {
@@ -217,7 +217,7 @@ StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, By
 }
 
 StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
-                                   const ConvGeometry& g, DType dtype, int32_t zp) {
+                                   const NceGeometry& g, DType dtype, int32_t zp) {
   std::vector<WeightTableEntry> entries;
   DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype, zp));
   const int64_t eb = DTypeBytes(dtype);
@@ -259,7 +259,7 @@ StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
 // ---------------------------------------------------------------------------------------------
 // Weight table
 
-StatusOr<std::vector<WeightTableEntry>> MakeWeightTable(const ConvOp& op, const ChannelQuant& quant,
+StatusOr<std::vector<WeightTableEntry>> MakeWeightTable(const NceOp& op, const ChannelQuant& quant,
                                                         const std::vector<uint32_t>& weight_ptrs,
                                                         const std::vector<uint32_t>& sparsity_ptrs) {
   DPUEMU_RETURN_IF_ERROR(ValidateQuant(op, quant));
@@ -325,7 +325,7 @@ StatusOr<std::vector<WeightTableEntry>> DecodeWeightTable(ByteSpan bytes, int64_
   return t;
 }
 
-StatusOr<ChannelQuant> WeightTableQuant(const ConvOp& op, const std::vector<WeightTableEntry>& t) {
+StatusOr<ChannelQuant> WeightTableQuant(const NceOp& op, const std::vector<WeightTableEntry>& t) {
   ChannelQuant q;
   for (const WeightTableEntry& e : t) {
     if (IsIntegerPath(op)) {

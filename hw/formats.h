@@ -36,10 +36,10 @@ inline int64_t AlignUp(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 inline bool MapBit(const uint8_t* map, int64_t i) { return (map[i >> 3] >> (i & 7)) & 1; }
 
 // ---- Byte sizes (the formulas of ../shared/dpu-facts.md) ----
-int64_t DenseWeightBytes(const ConvGeometry& g, DType w);   // K * DenseWeightSetBytes (below)
-int64_t WeightMapBytesPerChannel(const ConvGeometry& g);    // align16(ceil(KY*KX*C / 8))
-int64_t WeightMapBytes(const ConvGeometry& g);              // K * the above
-int64_t WeightTableBytes(const ConvGeometry& g);            // 16 * K
+int64_t DenseWeightBytes(const NceGeometry& g, DType w);   // K * DenseWeightSetBytes (below)
+int64_t WeightMapBytesPerChannel(const NceGeometry& g);    // align16(ceil(KY*KX*C / 8))
+int64_t WeightMapBytes(const NceGeometry& g);              // K * the above
+int64_t WeightTableBytes(const NceGeometry& g);            // 16 * K
 int64_t ActivationMapBytes(int64_t elements);               // align16(ceil(elements / 8))
 int64_t SeTableBytes(int64_t h, int64_t w, int64_t c, int64_t se_size);  // 4 * H * W * C/se_size
 
@@ -74,7 +74,7 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp);
 // Rebuilds the dense [K, KY, KX, C] tensor from the buffers the weight table points into.
 // Channels whose sparsity pointer is 0xFFFFFF are read dense from `data`.
 StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
-                                   const ConvGeometry& g, DType dtype, int32_t zp);
+                                   const NceGeometry& g, DType dtype, int32_t zp);
 
 // ---- Weight table ----
 constexpr uint32_t kDenseSparsityPtr = 0xFFFFFF;
@@ -92,14 +92,14 @@ inline int32_t ScaleWordShift(uint32_t w) { return static_cast<int32_t>((w >> 8)
 
 // Builds the entries for `op`/`quant`; weight/sparsity pointers from the given per-channel offsets
 // (sparsity_ptrs empty = dense weights, pointers k * KY*KX*C*bytes).
-StatusOr<std::vector<WeightTableEntry>> MakeWeightTable(const ConvOp& op, const ChannelQuant& quant,
+StatusOr<std::vector<WeightTableEntry>> MakeWeightTable(const NceOp& op, const ChannelQuant& quant,
                                                         const std::vector<uint32_t>& weight_ptrs,
                                                         const std::vector<uint32_t>& sparsity_ptrs);
 std::vector<uint8_t> EncodeWeightTable(const std::vector<WeightTableEntry>& entries);
 // Checks the size (16 * k) and that pointers are 16-byte aligned.
 StatusOr<std::vector<WeightTableEntry>> DecodeWeightTable(ByteSpan bytes, int64_t k);
 // Per-channel requantisation back out of a decoded table (integer or float path per `op`).
-StatusOr<ChannelQuant> WeightTableQuant(const ConvOp& op, const std::vector<WeightTableEntry>& t);
+StatusOr<ChannelQuant> WeightTableQuant(const NceOp& op, const std::vector<WeightTableEntry>& t);
 
 // ---- Sparse activations (and the ODU's sparse output) ----
 struct SparseActivations {
@@ -156,12 +156,12 @@ Status CheckZeroPoint(DType t, int32_t zp, const std::string& field);
 // EncodeSparseActivations: shape, byte count, zero point, se_size.
 Status CheckEncodeActivations(const Tensor& t, int32_t zp, int64_t se_size);
 // CompressWeights: shape, dtype, byte count, size, zero point. Returns the geometry (k, ky, kx, c).
-StatusOr<ConvGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp);
+StatusOr<NceGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp);
 // DecompressWeights: dtype, zero point, geometry, the table, and each channel's pointers, map padding and
 // non-zero count against the buffers. Returns the decoded table.
 StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, ByteSpan map,
                                                                ByteSpan table,
-                                                               const ConvGeometry& g, DType dtype,
+                                                               const NceGeometry& g, DType dtype,
                                                                int32_t zp);
 // GatherActivations when only input rows [row_begin, row_end) are read (row_end < 0: all rows):
 // shape, se_size, dtype, zero point, the row range, map and table sizes, the tiles, the SE pointers of those

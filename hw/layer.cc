@@ -15,11 +15,11 @@ bool IsIntegerWeights(DType t) {
   return t == DType::kU8 || t == DType::kI8 || t == DType::kI4 || t == DType::kU4;
 }
 
-bool IsIntegerPath(const ConvOp& op) {
+bool IsIntegerPath(const NceOp& op) {
   return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) && IsIntegerWeights(op.w_dtype);
 }
 
-bool IsMixedPrecision(const ConvOp& op) { return IsFloat(op.in_dtype) && IsIntegerWeights(op.w_dtype); }
+bool IsMixedPrecision(const NceOp& op) { return IsFloat(op.in_dtype) && IsIntegerWeights(op.w_dtype); }
 
 StatusOr<float> FloatBiasWord(double bias, double scale) {
   const double q = bias == 0 ? 0.0 : bias / scale;
@@ -44,7 +44,7 @@ Status CheckChannels(const std::string& field, int64_t v) {
   return OkStatus();
 }
 
-Status ValidateDims(const ConvGeometry& g) {
+Status ValidateDims(const NceGeometry& g) {
   DPUEMU_RETURN_IF_ERROR(CheckRange("h (input height)", g.h, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckRange("w (input width)", g.w, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckChannels("c (input channels)", g.c));
@@ -62,7 +62,7 @@ Status ValidateDims(const ConvGeometry& g) {
   return OkStatus();
 }
 
-Status ValidateWindow(const ConvGeometry& g) {
+Status ValidateWindow(const NceGeometry& g) {
   DPUEMU_RETURN_IF_ERROR(CheckRange("ky (kernel height)", g.ky, 1, kMaxKernel));
   DPUEMU_RETURN_IF_ERROR(CheckRange("kx (kernel width)", g.kx, 1, kMaxKernel));
   DPUEMU_RETURN_IF_ERROR(CheckRange("stride_y", g.stride_y, 1, 8));
@@ -74,8 +74,8 @@ Status ValidateWindow(const ConvGeometry& g) {
   return OkStatus();
 }
 
-Status ValidateOp(const ConvOp& op) {
-  const ConvGeometry& g = op.g;
+Status ValidateOp(const NceOp& op) {
+  const NceGeometry& g = op.g;
   DPUEMU_RETURN_IF_ERROR(ValidateDims(g));
   DPUEMU_RETURN_IF_ERROR(ValidateWindow(g));
   if (g.h + g.pad_top + g.pad_bottom < g.ky) {
@@ -169,7 +169,7 @@ Status ValidateOp(const ConvOp& op) {
   return OkStatus();
 }
 
-Status ValidateInvocation(const ConvGeometry& g) {
+Status ValidateInvocation(const NceGeometry& g) {
   const std::string limit = Str(kMaxInvocationChannels) +
                             " (VPU_DIMENSION_LIMIT: one DPU invocation; the runtime splits K)";
   if (g.c > kMaxInvocationChannels) {
@@ -197,7 +197,7 @@ Status ValidateInvocation(const ConvGeometry& g) {
   return OkStatus();
 }
 
-Status ValidateQuant(const ConvOp& op, const ChannelQuant& q) {
+Status ValidateQuant(const NceOp& op, const ChannelQuant& q) {
   const size_t k = static_cast<size_t>(op.g.k);
   if (IsIntegerPath(op)) {
     if (q.mult.size() != k || q.shift.size() != k || q.bias.size() != k) {
@@ -219,10 +219,10 @@ Status ValidateQuant(const ConvOp& op, const ChannelQuant& q) {
   return OkStatus();
 }
 
-Status ValidateLayer(const ConvLayer& layer) {
+Status ValidateLayer(const NceLayer& layer) {
   DPUEMU_RETURN_IF_ERROR(ValidateOp(layer.op));
   DPUEMU_RETURN_IF_ERROR(ValidateQuant(layer.op, layer.quant));
-  const ConvGeometry& g = layer.op.g;
+  const NceGeometry& g = layer.op.g;
   auto check = [](const char* name, const Tensor& t, DType dtype,
                   const std::vector<int64_t>& shape) -> Status {
     Tensor expect;
@@ -293,16 +293,16 @@ void FillTensor(Tensor& t, int32_t zp, double sparsity, Rng& rng) {
 
 }  // namespace
 
-StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
+StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
   if (!(spec.weight_sparsity >= 0 && spec.weight_sparsity <= 1) ||
       !(spec.input_sparsity >= 0 && spec.input_sparsity <= 1)) {
     return InvalidArgument("sparsity: must be in [0, 1]");
   }
   Rng rng(seed);
-  ConvLayer layer;
+  NceLayer layer;
   layer.name = spec.name;
-  ConvOp& op = layer.op;
-  ConvGeometry& g = op.g;
+  NceOp& op = layer.op;
+  NceGeometry& g = op.g;
   g.h = spec.h; g.w = spec.w; g.c = spec.c; g.k = spec.k; g.ky = spec.ky; g.kx = spec.kx;
   g.stride_y = g.stride_x = spec.stride;
   const int64_t py = spec.pad < 0 ? (spec.ky - 1) / 2 : spec.pad;

@@ -1,8 +1,8 @@
 // One description of a ZMConv layer, shared by the tests, benchmarks, CLI and demo.
 //
-// ConvOp is what the DPU is programmed with for a whole invocation (geometry, types, zero points,
+// NceOp is what the DPU is programmed with for a whole invocation (geometry, types, zero points,
 // post-processing). ChannelQuant is what each output channel's weight-table entry carries.
-// ConvLayer adds the dense tensors: activations NHWC [H, W, C], weights OYXI [K, KY, KX, C].
+// NceLayer adds the dense tensors: activations NHWC [H, W, C], weights OYXI [K, KY, KX, C].
 #ifndef DPUEMU_HW_LAYER_H_
 #define DPUEMU_HW_LAYER_H_
 
@@ -17,7 +17,7 @@
 
 namespace dpuemu {
 
-struct ConvGeometry {
+struct NceGeometry {
   int64_t h = 0, w = 0, c = 0;  // input (the virtual, gathered input when SE pointers are used)
   int64_t k = 0;                // output channels
   int64_t ky = 1, kx = 1;       // kernel
@@ -46,8 +46,8 @@ struct Ppe {
   double clamp_hi = std::numeric_limits<double>::infinity();
 };
 
-struct ConvOp {
-  ConvGeometry g;
+struct NceOp {
+  NceGeometry g;
   DType in_dtype = DType::kU8, w_dtype = DType::kI8, out_dtype = DType::kU8;
   int32_t in_zp = 0, w_zp = 0;  // 0 for float types
   Ppe ppe;
@@ -65,9 +65,9 @@ struct ChannelQuant {
   std::vector<float> fbias;
 };
 
-struct ConvLayer {
+struct NceLayer {
   std::string name;
-  ConvOp op;
+  NceOp op;
   ChannelQuant quant;
   Tensor input;    // [H, W, C], op.in_dtype
   Tensor weights;  // [K, KY, KX, C], op.w_dtype
@@ -75,11 +75,11 @@ struct ConvLayer {
 
 // Integer activations and weights: exact int32 MAC and the integer PPE. Float activations (with
 // float or integer weights) take the fp32 MAC and the float PPE.
-bool IsIntegerPath(const ConvOp& op);
+bool IsIntegerPath(const NceOp& op);
 bool IsIntegerWeights(DType t);  // u8, i8, i4, u4
 // Float activations with integer weights (weight-only quantisation): (w - w_zp) enters the fp32
 // MAC and the per-channel scale carries the dequantisation.
-bool IsMixedPrecision(const ConvOp& op);
+bool IsMixedPrecision(const NceOp& op);
 
 // The float bias word of the weight table for a bias given in output units: bias / scale divided
 // in double, then rounded to fp32, as the compiler writes it (NCESparsity::getRescaledBias in
@@ -101,19 +101,19 @@ Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi);
 Status CheckChannels(const std::string& field, int64_t v);
 // The tensor dimensions of g (h, w, c, k, ky, kx) within the limits above: the part of
 // ValidateOp that sizes allocations, so parsers run it before sizing anything by K.
-Status ValidateDims(const ConvGeometry& g);
+Status ValidateDims(const NceGeometry& g);
 // The window of g: ky, kx in [1, kMaxKernel], strides in [1, 8], pads in [0, 255].
-Status ValidateWindow(const ConvGeometry& g);
-Status ValidateOp(const ConvOp& op);
+Status ValidateWindow(const NceGeometry& g);
+Status ValidateOp(const NceOp& op);
 // What ONE DPU invocation can run (the library's DpuTask: LowerLayer, ValidateTask, the reference
 // and the kernels), beyond ValidateOp: C and K at most kMaxInvocationChannels (the compiler's
 // VPU_DIMENSION_LIMIT, VPU/utils/nce_invariant.hpp) and each pad at most kernel / 2
 // (NCEInvariant::verifyPads, nce_invariant.cpp). Kernel <= 11 and stride <= 8 are ValidateWindow's.
 // The runtime lowers layers beyond these as the compiler does (LowerLayerForDpu, the planner).
 constexpr int64_t kMaxInvocationChannels = 8192;
-Status ValidateInvocation(const ConvGeometry& g);
-Status ValidateQuant(const ConvOp& op, const ChannelQuant& q);
-Status ValidateLayer(const ConvLayer& layer);  // op, quant, and the tensors' dtypes and shapes
+Status ValidateInvocation(const NceGeometry& g);
+Status ValidateQuant(const NceOp& op, const ChannelQuant& q);
+Status ValidateLayer(const NceLayer& layer);  // op, quant, and the tensors' dtypes and shapes
 
 // Value of an element "absent" in sparse formats: the zero point, as the type's bit pattern.
 // Float zero is +0.0 (bit pattern 0); -0.0 is a stored value.
@@ -138,7 +138,7 @@ struct LayerSpec {
 
 // Deterministic for a (spec, seed) pair on every platform. Requantisation is chosen so outputs
 // spread over the output type's range.
-StatusOr<ConvLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed);
+StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed);
 
 // The project's layer table: ResNet-50 style layers and the seed's K=320 layer (names as in the
 // benchmarks: r50_3x3_56, r50_3x3_28, r50_3x3_14, r50_1x1_56, k320_1x1_28).

@@ -436,8 +436,8 @@ StatusOr<SeGather> ZeroInsertGather(const SeSource& src, const Target& t, int64_
                          Str(tc.output_padding_y) + "/" + Str(tc.output_padding_x));
 }
 
-StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGather& gather,
-                                           const ConvOp& op, const ChannelQuant& quant,
+StatusOr<NceLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGather& gather,
+                                           const NceOp& op, const ChannelQuant& quant,
                                            const Tensor& weights) {
   // Bounded before CheckTransposedAxis multiplies them by the strides.
   DPUEMU_RETURN_IF_ERROR(CheckRange("gather.source_h", gather.source_h, 1, kMaxSpatial));
@@ -465,10 +465,10 @@ StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGat
                            DTypeName(weights.dtype) + " " + weights.ShapeString() + " with " +
                            Str(weights.bytes.size()) + " bytes");
   }
-  ConvLayer layer;
+  NceLayer layer;
   layer.name = "transposed_conv_as_zmconv";
   layer.op = op;
-  layer.op.g = ConvGeometry{};
+  layer.op.g = NceGeometry{};
   layer.op.g.h = gather.h;
   layer.op.g.w = gather.w;
   layer.op.g.c = gather.c;
@@ -495,10 +495,10 @@ StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGat
   return layer;
 }
 
-StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& source,
+StatusOr<DpuTask> LowerWithGather(const NceLayer& virtual_layer, const Tensor& source,
                                   const SourceLayout& layout, const SeGather& gather,
                                   const StorageOptions& opts, const Target& t) {
-  const ConvOp& op = virtual_layer.op;
+  const NceOp& op = virtual_layer.op;
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
   if (op.g.h != gather.h || op.g.w != gather.w || op.g.c != gather.c) {
     return InvalidArgument("virtual_layer.op.g: input " + Shape3(op.g.h, op.g.w, op.g.c) +
@@ -606,7 +606,7 @@ StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& 
 
   // The virtual input is not materialised: LowerLayer lowers the weights and checks the op over a
   // zero placeholder of the virtual shape, whose input buffers are then replaced by the source.
-  ConvLayer lowered;
+  NceLayer lowered;
   lowered.name = virtual_layer.name;
   lowered.op = op;
   lowered.quant = virtual_layer.quant;
@@ -633,12 +633,12 @@ StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& 
   return task;
 }
 
-bool NeedsPadGather(const ConvGeometry& g) {
+bool NeedsPadGather(const NceGeometry& g) {
   return g.pad_top > g.ky / 2 || g.pad_bottom > g.ky / 2 || g.pad_left > g.kx / 2 ||
          g.pad_right > g.kx / 2;
 }
 
-Pads ExcessPads(const ConvGeometry& g) {
+Pads ExcessPads(const NceGeometry& g) {
   return Pads{std::max<int64_t>(0, g.pad_top - g.ky / 2),
               std::max<int64_t>(0, g.pad_bottom - g.ky / 2),
               std::max<int64_t>(0, g.pad_left - g.kx / 2),
@@ -687,8 +687,8 @@ StatusOr<SeGather> PadVirtual(const SeGather& g, const Pads& pads) {
   return out;
 }
 
-ConvGeometry GeometryOverBorder(const ConvGeometry& g, const SeGather& bordered, const Pads& excess) {
-  ConvGeometry v = g;
+NceGeometry GeometryOverBorder(const NceGeometry& g, const SeGather& bordered, const Pads& excess) {
+  NceGeometry v = g;
   v.h = bordered.h;
   v.w = bordered.w;
   v.pad_top -= excess.top;
@@ -698,10 +698,10 @@ ConvGeometry GeometryOverBorder(const ConvGeometry& g, const SeGather& bordered,
   return v;
 }
 
-StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
+StatusOr<DpuTask> LowerLayerForDpu(const NceLayer& layer, const StorageOptions& opts,
                                    const Target& t) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
-  const ConvGeometry& g = layer.op.g;
+  const NceGeometry& g = layer.op.g;
   if (!NeedsPadGather(g)) return LowerLayer(layer, opts, t);
   const Pads excess = ExcessPads(g);
   SeSource src;
@@ -709,7 +709,7 @@ StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions&
                                             layer.op.in_zp));
   SeGather gather;
   DPUEMU_ASSIGN_OR_RETURN(gather, PadGather(src, t, opts.input_se_size, excess, PadMode::kConstant));
-  ConvLayer v;
+  NceLayer v;
   v.name = layer.name;
   v.op = layer.op;
   v.op.g = GeometryOverBorder(g, gather, excess);
@@ -721,7 +721,7 @@ StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions&
 }
 
 StatusOr<DilatedPlan> PlanDilatedConv(const SeSource& src, const Target& t, int64_t se_size,
-                                      const ConvGeometry& g, int64_t dilation_y,
+                                      const NceGeometry& g, int64_t dilation_y,
                                       int64_t dilation_x) {
   if (g.h != src.h || g.w != src.w || g.c != src.c) {
     return InvalidArgument("g: input " + Shape3(g.h, g.w, g.c) + " must equal the source " +
@@ -794,7 +794,7 @@ StatusOr<DilatedPlan> PlanDilatedConv(const SeSource& src, const Target& t, int6
 }
 
 std::string DilatedPlan::ToString() const {
-  const ConvGeometry& g = geometry;
+  const NceGeometry& g = geometry;
   std::string s = "dilated conv over " + Shape3(g.h, g.w, g.c) + ", kernel " + Str(g.ky) + "x" +
                   Str(g.kx) + ", dilation " + Str(dilation_y) + "x" + Str(dilation_x) +
                   ", stride " + Str(g.stride_y) + "x" + Str(g.stride_x) + ", pads " +
@@ -811,12 +811,12 @@ std::string DilatedPlan::ToString() const {
   return s;
 }
 
-StatusOr<std::vector<DpuTask>> LowerDilatedConv(const ConvLayer& layer, const DilatedPlan& plan,
+StatusOr<std::vector<DpuTask>> LowerDilatedConv(const NceLayer& layer, const DilatedPlan& plan,
                                                 const SourceLayout& layout,
                                                 const StorageOptions& opts, const Target& t) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
-  const ConvGeometry& a = layer.op.g;
-  const ConvGeometry& b = plan.geometry;
+  const NceGeometry& a = layer.op.g;
+  const NceGeometry& b = plan.geometry;
   if (a.h != b.h || a.w != b.w || a.c != b.c || a.ky != b.ky || a.kx != b.kx ||
       a.stride_y != b.stride_y || a.stride_x != b.stride_x || a.pad_top != b.pad_top ||
       a.pad_bottom != b.pad_bottom || a.pad_left != b.pad_left || a.pad_right != b.pad_right) {
@@ -824,7 +824,7 @@ StatusOr<std::vector<DpuTask>> LowerDilatedConv(const ConvLayer& layer, const Di
   }
   std::vector<DpuTask> tasks;
   for (const DilatedPhase& p : plan.phases) {
-    ConvLayer sub;
+    NceLayer sub;
     sub.name = layer.name + " phase (" + Str(p.out_y0) + ", " + Str(p.out_x0) + ")";
     sub.op = layer.op;
     sub.op.g.h = p.gather.h;
@@ -891,7 +891,7 @@ StatusOr<Tensor> AssembleDilatedOutput(const DilatedPlan& plan,
   return out;
 }
 
-StatusOr<Tensor> RunDilatedConv(const ConvLayer& layer, int64_t dilation_y, int64_t dilation_x,
+StatusOr<Tensor> RunDilatedConv(const NceLayer& layer, int64_t dilation_y, int64_t dilation_x,
                                 const SourceLayout& layout, const StorageOptions& opts,
                                 const Target& t, const ConvRunner& run, DilatedPlan* plan) {
   if (!run) return InvalidArgument("run: no runner given");

@@ -130,8 +130,8 @@ StatusOr<SeGather> ZeroInsertGather(const SeSource& src, const Target& t, int64_
 // transposed convolution: op's types, zero points and PPE with the virtual geometry (stride 1,
 // no padding), the flipped weights, quant unchanged. weights: [K, KY, KX, C] as defined above.
 // The layer's input is left empty: LowerWithGather reads the source instead.
-StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGather& gather,
-                                           const ConvOp& op, const ChannelQuant& quant,
+StatusOr<NceLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGather& gather,
+                                           const NceOp& op, const ChannelQuant& quant,
                                            const Tensor& weights);
 
 // ---- Lowering ----
@@ -142,7 +142,7 @@ StatusOr<ConvLayer> TransposedConvAsZMConv(const TransposedConv& tc, const SeGat
 // virtual tensor; virtual_layer.input is ignored. Every pointer must address a storage element of
 // a source row held in its tile, and every virtual SE's map bits must be all 0 or exactly what the
 // addressed source slot holds (all 1 for a dense source, the source's bits for a sparse one).
-StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& source,
+StatusOr<DpuTask> LowerWithGather(const NceLayer& virtual_layer, const Tensor& source,
                                   const SourceLayout& layout, const SeGather& gather,
                                   const StorageOptions& opts, const Target& t);
 
@@ -152,9 +152,9 @@ StatusOr<DpuTask> LowerWithGather(const ConvLayer& virtual_layer, const Tensor& 
 // otherwise the DPU pads kernel / 2 and reads the excess as constant padding through an SE
 // pointer table over the input (PadGather; the input is then in sparse storage). Other limits of
 // ValidateInvocation (C, K <= 8192) are refused with the rule.
-bool NeedsPadGather(const ConvGeometry& g);
+bool NeedsPadGather(const NceGeometry& g);
 // The excess of each pad over kernel / 2 (all 0 when !NeedsPadGather).
-Pads ExcessPads(const ConvGeometry& g);
+Pads ExcessPads(const NceGeometry& g);
 // `g` with a constant border around its virtual tensor: `pads` rows and columns of inserted zeros
 // (map bits 0) whose pointers repeat those of the nearest virtual pixel, as SEPaddingAttr's
 // constant padding addresses the nearest pixel. Used to lower an SE layer whose own pads exceed
@@ -162,8 +162,8 @@ Pads ExcessPads(const ConvGeometry& g);
 StatusOr<SeGather> PadVirtual(const SeGather& g, const Pads& pads);
 // The convolution over `bordered` (the input or virtual tensor with the `excess` pads moved into
 // it as a border, PadGather / PadVirtual): its size, and the pads left to the DPU.
-ConvGeometry GeometryOverBorder(const ConvGeometry& g, const SeGather& bordered, const Pads& excess);
-StatusOr<DpuTask> LowerLayerForDpu(const ConvLayer& layer, const StorageOptions& opts,
+NceGeometry GeometryOverBorder(const NceGeometry& g, const SeGather& bordered, const Pads& excess);
+StatusOr<DpuTask> LowerLayerForDpu(const NceLayer& layer, const StorageOptions& opts,
                                    const Target& t);
 
 // ---- Dilated convolution ----
@@ -179,7 +179,7 @@ struct DilatedPhase {
   SeGather gather;
 };
 struct DilatedPlan {
-  ConvGeometry geometry;  // the dilated conv's source, kernel, stride and padding (k unused)
+  NceGeometry geometry;  // the dilated conv's source, kernel, stride and padding (k unused)
   int64_t dilation_y = 1, dilation_x = 1;
   int64_t out_h = 0, out_w = 0;
   int64_t step_y = 1, step_x = 1;      // phases per axis
@@ -190,10 +190,10 @@ struct DilatedPlan {
 // g: the dilated conv (h, w, c as src; kernel 1..11, stride 1..8, padding 0..255). Dilation
 // 1..1024 per axis.
 StatusOr<DilatedPlan> PlanDilatedConv(const SeSource& src, const Target& t, int64_t se_size,
-                                      const ConvGeometry& g, int64_t dilation_y,
+                                      const NceGeometry& g, int64_t dilation_y,
                                       int64_t dilation_x);
 // One task per phase of plan, for `layer` (op.g as planned, input = the source [H, W, C]).
-StatusOr<std::vector<DpuTask>> LowerDilatedConv(const ConvLayer& layer, const DilatedPlan& plan,
+StatusOr<std::vector<DpuTask>> LowerDilatedConv(const NceLayer& layer, const DilatedPlan& plan,
                                                 const SourceLayout& layout,
                                                 const StorageOptions& opts, const Target& t);
 // Interleaves the phases' outputs (one per phase, either storage) into [OH, OW, K].
@@ -204,7 +204,7 @@ StatusOr<Tensor> AssembleDilatedOutput(const DilatedPlan& plan,
 using ConvRunner = std::function<StatusOr<DpuOutput>(const DpuTask&, const Target&)>;
 // Plans (se_size from opts.input_se_size), lowers, runs every phase and assembles the dense
 // output [OH, OW, K] of the dilated convolution `layer`. The plan is stored in *plan if given.
-StatusOr<Tensor> RunDilatedConv(const ConvLayer& layer, int64_t dilation_y, int64_t dilation_x,
+StatusOr<Tensor> RunDilatedConv(const NceLayer& layer, int64_t dilation_y, int64_t dilation_x,
                                 const SourceLayout& layout, const StorageOptions& opts,
                                 const Target& t, const ConvRunner& run,
                                 DilatedPlan* plan = nullptr);

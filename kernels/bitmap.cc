@@ -605,7 +605,7 @@ Status GatherRows(const ActivationView& view, DType dtype, const std::vector<int
 }
 
 StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
-  ConvGeometry g;
+  NceGeometry g;
   DPUEMU_ASSIGN_OR_RETURN(g, CheckCompressWeights(weights, zp));
   const int64_t eb = DTypeBytes(weights.dtype);
   const int64_t taps = g.taps();
@@ -630,7 +630,7 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
 }
 
 StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
-                                   const ConvGeometry& g, DType dtype, int32_t zp) {
+                                   const NceGeometry& g, DType dtype, int32_t zp) {
   // int4 sets are dense nibbles: the scalar unpacking.
   if (IsSubByte(dtype)) return dpuemu::DecompressWeights(data, map, table, g, dtype, zp);
   std::vector<WeightTableEntry> entries;

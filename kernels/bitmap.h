@@ -45,7 +45,7 @@ Status GatherRows(const ActivationView& view, DType dtype, const std::vector<int
 // ---- Weights ----
 StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp);
 StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
-                                   const ConvGeometry& g, DType dtype, int32_t zp);
+                                   const NceGeometry& g, DType dtype, int32_t zp);
 
 // ---- Paths and targets (for tests and benchmarks) ----
 enum class BitmapPath {

@@ -55,7 +55,7 @@ struct PpeParams {
 
 constexpr float kHalfMax = 65504.0f;
 
-inline PpeParams ResolvePpe(const ConvOp& op) {
+inline PpeParams ResolvePpe(const NceOp& op) {
   PpeParams p;
   p.out = op.out_dtype;
   p.out_zp = op.ppe.out_zp;

@@ -600,9 +600,9 @@ using zmconv_internal::ConvPlan;
 
 // Row length of the sparse kernel's planar input: whole vectors of the widest target (16 lanes x
 // 4 vectors) past the last output pixel, so non-zero offsets do not depend on the CPU target.
-int64_t PlanarRow(const ConvGeometry& g) { return AlignUp(g.out_w(), 64) + (g.kx - 1) / g.stride_x + 1; }
-int64_t PaddedH(const ConvGeometry& g) { return g.h + g.pad_top + g.pad_bottom; }
-int64_t PaddedW(const ConvGeometry& g) { return g.w + g.pad_left + g.pad_right; }
+int64_t PlanarRow(const NceGeometry& g) { return AlignUp(g.out_w(), 64) + (g.kx - 1) / g.stride_x + 1; }
+int64_t PaddedH(const NceGeometry& g) { return g.h + g.pad_top + g.pad_bottom; }
+int64_t PaddedW(const NceGeometry& g) { return g.w + g.pad_left + g.pad_right; }
 
 // n elements of type t as the kernels consume them: x - zp (integer types) or the float value.
 template <typename Out>
@@ -649,8 +649,8 @@ bool MagnitudeRange(const float* v, int64_t n, float* lo, float* hi) {
   return true;
 }
 
-bool SameOp(const ConvOp& a, const ConvOp& b) {
-  const ConvGeometry &x = a.g, &y = b.g;
+bool SameOp(const NceOp& a, const NceOp& b) {
+  const NceGeometry &x = a.g, &y = b.g;
   return x.h == y.h && x.w == y.w && x.c == y.c && x.k == y.k && x.ky == y.ky && x.kx == y.kx &&
          x.stride_y == y.stride_y && x.stride_x == y.stride_x && x.pad_top == y.pad_top &&
          x.pad_bottom == y.pad_bottom && x.pad_left == y.pad_left && x.pad_right == y.pad_right &&
@@ -740,7 +740,7 @@ void EpilogueToPlan(const void* ctx, const int32_t* tile, int64_t npix, int64_t 
 }  // namespace
 
 struct PreparedWeights::Impl {
-  ConvOp op;
+  NceOp op;
   std::vector<uint8_t> weights, weight_map, weight_table;  // what this was prepared from
   bool weights_sparse = false;
   ChannelQuant quant;
@@ -764,8 +764,8 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
   DPUEMU_RETURN_IF_ERROR(ValidateTask(task, target));
   auto impl = std::make_shared<Impl>();
   Impl& w = *impl;
-  const ConvOp& op = task.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = task.op;
+  const NceGeometry& g = op.g;
   w.op = op;
   w.weights = task.weights;
   w.weight_map = task.weight_map;
@@ -835,8 +835,8 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
                               KernelReport* report, const PreparedWeights* prepared) {
   const ScopedDpuFpEnv fp_env;
   DPUEMU_RETURN_IF_ERROR(ValidateTask(task, target));
-  const ConvOp& op = task.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = task.op;
+  const NceGeometry& g = op.g;
   const bool integer = IsIntegerPath(op);
   KernelReport local;
   KernelReport& rep = report ? *report : local;
@@ -1049,7 +1049,7 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
 }
 
 static StatusOr<DpuOutput> FinishOutput(const DpuTask& task, Tensor out) {
-  const ConvOp& op = task.op;
+  const NceOp& op = task.op;
   if (!task.output_sparse) return StoreOutput(task, std::move(out));
   // The output unit's sparse storage, encoded with the SIMD encoder (same bytes as StoreOutput).
   SparseActivations sa;

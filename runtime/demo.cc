@@ -54,7 +54,7 @@ int64_t TotalBytes(const std::vector<std::vector<uint8_t>>& tiles) {
 }
 
 // Plans and runs one layer on one target; false if any output differs from the reference.
-StatusOr<bool> RunLayerOn(const ConvLayer& layer, const Target& target) {
+StatusOr<bool> RunLayerOn(const NceLayer& layer, const Target& target) {
   std::printf("  %s (%s, %d tiles x %d DPU)\n", target.name, target.generation, target.tiles,
               target.dpus_per_tile);
   // 1. The whole layer as one DPU task on the reference: the definition.
@@ -159,9 +159,9 @@ int Main() {
     spec->out_dtype = c.out;
     spec->weight_sparsity = 0.6;
     spec->input_sparsity = 0.3;
-    StatusOr<ConvLayer> layer = GenerateLayer(*spec, /*seed=*/2024);
+    StatusOr<NceLayer> layer = GenerateLayer(*spec, /*seed=*/2024);
     if (!layer.ok()) return Fail(layer.status());
-    const ConvGeometry& g = layer->op.g;
+    const NceGeometry& g = layer->op.g;
     std::printf("%s: input %lldx%lldx%lld %s -> %lld channels %s, kernel %lldx%lld, stride %lld, "
                 "pad %lld; weights %s, 60%% zero; %.1f M MACs\n",
                 c.layer, static_cast<long long>(g.h), static_cast<long long>(g.w),

@@ -38,7 +38,7 @@ constexpr size_t kItemsPerThread = 4;
 
 // The plan must describe this very op on this target: its splits, padding and storage follow
 // from the geometry and types.
-Status CheckPlanMatches(const ConvOp& op, const Plan& plan, const Target& target) {
+Status CheckPlanMatches(const NceOp& op, const Plan& plan, const Target& target) {
   if (plan.target == nullptr) {
     return InvalidArgument("plan: empty (no target); make one with PlanLayer");
   }
@@ -47,7 +47,7 @@ Status CheckPlanMatches(const ConvOp& op, const Plan& plan, const Target& target
                            target.name);
   }
   const std::string hint = " (plan this layer with PlanLayer)";
-  const ConvOp& p = plan.op;
+  const NceOp& p = plan.op;
   struct Field {
     const char* name;
     int64_t plan, layer;
@@ -102,7 +102,7 @@ Status CheckPlanMatches(const ConvOp& op, const Plan& plan, const Target& target
 // The smallest row range around [begin, end) that reads at least one input row: SliceLayer needs
 // one, and with large padding a workload at the edge may read only padding rows. Rows outside
 // [begin, end) are computed and dropped.
-std::pair<int64_t, int64_t> ComputedRows(const ConvGeometry& g, int64_t begin, int64_t end) {
+std::pair<int64_t, int64_t> ComputedRows(const NceGeometry& g, int64_t begin, int64_t end) {
   if (begin * g.stride_y - g.pad_top >= g.h) {  // below the input: take the last row reading it
     begin = std::min(begin, (g.h + g.pad_top + g.stride_y - 1) / g.stride_y - 1);
   }
@@ -113,10 +113,10 @@ std::pair<int64_t, int64_t> ComputedRows(const ConvGeometry& g, int64_t begin, i
   return {begin, end};
 }
 
-StatusOr<DpuTask> LowerSlice(const ConvLayer& layer, const StorageOptions& storage,
+StatusOr<DpuTask> LowerSlice(const NceLayer& layer, const StorageOptions& storage,
                              int64_t k_begin, int64_t k_end, int64_t calc_begin, int64_t calc_end,
                              const Target& target) {
-  DPUEMU_ASSIGN_OR_RETURN(const ConvLayer slice,
+  DPUEMU_ASSIGN_OR_RETURN(const NceLayer slice,
                           SliceLayer(layer, k_begin, k_end, calc_begin, calc_end));
   // Pads beyond kernel / 2 are read through an SE pad gather, as one DPU invocation needs.
   return LowerLayerForDpu(slice, storage, target);
@@ -140,7 +140,7 @@ struct PreparedLayer::Impl {
   RunOptions options;
   int threads = 1;
   std::unique_ptr<tbb::task_arena> arena;  // kept: its threads stay warm between runs
-  ConvOp op;
+  NceOp op;
   std::vector<Item> items;               // plan order
   std::vector<size_t> longest_first;     // item indices by estimated work (rows x channels)
   std::vector<WorkloadReport> reports;  // ranges filled in; kernel and seconds by Run
@@ -180,7 +180,7 @@ using Item = PreparedLayer::Impl::Item;
 // The plan's workloads as work items: each checked against the op and the plan, clustering
 // replicas (the same output range on another tile) merged, padding-only workloads dropped, and
 // every real output channel of every row covered exactly once.
-StatusOr<std::vector<Item>> PlanItems(const ConvGeometry& g, const Plan& plan,
+StatusOr<std::vector<Item>> PlanItems(const NceGeometry& g, const Plan& plan,
                                       std::vector<int>* replicas) {
   const int64_t oh = g.out_h(), ow = g.out_w();
   if (plan.k_padded < g.k || plan.k_padded % 16 != 0) {
@@ -265,14 +265,14 @@ StatusOr<std::vector<Item>> PlanItems(const ConvGeometry& g, const Plan& plan,
 
 }  // namespace
 
-StatusOr<PreparedLayer> PreparedLayer::Create(const ConvLayer& layer, const Plan& plan,
+StatusOr<PreparedLayer> PreparedLayer::Create(const NceLayer& layer, const Plan& plan,
                                               const Target& target, const RunOptions& options) {
   if (options.threads < 0) {
     return InvalidArgument("threads = " + Str(options.threads) + ": must be >= 0 (0 = all cores)");
   }
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
   DPUEMU_RETURN_IF_ERROR(CheckPlanMatches(layer.op, plan, target));
-  const ConvGeometry& g = layer.op.g;
+  const NceGeometry& g = layer.op.g;
   auto impl = std::make_shared<Impl>();
   Impl& s = *impl;
   s.target = target;
@@ -330,7 +330,7 @@ StatusOr<PreparedLayer> PreparedLayer::Create(const ConvLayer& layer, const Plan
     std::vector<size_t> source(s.items.size());
     for (size_t i = 0; i < s.items.size(); ++i) {
       const Item& it = s.items[i];
-      const ConvGeometry& sg = it.task.op.g;
+      const NceGeometry& sg = it.task.op.g;
       const std::array<int64_t, 5> key = {it.k_begin, it.k_end, sg.h, sg.pad_top, sg.pad_bottom};
       source[i] = first.emplace(key, i).first->second;
     }
@@ -352,7 +352,7 @@ size_t PreparedLayer::items() const { return impl_->items.size(); }
 StatusOr<RunResult> PreparedLayer::Run() const {
   const Clock::time_point start = Clock::now();
   const Impl& s = *impl_;
-  const ConvGeometry& g = s.op.g;
+  const NceGeometry& g = s.op.g;
   const int64_t ow = g.out_w(), eb = DTypeBytes(s.op.out_dtype);
   RunResult r;
   r.output = Tensor(s.op.out_dtype, {g.out_h(), ow, g.k});
@@ -389,7 +389,7 @@ StatusOr<RunResult> PreparedLayer::Run() const {
   return r;
 }
 
-StatusOr<RunResult> RunLayer(const ConvLayer& layer, const Plan& plan, const Target& target,
+StatusOr<RunResult> RunLayer(const NceLayer& layer, const Plan& plan, const Target& target,
                              const RunOptions& options) {
   const Clock::time_point start = Clock::now();
   DPUEMU_ASSIGN_OR_RETURN(const PreparedLayer prepared,
@@ -400,7 +400,7 @@ StatusOr<RunResult> RunLayer(const ConvLayer& layer, const Plan& plan, const Tar
   return r;
 }
 
-StatusOr<RunResult> PlanAndRun(const ConvLayer& layer, const Target& target,
+StatusOr<RunResult> PlanAndRun(const NceLayer& layer, const Target& target,
                                const PlanOptions& plan_options, const RunOptions& run_options,
                                Plan* plan_out) {
   Plan plan;

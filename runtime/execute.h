@@ -58,7 +58,7 @@ class PreparedLayer {
  public:
   // Checks that the plan was made for this layer's op and this target and that its workloads
   // cover the output exactly once (clustering replicas aside). Prepares the items in parallel.
-  static StatusOr<PreparedLayer> Create(const ConvLayer& layer, const Plan& plan,
+  static StatusOr<PreparedLayer> Create(const NceLayer& layer, const Plan& plan,
                                         const Target& target, const RunOptions& options);
   // Runs every item with the options given to Create. The first error in plan order is returned.
   StatusOr<RunResult> Run() const;
@@ -73,11 +73,11 @@ class PreparedLayer {
 };
 
 // PreparedLayer::Create, then Run; RunResult::seconds includes the preparation.
-StatusOr<RunResult> RunLayer(const ConvLayer& layer, const Plan& plan, const Target& target,
+StatusOr<RunResult> RunLayer(const NceLayer& layer, const Plan& plan, const Target& target,
                              const RunOptions& options);
 
 // PlanLayer, then RunLayer. The plan is stored in *plan_out (when given) once planning succeeds.
-StatusOr<RunResult> PlanAndRun(const ConvLayer& layer, const Target& target,
+StatusOr<RunResult> PlanAndRun(const NceLayer& layer, const Target& target,
                                const PlanOptions& plan_options, const RunOptions& run_options,
                                Plan* plan_out = nullptr);
 
@@ -85,14 +85,14 @@ StatusOr<RunResult> PlanAndRun(const ConvLayer& layer, const Target& target,
 // so both cut and lower a plan the same way.
 //
 // The plan must describe this very op on this target (geometry, types, zero points, PPE).
-Status CheckPlanMatches(const ConvOp& op, const Plan& plan, const Target& target);
+Status CheckPlanMatches(const NceOp& op, const Plan& plan, const Target& target);
 // The rows a work item covering output rows [begin, end) computes: the smallest range around it
 // that reads at least one input row (SliceLayer needs one; with pads >= the kernel a band at the
 // edge may read only padding). Rows outside [begin, end) are computed and dropped.
-std::pair<int64_t, int64_t> ComputedRows(const ConvGeometry& g, int64_t begin, int64_t end);
+std::pair<int64_t, int64_t> ComputedRows(const NceGeometry& g, int64_t begin, int64_t end);
 // One work item's DPU task: SliceLayer(layer, k_begin, k_end, calc_begin, calc_end) lowered with
 // `storage` (the tile's, TileStorage).
-StatusOr<DpuTask> LowerSlice(const ConvLayer& layer, const StorageOptions& storage,
+StatusOr<DpuTask> LowerSlice(const NceLayer& layer, const StorageOptions& storage,
                              int64_t k_begin, int64_t k_end, int64_t calc_begin, int64_t calc_end,
                              const Target& target);
 

@@ -60,8 +60,8 @@ void AddFile(GoldenSet& set, std::string name, std::vector<uint8_t> bytes,
 
 // weights.bin, weight_map.bin (sparse weights), weight_table.bin with its per-channel offsets.
 Status AddWeightFiles(GoldenSet& set, const DpuTask& task, const std::string& note = "") {
-  const ConvOp& op = task.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = task.op;
+  const NceGeometry& g = op.g;
   DPUEMU_ASSIGN_OR_RETURN(std::vector<WeightTableEntry> table,
                           DecodeWeightTable(task.weight_table, g.k));
   const std::vector<int64_t> w_shape = {g.k, g.ky, g.kx, g.c};
@@ -96,7 +96,7 @@ Status AddWeightFiles(GoldenSet& set, const DpuTask& task, const std::string& no
 }
 
 // output<suffix>.bin and output_map<suffix>.bin (sparse output) as the output unit writes them.
-void AddOutputFiles(GoldenSet& set, const DpuOutput& out, const ConvOp& op,
+void AddOutputFiles(GoldenSet& set, const DpuOutput& out, const NceOp& op,
                     const std::string& suffix) {
   AddFile(set, "output" + suffix + ".bin", out.data.bytes, {op.g.out_h(), op.g.out_w(), op.g.k},
           DTypeName(op.out_dtype), ActivationFormat(out.sparse()), {{"se_size", out.se_size}});
@@ -106,7 +106,7 @@ void AddOutputFiles(GoldenSet& set, const DpuOutput& out, const ConvOp& op,
   }
 }
 
-json ConvJson(const ConvGeometry& g) {
+json ConvJson(const NceGeometry& g) {
   return {{"h", g.h},
           {"w", g.w},
           {"c", g.c},
@@ -122,7 +122,7 @@ json ConvJson(const ConvGeometry& g) {
 // The manifest fields every golden set has; `files` last.
 void FillManifest(GoldenSet& set, const std::string& layer, const Target& target,
                   const DpuTask& task, const DpuOutput& out, bool input_sparse, json conv) {
-  const ConvOp& op = task.op;
+  const NceOp& op = task.op;
   json& m = set.manifest;
   m["layer"] = layer;
   m["target"] = target.name;
@@ -144,8 +144,8 @@ void ListFiles(GoldenSet& set) {
   for (const GoldenFile& f : set.files) set.manifest["files"].push_back(f.info);
 }
 
-Status CheckOutput(const ConvOp& op, const Tensor& output, const std::string& what) {
-  const ConvGeometry& g = op.g;
+Status CheckOutput(const NceOp& op, const Tensor& output, const std::string& what) {
+  const NceGeometry& g = op.g;
   const std::vector<int64_t> out_shape = {g.out_h(), g.out_w(), g.k};
   Tensor expect(op.out_dtype, out_shape);
   if (output.dtype != op.out_dtype || output.shape != out_shape ||
@@ -160,11 +160,11 @@ Status CheckOutput(const ConvOp& op, const Tensor& output, const std::string& wh
 
 }  // namespace
 
-StatusOr<GoldenSet> MakeGoldenSet(const ConvLayer& layer, const Plan& plan, const Tensor& output) {
+StatusOr<GoldenSet> MakeGoldenSet(const NceLayer& layer, const Plan& plan, const Tensor& output) {
   if (plan.target == nullptr) return InvalidArgument("golden: the plan has no target");
   const Target& target = *plan.target;
-  const ConvOp& op = layer.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = layer.op;
+  const NceGeometry& g = op.g;
   DPUEMU_RETURN_IF_ERROR(CheckOutput(op, output, "output"));
 
   StorageOptions storage;
@@ -175,7 +175,7 @@ StatusOr<GoldenSet> MakeGoldenSet(const ConvLayer& layer, const Plan& plan, cons
   storage.output_se_size = plan.options.output_se_size;
   // The task the DPU runs: pads beyond kernel / 2 read through an SE pad gather.
   DPUEMU_ASSIGN_OR_RETURN(DpuTask task, LowerLayerForDpu(layer, storage, target));
-  const ConvGeometry& vg = task.op.g;  // the virtual input the table gathers, when there is one
+  const NceGeometry& vg = task.op.g;  // the virtual input the table gathers, when there is one
   DPUEMU_ASSIGN_OR_RETURN(DpuOutput out, StoreOutput(task, output));
 
   GoldenSet set;
@@ -270,7 +270,7 @@ StatusOr<GoldenSet> MakeSeGoldenSet(const Spec& spec, const std::vector<Plan>& p
   for (size_t i = 0; i < tasks.size(); ++i) {
     const DpuTask& t = tasks[i];
     const SeSpec::Phase& ph = se.phases[i];
-    const ConvGeometry& g = t.op.g;
+    const NceGeometry& g = t.op.g;
     const std::string sfx = phased ? "_phase" + std::to_string(i) : "";
     AddFile(set, "se_table" + sfx + ".bin", LittleEndian(t.se_table),
             {g.h, g.w, g.c / t.input_se_size}, "i32",
@@ -460,7 +460,7 @@ struct TileImage {
 
 namespace {
 
-StatusOr<GoldenSet> MakeTiles(const ConvLayer& layer, const Plan& plan, const Tensor& output,
+StatusOr<GoldenSet> MakeTiles(const NceLayer& layer, const Plan& plan, const Tensor& output,
                               const SeTiles* se) {
   if (plan.target == nullptr) return InvalidArgument("golden tiles: the plan has no target");
   if (plan.options.se.used() != (se != nullptr)) {
@@ -470,8 +470,8 @@ StatusOr<GoldenSet> MakeTiles(const ConvLayer& layer, const Plan& plan, const Te
   const Target& target = *plan.target;
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
   DPUEMU_RETURN_IF_ERROR(CheckPlanMatches(layer.op, plan, target));
-  const ConvOp& op = layer.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = layer.op;
+  const NceGeometry& g = op.g;
   DPUEMU_RETURN_IF_ERROR(CheckOutput(op, output, "output"));
   const int64_t ow = g.out_w(), ob = DTypeBytes(op.out_dtype);
   const int64_t row_bytes = g.w * g.c * DTypeBytes(op.in_dtype);
@@ -492,7 +492,7 @@ StatusOr<GoldenSet> MakeTiles(const ConvLayer& layer, const Plan& plan, const Te
       // Padding channels only (e.g. NPU40XX sparse-output SOK padding K): slice from the last
       // real 16 channels on, whose own channels [16, ...) are then the tile's.
       const int64_t lo = g.k - 16;
-      StatusOr<ConvLayer> base = SliceLayer(layer, lo, t.k_end, t.row_begin, t.row_end);
+      StatusOr<NceLayer> base = SliceLayer(layer, lo, t.k_end, t.row_begin, t.row_end);
       if (!base.ok()) return base.status().Annotate(where);
       StatusOr<DpuTask> task = LowerSlice(*base, storage, t.k_begin - lo, t.k_end - lo, 0,
                                           t.row_end - t.row_begin, target);
@@ -675,7 +675,7 @@ StatusOr<GoldenSet> MakeTiles(const ConvLayer& layer, const Plan& plan, const Te
   for (size_t i = 0; i < images.size(); ++i) {
     const TileImage& im = images[i];
     const TilePlan& t = *im.tile;
-    const ConvGeometry& tg = im.task.op.g;
+    const NceGeometry& tg = im.task.op.g;
     const std::string dir = "tile" + std::to_string(t.tile) + "/";
     const json where = {{"tile", t.tile}};
     json buffers = json::array();
@@ -769,7 +769,7 @@ StatusOr<GoldenSet> MakeTiles(const ConvLayer& layer, const Plan& plan, const Te
       }
       const auto [cb, ce] = ComputedRows(g, w.row_begin, w.row_end);
       // The variant's input window and pads, from the executor's slicing of those rows.
-      DPUEMU_ASSIGN_OR_RETURN(const ConvLayer s,
+      DPUEMU_ASSIGN_OR_RETURN(const NceLayer s,
                               SliceLayer(layer, 0, 16, cb, ce));
       const int64_t in_b = cb * g.stride_y - g.pad_top + s.op.g.pad_top;
       if (in_b < im.in_begin || in_b + s.op.g.h > im.in_begin + tg.h) {
@@ -852,7 +852,7 @@ StatusOr<GoldenSet> MakeTiles(const ConvLayer& layer, const Plan& plan, const Te
 
 }  // namespace
 
-StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
+StatusOr<GoldenSet> MakeTileGoldenSet(const NceLayer& layer, const Plan& plan,
                                       const Tensor& output) {
   return MakeTiles(layer, plan, output, nullptr);
 }

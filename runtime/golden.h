@@ -86,7 +86,7 @@ struct GoldenSet {
 
 // `output` is the layer's dense result ([OH, OW, K] of the output dtype, e.g. RunLayer's); it is
 // stored in the output's storage format (sparse: map + packed SEs) as the DPU's output unit would.
-StatusOr<GoldenSet> MakeGoldenSet(const ConvLayer& layer, const Plan& plan, const Tensor& output);
+StatusOr<GoldenSet> MakeGoldenSet(const NceLayer& layer, const Plan& plan, const Tensor& output);
 
 // The golden set of a spec with "se": its DPU layers as LowerSeSpec lowers them (the plans'
 // storage), with `outputs` the DPU layers' dense outputs (one per phase) in output storage.
@@ -95,7 +95,7 @@ StatusOr<GoldenSet> MakeSeGoldenSet(const Spec& spec, const std::vector<Plan>& p
 
 // Per-tile golden set (see the header comment); `output` is the layer's dense result. Plans with
 // SE pointers need their spec: MakeSeTileGoldenSet.
-StatusOr<GoldenSet> MakeTileGoldenSet(const ConvLayer& layer, const Plan& plan,
+StatusOr<GoldenSet> MakeTileGoldenSet(const NceLayer& layer, const Plan& plan,
                                       const Tensor& output);
 // The per-tile golden set of a spec with "se" that runs as one DPU layer (every op but dilate):
 // `outputs` holds that layer's dense output.

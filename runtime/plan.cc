@@ -86,7 +86,7 @@ int64_t WindowSum(int64_t n, int64_t grain, int64_t stride, int64_t kernel) {
 }
 
 // The cuboids and input reads of covering rows x cols x channels outputs in mode `m`.
-ModeCost CostIn(const ConvOp& op, MpeMode m, int64_t rows, int64_t cols, int64_t channels);
+ModeCost CostIn(const NceOp& op, MpeMode m, int64_t rows, int64_t cols, int64_t channels);
 
 const Grain& GrainOf(MpeMode m) {
   for (const Grain& g : kGrains) {
@@ -95,8 +95,8 @@ const Grain& GrainOf(MpeMode m) {
   return kGrains[0];
 }
 
-ModeCost CostIn(const ConvOp& op, MpeMode m, int64_t rows, int64_t cols, int64_t channels) {
-  const ConvGeometry& g = op.g;
+ModeCost CostIn(const NceOp& op, MpeMode m, int64_t rows, int64_t cols, int64_t channels) {
+  const NceGeometry& g = op.g;
   const Grain& gr = GrainOf(m);
   const int64_t grains_per_pixel = g.c * DTypeBytes(op.in_dtype) / 16;  // C is 16-aligned
   const int64_t k_passes = CeilDiv(channels, gr.k);
@@ -159,7 +159,7 @@ struct Candidate {
   }
 };
 
-Candidate Clustering(const ConvGeometry& g, int n) {
+Candidate Clustering(const NceGeometry& g, int n) {
   Candidate c;
   c.split = SplitStrategy::kClustering;
   c.k_padded = g.k;
@@ -176,7 +176,7 @@ void SplitChannels(Candidate* c, int64_t per, int64_t k_padded, int64_t out_h) {
 }
 
 // Ranges from consecutive segment sizes along K or the output rows.
-void AddSegments(Candidate* c, const std::vector<int64_t>& seg, bool over_k, const ConvGeometry& g) {
+void AddSegments(Candidate* c, const std::vector<int64_t>& seg, bool over_k, const NceGeometry& g) {
   int64_t at = 0;
   for (int64_t n : seg) {
     c->ranges.push_back(over_k ? TileRange{at, at + n, 0, g.out_h()}
@@ -187,7 +187,7 @@ void AddSegments(Candidate* c, const std::vector<int64_t>& seg, bool over_k, con
 
 // The seed's SOK (the seed notes; sparse output only): NPU37XX equal power-of-two splits, K padded;
 // NPU40XX equal multiples of 16, fewer tiles or K padded, whichever gives the smaller split.
-Candidate SeedSparseSok(const ConvGeometry& g, const Target& t, int n) {
+Candidate SeedSparseSok(const NceGeometry& g, const Target& t, int n) {
   Candidate c;
   c.split = SplitStrategy::kSok;
   c.rule = SplitRule::kSeed;
@@ -242,7 +242,7 @@ Candidate SeedSparseSok(const ConvGeometry& g, const Target& t, int n) {
 // The compiler's SOK: getOptimalNumClusters -> SokClusters, then splitSegmentedShape with the
 // channel alignment 16 (uniform on NPU40XX; for sparse output getUniformDistributedSegments tries
 // the first-equal segments first and shouldRemoveOutputSparsity drops the sparsity otherwise).
-Candidate CompilerSok(const ConvGeometry& g, const Target& t, int n, bool output_sparse) {
+Candidate CompilerSok(const NceGeometry& g, const Target& t, int n, bool output_sparse) {
   Candidate c;
   c.split = SplitStrategy::kSok;
   c.rule = SplitRule::kCompiler;
@@ -281,7 +281,7 @@ Candidate CompilerSok(const ConvGeometry& g, const Target& t, int n, bool output
   return c;
 }
 
-Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_sparse,
+Candidate SplitOverK(const NceGeometry& g, const Target& t, int n, bool output_sparse,
                      SplitRule rule) {
   const int64_t min = t.sok_min_channels_per_tile;
   if (n < 2 || g.k < 2 * min) {
@@ -304,7 +304,7 @@ Candidate SplitOverK(const ConvGeometry& g, const Target& t, int n, bool output_
 // multiple of 4, dense, or 8, sparse: VPU_SEGMENT_SIZE_DENSE / _SPARSE).
 // `input_sparse`: a map or an SE table (isSOHSupportedByDPU counts both as sparse); `data_h`: the
 // rows of the data the table points into (the source with SE pointers).
-Candidate SplitOverH(const ConvGeometry& g, const Target& t, int n, bool input_sparse,
+Candidate SplitOverH(const NceGeometry& g, const Target& t, int n, bool input_sparse,
                      int64_t data_h) {
   Candidate c;
   c.split = SplitStrategy::kSoh;
@@ -380,7 +380,7 @@ Candidate SplitOverH(const ConvGeometry& g, const Target& t, int n, bool input_s
 
 class Planner {
  public:
-  Planner(const ConvOp& op, const Target& t, const PlanOptions& o, const WeightDecision& w,
+  Planner(const NceOp& op, const Target& t, const PlanOptions& o, const WeightDecision& w,
           double act_sparsity)
       : op_(op), g_(op.g), t_(t), o_(o), w_(w), act_sparsity_(act_sparsity) {}
 
@@ -520,7 +520,7 @@ class Planner {
 
   // Channels [kb, ke); those >= K are padding (no non-zeros).
   int64_t WeightBytes(int64_t kb, int64_t ke) const {
-    ConvGeometry sub = g_;
+    NceGeometry sub = g_;
     sub.k = ke - kb;
     if (!w_.sparse) return DenseWeightBytes(sub, op_.w_dtype) + WeightTableBytes(sub);
     int64_t data = 0;
@@ -619,16 +619,16 @@ class Planner {
     return w;
   }
 
-  const ConvOp& op_;
-  const ConvGeometry& g_;
+  const NceOp& op_;
+  const NceGeometry& g_;
   const Target& t_;
   const PlanOptions& o_;
   const WeightDecision& w_;
   double act_sparsity_;
 };
 
-Status CheckWeights(const ConvOp& op, const Tensor& weights) {
-  const ConvGeometry& g = op.g;
+Status CheckWeights(const NceOp& op, const Tensor& weights) {
+  const NceGeometry& g = op.g;
   const std::vector<int64_t> shape = {g.k, g.ky, g.kx, g.c};
   if (weights.dtype != op.w_dtype || weights.shape != shape ||
       static_cast<int64_t>(weights.bytes.size()) !=
@@ -643,7 +643,7 @@ Status CheckWeights(const ConvOp& op, const Tensor& weights) {
 }
 
 // The SE accounting must describe this layer's virtual input.
-Status CheckPlanSe(const ConvGeometry& g, const PlanOptions& o, const Target& t) {
+Status CheckPlanSe(const NceGeometry& g, const PlanOptions& o, const Target& t) {
   const PlanSe& se = o.se;
   if (!se.used()) return OkStatus();
   const std::string input = "the virtual input " + Str(g.h) + "x" + Str(g.w) + "x" + Str(g.c);
@@ -689,8 +689,8 @@ Status CheckPlanSe(const ConvGeometry& g, const PlanOptions& o, const Target& t)
   return OkStatus();
 }
 
-std::string GeometryText(const ConvOp& op) {
-  const ConvGeometry& g = op.g;
+std::string GeometryText(const NceOp& op) {
+  const NceGeometry& g = op.g;
   return Str(g.h) + "x" + Str(g.w) + "x" + Str(g.c) + " -> " + Str(g.out_h()) + "x" +
          Str(g.out_w()) + "x" + Str(g.k) + ", kernel " + Str(g.ky) + "x" + Str(g.kx) +
          ", stride " + Str(g.stride_y) + "x" + Str(g.stride_x) + ", pad " + Str(g.pad_top) + "/" +
@@ -698,11 +698,11 @@ std::string GeometryText(const ConvOp& op) {
          DTypeName(op.in_dtype) + " x " + DTypeName(op.w_dtype) + " -> " + DTypeName(op.out_dtype);
 }
 
-StatusOr<Plan> PlanImpl(const ConvOp& op, const Tensor& weights, const Tensor* input,
+StatusOr<Plan> PlanImpl(const NceOp& op, const Tensor& weights, const Tensor* input,
                         const Target& t, const PlanOptions& o, const std::string& name) {
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
   DPUEMU_RETURN_IF_ERROR(CheckWeights(op, weights));
-  const ConvGeometry& g = op.g;
+  const NceGeometry& g = op.g;
   if (!Supports(t.activation_dtypes, op.in_dtype) || !Supports(t.weight_dtypes, op.w_dtype) ||
       !Supports(t.output_dtypes, op.out_dtype)) {
     return InvalidArgument(std::string("dtypes: ") + t.name + " does not support " +
@@ -1103,11 +1103,11 @@ int64_t CmxHeuristicBytes(const Target& target) {
   return target.cmx_bytes_per_tile - 2 * (512 + 1024 + 256);
 }
 
-StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& weights,
+StatusOr<WeightDecision> DecideWeightSparsity(const NceOp& op, const Tensor& weights,
                                               const Target& target, WeightHeuristic heuristic) {
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
   DPUEMU_RETURN_IF_ERROR(CheckWeights(op, weights));
-  const ConvGeometry& g = op.g;
+  const NceGeometry& g = op.g;
   WeightDecision d;
   d.heuristic = heuristic;
   WeightTraffic& tr = d.traffic;
@@ -1239,12 +1239,12 @@ double Plan::time_us() const {
   return target == nullptr ? 0.0 : static_cast<double>(cycles) / target->clock_mhz;
 }
 
-StatusOr<Plan> PlanLayer(const ConvLayer& layer, const Target& target, const PlanOptions& options) {
+StatusOr<Plan> PlanLayer(const NceLayer& layer, const Target& target, const PlanOptions& options) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
   return PlanImpl(layer.op, layer.weights, &layer.input, target, options, layer.name);
 }
 
-StatusOr<Plan> PlanOp(const ConvOp& op, const Tensor& weights, const Target& target,
+StatusOr<Plan> PlanOp(const NceOp& op, const Tensor& weights, const Target& target,
                       const PlanOptions& options, const std::string& name) {
   return PlanImpl(op, weights, nullptr, target, options, name);
 }
@@ -1261,7 +1261,7 @@ StorageOptions TileStorage(const Plan& plan, const TilePlan& tile) {
 
 std::string PlanToText(const Plan& p) {
   if (p.target == nullptr) return "empty plan (no target)\n";
-  const ConvGeometry& g = p.op.g;
+  const NceGeometry& g = p.op.g;
   std::string s = "plan for layer '" + p.layer + "' on " + p.target->name + " (" +
                   p.target->generation + ")\n";
   s += "  conv " + GeometryText(p.op) + "\n";
@@ -1327,7 +1327,7 @@ std::string PlanToText(const Plan& p) {
 nlohmann::json PlanToJson(const Plan& p) {
   using nlohmann::json;
   if (p.target == nullptr) return json::object();
-  const ConvGeometry& g = p.op.g;
+  const NceGeometry& g = p.op.g;
   const WeightTraffic& tr = p.weights.traffic;
   json j;
   j["layer"] = p.layer;
@@ -1429,11 +1429,11 @@ nlohmann::json PlanToJson(const Plan& p) {
 // ---------------------------------------------------------------------------------------------
 // Slices
 
-StatusOr<ConvLayer> SliceLayer(const ConvLayer& layer, int64_t k_begin, int64_t k_end,
+StatusOr<NceLayer> SliceLayer(const NceLayer& layer, int64_t k_begin, int64_t k_end,
                                int64_t out_row_begin, int64_t out_row_end) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
-  const ConvOp& op = layer.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = layer.op;
+  const NceGeometry& g = op.g;
   if (k_begin < 0 || k_begin >= g.k || k_end <= k_begin || k_begin % 16 != 0 ||
       k_end % 16 != 0) {
     return InvalidArgument("slice: channels " + Range(k_begin, k_end) +
@@ -1452,11 +1452,11 @@ StatusOr<ConvLayer> SliceLayer(const ConvLayer& layer, int64_t k_begin, int64_t 
   const int64_t kc = k_end - k_begin;
   const int64_t k_real = std::min(k_end, g.k) - k_begin;
 
-  ConvLayer s;
+  NceLayer s;
   s.name = layer.name + "[k" + Range(k_begin, k_end) + " rows" +
            Range(out_row_begin, out_row_end) + "]";
   s.op = op;
-  ConvGeometry& sg = s.op.g;
+  NceGeometry& sg = s.op.g;
   sg.k = kc;
   sg.h = win.end - win.begin;
   sg.pad_top = win.pad_before;

@@ -206,7 +206,7 @@ struct WeightDecision {
 int64_t CmxHeuristicBytes(const Target& target);
 
 // The weight decision alone. `weights` is [K, KY, KX, C] of op.w_dtype.
-StatusOr<WeightDecision> DecideWeightSparsity(const ConvOp& op, const Tensor& weights,
+StatusOr<WeightDecision> DecideWeightSparsity(const NceOp& op, const Tensor& weights,
                                               const Target& target, WeightHeuristic heuristic);
 
 // One tile's share of the layer. Channels in [K, k_padded) are padding: zero-point weights and
@@ -255,7 +255,7 @@ struct Workload {
 struct Plan {
   std::string layer;  // the layer's name
   const Target* target = nullptr;
-  ConvOp op;
+  NceOp op;
   PlanOptions options;
   WeightDecision weights;
   double input_sparsity = 0;  // measured on the layer's input when input_sparse, else 0
@@ -276,9 +276,9 @@ struct Plan {
 };
 
 // Plans a layer; the input tensor gives the activation sparsity the cycle estimate uses.
-StatusOr<Plan> PlanLayer(const ConvLayer& layer, const Target& target, const PlanOptions& options);
+StatusOr<Plan> PlanLayer(const NceLayer& layer, const Target& target, const PlanOptions& options);
 // Plans from the op and its weights alone (activations counted dense in the cycle estimate).
-StatusOr<Plan> PlanOp(const ConvOp& op, const Tensor& weights, const Target& target,
+StatusOr<Plan> PlanOp(const NceOp& op, const Tensor& weights, const Target& target,
                       const PlanOptions& options, const std::string& name = "");
 
 std::string PlanToText(const Plan& plan);
@@ -291,7 +291,7 @@ StorageOptions TileStorage(const Plan& plan, const TilePlan& tile);
 // channels >= K are padding with zero-point weights and zero requantisation) and output rows
 // [out_row_begin, out_row_end), reading the input rows that window needs with the padding
 // adjusted, so the slice's output equals those rows and channels of the whole layer's output.
-StatusOr<ConvLayer> SliceLayer(const ConvLayer& layer, int64_t k_begin, int64_t k_end,
+StatusOr<NceLayer> SliceLayer(const NceLayer& layer, int64_t k_begin, int64_t k_end,
                                int64_t out_row_begin, int64_t out_row_end);
 
 }  // namespace dpuemu

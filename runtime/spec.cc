@@ -238,9 +238,9 @@ StatusOr<TensorField> ParseTensorField(const Node& root, const char* key,
   return TensorField{dtype, zp, std::move(npy), npy_node};
 }
 
-Status ParseTensors(const Node& root, const std::string& dir, ConvLayer& layer) {
-  ConvOp& op = layer.op;
-  ConvGeometry& g = op.g;
+Status ParseTensors(const Node& root, const std::string& dir, NceLayer& layer) {
+  NceOp& op = layer.op;
+  NceGeometry& g = op.g;
   DPUEMU_ASSIGN_OR_RETURN(
       TensorField in,
       ParseTensorField(root, "input", {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16},
@@ -279,7 +279,7 @@ Status ParseTensors(const Node& root, const std::string& dir, ConvLayer& layer) 
   return OkStatus();
 }
 
-Status ParseGeometry(const Node& root, ConvGeometry& g) {
+Status ParseGeometry(const Node& root, NceGeometry& g) {
   if (std::optional<Node> n = root.Get("stride")) {
     DPUEMU_ASSIGN_OR_RETURN(std::vector<Node> v, n->Array(2));
     DPUEMU_ASSIGN_OR_RETURN(g.stride_y, v[0].Int(1, kInt32Max));
@@ -309,8 +309,8 @@ StatusOr<std::vector<int32_t>> ChannelInts(const Node& ppe, const char* key, int
   return out;
 }
 
-Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
-  ConvOp& op = layer.op;
+Status ParsePpe(const Node& root, const std::string& dir, NceLayer& layer) {
+  NceOp& op = layer.op;
   const int64_t k = op.g.k;
   const bool integer = IsInteger(op.in_dtype);
   const json empty = json::object();
@@ -399,7 +399,7 @@ Status ParsePpe(const Node& root, const std::string& dir, ConvLayer& layer) {
   return OkStatus();
 }
 
-Status ParseOutput(const Node& root, const Target& target, ConvOp& op, PlanOptions& plan) {
+Status ParseOutput(const Node& root, const Target& target, NceOp& op, PlanOptions& plan) {
   DPUEMU_ASSIGN_OR_RETURN(Node out, root.Required("output"));
   DPUEMU_RETURN_IF_ERROR(out.Object({"dtype", "sparse", "se_size"}));
   DPUEMU_ASSIGN_OR_RETURN(Node dtype, out.Required("dtype"));
@@ -691,7 +691,7 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
   s.op = op;
   s.source = spec.layer.input;
   s.source_sparse = spec.plan.input_sparse;
-  const ConvLayer& base = spec.layer;  // the spec's layer over the source
+  const NceLayer& base = spec.layer;  // the spec's layer over the source
   const int64_t h = s.source.shape[0], c = s.source.shape[2];
   s.geometry = base.op.g;
 
@@ -741,7 +741,7 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
   const SeSource& src = *src_or;
 
   // The phases: one virtual layer each.
-  auto add = [&](StatusOr<SeGather> g, ConvLayer layer) -> Status {
+  auto add = [&](StatusOr<SeGather> g, NceLayer layer) -> Status {
     if (!g.ok()) return g.status().Annotate("se (" + op + ")");
     SeSpec::Phase ph;
     layer.op.g.h = g->h;
@@ -774,7 +774,7 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
     DPUEMU_RETURN_IF_ERROR(
         add(InterpolateNearestGather(src, target, se_size, size[0], size[1], cm, nmode), base));
   } else if (op == "transposed") {
-    const ConvGeometry& g = base.op.g;
+    const NceGeometry& g = base.op.g;
     TransposedConv tc;
     tc.stride_y = g.stride_y;
     tc.stride_x = g.stride_x;
@@ -799,7 +799,7 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
     if (!g_or.ok()) {
       return g_or.status().Annotate("se (transposed; stride and pad are the transposed conv's)");
     }
-    StatusOr<ConvLayer> layer =
+    StatusOr<NceLayer> layer =
         TransposedConvAsZMConv(tc, *g_or, base.op, base.quant, base.weights);
     if (!layer.ok()) return layer.status().Annotate("se (transposed)");
     layer->name = base.name;
@@ -834,7 +834,7 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
     s.out_h = plan->out_h;
     s.out_w = plan->out_w;
     for (DilatedPhase& p : plan->phases) {
-      ConvLayer sub = base;
+      NceLayer sub = base;
       sub.name = base.name + " phase (" + Str(p.out_y0) + ", " + Str(p.out_x0) + ")";
       sub.op.g.stride_y = plan->stride_y;
       sub.op.g.stride_x = plan->stride_x;
@@ -869,7 +869,7 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
     storage.input_se_size = g.se_size;
     StatusOr<DpuTask> task = LowerWithGather(ph.layer, s.source, s.layout, g, storage, target);
     if (!task.ok()) return LoweringError(task.status(), g);
-    const ConvOp& vop = ph.layer.op;
+    const NceOp& vop = ph.layer.op;
     StatusOr<Tensor> input =
         simd::GatherActivations(task->input_view(), vop.in_dtype, {g.h, g.w, g.c}, vop.in_zp);
     if (!input.ok()) return input.status().Annotate("se: gathering the virtual input");
@@ -960,7 +960,7 @@ StatusOr<Spec> LoadSpec(const std::string& path) {
 
 size_t DpuLayerCount(const Spec& spec) { return spec.se ? spec.se->phases.size() : 1; }
 
-const ConvLayer& DpuLayer(const Spec& spec, size_t i) {
+const NceLayer& DpuLayer(const Spec& spec, size_t i) {
   return spec.se ? spec.se->phases.at(i).layer : spec.layer;
 }
 
@@ -1050,7 +1050,7 @@ nlohmann::json SpecPlanToJson(const Spec& spec, const std::vector<Plan>& plans) 
     json p;
     if (spec.se && i < spec.se->phases.size()) {
       const SeSpec::Phase& ph = spec.se->phases[i];
-      const ConvGeometry& g = ph.layer.op.g;
+      const NceGeometry& g = ph.layer.op.g;
       p = {{"out_y0", ph.out_y0}, {"out_x0", ph.out_x0}, {"step_y", ph.step_y},
            {"step_x", ph.step_x}, {"out_h", g.out_h()},  {"out_w", g.out_w()}};
     }
@@ -1071,7 +1071,7 @@ StatusOr<Tensor> AssembleSpecOutput(const Spec& spec, const std::vector<Tensor>&
                            Str(static_cast<int64_t>(DpuLayerCount(spec))) + " DPU layers");
   }
   for (size_t i = 0; i < outputs.size(); ++i) {
-    const ConvOp& op = DpuLayer(spec, i).op;
+    const NceOp& op = DpuLayer(spec, i).op;
     const std::vector<int64_t> want = {op.g.out_h(), op.g.out_w(), op.g.k};
     if (outputs[i].dtype != op.out_dtype || outputs[i].shape != want ||
         static_cast<int64_t>(outputs[i].bytes.size()) !=

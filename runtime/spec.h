@@ -50,7 +50,7 @@ struct SeSpec {
     SeGather gather;
     // The ZMConv over the virtual tensor (for transposed: stride 1, no padding, the kernel
     // flipped); input = the virtual tensor as the DPU reads it through the table.
-    ConvLayer layer;
+    NceLayer layer;
     int64_t out_y0 = 0, out_x0 = 0, step_y = 1, step_x = 1;
     PlanSe accounting;  // the table, map and source rows read, for the planner
   };
@@ -58,7 +58,7 @@ struct SeSpec {
   int64_t out_h = 0, out_w = 0;  // the spec's output rows and columns
   // The spec's own convolution over the source (kernel, stride, pad as the spec gives them: for
   // transposed the transposed conv's, for dilate the dilated conv's) and its dilation.
-  ConvGeometry geometry;
+  NceGeometry geometry;
   int64_t dilation_y = 1, dilation_x = 1;
   std::string dilated_plan;  // dilate: DilatedPlan::ToString()
 };
@@ -69,7 +69,7 @@ struct Spec {
   // name: the spec's "name", else the file name without ".json". Without "se": the layer. With
   // "se": the first DPU layer (se->phases[0].layer, but with the spec's name); use
   // DpuLayerCount / DpuLayer for all of them.
-  ConvLayer layer;
+  NceLayer layer;
   PlanOptions plan;  // storage (sparsity, SE sizes) and split requests
   RunOptions run;    // the spec's optional "run" object; CLI flags override it
   std::optional<SeSpec> se;
@@ -82,7 +82,7 @@ StatusOr<Spec> ParseSpec(const std::string& text, const std::string& path);
 
 // The ZMConv layers the spec runs on the DPU, in order: the layer, or the SE phases.
 size_t DpuLayerCount(const Spec& spec);
-const ConvLayer& DpuLayer(const Spec& spec, size_t i);
+const NceLayer& DpuLayer(const Spec& spec, size_t i);
 // The plan options of DPU layer i: the spec's, plus (with "se") the SE table, map and the source
 // rows each virtual row reads (PlanSe), and the table's SE size.
 PlanOptions DpuLayerPlanOptions(const Spec& spec, size_t i);

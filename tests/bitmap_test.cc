@@ -324,7 +324,7 @@ TEST_P(Bitmap, WeightsMatchScalar) {
         for (double sparsity : kSparsities) {
           SCOPED_TRACE(CaseTrace(base, index));
           Rng rng(base + index++);
-          ConvGeometry g;
+          NceGeometry g;
           g.k = rng.Int(1, 5);
           g.ky = kyx[0];
           g.kx = kyx[1];
@@ -531,7 +531,7 @@ void SetWord(std::vector<uint8_t>& table, int entry, int word, uint32_t v) {
 }
 
 TEST_P(Bitmap, DecompressErrorsMatchScalar) {
-  ConvGeometry g;
+  NceGeometry g;
   g.k = 2;
   g.ky = g.kx = 3;
   g.c = 16;
@@ -542,7 +542,7 @@ TEST_P(Bitmap, DecompressErrorsMatchScalar) {
   std::vector<WeightTableEntry> entries(2);
   for (int k = 0; k < 2; ++k) entries[k] = {cw.data_offset[k], cw.map_offset[k], 0, 0};
   const std::vector<uint8_t> table = EncodeWeightTable(entries);
-  const auto expect_same = [&](ByteSpan data, ByteSpan map, ByteSpan tbl, const ConvGeometry& gg,
+  const auto expect_same = [&](ByteSpan data, ByteSpan map, ByteSpan tbl, const NceGeometry& gg,
                                DType dtype) {
     SCOPED_TRACE(std::string(DTypeName(dtype)) + " ky " + std::to_string(gg.ky) + " kx " +
                  std::to_string(gg.kx) + " c " + std::to_string(gg.c) + ", buffers " +
@@ -570,9 +570,9 @@ TEST_P(Bitmap, DecompressErrorsMatchScalar) {
   expect_same(cw.data, cw.map, EncodeWeightTable(entries), g, DType::kI8);
   const std::vector<uint8_t> short_table(table.begin(), table.end() - 16);
   expect_same(cw.data, cw.map, short_table, g, DType::kI8);
-  for (int64_t ConvGeometry::*dim : {&ConvGeometry::ky, &ConvGeometry::kx, &ConvGeometry::c}) {
+  for (int64_t NceGeometry::*dim : {&NceGeometry::ky, &NceGeometry::kx, &NceGeometry::c}) {
     for (int64_t bad : {int64_t{0}, int64_t{-16}, int64_t{1} << 40}) {
-      ConvGeometry bg = g;
+      NceGeometry bg = g;
       bg.*dim = bad;
       expect_same(cw.data, cw.map, table, bg, DType::kI8);
     }

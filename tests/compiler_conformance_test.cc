@@ -19,8 +19,8 @@ namespace {
 
 // A 16x16x16 fp16 -> fp16 1x1 convolution with 16 output channels, as in the compiler's
 // convert_IE_to_VPU_NCE LIT tests; weights of `w_dtype` all equal to `w`.
-ConvLayer LitLayer(DType w_dtype, int32_t w) {
-  ConvLayer l;
+NceLayer LitLayer(DType w_dtype, int32_t w) {
+  NceLayer l;
   l.op.g.h = l.op.g.w = l.op.g.c = l.op.g.k = 16;
   l.op.in_dtype = DType::kFP16;
   l.op.w_dtype = w_dtype;
@@ -45,7 +45,7 @@ std::vector<uint32_t> TableWords(const DpuTask& task) {
 // SPARSITY_PTR_WHEN_NO_SPARSITY = 0xFFFFFF (VPU/utils/nce_sparsity.hpp) for dense weights, as we do.
 TEST(PpeConformance, BiasFuncForI8Weights) {
   const double w_scale = 0.078737745098039214;
-  ConvLayer l = LitLayer(DType::kI8, 1);
+  NceLayer l = LitLayer(DType::kI8, 1);
   l.op.ppe.leaky_relu = true;
   l.op.ppe.lrelu_alpha = static_cast<float>(0.1);
   DPUEMU_ASSERT_OK_AND_ASSIGN(const float bias_word, FloatBiasWord(1.0, w_scale));
@@ -84,7 +84,7 @@ TEST(PpeConformance, BiasFuncForI8Weights) {
 // 16 i4 weights per channel (scale 1.3385416666666667, no bias) are padded to 32 elements = 16
 // bytes per channel (PadWithZero), so the table reads [16 * k, 0, 1068193109, 0].
 TEST(PpeConformance, I4WeightsConvToNCE) {
-  ConvLayer l = LitLayer(DType::kI4, 1);
+  NceLayer l = LitLayer(DType::kI4, 1);
   l.quant.scale.assign(16, static_cast<float>(1.3385416666666667));
   l.quant.fbias.assign(16, 0.0f);
   for (int64_t i = 0; i < l.input.numel(); ++i) {
@@ -131,7 +131,7 @@ TEST(PpeConformance, Int4BitPackOrder) {
 // with clamp mode on (NPU40XX/dialect/VPUIPDPU/lower_to_registers.hpp): results beyond the fp16
 // range, infinities included, become +-65504; NaN stays NaN.
 TEST(PpeConformance, Fp16OutputSaturates) {
-  ConvLayer l = LitLayer(DType::kFP16, 0);
+  NceLayer l = LitLayer(DType::kFP16, 0);
   for (int64_t i = 0; i < l.weights.numel(); ++i) StoreFloat(DType::kFP16, l.weights.bytes.data(), i, 1.0f);
   l.quant.scale.assign(16, 2.0f);  // 60000 * 2 leaves the fp16 range
   l.quant.fbias.assign(16, 0.0f);

@@ -34,7 +34,7 @@ bool UnderTsan() {
 struct Case {
   std::string name;
   const Target* target = nullptr;
-  ConvLayer layer;
+  NceLayer layer;
   PlanOptions plan_options;
   std::string plan_json;  // PlanToJson(PlanLayer(...)).dump()
   Plan plan;
@@ -77,7 +77,7 @@ std::vector<Case> MakeCases() {
       spec.weight_sparsity = r.weight_sparsity;
       spec.input_sparsity = r.input_sparsity;
       spec.leaky_relu = r.out == DType::kU8;
-      StatusOr<ConvLayer> layer = GenerateLayer(spec, seed++);
+      StatusOr<NceLayer> layer = GenerateLayer(spec, seed++);
       EXPECT_TRUE(layer.ok()) << layer.status().ToString();
       if (!layer.ok()) continue;
       Case c;
@@ -258,8 +258,8 @@ TEST(ConcurrencyTest, SharedPreparedWeightsAcrossThreads) {
     std::vector<DpuTask> tasks;
     std::vector<DpuOutput> expected;
     for (uint64_t seed = 0; seed < 8; ++seed) {
-      DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 42));
-      DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer other, GenerateLayer(spec, 1000 + seed));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 42));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer other, GenerateLayer(spec, 1000 + seed));
       layer.input = other.input;
       DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
       DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, target));

@@ -349,7 +349,7 @@ TEST(Sparsify, Fp16ComparesByValueAndAlignsEachChannel) {
 // an all-zero set is never sparsified (sparsity_strategy.cpp shouldSparsifyWeights, ratio 1), a
 // set with 6 of 16 weights per channel present is, with a 128-bit map per output channel.
 TEST(Sparsify, AllZeroSetsStayDenseAndPartlyZeroSetsAreSparsified) {
-  ConvOp op;
+  NceOp op;
   op.g.h = op.g.w = 16;
   op.g.c = op.g.k = 16;
   op.in_dtype = op.w_dtype = op.out_dtype = DType::kFP16;

@@ -145,7 +145,7 @@ TEST(ConformanceGolden, TileGoldenRelocationParametersAsPatchWeightsTable) {
     spec.k = c.k;
     spec.ky = spec.kx = 3;
     spec.in_dtype = spec.w_dtype = spec.out_dtype = DType::kFP16;
-    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 16));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 16));
     const Target& npu = GetTarget(TargetId::kNPU37XX);  // 2 clusters, as the LIT tests
     PlanOptions po;
     po.split = c.split;

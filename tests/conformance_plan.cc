@@ -22,7 +22,7 @@ using Sizes = std::vector<int64_t>;
 using Ranges = std::vector<std::pair<int64_t, int64_t>>;
 
 // A generated u8 x i8 layer: h x w x c -> k, kernel x kernel, "same" padding, `stride`.
-ConvLayer Layer(int64_t h, int64_t w, int64_t c, int64_t k, int64_t kernel = 1,
+NceLayer Layer(int64_t h, int64_t w, int64_t c, int64_t k, int64_t kernel = 1,
                 int64_t stride = 1) {
   LayerSpec spec;
   spec.name = "conformance";
@@ -33,13 +33,13 @@ ConvLayer Layer(int64_t h, int64_t w, int64_t c, int64_t k, int64_t kernel = 1,
   spec.ky = spec.kx = kernel;
   spec.stride = stride;
   spec.weight_sparsity = 0.5;
-  StatusOr<ConvLayer> l = GenerateLayer(spec, 77);
+  StatusOr<NceLayer> l = GenerateLayer(spec, 77);
   EXPECT_TRUE(l.ok()) << l.status().ToString();
-  return l.ok() ? *l : ConvLayer{};
+  return l.ok() ? *l : NceLayer{};
 }
 
 // The plan must also run: byte-identical to the reference DPU on the whole layer as one task.
-void ExpectRunsLikeTheReference(const ConvLayer& layer, const Plan& plan, const Target& t) {
+void ExpectRunsLikeTheReference(const NceLayer& layer, const Plan& plan, const Target& t) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuTask task, LowerLayer(layer, StorageOptions{}, t));
   DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuOutput out, RunReference(task, t));
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor expected, DenseOutput(out, layer.op.ppe.out_zp));
@@ -83,7 +83,7 @@ TEST(ConformancePlan, MpeModeSplitNceOpsOntoWorkloadsLit) {
                         Case{56, 28, 128, MpeMode::kCuboid8x16},
                         Case{8, 8, 256, MpeMode::kCuboid4x16}}) {
     for (const Target* t : AllTargets()) {
-      const ConvLayer layer = Layer(c.h, c.w, 16, c.k);
+      const NceLayer layer = Layer(c.h, c.w, 16, c.k);
       PlanOptions o;
       o.tiles = 1;
       DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanLayer(layer, *t, o));
@@ -104,7 +104,7 @@ TEST(ConformancePlan, CmxHeuristicIntervalsSparsityStrategy) {
   // NPU40XX: 1,470,976 bytes. 1x1 i8 weights of 208 bytes per channel; 160 non-zeros pack to
   // 160 bytes: effective sparsity 3 / 13 = 23.08%.
   auto decide = [](int64_t k) {
-    ConvOp op;
+    NceOp op;
     op.g.h = op.g.w = 1;
     op.g.c = 208;
     op.g.k = k;
@@ -175,11 +175,11 @@ TEST(ConformancePlan, SohInputRowsDistributedTensorUnitTests) {
     for (const TilePlan& t : p.tiles) r.push_back({t.in_row_begin, t.in_row_end});
     return r;
   };
-  const ConvLayer s1 = Layer(13, 16, 16, 16, 3);
+  const NceLayer s1 = Layer(13, 16, 16, 16, 3);
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p1, PlanLayer(s1, Npu40(), o));
   EXPECT_EQ(in_rows(p1), (Ranges{{0, 5}, {3, 8}, {6, 11}, {9, 13}}));
   ExpectRunsLikeTheReference(s1, p1, Npu40());
-  const ConvLayer s2 = Layer(26, 16, 16, 16, 3, 2);
+  const NceLayer s2 = Layer(26, 16, 16, 16, 3, 2);
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p2, PlanLayer(s2, Npu40(), o));
   EXPECT_EQ(in_rows(p2), (Ranges{{0, 8}, {7, 14}, {13, 20}, {19, 26}}));
   ExpectRunsLikeTheReference(s2, p2, Npu40());
@@ -194,7 +194,7 @@ TEST(ConformancePlan, SohInputRowsDistributedTensorUnitTests) {
 TEST(ConformancePlan, SparseOutputWorkloadsCorrectNceWorkloadsLit) {
   EXPECT_EQ(*SparseOutputWorkloadChannels({384}, Npu37()), (std::vector<Sizes>{{256, 128}}));
   EXPECT_EQ(*SparseOutputWorkloadChannels({384}, Npu40()), (std::vector<Sizes>{{384}}));
-  const ConvLayer layer = Layer(8, 8, 64, 384);
+  const NceLayer layer = Layer(8, 8, 64, 384);
   PlanOptions o;
   o.tiles = 1;
   o.output_sparse = true;
@@ -221,7 +221,7 @@ TEST(ConformancePlan, SparseOutputSokWorkloadSplitterAndRemoval) {
   EXPECT_EQ(SokClusters(128, 6, true), 6);
   EXPECT_FALSE(SegmentSizes(128, 6, 16, false).ok());
   EXPECT_EQ(*SegmentSizes(128, 6, 16, true), (Sizes{32, 32, 16, 16, 16, 16}));
-  const ConvLayer layer = Layer(8, 8, 16, 128);
+  const NceLayer layer = Layer(8, 8, 16, 128);
   PlanOptions o;
   o.split = SplitStrategy::kSok;
   o.output_sparse = true;
@@ -246,7 +246,7 @@ TEST(ConformancePlan, SparseOutputSokWorkloadSplitterAndRemoval) {
 // 160/160 clusters each run as 5 workloads of 32 (160 is no power of two; 32 divides it); NPU40XX
 // 160/160 under both. auto takes the cheaper and names the other.
 TEST(ConformancePlan, SeedK320BesideTheCompiler) {
-  const ConvLayer layer = Layer(28, 28, 256, 320);
+  const NceLayer layer = Layer(28, 28, 256, 320);
   PlanOptions o;
   o.split = SplitStrategy::kSok;
   o.tiles = 2;

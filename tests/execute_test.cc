@@ -25,7 +25,7 @@ namespace dpuemu {
 namespace {
 
 // The definition: the whole layer as one dense task on the reference DPU.
-StatusOr<Tensor> OneTaskReference(const ConvLayer& layer, const Target& target) {
+StatusOr<Tensor> OneTaskReference(const NceLayer& layer, const Target& target) {
   DpuTask task;
   // Pads beyond kernel / 2 (one invocation's limit) read through an SE pad gather.
   DPUEMU_ASSIGN_OR_RETURN(task, LowerLayerForDpu(layer, StorageOptions{}, target));
@@ -84,7 +84,7 @@ TEST(ExecuteTest, EverySplitAndThreadCountMatchesOneTaskReference) {
     po.output_sparse = types.out != DType::kI32 && rng.Bernoulli(0.5);
     po.heuristic = rng.Bernoulli(0.5) ? WeightHeuristic::kSparse : WeightHeuristic::kSas;
     sparse_io += po.input_sparse || po.output_sparse;
-    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, seed));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, seed));
     for (const Target* target : {&Npu37(), &Npu40()}) {
       SCOPED_TRACE(target->name);
       DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor expected, OneTaskReference(layer, *target));
@@ -132,7 +132,7 @@ TEST(ExecuteTest, SeedK320SparseOutputPaddedChannelsAreDropped) {
   spec.c = 32;
   spec.weight_sparsity = 0.6;
   spec.input_sparsity = 0.3;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 320));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 320));
   PlanOptions po;
   po.split = SplitStrategy::kSok;
   po.tiles = 2;
@@ -163,7 +163,7 @@ TEST(ExecuteTest, TilesOfPaddingChannelsOnlyAreSkipped) {
   spec.h = spec.w = 5;
   spec.c = 16;
   spec.k = 112;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 112));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 112));
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor expected, OneTaskReference(layer, Npu40()));
   PlanOptions po;
   po.split = SplitStrategy::kSok;
@@ -184,7 +184,7 @@ TEST(ExecuteTest, ClusteringReplicasAndRowChunks) {
   LayerSpec spec = *StandardLayer("r50_3x3_14");
   spec.c = 32;
   spec.k = 48;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 5));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 5));
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor expected, OneTaskReference(layer, Npu40()));
   PlanOptions po;
   po.split = SplitStrategy::kClustering;
@@ -226,7 +226,7 @@ TEST(ExecuteTest, ChunksOfPaddingOnlyRows) {
   for (uint64_t seed : {1, 2}) {
     SCOPED_TRACE(SeedTrace(seed));
     spec.stride = static_cast<int64_t>(seed);
-    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, seed));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, seed));
     DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor expected, OneTaskReference(layer, Npu40()));
     PlanOptions po;
     po.tiles = 1;
@@ -241,7 +241,7 @@ TEST(ExecuteTest, ChunksOfPaddingOnlyRows) {
   }
 }
 
-ConvLayer SmallLayer(int64_t k, DType dt, uint64_t seed) {
+NceLayer SmallLayer(int64_t k, DType dt, uint64_t seed) {
   LayerSpec spec = *StandardLayer("r50_3x3_14");
   spec.h = spec.w = 8;
   spec.c = 16;
@@ -252,13 +252,13 @@ ConvLayer SmallLayer(int64_t k, DType dt, uint64_t seed) {
   return *GenerateLayer(spec, seed);
 }
 
-Status RunStatus(const ConvLayer& layer, const Plan& plan, const Target& target,
+Status RunStatus(const NceLayer& layer, const Plan& plan, const Target& target,
                  const RunOptions& options = {}) {
   return RunLayer(layer, plan, target, options).status();
 }
 
 TEST(ExecuteTest, RejectsPlansThatDoNotMatchTheLayer) {
-  const ConvLayer layer = SmallLayer(64, DType::kU8, 1);
+  const NceLayer layer = SmallLayer(64, DType::kU8, 1);
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, Npu40(), PlanOptions{}));
   DPUEMU_ASSERT_OK(RunStatus(layer, plan, Npu40()));
 
@@ -280,7 +280,7 @@ TEST(ExecuteTest, RejectsPlansThatDoNotMatchTheLayer) {
 }
 
 TEST(ExecuteTest, RejectsWorkloadsThatDoNotCoverTheOutputOnce) {
-  const ConvLayer layer = SmallLayer(64, DType::kU8, 2);
+  const NceLayer layer = SmallLayer(64, DType::kU8, 2);
   PlanOptions po;
   po.split = SplitStrategy::kSoh;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, Npu40(), po));
@@ -316,8 +316,8 @@ TEST(ExecuteTest, RejectsWorkloadsThatDoNotCoverTheOutputOnce) {
 // A kernel error in some workloads comes back, and it is the first failing workload in plan
 // order, whatever the thread count and the order the threads ran them in.
 TEST(ExecuteTest, WorkloadErrorsPropagateInPlanOrder) {
-  ConvLayer layer = SmallLayer(64, DType::kFP16, 3);
-  const ConvGeometry& g = layer.op.g;
+  NceLayer layer = SmallLayer(64, DType::kFP16, 3);
+  const NceGeometry& g = layer.op.g;
   const int64_t inf_row = g.h - 2;  // only the workloads reading this input row fail
   for (int64_t i = inf_row * g.w * g.c; i < (inf_row + 1) * g.w * g.c; ++i) {
     StoreFloat(DType::kFP16, layer.input.bytes.data(), i, std::numeric_limits<float>::infinity());
@@ -370,7 +370,7 @@ TEST(ExecuteTest, ChannelsAndPadsBeyondOneInvocation) {
   spec.c = 16;
   spec.k = 8208;
   spec.weight_sparsity = 0.5;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 3));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 3));
   PlanOptions po;
   po.tiles = 1;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, Npu40(), po));
@@ -392,7 +392,7 @@ TEST(ExecuteTest, ChannelsAndPadsBeyondOneInvocation) {
   padded.k = 32;
   padded.ky = padded.kx = 3;
   padded.pad = 3;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer big, GenerateLayer(padded, 4));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer big, GenerateLayer(padded, 4));
   for (const Target* t : {&Npu37(), &Npu40()}) {
     DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanLayer(big, *t, PlanOptions{}));
     bool pad_note = false;

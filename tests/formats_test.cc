@@ -81,9 +81,9 @@ void Fill(Tensor& t, int32_t zp, double sparsity, Rng& rng) {
   }
 }
 
-// A ConvOp that accepts weights of `w`: integer path for 8-bit weights, float path otherwise.
-ConvOp OpFor(const ConvGeometry& g, DType w) {
-  ConvOp op;
+// A NceOp that accepts weights of `w`: integer path for 8-bit weights, float path otherwise.
+NceOp OpFor(const NceGeometry& g, DType w) {
+  NceOp op;
   op.g = g;
   op.w_dtype = w;
   op.in_dtype = IsFloat(w) ? w : DType::kU8;
@@ -91,7 +91,7 @@ ConvOp OpFor(const ConvGeometry& g, DType w) {
   return op;
 }
 
-ChannelQuant RandomQuant(const ConvOp& op, Rng& rng) {
+ChannelQuant RandomQuant(const NceOp& op, Rng& rng) {
   ChannelQuant q;
   for (int64_t k = 0; k < op.g.k; ++k) {
     if (IsIntegerPath(op)) {
@@ -139,7 +139,7 @@ struct WeightCase {
   DType dtype;
   int32_t zp;
   double sparsity;
-  ConvGeometry g;
+  NceGeometry g;
 };
 
 WeightCase DrawWeightCase(Rng& rng) {
@@ -163,7 +163,7 @@ TEST(CompressedWeights, RoundTripsThroughTheWeightTable) {
     SCOPED_TRACE(SeedTrace(seed));
     Rng rng(seed);
     const WeightCase c = DrawWeightCase(rng);
-    const ConvGeometry& g = c.g;
+    const NceGeometry& g = c.g;
     const int64_t eb = DTypeBytes(c.dtype);
     const int64_t taps = g.ky * g.kx * g.c;
     Tensor w(c.dtype, {g.k, g.ky, g.kx, g.c});
@@ -200,7 +200,7 @@ TEST(CompressedWeights, RoundTripsThroughTheWeightTable) {
     ASSERT_EQ(static_cast<int64_t>(cw.data.size()), data_size);
     ASSERT_EQ(static_cast<int64_t>(cw.map.size()), WeightMapBytes(g));
 
-    const ConvOp op = OpFor(g, c.dtype);
+    const NceOp op = OpFor(g, c.dtype);
     const ChannelQuant quant = RandomQuant(op, rng);
     DPUEMU_ASSERT_OK_AND_ASSIGN(const std::vector<WeightTableEntry> entries,
                                 MakeWeightTable(op, quant, cw.data_offset, cw.map_offset));
@@ -326,13 +326,13 @@ TEST(WeightTable, HandLayout) {
 }
 
 TEST(WeightTable, ScaleWordsFromTheOp) {
-  ConvGeometry g;
+  NceGeometry g;
   g.h = g.w = 1;
   g.c = g.k = 16;
   Rng rng(BaseSeed(7));
   for (DType dt : kDTypes) {
     SCOPED_TRACE(DTypeName(dt));
-    const ConvOp op = OpFor(g, dt);
+    const NceOp op = OpFor(g, dt);
     const ChannelQuant q = RandomQuant(op, rng);
     std::vector<uint32_t> ptrs(16);
     for (int k = 0; k < 16; ++k) ptrs[k] = 16 * k;
@@ -613,7 +613,7 @@ TEST(Sizes, MatchTheFormulas) {
   for (int64_t k : {16, 48, 320}) {
     for (int64_t kernel : {1, 3, 5, 11}) {
       for (int64_t c : {16, 48, 80, 8192}) {
-        ConvGeometry g;
+        NceGeometry g;
         g.k = k;
         g.ky = kernel;
         g.kx = kernel == 1 ? 3 : kernel;
@@ -627,7 +627,7 @@ TEST(Sizes, MatchTheFormulas) {
     }
   }
   // 1x1x16: 16 bits fit in 2 bytes but the map is padded to one 16-byte line per channel.
-  ConvGeometry g;
+  NceGeometry g;
   g.k = 64;
   g.c = 16;
   EXPECT_EQ(WeightMapBytes(g), 64 * 16);
@@ -644,7 +644,7 @@ TEST(Sizes, MatchTheFormulas) {
 
 // A small compressed layer for the error tests: i8, K=2, 3x3x16, about half the weights present.
 struct SmallWeights {
-  ConvGeometry g;
+  NceGeometry g;
   Tensor w;
   CompressedWeights cw;
   std::vector<uint8_t> table;
@@ -661,7 +661,7 @@ SmallWeights MakeSmallWeights() {
   Rng rng(11);
   Fill(s.w, 0, 0.5, rng);
   s.cw = CompressWeights(s.w, 0).value();
-  const ConvOp op = OpFor(s.g, DType::kI8);
+  const NceOp op = OpFor(s.g, DType::kI8);
   const ChannelQuant q = RandomQuant(op, rng);
   s.table = EncodeWeightTable(MakeWeightTable(op, q, s.cw.data_offset, s.cw.map_offset).value());
   s.dense_table = EncodeWeightTable(MakeWeightTable(op, q, {0, 144}, {}).value());
@@ -729,7 +729,7 @@ TEST(CompressedWeightsErrors, UnalignedTablePointers) {
   SetWord(table, 0, 1, 0x18);
   ExpectError(DecodeWeightTable(table, 2), "weight_table[0].sparsity_ptr");
   // The encoder side refuses them too.
-  const ConvOp op = OpFor(s.g, DType::kI8);
+  const NceOp op = OpFor(s.g, DType::kI8);
   Rng rng(1);
   const ChannelQuant q = RandomQuant(op, rng);
   ExpectError(MakeWeightTable(op, q, {0, 24}, {}), "weight table[1]");
@@ -745,7 +745,7 @@ TEST(CompressedWeightsErrors, TableOfWrongLength) {
   long_table.push_back(0);
   ExpectError(DecodeWeightTable(long_table, 2), "weight_table");
   ExpectError(DecodeWeightTable(s.table, 0), "weight_table");
-  const ConvOp op = OpFor(s.g, DType::kI8);
+  const NceOp op = OpFor(s.g, DType::kI8);
   Rng rng(1);
   const ChannelQuant q = RandomQuant(op, rng);
   ExpectError(MakeWeightTable(op, q, {0}, {}), "pointer per output channel");
@@ -769,9 +769,9 @@ TEST(CompressedWeightsErrors, BadWeightTensors) {
 
 TEST(CompressedWeightsErrors, BadGeometryForDecompress) {
   const SmallWeights s = MakeSmallWeights();
-  for (int64_t ConvGeometry::*dim : {&ConvGeometry::ky, &ConvGeometry::kx, &ConvGeometry::c}) {
+  for (int64_t NceGeometry::*dim : {&NceGeometry::ky, &NceGeometry::kx, &NceGeometry::c}) {
     for (int64_t bad : {int64_t{0}, int64_t{-16}, int64_t{1} << 40}) {
-      ConvGeometry g = s.g;
+      NceGeometry g = s.g;
       g.*dim = bad;
       SCOPED_TRACE(bad);
       ExpectError(DecompressWeights(s.cw.data, s.cw.map, s.table, g, DType::kI8, 0), "weights");

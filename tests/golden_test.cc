@@ -31,7 +31,7 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-StatusOr<Tensor> OneTaskReference(const ConvLayer& layer, const Target& t) {
+StatusOr<Tensor> OneTaskReference(const NceLayer& layer, const Target& t) {
   DPUEMU_ASSIGN_OR_RETURN(const DpuTask task, LowerLayer(layer, StorageOptions{}, t));
   DPUEMU_ASSIGN_OR_RETURN(const DpuOutput out, RunReference(task, t));
   return out.data;
@@ -54,10 +54,10 @@ Tensor Region(const Tensor& t, int64_t r0, int64_t rn, int64_t k0, int64_t kn) {
 
 // Checks every tile of `set` as described at the top of the file; `whole` is the layer's
 // reference output. Returns the number of variants run.
-int CheckTiles(const ConvLayer& layer, const Plan& plan, const GoldenSet& set, const Tensor& whole) {
+int CheckTiles(const NceLayer& layer, const Plan& plan, const GoldenSet& set, const Tensor& whole) {
   const Target& target = *plan.target;
-  const ConvOp& op = layer.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = layer.op;
+  const NceGeometry& g = op.g;
   std::map<std::string, const std::vector<uint8_t>*> files;
   for (const GoldenFile& f : set.files) files[f.name] = &f.bytes;
   const json& m = set.manifest;
@@ -127,7 +127,7 @@ int CheckTiles(const ConvLayer& layer, const Plan& plan, const GoldenSet& set, c
       ++variants;
       DpuTask task;
       task.op = op;
-      ConvGeometry& vg = task.op.g;
+      NceGeometry& vg = task.op.g;
       const int64_t in0 = v["input_rows"][0], in1 = v["input_rows"][1];
       const int64_t k0 = v["k"][0], k1 = v["k"][1];
       vg.h = in1 - in0;
@@ -224,7 +224,7 @@ TEST(GoldenTilesTest, EveryVariantRebuiltFromItsTileReproducesTheLayer) {
             if (dt == DType::kU8) spec.w_dtype = DType::kI8;
             spec.weight_sparsity = 0.6;
             spec.input_sparsity = 0.4;
-            DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, seed));
+            DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, seed));
             PlanOptions po;
             po.split = split;
             po.heuristic = wh;
@@ -268,7 +268,7 @@ TEST(GoldenTilesTest, Int4Weights) {
       spec.in_dtype = spec.out_dtype = act;
       spec.w_dtype = DType::kI4;
       spec.weight_sparsity = 0.3;
-      DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 4 + cases));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 4 + cases));
       PlanOptions po;
       po.split = split;
       DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, Npu40(), po));
@@ -299,7 +299,7 @@ TEST(GoldenTilesTest, PaddingChannelsAndPaddingOnlyTiles) {
     spec.c = 16;
     spec.k = pc.k;
     spec.weight_sparsity = 0.6;
-    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 320));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 320));
     for (WeightHeuristic wh : {WeightHeuristic::kDense, WeightHeuristic::kSparse}) {
       PlanOptions po;
       po.split = SplitStrategy::kSok;
@@ -324,7 +324,7 @@ TEST(GoldenTilesTest, WeightPointersRestartOnEveryTile) {
   spec.c = 32;
   spec.k = 128;
   spec.weight_sparsity = 0.5;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 7));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 7));
   for (SplitStrategy split : {SplitStrategy::kSok, SplitStrategy::kClustering}) {
     for (WeightHeuristic wh : {WeightHeuristic::kDense, WeightHeuristic::kSparse}) {
       PlanOptions po;
@@ -377,7 +377,7 @@ TEST(GoldenTilesTest, SePointerSpecsReadTheSourceThroughRelocatedTables) {
   ls.ky = ls.kx = 3;
   ls.weight_sparsity = 0.5;
   ls.input_sparsity = 0.4;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer src, GenerateLayer(ls, 77));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer src, GenerateLayer(ls, 77));
   ASSERT_TRUE(WriteNpy(dir + "/x.npy", src.input).ok());
   ASSERT_TRUE(WriteNpy(dir + "/w.npy", src.weights).ok());
   const json ops[] = {
@@ -434,7 +434,7 @@ TEST(GoldenTilesTest, RefusesWhatItCannotDescribe) {
   spec.h = spec.w = 4;
   spec.c = 16;
   spec.k = 32;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 3));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 3));
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, Npu40(), PlanOptions{}));
   DPUEMU_ASSERT_OK_AND_ASSIGN(const RunResult run, RunLayer(layer, plan, Npu40(), {}));
   Tensor wrong = run.output;

@@ -18,9 +18,9 @@
 namespace dpuemu {
 namespace {
 
-ConvOp MakeOp(int64_t h, int64_t w, int64_t c, int64_t k, int64_t kernel = 1,
+NceOp MakeOp(int64_t h, int64_t w, int64_t c, int64_t k, int64_t kernel = 1,
               DType dt = DType::kI8) {
-  ConvOp op;
+  NceOp op;
   op.g.h = h;
   op.g.w = w;
   op.g.c = c;
@@ -39,8 +39,8 @@ ConvOp MakeOp(int64_t h, int64_t w, int64_t c, int64_t k, int64_t kernel = 1,
 
 // Weights for `op` whose channel k has nnz(k) values that differ from the zero point (the first
 // nnz(k) taps), the rest zero point.
-Tensor MakeWeights(const ConvOp& op, const std::function<int64_t(int64_t)>& nnz) {
-  const ConvGeometry& g = op.g;
+Tensor MakeWeights(const NceOp& op, const std::function<int64_t(int64_t)>& nnz) {
+  const NceGeometry& g = op.g;
   Tensor t(op.w_dtype, {g.k, g.ky, g.kx, g.c});
   for (int64_t k = 0; k < g.k; ++k) {
     for (int64_t i = 0; i < g.taps(); ++i) {
@@ -55,11 +55,11 @@ Tensor MakeWeights(const ConvOp& op, const std::function<int64_t(int64_t)>& nnz)
   return t;
 }
 
-Tensor UniformWeights(const ConvOp& op, int64_t nnz_per_channel) {
+Tensor UniformWeights(const NceOp& op, int64_t nnz_per_channel) {
   return MakeWeights(op, [=](int64_t) { return nnz_per_channel; });
 }
 
-WeightDecision Decide(const ConvOp& op, const Tensor& w, WeightHeuristic h,
+WeightDecision Decide(const NceOp& op, const Tensor& w, WeightHeuristic h,
                       const Target& t = Npu37()) {
   StatusOr<WeightDecision> d = DecideWeightSparsity(op, w, t, h);
   EXPECT_TRUE(d.ok()) << d.status().ToString();
@@ -93,7 +93,7 @@ TEST(PlanNames, ParseAndPrint) {
 
 TEST(WeightDecision, TrafficIsCmxGranularPerChannel) {
   // 3x3x32 taps = 288 per channel: map align16(36) = 48 bytes; packed runs aligned per channel.
-  const ConvOp op = MakeOp(8, 8, 32, 64, 3);
+  const NceOp op = MakeOp(8, 8, 32, 64, 3);
   const Tensor w = MakeWeights(op, [](int64_t k) { return (k * 37) % 289; });
   const WeightDecision d = Decide(op, w, WeightHeuristic::kSas);
   int64_t data = 0, nnz = 0;
@@ -115,7 +115,7 @@ TEST(WeightDecision, TrafficIsCmxGranularPerChannel) {
 
 // int4 weights: packed two per byte in 16-byte sets, counted but never sparsified.
 TEST(WeightDecision, Int4WeightsStayDense) {
-  ConvOp op = MakeOp(8, 8, 32, 64, 3);
+  NceOp op = MakeOp(8, 8, 32, 64, 3);
   op.w_dtype = DType::kI4;
   op.w_zp = 0;
   const Tensor w = MakeWeights(op, [](int64_t k) { return k % 20; });  // 90%+ zeros
@@ -134,7 +134,7 @@ TEST(WeightDecision, Int4WeightsStayDense) {
 
 // C=128, 1x1: 128 weights per channel; the map is 16 bytes, exactly 1/8 of an 8-bit channel.
 TEST(WeightDecision, SasBreakEven8Bit) {
-  const ConvOp op = MakeOp(4, 4, 128, 64);
+  const NceOp op = MakeOp(4, 4, 128, 64);
   // 15 of 128 zero (11.7%): below the break-even.
   WeightDecision d = Decide(op, UniformWeights(op, 113), WeightHeuristic::kSas);
   EXPECT_FALSE(d.sparse);
@@ -158,7 +158,7 @@ TEST(WeightDecision, SasBreakEven8Bit) {
 
 TEST(WeightDecision, SasBreakEven16Bit) {
   // fp16: 256 bytes per channel, map 16 bytes = 1/16: break-even 6.25%.
-  const ConvOp op = MakeOp(4, 4, 128, 64, 1, DType::kFP16);
+  const NceOp op = MakeOp(4, 4, 128, 64, 1, DType::kFP16);
   WeightDecision d = Decide(op, UniformWeights(op, 121), WeightHeuristic::kSas);  // 5.5%
   EXPECT_FALSE(d.sparse);
   EXPECT_TRUE(Contains(d.reason, "< 6.25% break-even for 16-bit weights")) << d.reason;
@@ -170,18 +170,18 @@ TEST(WeightDecision, SasBreakEven16Bit) {
 }
 
 TEST(WeightDecision, SasFewOutputChannelsStayDense) {
-  const ConvOp op48 = MakeOp(4, 4, 128, 48);
+  const NceOp op48 = MakeOp(4, 4, 128, 48);
   WeightDecision d = Decide(op48, UniformWeights(op48, 40), WeightHeuristic::kSas);  // 69% sparse
   EXPECT_FALSE(d.sparse);
   EXPECT_TRUE(Contains(d.reason, "K=48 < 64")) << d.reason;
   EXPECT_LT(d.traffic.sparse_bytes, d.traffic.dense_bytes);  // the rule, not the traffic
-  const ConvOp op64 = MakeOp(4, 4, 128, 64);
+  const NceOp op64 = MakeOp(4, 4, 128, 64);
   EXPECT_TRUE(Decide(op64, UniformWeights(op64, 40), WeightHeuristic::kSas).sparse);
 }
 
 TEST(WeightDecision, RatioThresholds) {
   // Integer: effective sparsity >= 1/8. 112 of 128 bytes kept -> exactly 0.125.
-  const ConvOp op = MakeOp(4, 4, 128, 16);  // K < 64 does not matter to "ratio"
+  const NceOp op = MakeOp(4, 4, 128, 16);  // K < 64 does not matter to "ratio"
   WeightDecision d = Decide(op, UniformWeights(op, 112), WeightHeuristic::kRatio);
   EXPECT_TRUE(d.sparse) << d.reason;
   EXPECT_DOUBLE_EQ(d.traffic.effective_sparsity(), 0.125);
@@ -192,7 +192,7 @@ TEST(WeightDecision, RatioThresholds) {
   EXPECT_FALSE(d.sparse) << d.reason;
   EXPECT_DOUBLE_EQ(d.traffic.effective_sparsity(), 0.0625);
   // Float: >= 1/16. 120 fp16 values = 240 of 256 bytes -> exactly 0.0625.
-  const ConvOp fop = MakeOp(4, 4, 128, 16, 1, DType::kFP16);
+  const NceOp fop = MakeOp(4, 4, 128, 16, 1, DType::kFP16);
   d = Decide(fop, UniformWeights(fop, 120), WeightHeuristic::kRatio);
   EXPECT_TRUE(d.sparse) << d.reason;
   EXPECT_TRUE(Contains(d.reason, "for float weights")) << d.reason;
@@ -203,19 +203,19 @@ TEST(WeightDecision, RatioThresholds) {
 TEST(WeightDecision, CmxShareTable) {
   // NPU37XX: 1,982,464 - 3,584 = 1,978,880 bytes (getTotalCMXSize).
   // 64 x 3x3x64 = 36,864 bytes = 1.9%: never, even at 90% sparsity.
-  const ConvOp small = MakeOp(8, 8, 64, 64, 3);
+  const NceOp small = MakeOp(8, 8, 64, 64, 3);
   WeightDecision d = Decide(small, UniformWeights(small, 58), WeightHeuristic::kCmx);
   EXPECT_FALSE(d.sparse);
   EXPECT_TRUE(Contains(d.reason, "(<= 5%): never")) << d.reason;
   // 64 x 3x3x1024 = 589,824 bytes = 29.81%: needs 30%. 9216 bytes per channel.
-  const ConvOp mid = MakeOp(8, 8, 1024, 64, 3);
+  const NceOp mid = MakeOp(8, 8, 1024, 64, 3);
   d = Decide(mid, UniformWeights(mid, 6448), WeightHeuristic::kCmx);  // 30.03%
   EXPECT_TRUE(d.sparse) << d.reason;
   EXPECT_TRUE(Contains(d.reason, "(5-50%]")) << d.reason;
   d = Decide(mid, UniformWeights(mid, 6464), WeightHeuristic::kCmx);  // 29.86%
   EXPECT_FALSE(d.sparse) << d.reason;
   // 128 channels = 1,179,648 bytes = 59.61%: needs 20%.
-  const ConvOp big = MakeOp(8, 8, 1024, 128, 3);
+  const NceOp big = MakeOp(8, 8, 1024, 128, 3);
   d = Decide(big, UniformWeights(big, 7360), WeightHeuristic::kCmx);  // 20.14%
   EXPECT_TRUE(d.sparse) << d.reason;
   EXPECT_TRUE(Contains(d.reason, "(50-100%]")) << d.reason;
@@ -224,7 +224,7 @@ TEST(WeightDecision, CmxShareTable) {
 }
 
 TEST(WeightDecision, SkipsWideKernelsAndAllZeroWeights) {
-  const ConvOp wide = MakeOp(2, 2, 8208, 64);
+  const NceOp wide = MakeOp(2, 2, 8208, 64);
   const Tensor half = UniformWeights(wide, 4104);
   for (WeightHeuristic h :
        {WeightHeuristic::kSas, WeightHeuristic::kRatio, WeightHeuristic::kCmx}) {
@@ -237,7 +237,7 @@ TEST(WeightDecision, SkipsWideKernelsAndAllZeroWeights) {
   ASSERT_FALSE(forced.ok());
   EXPECT_TRUE(Contains(forced.status().message(), "IC <= 8192"));
 
-  const ConvOp op = MakeOp(4, 4, 128, 64);
+  const NceOp op = MakeOp(4, 4, 128, 64);
   const Tensor zeros = UniformWeights(op, 0);
   WeightDecision d = Decide(op, zeros, WeightHeuristic::kRatio);
   EXPECT_FALSE(d.sparse);
@@ -256,7 +256,7 @@ TEST(WeightDecision, SkipsWideKernelsAndAllZeroWeights) {
 }
 
 TEST(WeightDecision, ForcedModesAndBadWeights) {
-  const ConvOp op = MakeOp(4, 4, 128, 64);
+  const NceOp op = MakeOp(4, 4, 128, 64);
   const Tensor w = UniformWeights(op, 127);  // sparse would cost more
   EXPECT_TRUE(Decide(op, w, WeightHeuristic::kSparse).sparse);
   EXPECT_TRUE(Contains(Decide(op, w, WeightHeuristic::kSparse).reason, "sparse (forced)"));
@@ -272,7 +272,7 @@ TEST(WeightDecision, ForcedModesAndBadWeights) {
 
 // ---- Splits ----
 
-StatusOr<Plan> PlanWith(const ConvOp& op, const Target& t, PlanOptions o, int64_t nnz = -1) {
+StatusOr<Plan> PlanWith(const NceOp& op, const Target& t, PlanOptions o, int64_t nnz = -1) {
   return PlanOp(op, UniformWeights(op, nnz < 0 ? op.g.taps() : nnz), t, o, "test");
 }
 
@@ -291,7 +291,7 @@ std::vector<std::pair<int64_t, int64_t>> RowRanges(const Plan& p) {
 using Ranges = std::vector<std::pair<int64_t, int64_t>>;
 
 TEST(PlanSplit, SeedK320On37xxSparseOutputPadsToPowerOfTwo) {
-  const ConvOp op = MakeOp(28, 28, 256, 320);
+  const NceOp op = MakeOp(28, 28, 256, 320);
   PlanOptions o;
   o.split = SplitStrategy::kSok;
   o.output_sparse = true;
@@ -319,7 +319,7 @@ TEST(PlanSplit, SeedK320On37xxSparseOutputPadsToPowerOfTwo) {
 }
 
 TEST(PlanSplit, SeedK320On40xx) {
-  const ConvOp op = MakeOp(28, 28, 256, 320);
+  const NceOp op = MakeOp(28, 28, 256, 320);
   PlanOptions o;
   o.split = SplitStrategy::kSok;
   o.output_sparse = true;
@@ -340,7 +340,7 @@ TEST(PlanSplit, SeedK320On40xx) {
 }
 
 TEST(PlanSplit, Npu40xxUnevenK) {
-  const ConvOp op = MakeOp(14, 14, 64, 352);
+  const NceOp op = MakeOp(14, 14, 64, 352);
   PlanOptions o;
   o.split = SplitStrategy::kSok;
   // Dense output: the compiler's uniform segments, alignDown(352 / 6, 16) = 48 and the remaining
@@ -394,7 +394,7 @@ TEST(PlanSplit, Npu37xxSohAlignsTheInputRows) {
   // IH=OH=10, IW=6 on 2 tiles: 5 input rows would give 30 pixels per tile. The compiler aligns
   // each tile's INPUT rows (getSOHPerClusterHeightAlignment(6, dense) = 2 -> 6 + 4) and splits the
   // output rows ceil(OH / 2) = 5 + 5.
-  const ConvOp op = MakeOp(10, 6, 16, 16);
+  const NceOp op = MakeOp(10, 6, 16, 16);
   PlanOptions o;
   o.split = SplitStrategy::kSoh;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan dense, PlanWith(op, Npu37(), o));
@@ -421,7 +421,7 @@ TEST(PlanSplit, Npu37xxSohAlignsTheInputRows) {
       << bad.status().message();
   // A strided layer: the rule reads the input shape, not the output's. IH=20, IW=6, stride 2:
   // OH=10 -> 5 + 5 output rows; input 10 + 10 rows (10 x 6 = 60, a multiple of 4).
-  ConvOp strided = MakeOp(20, 6, 16, 16);
+  NceOp strided = MakeOp(20, 6, 16, 16);
   strided.g.stride_y = 2;
   o.input_sparse = false;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan ps, PlanWith(strided, Npu37(), o));
@@ -472,7 +472,7 @@ TEST(PlanSplit, ForcedClusteringDuplicatesTheLayer) {
 TEST(PlanSplit, CmxFit) {
   // 112x112x128 u8 in and out: SOK keeps the whole input on each tile and overflows NPU37XX's
   // 1,982,464 bytes; SOH halves the input and output and fits.
-  const ConvOp op = MakeOp(112, 112, 128, 128, 3);
+  const NceOp op = MakeOp(112, 112, 128, 128, 3);
   PlanOptions o;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, Npu37(), o));
   EXPECT_EQ(p.split, SplitStrategy::kSoh);
@@ -499,9 +499,9 @@ TEST(PlanSplit, CmxFit) {
 
 TEST(PlanErrors, NamesTheRule) {
   PlanOptions o;
-  ConvOp op = MakeOp(8, 8, 64, 64);
+  NceOp op = MakeOp(8, 8, 64, 64);
   // K not a multiple of 16.
-  ConvOp k40 = op;
+  NceOp k40 = op;
   k40.g.k = 40;
   StatusOr<Plan> p = PlanOp(k40, Tensor(DType::kI8, {40, 1, 1, 64}), Npu37(), o);
   ASSERT_FALSE(p.ok());
@@ -531,7 +531,7 @@ TEST(PlanErrors, NamesTheRule) {
       Contains(p.status().message(), "must divide every tile's channel count (tile 0 has 160)"))
       << p.status().message();
   // Every output row reads only padding rows: no tile can be cut out of the input.
-  ConvOp void_rows = MakeOp(1, 16, 16, 16);
+  NceOp void_rows = MakeOp(1, 16, 16, 16);
   void_rows.g.pad_top = 5;
   void_rows.g.stride_y = 8;
   p = PlanWith(void_rows, Npu37(), PlanOptions());
@@ -613,7 +613,7 @@ TEST(PlanWorkloads, SparseWeightsScaleCycles) {
   o.tiles = 1;
   o.workloads_per_tile = 1;
   o.heuristic = WeightHeuristic::kSparse;
-  const ConvOp op = MakeOp(16, 16, 128, 64);
+  const NceOp op = MakeOp(16, 16, 128, 64);
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan p, PlanWith(op, Npu37(), o, /*nnz=*/32));
   ASSERT_TRUE(p.weights.sparse);
   // One 16x16x64 cuboid of 128 taps at a quarter density.
@@ -624,7 +624,7 @@ TEST(PlanWorkloads, SparseWeightsScaleCycles) {
 
 // Tiles cover [0, k_padded) x [0, OH) (SOK/SOH) and workloads cover each tile, within CMX.
 void ExpectCoverage(const Plan& p) {
-  const ConvGeometry& g = p.op.g;
+  const NceGeometry& g = p.op.g;
   int64_t covered = 0;
   for (const TilePlan& t : p.tiles) {
     EXPECT_LE(t.cmx_bytes(), p.target->cmx_bytes_per_tile);
@@ -666,7 +666,7 @@ TEST(PlanWorkloads, CoverTheLayer) {
         for (bool sparse_out : {false, true}) {
           SCOPED_TRACE(spec.name + " on " + t->name + " " + SplitStrategyName(s) +
                        (sparse_out ? " sparse out" : ""));
-          ConvOp op = MakeOp(spec.h, spec.w, spec.c, spec.k, spec.ky);
+          NceOp op = MakeOp(spec.h, spec.w, spec.c, spec.k, spec.ky);
           PlanOptions o;
           o.split = s;
           o.output_sparse = sparse_out;
@@ -695,7 +695,7 @@ TEST(PlanSplit, SplitRulesGenerated) {
       return static_cast<int64_t>(x % static_cast<uint64_t>(n));
     };
     const Target& t = next(2) ? Npu40() : Npu37();
-    const ConvOp op = MakeOp(2 + next(14), 2 + next(14), 16 * (1 + next(4)), 16 * (2 + next(40)),
+    const NceOp op = MakeOp(2 + next(14), 2 + next(14), 16 * (1 + next(4)), 16 * (2 + next(40)),
                              next(2) ? 3 : 1);
     PlanOptions o;
     o.output_sparse = true;
@@ -764,7 +764,7 @@ TEST(PlanSplit, SegmentSizesGenerated) {
 // ---- Output ----
 
 TEST(PlanOutput, JsonAndText) {
-  const ConvOp op = MakeOp(28, 28, 256, 320);
+  const NceOp op = MakeOp(28, 28, 256, 320);
   PlanOptions o;
   o.split = SplitStrategy::kSok;
   o.output_sparse = true;
@@ -820,7 +820,7 @@ PlanSe Upsample2x() {
 }
 
 TEST(PlanSe, CountsTheTableMapAndSourceRowsInCmx) {
-  const ConvOp op = MakeOp(8, 6, 32, 32, 3);
+  const NceOp op = MakeOp(8, 6, 32, 32, 3);
   PlanOptions o;
   o.split = SplitStrategy::kSoh;
   o.tiles = 3;  // the 4 source rows allow at most 4 SOH tiles (isSOHSupportedByDPU)
@@ -888,7 +888,7 @@ TEST(PlanSe, CountsTheTableMapAndSourceRowsInCmx) {
 }
 
 TEST(PlanSe, TheAccountingMustDescribeTheVirtualInput) {
-  const ConvOp op = MakeOp(8, 6, 32, 32, 3);
+  const NceOp op = MakeOp(8, 6, 32, 32, 3);
   struct Case {
     std::function<void(PlanOptions&)> edit;
     const char* error;
@@ -925,7 +925,7 @@ TEST(PlanSe, TheAccountingMustDescribeTheVirtualInput) {
 
 // ---- Slices run on the reference and reassemble to the whole layer ----
 
-Tensor RunDense(const ConvLayer& layer, const StorageOptions& s, const Target& t) {
+Tensor RunDense(const NceLayer& layer, const StorageOptions& s, const Target& t) {
   StatusOr<DpuTask> task = LowerLayer(layer, s, t);
   EXPECT_TRUE(task.ok()) << task.status().ToString();
   if (!task.ok()) return Tensor();
@@ -1018,7 +1018,7 @@ TEST(PlanSlices, ReassembleToTheWholeLayer) {
     const uint64_t seed = base + i;
     SCOPED_TRACE(c.spec.name + " on " + c.target->name + " " + SplitStrategyName(c.options.split) +
                  (c.options.output_sparse ? " sparse" : " dense") + " " + SeedTrace(seed));
-    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(c.spec, seed));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(c.spec, seed));
     DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, *c.target, c.options));
     if (c.options.input_sparse) {
       EXPECT_GT(plan.input_sparsity, 0.2);
@@ -1026,17 +1026,17 @@ TEST(PlanSlices, ReassembleToTheWholeLayer) {
     padded_plans += plan.k_padded > layer.op.g.k;
     multi_workload_plans += plan.workloads.size() > plan.tiles.size();
     const Tensor whole = RunDense(layer, StorageOptions(), *c.target);
-    const ConvGeometry& g = layer.op.g;
+    const NceGeometry& g = layer.op.g;
     Tensor by_tiles(whole.dtype, whole.shape), by_workloads(whole.dtype, whole.shape);
     for (const TilePlan& t : plan.tiles) {
-      DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer part,
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer part,
                                   SliceLayer(layer, t.k_begin, t.k_end, t.row_begin, t.row_end));
       EXPECT_EQ(part.op.g.h, t.in_row_end - t.in_row_begin);
       Place(RunDense(part, TileStorage(plan, t), *c.target), t.k_begin, t.row_begin, g.k,
             &by_tiles);
     }
     for (const Workload& w : plan.workloads) {
-      DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer part,
+      DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer part,
                                   SliceLayer(layer, w.k_begin, w.k_end, w.row_begin, w.row_end));
       EXPECT_EQ(part.op.g.h, w.in_row_end - w.in_row_begin);
       Place(RunDense(part, StorageOptions(), *c.target), w.k_begin, w.row_begin, g.k,
@@ -1057,8 +1057,8 @@ TEST(PlanSlices, PaddingChannelsAndBadRanges) {
   spec.c = 16;
   spec.k = 48;
   spec.ky = spec.kx = 3;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 3));
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer part, SliceLayer(layer, 32, 64, 1, 4));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 3));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer part, SliceLayer(layer, 32, 64, 1, 4));
   EXPECT_EQ(part.op.g.k, 32);
   EXPECT_EQ(part.op.g.h, 5);  // rows 0..4 feed output rows 1..3 with no padding
   EXPECT_EQ(part.op.g.pad_top, 0);
@@ -1075,7 +1075,7 @@ TEST(PlanSlices, PaddingChannelsAndBadRanges) {
   EXPECT_TRUE(Contains(SliceLayer(layer, 48, 64, 0, 5).status().message(), "k_begin < K = 48"));
   EXPECT_TRUE(Contains(SliceLayer(layer, 0, 16, 3, 6).status().message(), "inside [0, OH = 5)"));
   spec.pad = 4;  // output row 0 reads input rows -4..-2: padding only
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer padded, GenerateLayer(spec, 3));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer padded, GenerateLayer(spec, 3));
   EXPECT_TRUE(Contains(SliceLayer(padded, 0, 16, 0, 1).status().message(), "only padding rows"));
 }
 
@@ -1088,7 +1088,7 @@ TEST(PlanTest, InputSeSizeErratum) {
   spec.c = 8192;
   spec.k = 16;
   spec.in_dtype = spec.w_dtype = spec.out_dtype = DType::kFP16;
-  StatusOr<ConvLayer> layer = GenerateLayer(spec, 2);
+  StatusOr<NceLayer> layer = GenerateLayer(spec, 2);
   ASSERT_TRUE(layer.ok()) << layer.status().ToString();
   for (const Target* t : AllTargets()) {
     PlanOptions po;

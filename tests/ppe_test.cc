@@ -98,8 +98,8 @@ TEST(PpeTest, RoundShiftHalfEvenRandom) {
 }
 
 // A valid op (1x1 pixel, 16 channels) whose output and PPE settings are the ones given.
-ConvOp PpeOp(DType out, int32_t out_zp = 0, double lo = -INFINITY, double hi = INFINITY) {
-  ConvOp op;
+NceOp PpeOp(DType out, int32_t out_zp = 0, double lo = -INFINITY, double hi = INFINITY) {
+  NceOp op;
   op.g.h = op.g.w = 1;
   op.g.c = op.g.k = 16;
   if (IsFloat(out)) op.in_dtype = op.w_dtype = DType::kFP16;
@@ -110,7 +110,7 @@ ConvOp PpeOp(DType out, int32_t out_zp = 0, double lo = -INFINITY, double hi = I
   return op;
 }
 
-ConvOp Leaky(ConvOp op, int32_t mult, int32_t shift) {
+NceOp Leaky(NceOp op, int32_t mult, int32_t shift) {
   op.ppe.leaky_relu = true;
   op.ppe.lrelu_mult = mult;
   op.ppe.lrelu_shift = shift;
@@ -120,10 +120,10 @@ ConvOp Leaky(ConvOp op, int32_t mult, int32_t shift) {
 TEST(PpeTest, PpeIntHandWorked) {
   struct Case {
     int32_t acc, bias, mult, shift;
-    ConvOp op;
+    NceOp op;
     int32_t expected;
   };
-  const ConvOp i8 = PpeOp(DType::kI8), u8 = PpeOp(DType::kU8);
+  const NceOp i8 = PpeOp(DType::kI8), u8 = PpeOp(DType::kU8);
   const Case cases[] = {
       {5, 0, 1, 1, i8, 2},  // 2.5 -> 2
       {7, 0, 1, 1, i8, 4},  // 3.5 -> 4
@@ -189,7 +189,7 @@ TEST(PpeTest, PpeIntMatchesTextbookOnFullRanges) {
   Rng rng(seed);
   const DType outs[] = {DType::kU8, DType::kI8, DType::kI32};
   for (int i = 0; i < 100000; ++i) {
-    ConvOp op = PpeOp(outs[i % 3]);
+    NceOp op = PpeOp(outs[i % 3]);
     if (op.out_dtype != DType::kI32) {
       const int64_t tmin = DTypeMin(op.out_dtype), tmax = DTypeMax(op.out_dtype);
       op.ppe.out_zp = static_cast<int32_t>(rng.Int(tmin, tmax));
@@ -223,7 +223,7 @@ bool SameFloat(float a, float b) {
   return FloatBits(a) == FloatBits(b) || (std::isnan(a) && std::isnan(b));
 }
 
-ConvOp FloatLeaky(ConvOp op, float alpha) {
+NceOp FloatLeaky(NceOp op, float alpha) {
   op.ppe.leaky_relu = true;
   op.ppe.lrelu_alpha = alpha;
   return op;
@@ -234,11 +234,11 @@ ConvOp FloatLeaky(ConvOp op, float alpha) {
 TEST(PpeTest, PpeFloatHandWorked) {
   struct Case {
     float acc, scale, bias;
-    ConvOp op;
+    NceOp op;
     float expected;
   };
-  const ConvOp fp32 = PpeOp(DType::kFP32);
-  const ConvOp fp16 = PpeOp(DType::kFP16);
+  const NceOp fp32 = PpeOp(DType::kFP32);
+  const NceOp fp16 = PpeOp(DType::kFP16);
   const float tiny = std::ldexp(1.0f, -24);
   const Case cases[] = {
       {3.0f, 0.5f, 1.0f, fp32, 2.0f},  // (3 + 1) * 0.5; scale first would give 2.5
@@ -306,7 +306,7 @@ TEST(PpeTest, PpeFloatMatchesTextbook) {
   SCOPED_TRACE(SeedTrace(seed));
   Rng rng(seed);
   for (int i = 0; i < 200000; ++i) {
-    ConvOp op = PpeOp(rng.Bernoulli(0.3) ? DType::kFP16 : DType::kFP32);
+    NceOp op = PpeOp(rng.Bernoulli(0.3) ? DType::kFP16 : DType::kFP32);
     if (rng.Bernoulli(0.3)) op = FloatLeaky(op, AnyFiniteFloat(rng));
     if (rng.Bernoulli(0.5)) {
       // Bounds in fp64 that are generally not fp32 values.

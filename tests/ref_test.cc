@@ -48,8 +48,8 @@ std::vector<int64_t> SeSizes(const Target& t, int64_t channels) {
 
 // All 16 combinations of dense/sparse weights, input, SE table and output (the i32 output has no
 // sparse storage); SE sizes drawn from the target's legal ones, or 0 for the lowering's default.
-std::vector<StorageOptions> AllStorages(const ConvOp& op, const Target& t, Rng& rng) {
-  const ConvGeometry& g = op.g;
+std::vector<StorageOptions> AllStorages(const NceOp& op, const Target& t, Rng& rng) {
+  const NceGeometry& g = op.g;
   const std::vector<int64_t> in_sizes = SeSizes(t, g.c), out_sizes = SeSizes(t, g.k);
   auto pick = [&rng](const std::vector<int64_t>& sizes) -> int64_t {
     const size_t i = static_cast<size_t>(rng.Int(0, static_cast<int64_t>(sizes.size())));
@@ -84,7 +84,7 @@ std::string MapMismatch(const DpuOutput& out, const Tensor& expected, int32_t zp
 
 // The reference on `layer` under every storage on `t` equals the textbook (which skips +0.0
 // weights exactly when they are stored sparse).
-void ExpectMatchesTextbook(const ConvLayer& layer, const Target& t, Rng& rng) {
+void ExpectMatchesTextbook(const NceLayer& layer, const Target& t, Rng& rng) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor dense_expected, TextbookConv(layer, false));
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor sparse_expected, TextbookConv(layer, true));
   for (const StorageOptions& opts : AllStorages(layer.op, t, rng)) {
@@ -103,7 +103,7 @@ void ExpectMatchesTextbook(const ConvLayer& layer, const Target& t, Rng& rng) {
 }
 
 // The reference's dense output for one storage.
-StatusOr<Tensor> RunLowered(const ConvLayer& layer, const StorageOptions& opts, const Target& t) {
+StatusOr<Tensor> RunLowered(const NceLayer& layer, const StorageOptions& opts, const Target& t) {
   DpuTask task;
   DPUEMU_ASSIGN_OR_RETURN(task, LowerLayer(layer, opts, t));
   DpuOutput out;
@@ -168,7 +168,7 @@ constexpr int64_t kMaxMacs = 64 * 1024;
 // One generated case. Everything, the dtypes and the target included, follows from the seed, so
 // DPUEMU_SEED=<seed> re-runs exactly the failing case.
 struct GeneratedCase {
-  ConvLayer layer;
+  NceLayer layer;
   const Target* target = nullptr;
 };
 
@@ -185,7 +185,7 @@ StatusOr<GeneratedCase> MakeCase(uint64_t seed) {
   static const int64_t kChannels[] = {16, 32, 48, 80};
   static const int64_t kStrides[] = {1, 1, 2, 3, 4, 8};
   static const double kSparsity[] = {0.0, 0.5, 0.9, 1.0};
-  ConvGeometry g;
+  NceGeometry g;
   // The kernel first, so that large kernels are as common as small ones; the rest is redrawn
   // until the case is small enough.
   const auto& kernel = kKernels[rng.Int(0, 9)];
@@ -224,7 +224,7 @@ StatusOr<GeneratedCase> MakeCase(uint64_t seed) {
   spec.leaky_relu = rng.Bernoulli(0.5);
   spec.zero_points = rng.Bernoulli(0.75);
   DPUEMU_ASSIGN_OR_RETURN(gc.layer, GenerateLayer(spec, rng.Next()));
-  ConvOp& op = gc.layer.op;
+  NceOp& op = gc.layer.op;
   op.g = g;
 
   if (rng.Bernoulli(0.3) && d.out != DType::kI32) {
@@ -264,7 +264,7 @@ TEST(RefTest, MatchesTextbookOnGeneratedLayers) {
     const uint64_t seed = base + static_cast<uint64_t>(i);
     SCOPED_TRACE(SeedTrace(seed));
     DPUEMU_ASSERT_OK_AND_ASSIGN(const GeneratedCase gc, MakeCase(seed));
-    const ConvGeometry& g = gc.layer.op.g;
+    const NceGeometry& g = gc.layer.op.g;
     SCOPED_TRACE(std::string(DTypeName(gc.layer.op.in_dtype)) + "/" +
                  DTypeName(gc.layer.op.w_dtype) + "->" + DTypeName(gc.layer.op.out_dtype) + " h" +
                  std::to_string(g.h) + " w" + std::to_string(g.w) + " c" + std::to_string(g.c) +
@@ -294,8 +294,8 @@ TEST(RefTest, ZeroPointsAtTypeLimits) {
     spec.w_dtype = rng.Bernoulli(0.5) ? DType::kU8 : DType::kI8;
     spec.out_dtype = rng.Bernoulli(0.5) ? DType::kU8 : DType::kI8;
     spec.leaky_relu = rng.Bernoulli(0.5);
-    DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, rng.Next()));
-    ConvOp& op = layer.op;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, rng.Next()));
+    NceOp& op = layer.op;
     auto limit = [&rng](DType t) {
       return static_cast<int32_t>(rng.Bernoulli(0.5) ? DTypeMin(t) : DTypeMax(t));
     };
@@ -312,10 +312,10 @@ TEST(RefTest, ZeroPointsAtTypeLimits) {
 // ---------------------------------------------------------------------------------------------
 // Hand-built layers: one pixel, 1x1 kernel, C = K = 16, every element at zero point 0 unless set.
 
-ConvLayer PointLayer(DType in, DType w, DType out, int64_t width = 1) {
-  ConvLayer l;
+NceLayer PointLayer(DType in, DType w, DType out, int64_t width = 1) {
+  NceLayer l;
   l.name = "point";
-  ConvGeometry& g = l.op.g;
+  NceGeometry& g = l.op.g;
   g.h = 1;
   g.w = width;
   g.c = 16;
@@ -344,8 +344,8 @@ struct IntChannel {
 
 // Builds a u8 x i8 point layer from up to 16 channels and checks the textbook and, under every
 // storage on both targets, the reference against the hand-worked values.
-void ExpectIntChannels(ConvOp op, const std::vector<IntChannel>& channels) {
-  ConvLayer layer = PointLayer(DType::kU8, DType::kI8, op.out_dtype);
+void ExpectIntChannels(NceOp op, const std::vector<IntChannel>& channels) {
+  NceLayer layer = PointLayer(DType::kU8, DType::kI8, op.out_dtype);
   layer.op.ppe = op.ppe;
   Tensor expected(op.out_dtype, {1, 1, 16});
   StoreInt(DType::kU8, layer.input.bytes.data(), 0, 1);
@@ -372,7 +372,7 @@ void ExpectIntChannels(ConvOp op, const std::vector<IntChannel>& channels) {
 }
 
 TEST(RefTest, RoundingTiesGoToEven) {
-  ConvOp op;
+  NceOp op;
   op.out_dtype = DType::kI8;
   op.ppe.out_zp = 10;
   const int32_t t24 = 1 << 24;
@@ -398,7 +398,7 @@ TEST(RefTest, RoundingTiesGoToEven) {
 }
 
 TEST(RefTest, LeakyReluScalesNegativesOnly) {
-  ConvOp op;
+  NceOp op;
   op.out_dtype = DType::kU8;
   op.ppe.out_zp = 128;
   op.ppe.leaky_relu = true;
@@ -420,7 +420,7 @@ TEST(RefTest, LeakyReluScalesNegativesOnly) {
 }
 
 TEST(RefTest, LeakyReluExtremeSettings) {
-  ConvOp op;
+  NceOp op;
   op.out_dtype = DType::kU8;
   op.ppe.out_zp = 128;
   op.ppe.leaky_relu = true;
@@ -442,7 +442,7 @@ TEST(RefTest, LeakyReluExtremeSettings) {
 }
 
 TEST(RefTest, ShiftExtremesMultZeroAndTypeClamp) {
-  ConvOp op;
+  NceOp op;
   op.out_dtype = DType::kI8;
   op.ppe.out_zp = -5;
   const std::vector<IntChannel> channels = {
@@ -465,7 +465,7 @@ TEST(RefTest, ShiftExtremesMultZeroAndTypeClamp) {
 }
 
 TEST(RefTest, UserClampInsideTheType) {
-  ConvOp op;
+  NceOp op;
   op.out_dtype = DType::kU8;
   op.ppe.out_zp = 100;
   op.ppe.clamp_lo = 90;
@@ -500,8 +500,8 @@ TEST(RefTest, AllZeroPointWeightChannel) {
     spec.w_dtype = in == DType::kU8 ? DType::kU8 : DType::kFP16;
     spec.out_dtype = in == DType::kU8 ? DType::kU8 : DType::kFP16;
     spec.weight_sparsity = 0.5;
-    DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, rng.Next()));
-    const ConvOp& op = layer.op;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, rng.Next()));
+    const NceOp& op = layer.op;
     constexpr int64_t kChannel = 5;
     const int64_t taps = op.g.taps();
     for (int64_t t = 0; t < taps; ++t) {
@@ -543,7 +543,7 @@ TEST(RefTest, FloatZeroWeightSkipAndNegativeZero) {
   for (const DTypes d : {DTypes{DType::kFP16, DType::kFP16, DType::kFP16},
                          DTypes{DType::kBF16, DType::kBF16, DType::kFP32}}) {
     SCOPED_TRACE(std::string(DTypeName(d.in)) + " -> " + DTypeName(d.out));
-    ConvLayer layer = PointLayer(d.in, d.w, d.out, /*width=*/2);
+    NceLayer layer = PointLayer(d.in, d.w, d.out, /*width=*/2);
     auto x = [&](int64_t pixel, int64_t c, float v) {
       StoreFloat(d.in, layer.input.bytes.data(), pixel * 16 + c, v);
     };
@@ -610,7 +610,7 @@ TEST(RefTest, SparseOutputOmitsTheOutputZeroPoint) {
   spec.kx = 3;
   spec.in_dtype = DType::kI8;
   spec.out_dtype = DType::kU8;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, rng.Next()));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, rng.Next()));
   layer.op.ppe.out_zp = 77;
   for (size_t k = 0; k < layer.quant.mult.size(); k += 2) layer.quant.mult[k] = 0;  // outputs 77
   for (const Target* t : AllTargets()) ExpectMatchesTextbook(layer, *t, rng);
@@ -635,8 +635,8 @@ TEST(RefTest, SparseOutputOmitsTheOutputZeroPoint) {
 // The textbook itself on values worked out by hand: a 3x3 kernel with "same" padding on a 2x2
 // input whose channel 0 holds 1, 2, 3, 4 (zero points non-zero, i32 output).
 TEST(RefTest, TextbookHandWorked) {
-  ConvLayer layer;
-  ConvOp& op = layer.op;
+  NceLayer layer;
+  NceOp& op = layer.op;
   op.g.h = 2;
   op.g.w = 2;
   op.g.c = 16;
@@ -690,8 +690,8 @@ TEST(RefTest, TextbookHandWorked) {
 
 // Every field of a task as bytes, to check that RunReference leaves the task alone.
 std::string Fingerprint(const DpuTask& t) {
-  const ConvOp& op = t.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = t.op;
+  const NceGeometry& g = op.g;
   char regs[512];
   std::snprintf(regs, sizeof(regs),
                 "%lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld "
@@ -728,7 +728,7 @@ TEST(RefTest, RejectsMalformedTasksAndNeverModifiesThem) {
   spec.kx = 3;
   spec.weight_sparsity = 0.5;
   spec.input_sparsity = 0.5;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer layer, GenerateLayer(spec, 42));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer layer, GenerateLayer(spec, 42));
   const Target& t = GetTarget(TargetId::kNPU40XX);
   DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuTask dense, LowerLayer(layer, StorageOptions{}, t));
   StorageOptions sparse_opts;

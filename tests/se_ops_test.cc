@@ -59,7 +59,7 @@ std::vector<int64_t> SeSizes(const Target& t, int64_t channels) {
 // and how everything is stored. All of it follows from the seed.
 struct GatherCase {
   const Target* t = nullptr;
-  ConvLayer layer;  // input = the source [H, W, C]; weights [K, ky, kx, C]; op types and PPE
+  NceLayer layer;  // input = the source [H, W, C]; weights [K, ky, kx, C]; op types and PPE
   SourceLayout layout;
   StorageOptions opts;  // input_sparse: the source is stored sparse
   int64_t se_size = 0;  // 0 = the target's default
@@ -173,8 +173,8 @@ void ExpectRunsGive(const DpuTask& task, const Target& t, const Tensor& expected
 void ExpectGatherConv(const GatherCase& s, const SeGather& gather, const Tensor& virtual_input,
                       Rng& rng) {
   ASSERT_EQ(virtual_input.shape, (std::vector<int64_t>{gather.h, gather.w, gather.c}));
-  ConvLayer vl = s.layer;
-  ConvGeometry& g = vl.op.g;
+  NceLayer vl = s.layer;
+  NceGeometry& g = vl.op.g;
   g.h = gather.h;
   g.w = gather.w;
   g.stride_y = rng.Int(1, 2);
@@ -422,9 +422,9 @@ TEST(SeOpsTest, RollMatchesDenseRollThenConv) {
 
 // The output of a convolution-like op from per-output accumulators (integer: exact int64 sums,
 // wrapped to int32; float: fp64 sums, exact for the generated values) through the PPE.
-Tensor FinishOutput(const ConvLayer& l, int64_t oh, int64_t ow, const std::vector<int64_t>& iacc,
+Tensor FinishOutput(const NceLayer& l, int64_t oh, int64_t ow, const std::vector<int64_t>& iacc,
                     const std::vector<double>& facc) {
-  const ConvOp& op = l.op;
+  const NceOp& op = l.op;
   const int64_t k = op.g.k;
   Tensor out(op.out_dtype, {oh, ow, k});
   for (int64_t i = 0; i < oh * ow * k; ++i) {
@@ -443,9 +443,9 @@ Tensor FinishOutput(const ConvLayer& l, int64_t oh, int64_t ow, const std::vecto
 }
 
 // acc[(oy, ox, k)] += (x[iy][ix][c] - x_zp) * (w[k][ky][kx][c] - w_zp) for every c and k.
-void AccumulatePixel(const ConvLayer& l, int64_t iy, int64_t ix, int64_t ky, int64_t kx,
+void AccumulatePixel(const NceLayer& l, int64_t iy, int64_t ix, int64_t ky, int64_t kx,
                      int64_t out_index, std::vector<int64_t>& iacc, std::vector<double>& facc) {
-  const ConvOp& op = l.op;
+  const NceOp& op = l.op;
   const int64_t c = l.input.shape[2], kn = l.weights.shape[0];
   const int64_t wky = l.weights.shape[1], wkx = l.weights.shape[2];
   for (int64_t k = 0; k < kn; ++k) {
@@ -465,7 +465,7 @@ void AccumulatePixel(const ConvLayer& l, int64_t iy, int64_t ix, int64_t ky, int
 }
 
 // Transposed convolution in scatter form: out[y * s + ky - pad][x * s + kx - pad] += in * w.
-Tensor TransposedByDefinition(const ConvLayer& l, const TransposedConv& tc) {
+Tensor TransposedByDefinition(const NceLayer& l, const TransposedConv& tc) {
   const int64_t h = l.input.shape[0], w = l.input.shape[1];
   const int64_t oh =
       (h - 1) * tc.stride_y - tc.pads.top - tc.pads.bottom + tc.ky + tc.output_padding_y;
@@ -516,7 +516,7 @@ TEST(SeOpsTest, TransposedConvMatchesDefinition) {
     DPUEMU_ASSERT_OK_AND_ASSIGN(const SeGather gather, ZeroInsertGather(src, *s.t, s.se_size, tc));
     SCOPED_TRACE(gather.description);
     DPUEMU_ASSERT_OK_AND_ASSIGN(
-        const ConvLayer vl,
+        const NceLayer vl,
         TransposedConvAsZMConv(tc, gather, s.layer.op, s.layer.quant, s.layer.weights));
     DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuTask task,
                                 LowerWithGather(vl, s.layer.input, s.layout, gather, s.opts, *s.t));
@@ -526,7 +526,7 @@ TEST(SeOpsTest, TransposedConvMatchesDefinition) {
     // The float order as the reference defines it: the textbook convolution over the explicitly
     // zero-inserted input, kernel flipped here, no padding.
     const int64_t top = tc.ky - 1 - tc.pads.top, left = tc.kx - 1 - tc.pads.left;
-    ConvLayer dense = s.layer;
+    NceLayer dense = s.layer;
     dense.op.g = vl.op.g;
     dense.input =
         ZeroPointTensor(s.layer.op.in_dtype, {gather.h, gather.w, gather.c}, s.layer.op.in_zp);
@@ -555,8 +555,8 @@ TEST(SeOpsTest, TransposedConvMatchesDefinition) {
 }
 
 // Dilated convolution by its definition: out[oy][ox] += xp[oy * s + ky * d][ox * s + kx * d] * w.
-Tensor DilatedByDefinition(const ConvLayer& l, int64_t dy, int64_t dx) {
-  const ConvGeometry& g = l.op.g;
+Tensor DilatedByDefinition(const NceLayer& l, int64_t dy, int64_t dx) {
+  const NceGeometry& g = l.op.g;
   const int64_t oh = (g.h + g.pad_top + g.pad_bottom - (g.ky - 1) * dy - 1) / g.stride_y + 1;
   const int64_t ow = (g.w + g.pad_left + g.pad_right - (g.kx - 1) * dx - 1) / g.stride_x + 1;
   std::vector<int64_t> iacc(static_cast<size_t>(oh * ow * g.k), 0);
@@ -577,9 +577,9 @@ Tensor DilatedByDefinition(const ConvLayer& l, int64_t dy, int64_t dx) {
 }
 
 // The same convolution with the kernel dilated explicitly (zero-point taps in between).
-StatusOr<Tensor> DilatedByTextbook(const ConvLayer& l, int64_t dy, int64_t dx) {
-  ConvLayer d = l;
-  ConvGeometry& g = d.op.g;
+StatusOr<Tensor> DilatedByTextbook(const NceLayer& l, int64_t dy, int64_t dx) {
+  NceLayer d = l;
+  NceGeometry& g = d.op.g;
   g.ky = (l.op.g.ky - 1) * dy + 1;
   g.kx = (l.op.g.kx - 1) * dx + 1;
   d.weights = ZeroPointTensor(l.op.w_dtype, {g.k, g.ky, g.kx, g.c}, l.op.w_zp);
@@ -605,7 +605,7 @@ TEST(SeOpsTest, DilatedConvMatchesDefinition) {
     const int64_t dy = rng.Int(1, 3), dx = rng.Int(1, 3);
     const int64_t h = rng.Int(1, 7), w = rng.Int(1, 7);
     DPUEMU_ASSERT_OK_AND_ASSIGN(GatherCase s, MakeCase(seed, h, w, ky, kx, rng));
-    ConvGeometry& g = s.layer.op.g;
+    NceGeometry& g = s.layer.op.g;
     g.stride_y = rng.Int(1, 3);
     g.stride_x = rng.Int(1, 3);
     g.pad_top = rng.Int(0, 2);
@@ -639,7 +639,7 @@ TEST(SeOpsTest, DilatedPlanShape) {
   SeSource src;
   src.h = src.w = 9;
   src.c = 32;
-  ConvGeometry g;
+  NceGeometry g;
   g.h = g.w = 9;
   g.c = 32;
   g.ky = g.kx = 3;
@@ -803,7 +803,7 @@ TEST(SeOpsTest, DefaultAndForbiddenSeSizes) {
 struct Lowered {
   GatherCase s;
   SeGather gather;
-  ConvLayer vl;
+  NceLayer vl;
   DpuTask task;
 };
 
@@ -958,7 +958,7 @@ TEST(SeOpsTest, GeneratorsRejectOutOfRangeParameters) {
   tc = TransposedConv();
   tc.kx = 12;
   expect(ZeroInsertGather(src, t, 0, tc).status(), "transposed.kx = 12");
-  ConvGeometry g;
+  NceGeometry g;
   g.h = g.w = 4;
   g.c = 16;
   g.ky = 3;
@@ -990,7 +990,7 @@ TEST(SeOpsTest, TransposedHelperChecksItsGather) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(const SeGather g, ZeroInsertGather(src, t, 0, tc));
   EXPECT_EQ(g.h, (3 - 1) * 2 + 1 + 2 * 2);
   DPUEMU_ASSERT_OK_AND_ASSIGN(
-      const ConvLayer vl,
+      const NceLayer vl,
       TransposedConvAsZMConv(tc, g, s.layer.op, s.layer.quant, s.layer.weights));
   EXPECT_EQ(vl.op.g.stride_y, 1);
   EXPECT_EQ(vl.op.g.pad_top, 0);

@@ -129,7 +129,7 @@ TEST_F(SpecTest, ParsesTheIntegerContract) {
   EXPECT_EQ(s.path, dir_ + "/my_layer.json");
   EXPECT_EQ(s.layer.name, "my_layer");
   EXPECT_EQ(s.target->name, std::string("NPU37XX"));
-  const ConvOp& op = s.layer.op;
+  const NceOp& op = s.layer.op;
   EXPECT_EQ(op.g.h, 6);
   EXPECT_EQ(op.g.w, 5);
   EXPECT_EQ(op.g.c, 16);
@@ -709,7 +709,7 @@ TEST_F(SeSpecTest, EveryOpRunsLikeTheReferenceOnTheSeTask) {
               const SeSource src,
               MakeSeSource(src_spec.layer.input, layout, c.input_sparse, src_spec.layer.op.in_zp));
           SeGather g;
-          ConvLayer virtual_layer = src_spec.layer;
+          NceLayer virtual_layer = src_spec.layer;
           if (op == "transposed") {
             TransposedConv tc;
             tc.stride_y = c.stride[0];
@@ -874,7 +874,7 @@ TEST_F(SeSpecTest, PadsBeyondHalfTheKernelBecomeAVirtualBorder) {
     j["se"] = {{"op", "upsample_nearest"}, {"factor", {2, 2}}};
     j["pad"] = {2, 3, 1, 4};  // 3x3 kernel: 1 in the DPU, the rest in the table
     DPUEMU_ASSERT_OK_AND_ASSIGN(const Spec s, Load(j));
-    const ConvGeometry& g = s.layer.op.g;
+    const NceGeometry& g = s.layer.op.g;
     EXPECT_EQ(g.pad_top, 1);
     EXPECT_EQ(g.pad_bottom, 1);
     EXPECT_EQ(g.pad_left, 1);
@@ -891,7 +891,7 @@ TEST_F(SeSpecTest, PadsBeyondHalfTheKernelBecomeAVirtualBorder) {
     EXPECT_EQ(FirstDifference(got, got_ref), "");
     // The unpadded virtual tensor (rows 1..10, columns 0..7 of the gathered one) with the spec's
     // pads, by the textbook.
-    ConvLayer direct = s.layer;
+    NceLayer direct = s.layer;
     direct.op.g.h = 10;
     direct.op.g.w = 8;
     direct.op.g.pad_top = 2;
@@ -1066,7 +1066,7 @@ TEST_F(SeSpecTest, TableAndMapSpec) {
       EXPECT_EQ(s.se->phases[0].gather.map, g.map);
       SourceLayout layout;
       for (int64_t r : rows) layout.tiles.push_back({r, 0});
-      ConvLayer virtual_layer = s.layer;
+      NceLayer virtual_layer = s.layer;
       DPUEMU_ASSERT_OK_AND_ASSIGN(const DpuTask task,
                                   LowerWithGather(virtual_layer, source, layout, g, {}, *target));
       ASSERT_EQ(task.input_tiles.size(), 2u);

@@ -128,7 +128,7 @@ TEST(Target, DefaultSeSizeAvoidsTheErratum) {
 // ---------------------------------------------------------------------------------------------
 // Layer validation
 
-ConvLayer SmallLayer(DType in, DType w, DType out) {
+NceLayer SmallLayer(DType in, DType w, DType out) {
   LayerSpec s;
   s.name = "small";
   s.h = 5;
@@ -145,7 +145,7 @@ ConvLayer SmallLayer(DType in, DType w, DType out) {
 
 struct OpCase {
   const char* what;
-  std::function<void(ConvOp&)> mutate;
+  std::function<void(NceOp&)> mutate;
   const char* field;
 };
 
@@ -161,88 +161,88 @@ TEST(ValidateOp, AcceptsTheBaseOps) {
 }
 
 TEST(ValidateOp, IntegerPathRejectsEachBadField) {
-  const ConvOp base = SmallLayer(DType::kU8, DType::kI8, DType::kU8).op;
+  const NceOp base = SmallLayer(DType::kU8, DType::kI8, DType::kU8).op;
   DPUEMU_ASSERT_OK(ValidateOp(base));
   const std::vector<OpCase> cases = {
-      {"C=20", [](ConvOp& o) { o.g.c = 20; }, "c (input channels) = 20"},
-      {"C=0", [](ConvOp& o) { o.g.c = 0; }, "c (input channels)"},
-      {"K=0", [](ConvOp& o) { o.g.k = 0; }, "k (output channels) = 0"},
-      {"K=24", [](ConvOp& o) { o.g.k = 24; }, "k (output channels) = 24"},
-      {"H=0", [](ConvOp& o) { o.g.h = 0; }, "h (input height)"},
-      {"W=-1", [](ConvOp& o) { o.g.w = -1; }, "w (input width)"},
-      {"ky=12", [](ConvOp& o) { o.g.ky = 12; }, "ky (kernel height) = 12"},
-      {"kx=12", [](ConvOp& o) { o.g.kx = 12; }, "kx (kernel width) = 12"},
-      {"kx=0", [](ConvOp& o) { o.g.kx = 0; }, "kx (kernel width) = 0"},
-      {"stride_y=9", [](ConvOp& o) { o.g.stride_y = 9; }, "stride_y = 9"},
-      {"stride_x=9", [](ConvOp& o) { o.g.stride_x = 9; }, "stride_x = 9"},
-      {"stride_x=0", [](ConvOp& o) { o.g.stride_x = 0; }, "stride_x = 0"},
-      {"pad_top=256", [](ConvOp& o) { o.g.pad_top = 256; }, "pad_top"},
-      {"pad_right=-1", [](ConvOp& o) { o.g.pad_right = -1; }, "pad_right"},
+      {"C=20", [](NceOp& o) { o.g.c = 20; }, "c (input channels) = 20"},
+      {"C=0", [](NceOp& o) { o.g.c = 0; }, "c (input channels)"},
+      {"K=0", [](NceOp& o) { o.g.k = 0; }, "k (output channels) = 0"},
+      {"K=24", [](NceOp& o) { o.g.k = 24; }, "k (output channels) = 24"},
+      {"H=0", [](NceOp& o) { o.g.h = 0; }, "h (input height)"},
+      {"W=-1", [](NceOp& o) { o.g.w = -1; }, "w (input width)"},
+      {"ky=12", [](NceOp& o) { o.g.ky = 12; }, "ky (kernel height) = 12"},
+      {"kx=12", [](NceOp& o) { o.g.kx = 12; }, "kx (kernel width) = 12"},
+      {"kx=0", [](NceOp& o) { o.g.kx = 0; }, "kx (kernel width) = 0"},
+      {"stride_y=9", [](NceOp& o) { o.g.stride_y = 9; }, "stride_y = 9"},
+      {"stride_x=9", [](NceOp& o) { o.g.stride_x = 9; }, "stride_x = 9"},
+      {"stride_x=0", [](NceOp& o) { o.g.stride_x = 0; }, "stride_x = 0"},
+      {"pad_top=256", [](NceOp& o) { o.g.pad_top = 256; }, "pad_top"},
+      {"pad_right=-1", [](NceOp& o) { o.g.pad_right = -1; }, "pad_right"},
       {"kernel taller than padded input",
-       [](ConvOp& o) {
+       [](NceOp& o) {
          o.g.ky = 9;
          o.g.pad_top = o.g.pad_bottom = 1;
        },
        "ky (kernel height) = 9"},
-      {"in_zp out of u8", [](ConvOp& o) { o.in_zp = 256; }, "input zero_point"},
-      {"w_zp out of i8", [](ConvOp& o) { o.w_zp = -129; }, "weights zero_point"},
-      {"out_zp out of u8", [](ConvOp& o) { o.ppe.out_zp = -1; }, "ppe.out_zero_point"},
-      {"fp16 weights with u8 input", [](ConvOp& o) { o.w_dtype = DType::kFP16; }, "weights dtype"},
-      {"fp16 output for u8 input", [](ConvOp& o) { o.out_dtype = DType::kFP16; }, "output dtype"},
-      {"i32 input", [](ConvOp& o) { o.in_dtype = DType::kI32; }, "input dtype"},
+      {"in_zp out of u8", [](NceOp& o) { o.in_zp = 256; }, "input zero_point"},
+      {"w_zp out of i8", [](NceOp& o) { o.w_zp = -129; }, "weights zero_point"},
+      {"out_zp out of u8", [](NceOp& o) { o.ppe.out_zp = -1; }, "ppe.out_zero_point"},
+      {"fp16 weights with u8 input", [](NceOp& o) { o.w_dtype = DType::kFP16; }, "weights dtype"},
+      {"fp16 output for u8 input", [](NceOp& o) { o.out_dtype = DType::kFP16; }, "output dtype"},
+      {"i32 input", [](NceOp& o) { o.in_dtype = DType::kI32; }, "input dtype"},
       {"i32 output with zero point",
-       [](ConvOp& o) {
+       [](NceOp& o) {
          o.out_dtype = DType::kI32;
          o.ppe.leaky_relu = false;
          o.ppe.out_zp = 3;
        },
        "out_zero_point"},
-      {"lrelu mult", [](ConvOp& o) { o.ppe.lrelu_mult = 2048; }, "ppe.leaky_relu.mult"},
-      {"lrelu shift", [](ConvOp& o) { o.ppe.lrelu_shift = 32; }, "ppe.leaky_relu.shift"},
-      {"fractional clamp", [](ConvOp& o) { o.ppe.clamp_lo = 1.5; }, "ppe.clamp"},
+      {"lrelu mult", [](NceOp& o) { o.ppe.lrelu_mult = 2048; }, "ppe.leaky_relu.mult"},
+      {"lrelu shift", [](NceOp& o) { o.ppe.lrelu_shift = 32; }, "ppe.leaky_relu.shift"},
+      {"fractional clamp", [](NceOp& o) { o.ppe.clamp_lo = 1.5; }, "ppe.clamp"},
       {"clamp lo > hi",
-       [](ConvOp& o) {
+       [](NceOp& o) {
          o.ppe.clamp_lo = 10;
          o.ppe.clamp_hi = 9;
        },
        "ppe.clamp"},
-      {"NaN clamp", [](ConvOp& o) { o.ppe.clamp_hi = NAN; }, "ppe.clamp"},
+      {"NaN clamp", [](NceOp& o) { o.ppe.clamp_hi = NAN; }, "ppe.clamp"},
   };
   for (const OpCase& c : cases) {
     SCOPED_TRACE(c.what);
-    ConvOp op = base;
+    NceOp op = base;
     c.mutate(op);
     ExpectError(ValidateOp(op), c.field);
   }
 }
 
 TEST(ValidateOp, FloatPathRejectsEachBadField) {
-  const ConvOp base = SmallLayer(DType::kFP16, DType::kFP16, DType::kFP16).op;
+  const NceOp base = SmallLayer(DType::kFP16, DType::kFP16, DType::kFP16).op;
   DPUEMU_ASSERT_OK(ValidateOp(base));
   const std::vector<OpCase> cases = {
-      {"float input zero point", [](ConvOp& o) { o.in_zp = 1; }, "zero_point"},
-      {"float weight zero point", [](ConvOp& o) { o.w_zp = -1; }, "zero_point"},
-      {"float output zero point", [](ConvOp& o) { o.ppe.out_zp = 5; }, "zero_point"},
-      {"u8 output for fp16 input", [](ConvOp& o) { o.out_dtype = DType::kU8; },
+      {"float input zero point", [](NceOp& o) { o.in_zp = 1; }, "zero_point"},
+      {"float weight zero point", [](NceOp& o) { o.w_zp = -1; }, "zero_point"},
+      {"float output zero point", [](NceOp& o) { o.ppe.out_zp = 5; }, "zero_point"},
+      {"u8 output for fp16 input", [](NceOp& o) { o.out_dtype = DType::kU8; },
        "output dtype = u8"},
-      {"i32 output for fp16 input", [](ConvOp& o) { o.out_dtype = DType::kI32; }, "output dtype"},
-      {"bf16 weights for fp16 input", [](ConvOp& o) { o.w_dtype = DType::kBF16; }, "weights dtype"},
-      {"fp32 weights for fp16 input", [](ConvOp& o) { o.w_dtype = DType::kFP32; }, "weights dtype"},
+      {"i32 output for fp16 input", [](NceOp& o) { o.out_dtype = DType::kI32; }, "output dtype"},
+      {"bf16 weights for fp16 input", [](NceOp& o) { o.w_dtype = DType::kBF16; }, "weights dtype"},
+      {"fp32 weights for fp16 input", [](NceOp& o) { o.w_dtype = DType::kFP32; }, "weights dtype"},
       {"i8 weights' zero point out of range",
-       [](ConvOp& o) {
+       [](NceOp& o) {
          o.w_dtype = DType::kI8;
          o.w_zp = 128;
        },
        "weights zero_point"},
-      {"fp32 input", [](ConvOp& o) { o.in_dtype = o.w_dtype = DType::kFP32; }, "input dtype"},
+      {"fp32 input", [](NceOp& o) { o.in_dtype = o.w_dtype = DType::kFP32; }, "input dtype"},
       {"leaky relu with a NaN slope",
-       [](ConvOp& o) {
+       [](NceOp& o) {
          o.ppe.leaky_relu = true;
          o.ppe.lrelu_alpha = std::nanf("");
        },
        "ppe.leaky_relu.alpha"},
       {"clamp lo > hi",
-       [](ConvOp& o) {
+       [](NceOp& o) {
          o.ppe.clamp_lo = 1;
          o.ppe.clamp_hi = -1;
        },
@@ -250,19 +250,19 @@ TEST(ValidateOp, FloatPathRejectsEachBadField) {
   };
   for (const OpCase& c : cases) {
     SCOPED_TRACE(c.what);
-    ConvOp op = base;
+    NceOp op = base;
     c.mutate(op);
     ExpectError(ValidateOp(op), c.field);
   }
   // Fractional clamps are fine for float outputs.
-  ConvOp op = base;
+  NceOp op = base;
   op.ppe.clamp_lo = -0.5;
   op.ppe.clamp_hi = 6.25;
   DPUEMU_ASSERT_OK(ValidateOp(op));
 }
 
 TEST(ValidateQuant, RejectsBadSizesAndRanges) {
-  const ConvLayer il = SmallLayer(DType::kI8, DType::kU8, DType::kI8);
+  const NceLayer il = SmallLayer(DType::kI8, DType::kU8, DType::kI8);
   DPUEMU_ASSERT_OK(ValidateQuant(il.op, il.quant));
   struct Case {
     const char* what;
@@ -284,7 +284,7 @@ TEST(ValidateQuant, RejectsBadSizesAndRanges) {
     c.mutate(q);
     ExpectError(ValidateQuant(il.op, q), c.field);
   }
-  const ConvLayer fl = SmallLayer(DType::kBF16, DType::kBF16, DType::kFP32);
+  const NceLayer fl = SmallLayer(DType::kBF16, DType::kBF16, DType::kFP32);
   DPUEMU_ASSERT_OK(ValidateQuant(fl.op, fl.quant));
   const std::vector<Case> float_cases = {
       {"short scale", [](ChannelQuant& q) { q.scale.pop_back(); }, "scale and bias"},
@@ -299,9 +299,9 @@ TEST(ValidateQuant, RejectsBadSizesAndRanges) {
 }
 
 TEST(ValidateLayer, RejectsMismatchedTensors) {
-  const ConvLayer base = SmallLayer(DType::kU8, DType::kI8, DType::kU8);
+  const NceLayer base = SmallLayer(DType::kU8, DType::kI8, DType::kU8);
   DPUEMU_ASSERT_OK(ValidateLayer(base));
-  ConvLayer l = base;
+  NceLayer l = base;
   l.input.dtype = DType::kI8;
   ExpectError(ValidateLayer(l), "input");
   l = base;
@@ -352,9 +352,9 @@ TEST(GenerateLayer, DeterministicForASeed) {
     s.weight_sparsity = 0.5;
     s.input_sparsity = 0.3;
     s.leaky_relu = !IsFloat(in);
-    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer a, GenerateLayer(s, seed));
-    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer b, GenerateLayer(s, seed));
-    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer c, GenerateLayer(s, seed + 1));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer a, GenerateLayer(s, seed));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer b, GenerateLayer(s, seed));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer c, GenerateLayer(s, seed + 1));
     EXPECT_EQ(a.input, b.input);
     EXPECT_EQ(a.weights, b.weights);
     EXPECT_EQ(a.quant.mult, b.quant.mult);
@@ -398,7 +398,7 @@ TEST(GenerateLayer, HonoursSparsity) {
         s.weight_sparsity = ws;
         s.input_sparsity = 1.0 - ws;
         s.zero_points = zero_points;
-        DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer l, GenerateLayer(s, seed));
+        DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer l, GenerateLayer(s, seed));
         DPUEMU_ASSERT_OK(ValidateLayer(l));
         if (!IsFloat(in) && !zero_points) {
           EXPECT_EQ(l.op.in_zp, 0);
@@ -442,7 +442,7 @@ TEST(StandardLayers, EveryEntryGeneratesAValidLayer) {
     SCOPED_TRACE(spec.name);
     DPUEMU_ASSERT_OK_AND_ASSIGN(const LayerSpec by_name, StandardLayer(spec.name));
     EXPECT_EQ(by_name.k, spec.k);
-    DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer l, GenerateLayer(spec, seed));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer l, GenerateLayer(spec, seed));
     DPUEMU_ASSERT_OK(ValidateLayer(l));
     EXPECT_EQ(l.name, spec.name);
     EXPECT_EQ(l.op.g.out_h(), spec.h);  // stride 1, "same" padding

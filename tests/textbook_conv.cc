@@ -13,9 +13,9 @@ int32_t WrapToInt32(int64_t v) { return static_cast<int32_t>(static_cast<uint32_
 
 // Integer path: every product is formed (a weight equal to its zero point contributes 0), and
 // padding reads as the input zero point, so padded taps contribute nothing and are left out.
-void ConvInteger(const ConvLayer& layer, Tensor& out) {
-  const ConvOp& op = layer.op;
-  const ConvGeometry& g = op.g;
+void ConvInteger(const NceLayer& layer, Tensor& out) {
+  const NceOp& op = layer.op;
+  const NceGeometry& g = op.g;
   std::vector<int32_t> x(static_cast<size_t>(layer.input.numel()));
   std::vector<int32_t> w(static_cast<size_t>(layer.weights.numel()));
   for (size_t i = 0; i < x.size(); ++i)
@@ -51,9 +51,9 @@ void ConvInteger(const ConvLayer& layer, Tensor& out) {
 
 // Float path: fp32 fused multiply-adds in (ky, kx, c) order per output, starting from +0.0.
 // Padding reads as +0.0 and is multiplied like any input (0 * inf is NaN).
-void ConvFloat(const ConvLayer& layer, bool skip_zero_weights, Tensor& out) {
-  const ConvOp& op = layer.op;
-  const ConvGeometry& g = op.g;
+void ConvFloat(const NceLayer& layer, bool skip_zero_weights, Tensor& out) {
+  const NceOp& op = layer.op;
+  const NceGeometry& g = op.g;
   std::vector<float> x(static_cast<size_t>(layer.input.numel()));
   std::vector<float> w(static_cast<size_t>(layer.weights.numel()));
   std::vector<bool> skip(w.size());
@@ -109,7 +109,7 @@ int64_t TextbookRoundHalfEven(int64_t v, int shift) {
   return static_cast<int64_t>(q);
 }
 
-int32_t TextbookPpeInt(int32_t acc, int32_t bias, int32_t mult, int32_t shift, const ConvOp& op) {
+int32_t TextbookPpeInt(int32_t acc, int32_t bias, int32_t mult, int32_t shift, const NceOp& op) {
   if (op.out_dtype == DType::kI32) return WrapToInt32(int64_t{acc} + bias);
   __int128 v = (static_cast<__int128>(acc) + bias) * mult;  // acc + bias does not wrap
   int total_shift = shift;
@@ -126,7 +126,7 @@ int32_t TextbookPpeInt(int32_t acc, int32_t bias, int32_t mult, int32_t shift, c
   return static_cast<int32_t>(clamped);
 }
 
-float TextbookPpeFloat(float acc, float scale, float bias, const ConvOp& op) {
+float TextbookPpeFloat(float acc, float scale, float bias, const NceOp& op) {
   // fp64 holds an fp32 sum or product exactly, and rounding it to fp32 equals the fp32
   // operation: each step below is one correctly rounded fp32 operation.
   double v = static_cast<float>(static_cast<double>(acc) + static_cast<double>(bias));
@@ -143,9 +143,9 @@ float TextbookPpeFloat(float acc, float scale, float bias, const ConvOp& op) {
   return static_cast<float>(v);
 }
 
-StatusOr<Tensor> TextbookConv(const ConvLayer& layer, bool skip_zero_weights) {
+StatusOr<Tensor> TextbookConv(const NceLayer& layer, bool skip_zero_weights) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
-  const ConvGeometry& g = layer.op.g;
+  const NceGeometry& g = layer.op.g;
   Tensor out(layer.op.out_dtype, {g.out_h(), g.out_w(), g.k});
   if (IsIntegerPath(layer.op)) {
     ConvInteger(layer, out);

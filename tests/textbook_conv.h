@@ -20,15 +20,15 @@ namespace dpuemu {
 // products the DPU performs: with sparse weights it skips weights absent from the map (zero by
 // value, +0.0 or -0.0), so +inf * 0.0 does not make a NaN there. `skip_zero_weights` selects that behaviour; it
 // does not change integer results.
-StatusOr<Tensor> TextbookConv(const ConvLayer& layer, bool skip_zero_weights);
+StatusOr<Tensor> TextbookConv(const NceLayer& layer, bool skip_zero_weights);
 
 // The PPE steps on their own, for the tests of kernels/ppe.h.
 // v / 2^shift rounded to the nearest integer, ties to even; shift in [0, 126].
 int64_t TextbookRoundHalfEven(int64_t v, int shift);
 // Integer accumulator to the output value (u8/i8 value in an int32, or the i32 output).
-int32_t TextbookPpeInt(int32_t acc, int32_t bias, int32_t mult, int32_t shift, const ConvOp& op);
+int32_t TextbookPpeInt(int32_t acc, int32_t bias, int32_t mult, int32_t shift, const NceOp& op);
 // Float accumulator to the fp32 value before rounding to the output type.
-float TextbookPpeFloat(float acc, float scale, float bias, const ConvOp& op);
+float TextbookPpeFloat(float acc, float scale, float bias, const NceOp& op);
 
 }  // namespace dpuemu
 

@@ -49,7 +49,7 @@ bool Failed(const Status& s) { return !s.ok(); }
   } while (0)
 
 // A small valid layer: u8 x i8 -> u8, 4x4x32 -> 32, 3x3, with sparse-able weights and input.
-ConvLayer SmallLayer(DType in = DType::kU8, uint64_t seed = 5) {
+NceLayer SmallLayer(DType in = DType::kU8, uint64_t seed = 5) {
   LayerSpec spec;
   spec.name = "small";
   spec.h = spec.w = 4;
@@ -64,7 +64,7 @@ ConvLayer SmallLayer(DType in = DType::kU8, uint64_t seed = 5) {
   return *GenerateLayer(spec, seed);
 }
 
-DpuTask Lower(const ConvLayer& layer, bool weights_sparse, bool input_sparse, bool se_table,
+DpuTask Lower(const NceLayer& layer, bool weights_sparse, bool input_sparse, bool se_table,
               const Target& t = Npu40()) {
   StorageOptions s;
   s.weights_sparse = weights_sparse;
@@ -101,7 +101,7 @@ void ExpectGatherRejected(const ActivationView& v, DType t, const std::vector<in
 
 // An SE source [h, w, c] of u8 and its gather through the identity (a pad of 0).
 struct SeFixture {
-  ConvLayer layer;  // virtual layer over the gather
+  NceLayer layer;  // virtual layer over the gather
   Tensor source;
   SourceLayout layout;
   SeGather gather;
@@ -124,7 +124,7 @@ StatusOr<DpuTask> LowerGather(const SeFixture& f, bool sparse = false) {
 // ---- Shapes, ranges, types ----
 
 TEST(ValidationTest, TensorShapesAndRanks) {
-  const ConvLayer layer = SmallLayer();
+  const NceLayer layer = SmallLayer();
   // Activations: [H, W, C] or [1, H, W, C].
   ActivationView v;
   v.tiles = {layer.input.bytes};
@@ -139,7 +139,7 @@ TEST(ValidationTest, TensorShapesAndRanks) {
   negative.shape = {-1, 1, 1, -16};
   EXPECT_REJECTS(simd::CompressWeights(negative, 0), "must have positive dimensions");
   // A layer's tensors must be the op's shapes and types, byte counts included.
-  ConvLayer bad = layer;
+  NceLayer bad = layer;
   bad.input.shape = {4, 4, 16};
   EXPECT_REJECTS(ValidateLayer(bad), "input: expected u8 [4, 4, 32]");
   EXPECT_REJECTS(LowerLayer(bad, {}, Npu40()), "input: expected u8 [4, 4, 32]");
@@ -164,30 +164,30 @@ TEST(ValidationTest, TensorShapesAndRanks) {
 }
 
 TEST(ValidationTest, GeometryRanges) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   struct Case {
-    void (*edit)(ConvGeometry&);
+    void (*edit)(NceGeometry&);
     const char* part;
   };
   const Case cases[] = {
-      {[](ConvGeometry& g) { g.h = 0; }, "h (input height) = 0: must be in [1, 16384]"},
-      {[](ConvGeometry& g) { g.w = 16385; }, "w (input width) = 16385"},
-      {[](ConvGeometry& g) { g.ky = 12; }, "ky (kernel height) = 12: must be in [1, 11]"},
-      {[](ConvGeometry& g) { g.kx = 0; }, "kx (kernel width) = 0"},
-      {[](ConvGeometry& g) { g.stride_y = 9; }, "stride_y = 9: must be in [1, 8]"},
-      {[](ConvGeometry& g) { g.stride_x = 0; }, "stride_x = 0"},
-      {[](ConvGeometry& g) { g.pad_top = 256; }, "pad_top = 256: must be in [0, 255]"},
-      {[](ConvGeometry& g) { g.pad_right = -1; }, "pad_right = -1"},
-      {[](ConvGeometry& g) { g.h = 1, g.ky = 5, g.pad_top = g.pad_bottom = 1; },
+      {[](NceGeometry& g) { g.h = 0; }, "h (input height) = 0: must be in [1, 16384]"},
+      {[](NceGeometry& g) { g.w = 16385; }, "w (input width) = 16385"},
+      {[](NceGeometry& g) { g.ky = 12; }, "ky (kernel height) = 12: must be in [1, 11]"},
+      {[](NceGeometry& g) { g.kx = 0; }, "kx (kernel width) = 0"},
+      {[](NceGeometry& g) { g.stride_y = 9; }, "stride_y = 9: must be in [1, 8]"},
+      {[](NceGeometry& g) { g.stride_x = 0; }, "stride_x = 0"},
+      {[](NceGeometry& g) { g.pad_top = 256; }, "pad_top = 256: must be in [0, 255]"},
+      {[](NceGeometry& g) { g.pad_right = -1; }, "pad_right = -1"},
+      {[](NceGeometry& g) { g.h = 1, g.ky = 5, g.pad_top = g.pad_bottom = 1; },
        "ky (kernel height) = 5: larger than the padded input height 3"},
-      {[](ConvGeometry& g) { g.h = kHuge; }, "h (input height) = "},
+      {[](NceGeometry& g) { g.h = kHuge; }, "h (input height) = "},
   };
   for (const Case& c : cases) {
-    ConvOp op = base.op;
+    NceOp op = base.op;
     c.edit(op.g);
     SCOPED_TRACE(c.part);
     EXPECT_REJECTS(ValidateOp(op), c.part);
-    ConvLayer layer = base;
+    NceLayer layer = base;
     layer.op = op;
     EXPECT_REJECTS(LowerLayer(layer, {}, Npu40()), c.part);
     EXPECT_REJECTS(PlanLayer(layer, Npu37(), {}), c.part);
@@ -201,20 +201,20 @@ TEST(ValidationTest, GeometryRanges) {
 // has C, K <= 8192 (VPU_DIMENSION_LIMIT); ValidateOp's wider layer limits are the runtime's,
 // which lowers pads through an SE pad gather (LowerLayerForDpu) and K as several invocations.
 TEST(ValidationTest, OneInvocationLimits) {
-  const ConvLayer base = SmallLayer();  // 3x3 kernel: pads up to 1
+  const NceLayer base = SmallLayer();  // 3x3 kernel: pads up to 1
   struct Case {
-    void (*edit)(ConvGeometry&);
+    void (*edit)(NceGeometry&);
     const char* part;
   };
   const Case cases[] = {
-      {[](ConvGeometry& g) { g.pad_top = 2; }, "pad_top = 2: one DPU invocation pads at most ky / 2 = 1"},
-      {[](ConvGeometry& g) { g.pad_bottom = 2; }, "pad_bottom = 2"},
-      {[](ConvGeometry& g) { g.pad_left = 2; }, "pad_left = 2: one DPU invocation pads at most kx / 2 = 1"},
-      {[](ConvGeometry& g) { g.pad_right = 3; }, "verifyPads"},
-      {[](ConvGeometry& g) { g.ky = 2, g.pad_top = 1, g.pad_bottom = 0; }, "pad_top = 1: one DPU invocation pads at most ky / 2 = 1"},
+      {[](NceGeometry& g) { g.pad_top = 2; }, "pad_top = 2: one DPU invocation pads at most ky / 2 = 1"},
+      {[](NceGeometry& g) { g.pad_bottom = 2; }, "pad_bottom = 2"},
+      {[](NceGeometry& g) { g.pad_left = 2; }, "pad_left = 2: one DPU invocation pads at most kx / 2 = 1"},
+      {[](NceGeometry& g) { g.pad_right = 3; }, "verifyPads"},
+      {[](NceGeometry& g) { g.ky = 2, g.pad_top = 1, g.pad_bottom = 0; }, "pad_top = 1: one DPU invocation pads at most ky / 2 = 1"},
   };
   for (const Case& c : cases) {
-    ConvOp op = base.op;
+    NceOp op = base.op;
     c.edit(op.g);
     SCOPED_TRACE(c.part);
     EXPECT_TRUE(ValidateOp(op).ok());
@@ -225,7 +225,7 @@ TEST(ValidationTest, OneInvocationLimits) {
       continue;
     }
     EXPECT_REJECTS(inv, c.part);
-    ConvLayer layer = base;
+    NceLayer layer = base;
     layer.op = op;
     layer.weights = Tensor(op.w_dtype, {op.g.k, op.g.ky, op.g.kx, op.g.c});
     EXPECT_REJECTS(LowerLayer(layer, {}, Npu40()), c.part);
@@ -237,7 +237,7 @@ TEST(ValidationTest, OneInvocationLimits) {
     EXPECT_FALSE(lowered.se_table.empty());
     EXPECT_TRUE(ValidateInvocation(lowered.op.g).ok());
   }
-  ConvOp wide = base.op;
+  NceOp wide = base.op;
   wide.g.c = 8208;
   EXPECT_TRUE(ValidateOp(wide).ok());
   EXPECT_REJECTS(ValidateInvocation(wide.g), "c (input channels) = 8208: must be at most 8192");
@@ -250,14 +250,14 @@ TEST(ValidationTest, OneInvocationLimits) {
   spec.h = spec.w = 1;
   spec.c = 8208;
   spec.k = 16;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(const ConvLayer ic, GenerateLayer(spec, 1));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(const NceLayer ic, GenerateLayer(spec, 1));
   EXPECT_REJECTS(PlanLayer(ic, Npu40(), {}), "c (input channels) = 8208: one DPU invocation reads at most 8192");
 }
 
 TEST(ValidationTest, ChannelsMultipleOf16) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   for (int64_t c : {20, 8, 16400}) {
-    ConvOp op = base.op;
+    NceOp op = base.op;
     op.g.c = c;
     EXPECT_REJECTS(ValidateOp(op), "c (input channels) = " + std::to_string(c));
     DpuTask task = Lower(base, false, false, false);
@@ -266,11 +266,11 @@ TEST(ValidationTest, ChannelsMultipleOf16) {
     op = base.op;
     op.g.k = c;
     EXPECT_REJECTS(ValidateOp(op), "k (output channels) = " + std::to_string(c));
-    ConvLayer layer = base;
+    NceLayer layer = base;
     layer.op = op;
     EXPECT_REJECTS(PlanLayer(layer, Npu40(), {}), "k (output channels)");
   }
-  EXPECT_REJECTS(ValidateOp([&] { ConvOp op = base.op; op.g.c = 40; return op; }()),
+  EXPECT_REJECTS(ValidateOp([&] { NceOp op = base.op; op.g.c = 40; return op; }()),
                  "c (input channels) = 40: must be a multiple of 16");
   // SE sources.
   SeSource src = *MakeSeSource(base.input, {}, false, 0);
@@ -280,8 +280,8 @@ TEST(ValidationTest, ChannelsMultipleOf16) {
 }
 
 TEST(ValidationTest, DTypes) {
-  const ConvLayer base = SmallLayer();
-  ConvOp op = base.op;
+  const NceLayer base = SmallLayer();
+  NceOp op = base.op;
   op.out_dtype = DType::kFP16;
   EXPECT_REJECTS(ValidateOp(op), "output dtype = fp16: integer input needs an output of u8, i8 or i32");
   op = base.op;
@@ -290,7 +290,7 @@ TEST(ValidationTest, DTypes) {
   op = base.op;
   op.in_dtype = DType::kI32;
   EXPECT_REJECTS(ValidateOp(op), "input dtype = i32: must be u8, i8, fp16 or bf16");
-  const ConvLayer fl = SmallLayer(DType::kFP16);
+  const NceLayer fl = SmallLayer(DType::kFP16);
   op = fl.op;
   op.w_dtype = DType::kBF16;
   EXPECT_REJECTS(ValidateOp(op), "weights dtype = bf16");
@@ -311,7 +311,7 @@ TEST(ValidationTest, DTypes) {
   EXPECT_REJECTS(CompressWeights(Tensor(DType::kI4, {1, 1, 1, 16}), 0),
                  "sub-byte weights are never sparsified");
   // An int4 host tensor holds one value per byte, in the type's range.
-  ConvLayer w4 = SmallLayer();
+  NceLayer w4 = SmallLayer();
   w4.op.w_dtype = DType::kI4;
   w4.op.w_zp = 0;
   w4.weights.dtype = DType::kI4;
@@ -331,21 +331,21 @@ TEST(ValidationTest, DTypes) {
 }
 
 TEST(ValidationTest, ZeroPointsInRange) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   struct Case {
-    void (*edit)(ConvOp&);
+    void (*edit)(NceOp&);
     const char* part;
   };
   const Case cases[] = {
-      {[](ConvOp& o) { o.in_zp = 256; }, "input zero_point = 256: must be in [0, 255]"},
-      {[](ConvOp& o) { o.in_zp = -1; }, "input zero_point = -1"},
-      {[](ConvOp& o) { o.w_zp = 128; }, "weights zero_point = 128: must be in [-128, 127]"},
-      {[](ConvOp& o) { o.ppe.out_zp = 300; }, "ppe.out_zero_point = 300: must be in [0, 255]"},
-      {[](ConvOp& o) { o.in_dtype = DType::kI8, o.in_zp = -129; }, "input zero_point = -129"},
+      {[](NceOp& o) { o.in_zp = 256; }, "input zero_point = 256: must be in [0, 255]"},
+      {[](NceOp& o) { o.in_zp = -1; }, "input zero_point = -1"},
+      {[](NceOp& o) { o.w_zp = 128; }, "weights zero_point = 128: must be in [-128, 127]"},
+      {[](NceOp& o) { o.ppe.out_zp = 300; }, "ppe.out_zero_point = 300: must be in [0, 255]"},
+      {[](NceOp& o) { o.in_dtype = DType::kI8, o.in_zp = -129; }, "input zero_point = -129"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.part);
-    ConvOp op = base.op;
+    NceOp op = base.op;
     c.edit(op);
     EXPECT_REJECTS(ValidateOp(op), c.part);
     DpuTask task = Lower(base, true, true, false);
@@ -353,9 +353,9 @@ TEST(ValidationTest, ZeroPointsInRange) {
     ExpectTaskRejected(task, c.part);
   }
   // Float types have no zero point.
-  const ConvLayer fl = SmallLayer(DType::kBF16);
+  const NceLayer fl = SmallLayer(DType::kBF16);
   for (int which = 0; which < 3; ++which) {
-    ConvOp op = fl.op;
+    NceOp op = fl.op;
     (which == 0 ? op.in_zp : which == 1 ? op.w_zp : op.ppe.out_zp) = 1;
     EXPECT_REJECTS(ValidateOp(op), "float types have no zero point");
   }
@@ -376,7 +376,7 @@ TEST(ValidationTest, ZeroPointsInRange) {
 }
 
 TEST(ValidationTest, PpeRanges) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   struct Case {
     void (*edit)(Ppe&);
     const char* part;
@@ -393,14 +393,14 @@ TEST(ValidationTest, PpeRanges) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.part);
-    ConvOp op = base.op;
+    NceOp op = base.op;
     c.edit(op.ppe);
     EXPECT_REJECTS(ValidateOp(op), c.part);
     DpuTask task = Lower(base, false, false, false);
     task.op = op;
     ExpectTaskRejected(task, c.part);
   }
-  ConvOp fl = SmallLayer(DType::kFP16).op;
+  NceOp fl = SmallLayer(DType::kFP16).op;
   fl.ppe.leaky_relu = true;
   fl.ppe.lrelu_alpha = std::numeric_limits<float>::infinity();
   EXPECT_REJECTS(ValidateOp(fl), "ppe.leaky_relu.alpha = inf: must be finite");
@@ -410,7 +410,7 @@ TEST(ValidationTest, PpeRanges) {
 }
 
 TEST(ValidationTest, QuantPerChannel) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   ChannelQuant q = base.quant;
   q.mult.pop_back();
   EXPECT_REJECTS(ValidateQuant(base.op, q), "quant: mult, shift and bias need one entry per output channel (k = 32)");
@@ -420,11 +420,11 @@ TEST(ValidationTest, QuantPerChannel) {
   q = base.quant;
   q.shift[0] = 64;
   EXPECT_REJECTS(ValidateQuant(base.op, q), "quant.shift[0] = 64: must be in [0, 63]");
-  ConvLayer layer = base;
+  NceLayer layer = base;
   layer.quant = q;
   EXPECT_REJECTS(LowerLayer(layer, {}, Npu40()), "quant.shift[0] = 64");
   EXPECT_REJECTS(PlanLayer(layer, Npu40(), {}), "quant.shift[0] = 64");
-  const ConvLayer fl = SmallLayer(DType::kFP16);
+  const NceLayer fl = SmallLayer(DType::kFP16);
   q = fl.quant;
   q.fbias.clear();
   EXPECT_REJECTS(ValidateQuant(fl.op, q), "quant: scale and bias need one entry per output channel");
@@ -441,7 +441,7 @@ TEST(ValidationTest, QuantPerChannel) {
 // ---- Weights in the hardware's formats ----
 
 TEST(ValidationTest, WeightTableSize) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   for (bool sparse : {false, true}) {
     DpuTask task = Lower(base, sparse, false, false);
     task.weight_table.resize(task.weight_table.size() - 16);
@@ -456,7 +456,7 @@ TEST(ValidationTest, WeightTableSize) {
 }
 
 TEST(ValidationTest, WeightTablePointersAligned) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   DpuTask task = Lower(base, true, false, false);
   task.weight_table[2 * 16] |= 8;  // channel 2 weight_ptr
   ExpectTaskRejected(task, "weight_table[2].weight_ptr = ");
@@ -468,7 +468,7 @@ TEST(ValidationTest, WeightTablePointersAligned) {
 }
 
 TEST(ValidationTest, WeightPointersInRange) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   // Dense channel past the weights buffer.
   DpuTask task = Lower(base, false, false, false);
   task.weights.resize(task.weights.size() - 1);
@@ -487,7 +487,7 @@ TEST(ValidationTest, WeightPointersInRange) {
 }
 
 TEST(ValidationTest, WeightMapPopcountMatchesPackedData) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   DpuTask task = Lower(base, true, false, false);
   // The last channel's map claims every weight present: more non-zeros than its packed run.
   const int64_t map_per_k = WeightMapBytesPerChannel(task.op.g);
@@ -499,7 +499,7 @@ TEST(ValidationTest, WeightMapPopcountMatchesPackedData) {
 }
 
 TEST(ValidationTest, WeightMapPaddingBits) {
-  const ConvLayer base = SmallLayer();  // 288 taps: 36 map bytes, padded to 48
+  const NceLayer base = SmallLayer();  // 288 taps: 36 map bytes, padded to 48
   DpuTask task = Lower(base, true, false, false);
   const int64_t map_per_k = WeightMapBytesPerChannel(task.op.g);
   ASSERT_EQ(map_per_k, 48);
@@ -509,7 +509,7 @@ TEST(ValidationTest, WeightMapPaddingBits) {
 }
 
 TEST(ValidationTest, WeightMapPresenceMatchesTable) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   DpuTask task = Lower(base, false, false, false);
   task.weight_map.assign(static_cast<size_t>(WeightMapBytes(task.op.g)), 0xFF);
   ExpectTaskRejected(task, "weight_table[0].sparsity_ptr: 0xFFFFFF (dense) but a weight map is given");
@@ -521,12 +521,12 @@ TEST(ValidationTest, WeightMapPresenceMatchesTable) {
 // ---- Activations, SE pointers ----
 
 TEST(ValidationTest, ActivationMapLengthAndPadding) {
-  const ConvLayer base = SmallLayer();  // 4x4x32 = 512 elements: 64 map bytes, no padding
+  const NceLayer base = SmallLayer();  // 4x4x32 = 512 elements: 64 map bytes, no padding
   LayerSpec spec;
   spec.h = spec.w = 3;
   spec.c = 16;
   spec.k = 16;
-  const ConvLayer odd = *GenerateLayer(spec, 3);  // 144 elements: 18 map bytes, padded to 32
+  const NceLayer odd = *GenerateLayer(spec, 3);  // 144 elements: 18 map bytes, padded to 32
   DpuTask task = Lower(base, false, true, false);
   task.input_map.pop_back();
   ExpectTaskRejected(task, "activations.map: 63 bytes, expected 64 (one bit per element of [4, 4, 32]");
@@ -545,7 +545,7 @@ TEST(ValidationTest, ActivationMapLengthAndPadding) {
 }
 
 TEST(ValidationTest, DenseInputLength) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   DpuTask task = Lower(base, false, false, false);
   task.input_tiles[0].resize(511);
   ExpectTaskRejected(task, "activations: data of 511 bytes, expected 512");
@@ -553,7 +553,7 @@ TEST(ValidationTest, DenseInputLength) {
 }
 
 TEST(ValidationTest, SeTableLength) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   DpuTask task = Lower(base, false, false, true);
   const size_t entries = task.se_table.size();
   task.se_table.pop_back();
@@ -565,7 +565,7 @@ TEST(ValidationTest, SeTableLength) {
 }
 
 TEST(ValidationTest, SePointerUnusedBits) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   DpuTask task = Lower(base, false, false, true);
   task.se_table[5] |= int32_t{1} << 31;
   ExpectTaskRejected(task, "se_table[5] = ");
@@ -576,7 +576,7 @@ TEST(ValidationTest, SePointerUnusedBits) {
 }
 
 TEST(ValidationTest, SePointerBasePtrBelowTileCount) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   DpuTask task = Lower(base, false, false, true);
   task.se_table[9] = *EncodeSePointer(0, 1);
   ExpectTaskRejected(task, "se_table[9]: BASE_PTR = 1 is beyond the tile count 1");
@@ -589,7 +589,7 @@ TEST(ValidationTest, SePointerBasePtrBelowTileCount) {
 }
 
 TEST(ValidationTest, SePointerInsideTheSource) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   DpuTask task = Lower(base, false, false, true);
   const int64_t tile = static_cast<int64_t>(task.input_tiles[0].size());
   ASSERT_EQ(task.input_se_size, 32);
@@ -624,7 +624,7 @@ TEST(ValidationTest, SePointerEncodingLimits) {
   // A source laid out beyond what DATA_PTR addresses.
   SourceLayout layout;
   layout.tiles = {{4, kSeMaxOffset}};
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   EXPECT_REJECTS(MakeSeSource(base.input, layout, false, 0).status().ok()
                      ? UpsampleNearestGather(*MakeSeSource(base.input, layout, false, 0), Npu40(), 0, 1, 1)
                      : StatusOr<SeGather>(InvalidArgument("")),
@@ -648,7 +648,7 @@ TEST(ValidationTest, SeSizeRules) {
   EXPECT_REJECTS(CheckSeSize(Npu40(), 0, "se"), "se = 0");
   EXPECT_REJECTS(CheckSeSize(Npu37(), 48, "se"), "se = 48 on NPU37XX: this target needs a power-of-two");
   EXPECT_TRUE(CheckSeSize(Npu40(), 48, "se").ok());
-  const ConvLayer base = SmallLayer();  // C = K = 32
+  const NceLayer base = SmallLayer();  // C = K = 32
   StorageOptions s;
   s.input_sparse = true;
   s.input_se_size = 48;
@@ -692,7 +692,7 @@ TEST(ValidationTest, TileCountsAndSourceLayout) {
   none.se_size = 16;
   ExpectGatherRejected(none, DType::kU8, {4, 4, 32}, "activations: no tile buffers given");
   // SE source layouts.
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   auto upsample = [&](const SourceLayout& layout) -> StatusOr<SeGather> {
     DPUEMU_ASSIGN_OR_RETURN(const SeSource src, MakeSeSource(base.input, layout, false, 0));
     return UpsampleNearestGather(src, Npu37(), 0, 2, 2);
@@ -713,7 +713,7 @@ TEST(ValidationTest, TileCountsAndSourceLayout) {
 
 TEST(ValidationTest, SizeProductsBoundedBeforeUse) {
   // Ops: elements of the input and of the weights.
-  ConvOp op = SmallLayer().op;
+  NceOp op = SmallLayer().op;
   op.g.h = 8192;
   op.g.w = 16384;
   op.g.c = 16;
@@ -752,14 +752,14 @@ TEST(ValidationTest, SizeProductsBoundedBeforeUse) {
   TransposedConv tc;
   tc.ky = tc.kx = 3;
   SeGather zi = *ZeroInsertGather(src, Npu40(), 16, tc);
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   zi.source_h = kHuge;
   tc.stride_y = 4;  // (H - 1) * 4 would overflow
   EXPECT_REJECTS(TransposedConvAsZMConv(tc, zi, base.op, base.quant, base.weights), "gather.source_h = ");
   tc.stride_y = 16384;
   EXPECT_REJECTS(ZeroInsertGather(src, Npu40(), 16, tc), "transposed: virtual height (H - 1) * stride_y");
   // A dilated plan must place every phase's outputs inside the output.
-  ConvLayer layer = SmallLayer();
+  NceLayer layer = SmallLayer();
   layer.op.g.pad_top = layer.op.g.pad_bottom = layer.op.g.pad_left = layer.op.g.pad_right = 2;
   DilatedPlan plan;
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Tensor out,
@@ -848,13 +848,13 @@ bool SameTask(const DpuTask& a, const DpuTask& b) {
 TEST(ValidationTest, CallersDataIsNotModified) {
   for (bool fail : {false, true}) {
     SCOPED_TRACE(fail ? "failing calls" : "succeeding calls");
-    ConvLayer layer = SmallLayer();
+    NceLayer layer = SmallLayer();
     DpuTask task = Lower(layer, true, true, true);
     if (fail) {
       task.weight_table.resize(task.weight_table.size() - 16);
       layer.quant.mult.pop_back();
     }
-    const ConvLayer layer_copy = layer;
+    const NceLayer layer_copy = layer;
     const DpuTask task_copy = task;
     EXPECT_EQ(RunReference(task, Npu40()).ok(), !fail);
     EXPECT_EQ(RunZMConv(task, Npu40()).ok(), !fail);
@@ -878,8 +878,8 @@ TEST(ValidationTest, I32OutputRules) {
   spec.h = spec.w = 3;
   spec.c = spec.k = 16;
   spec.out_dtype = DType::kI32;
-  const ConvLayer layer = *GenerateLayer(spec, 1);
-  ConvOp op = layer.op;
+  const NceLayer layer = *GenerateLayer(spec, 1);
+  NceOp op = layer.op;
   op.ppe.out_zp = 3;
   EXPECT_REJECTS(ValidateOp(op), "ppe: output dtype i32 is acc + bias with no PPE");
   op = layer.op;
@@ -901,7 +901,7 @@ TEST(ValidationTest, I32OutputRules) {
 // ---- Kernels and runtime ----
 
 TEST(ValidationTest, PreparedWeightsMatchTheTask) {
-  const ConvLayer base = SmallLayer();
+  const NceLayer base = SmallLayer();
   const DpuTask task = Lower(base, true, false, false);
   DPUEMU_ASSERT_OK_AND_ASSIGN(const PreparedWeights prepared, PreparedWeights::Create(task, Npu40()));
   DpuTask other = task;
@@ -915,7 +915,7 @@ TEST(ValidationTest, PreparedWeightsMatchTheTask) {
 }
 
 TEST(ValidationTest, ForcedKernelThatWouldChangeTheResult) {
-  ConvLayer layer = SmallLayer(DType::kFP16);
+  NceLayer layer = SmallLayer(DType::kFP16);
   StoreFloat(DType::kFP16, layer.input.bytes.data(), 0, std::numeric_limits<float>::infinity());
   const DpuTask task = Lower(layer, false, false, false);  // dense weights: the dense kernel's
   KernelOptions forced;
@@ -927,12 +927,12 @@ TEST(ValidationTest, ForcedKernelThatWouldChangeTheResult) {
 }
 
 TEST(ValidationTest, PlanMatchesTheLayerAndCoversItOnce) {
-  const ConvLayer layer = SmallLayer();
+  const NceLayer layer = SmallLayer();
   DPUEMU_ASSERT_OK_AND_ASSIGN(const Plan plan, PlanLayer(layer, Npu40(), {}));
   RunOptions ro;
   ro.threads = 1;
   EXPECT_REJECTS(RunLayer(layer, plan, Npu37(), ro), "plan: made for NPU40XX, running on NPU37XX");
-  ConvLayer other = SmallLayer();
+  NceLayer other = SmallLayer();
   other.op.in_zp = (other.op.in_zp + 1) % 256;
   EXPECT_REJECTS(RunLayer(other, plan, Npu40(), ro), "plan: made for a layer with in_zp = ");
   EXPECT_REJECTS(RunLayer(layer, Plan{}, Npu40(), ro), "plan: empty");
@@ -953,7 +953,7 @@ TEST(ValidationTest, PlanMatchesTheLayerAndCoversItOnce) {
 }
 
 TEST(ValidationTest, PlanOptionRanges) {
-  const ConvLayer layer = SmallLayer();
+  const NceLayer layer = SmallLayer();
   PlanOptions po;
   po.tiles = 3;
   EXPECT_REJECTS(PlanLayer(layer, Npu37(), po), "tiles = 3: must be in [0, 2] on NPU37XX");
@@ -971,7 +971,7 @@ TEST(ValidationTest, PlanOptionRanges) {
 }
 
 TEST(ValidationTest, SliceRanges) {
-  const ConvLayer layer = SmallLayer();
+  const NceLayer layer = SmallLayer();
   EXPECT_REJECTS(SliceLayer(layer, 8, 32, 0, 2), "slice: channels [8, 32)");
   EXPECT_REJECTS(SliceLayer(layer, 0, 20, 0, 2), "both multiples of 16");
   EXPECT_REJECTS(SliceLayer(layer, 32, 48, 0, 2), "need 0 <= k_begin < K = 32");

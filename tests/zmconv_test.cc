@@ -67,7 +67,7 @@ std::vector<std::string> AvailableIntTiers() {
 // Runs `layer` in `storage` through the reference and through RunZMConv with each kernel and each
 // integer tier in `isas`, on the currently selected Highway target, and compares the dense
 // outputs byte for byte.
-void ExpectSameAsReference(const ConvLayer& layer, const StorageOptions& storage, const Target& target,
+void ExpectSameAsReference(const NceLayer& layer, const StorageOptions& storage, const Target& target,
                            const std::vector<std::string>& isas = {"highway"}) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref_out, RunReference(task, target));
@@ -134,7 +134,7 @@ TEST(ZMConvTest, GeneratedLayersMatchReferenceOnEveryTarget) {
       spec.weight_sparsity = sparsities[rng.Int(0, 3)];
       spec.input_sparsity = sparsities[rng.Int(0, 2)];
       spec.leaky_relu = rng.Bernoulli(0.5);
-      DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, seed));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, seed));
       if (rng.Bernoulli(0.3) && types.out != DType::kI32) {
         layer.op.ppe.clamp_lo = IsFloat(types.out) ? -0.5 : static_cast<double>(layer.op.ppe.out_zp - 20);
         layer.op.ppe.clamp_hi = IsFloat(types.out) ? 1.25 : static_cast<double>(layer.op.ppe.out_zp + 30);
@@ -186,7 +186,7 @@ TEST(ZMConvTest, GeneratedIntegerLayersMatchReferenceOnEveryTier) {
     spec.weight_sparsity = sparsities[rng.Int(0, 3)];
     spec.input_sparsity = sparsities[rng.Int(0, 2)];
     spec.leaky_relu = rng.Bernoulli(0.5);
-    DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, seed));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, seed));
     // Extreme zero points: the ends of the types' ranges, or 128 for u8 weights (w - w_zp fits i8).
     if (rng.Bernoulli(0.5)) {
       const bool xs = spec.in_dtype == DType::kI8;
@@ -228,7 +228,7 @@ TEST(ZMConvTest, ForcedTiersAreCheckedAndReported) {
   spec.name = "tier";
   spec.h = spec.w = 4;
   spec.c = spec.k = 16;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 5));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 5));
   const Target& target = GetTarget(TargetId::kNPU40XX);
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, {}, target));
   KernelOptions opts;
@@ -275,7 +275,7 @@ TEST(ZMConvTest, LargeTapCountsFlushIntegerAccumulatorsExactly) {
     spec.w_dtype = DType::kU8;
     spec.out_dtype = DType::kI32;
     spec.weight_sparsity = 0.3;
-    DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 99));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 99));
     layer.op.in_zp = 0;
     layer.op.w_zp = 255;  // every weight - zp in [-255, 0]
     for (auto& b : layer.input.bytes) b = 255;
@@ -304,7 +304,7 @@ TEST(ZMConvTest, WideRowsAndLargeLeakySumsMatchReference) {
         spec.w_dtype = out == DType::kFP16 ? DType::kFP16 : DType::kI8;
         spec.out_dtype = out;
         spec.leaky_relu = out != DType::kFP16;
-        DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 131 + k));
+        DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 131 + k));
         ExpectSameAsReference(layer, StorageOptions{}, GetTarget(TargetId::kNPU40XX), AvailableIntTiers());
         if (::testing::Test::HasFatalFailure()) return;
       }
@@ -322,7 +322,7 @@ TEST(ZMConvTest, WideRowsAndLargeLeakySumsMatchReference) {
       spec.w_dtype = DType::kI8;
       spec.out_dtype = out;
       spec.leaky_relu = true;
-      DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 185));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 185));
       for (auto& b : layer.input.bytes) b = static_cast<uint8_t>(layer.op.in_zp);  // acc = 0
       layer.op.ppe.lrelu_mult = 1341;
       layer.op.ppe.lrelu_shift = 7;
@@ -363,7 +363,7 @@ TEST(ZMConvTest, LayersIgnoreTheCallersFloatingPointEnvironment) {
       spec.out_dtype = out;
       spec.leaky_relu = out == DType::kU8 || out == DType::kI8;
       spec.weight_sparsity = 0.5;
-      DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 4242));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 4242));
       if (IsFloat(out)) {
         // Subnormal fp16/bf16 inputs (which DAZ would read as 0) and inexact sums.
         for (size_t i = 0; i + 1 < layer.input.bytes.size(); i += 14) {
@@ -412,7 +412,7 @@ TEST(ZMConvTest, InfInputKeepsTheStorageSemantics) {
   spec.in_dtype = spec.w_dtype = DType::kFP16;
   spec.out_dtype = DType::kFP32;
   spec.weight_sparsity = 0.5;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 5));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 5));
   StoreFloat(DType::kFP16, layer.input.bytes.data(), 3, std::numeric_limits<float>::infinity());
   const Target& target = GetTarget(TargetId::kNPU40XX);
   for (bool sparse : {false, true}) {
@@ -446,7 +446,7 @@ TEST(ZMConvTest, AutoChoiceFollowsDensity) {
     LayerSpec spec = *StandardLayer("r50_3x3_14");
     spec.h = spec.w = 4;
     spec.weight_sparsity = sparsity;
-    DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 3));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 3));
     StorageOptions storage;
     storage.weights_sparse = true;
     DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
@@ -474,7 +474,7 @@ TEST(ZMConvTest, RejectsMalformedTasksLikeTheReference) {
   LayerSpec spec = *StandardLayer("r50_3x3_14");
   spec.h = spec.w = 4;
   spec.weight_sparsity = 0.5;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 4));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 4));
   const Target& target = GetTarget(TargetId::kNPU37XX);
   StorageOptions storage;
   storage.weights_sparse = true;
@@ -501,14 +501,14 @@ TEST(ZMConvTest, PreparedWeightsAreReusedAndChecked) {
   spec.h = spec.w = 5;
   spec.weight_sparsity = 0.8;
   const Target& target = GetTarget(TargetId::kNPU40XX);
-  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 11));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 11));
   StorageOptions storage;
   storage.weights_sparse = true;
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
   DPUEMU_ASSERT_OK_AND_ASSIGN(PreparedWeights prepared, PreparedWeights::Create(task, target));
   EXPECT_NEAR(prepared.weight_density(), 0.2, 0.05);
   // A second input through the same prepared weights.
-  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer other, GenerateLayer(spec, 12));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer other, GenerateLayer(spec, 12));
   other.weights = layer.weights;
   other.quant = layer.quant;
   other.op = layer.op;
@@ -546,7 +546,7 @@ TEST(ZMConvTest, EveryHalfInputPatternConvertsLikeTheReference) {
   spec.c = spec.k = 16;
   spec.in_dtype = spec.w_dtype = DType::kFP16;
   spec.out_dtype = DType::kFP32;
-  DPUEMU_ASSERT_OK_AND_ASSIGN(ConvLayer layer, GenerateLayer(spec, 1));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 1));
   for (int64_t i = 0; i < 65536; ++i) {
     const uint16_t h = static_cast<uint16_t>(i);
     std::memcpy(layer.input.bytes.data() + 2 * i, &h, 2);

@@ -12,8 +12,8 @@ namespace dpuemu {
 StatusOr<DpuOutput> RunReference(const DpuTask& task, const Target& target) {
   const ScopedDpuFpEnv fp_env;
   DPUEMU_RETURN_IF_ERROR(ValidateTask(task, target));
-  const ConvOp& op = task.op;
-  const ConvGeometry& g = op.g;
+  const NceOp& op = task.op;
+  const NceGeometry& g = op.g;
   const bool integer = IsIntegerPath(op);
 
   // The input as the DPU reads it: through SE pointers (or in place), map-0 elements = zero point.

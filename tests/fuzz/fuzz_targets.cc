@@ -144,7 +144,7 @@ void Mutate(FuzzReader& in, std::vector<std::vector<uint8_t>*> buffers) {
 // ---- weights ----
 
 void CheckDecompress(const std::vector<uint8_t>& data, const std::vector<uint8_t>& map,
-                     const std::vector<uint8_t>& table, const ConvGeometry& g, DType dtype,
+                     const std::vector<uint8_t>& table, const NceGeometry& g, DType dtype,
                      int32_t zp, const Tensor* expect) {
   const StatusOr<Tensor> s = DecompressWeights(data, map, table, g, dtype, zp);
   ForEachSimdTarget([&] {
@@ -169,7 +169,7 @@ int FuzzWeights(const uint8_t* bytes, size_t size) {
   const bool encode = in.U8() & 1;
   const DType dtype = TakeDType(in);
   const int32_t zp = TakeZeroPoint(in, dtype);
-  ConvGeometry g;
+  NceGeometry g;
   g.k = in.Dim();
   g.ky = in.Dim();
   g.kx = in.Dim();
@@ -486,7 +486,7 @@ int FuzzSpec(const uint8_t* bytes, size_t size) {
   ref.reference = true;
   std::vector<Tensor> outputs;
   for (size_t i = 0; i < plans->size(); ++i) {
-    const ConvLayer& layer = DpuLayer(*spec, i);
+    const NceLayer& layer = DpuLayer(*spec, i);
     const StatusOr<RunResult> a = RunLayer(layer, (*plans)[i], *spec->target, fast);
     const StatusOr<RunResult> b = RunLayer(layer, (*plans)[i], *spec->target, ref);
     if (!a.ok() || !b.ok()) {

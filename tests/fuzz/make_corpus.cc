@@ -85,7 +85,7 @@ void WeightsRaw(const std::string& name, DType t, int32_t zp, int64_t k, int64_t
     entries[i].sparsity_ptr = cw.map_offset[i];
   }
   std::vector<uint8_t> table = EncodeWeightTable(entries);
-  ConvGeometry g;
+  NceGeometry g;
   g.k = k, g.ky = ky, g.kx = kx, g.c = c;
   edit(g, cw.data, cw.map, table);
   FuzzWriter f;
@@ -109,31 +109,31 @@ void Weights() {
   // Empty weights compress to nothing and are refused by the decoder (found by fuzzing).
   WeightsEncode("encode-empty-kx0-c0", DType::kU8, 0, 2, 16, 0, 0);
   WeightsEncode("encode-huge-shape", DType::kI8, 0, int64_t{1} << 40, 3, 3, 16);
-  auto none = [](ConvGeometry&, Buf&, Buf&, Buf&) {};
+  auto none = [](NceGeometry&, Buf&, Buf&, Buf&) {};
   WeightsRaw("raw-i8-valid", DType::kI8, 1, 4, 1, 1, 32, none);
   WeightsRaw("raw-fp16-valid", DType::kFP16, 0, 2, 3, 3, 16, none);
-  WeightsRaw("raw-dense-channel", DType::kI8, 0, 2, 1, 1, 16, [](ConvGeometry&, Buf& d, Buf&, Buf& t) {
+  WeightsRaw("raw-dense-channel", DType::kI8, 0, 2, 1, 1, 16, [](NceGeometry&, Buf& d, Buf&, Buf& t) {
     d.assign(32, 5);  // channel 0 dense at 0, channel 1 dense at 16
     t[4] = t[5] = t[6] = 0xFF;
     t[20] = t[21] = t[22] = 0xFF;
     t[16] = 16;
   });
   WeightsRaw("raw-misaligned-pointer", DType::kI8, 0, 2, 1, 1, 16,
-             [](ConvGeometry&, Buf&, Buf&, Buf& t) { t[16] = 8; });
+             [](NceGeometry&, Buf&, Buf&, Buf& t) { t[16] = 8; });
   WeightsRaw("raw-map-padding-bit", DType::kU8, 0, 1, 1, 1, 16,
-             [](ConvGeometry&, Buf&, Buf& m, Buf&) { m[3] = 1; });
+             [](NceGeometry&, Buf&, Buf& m, Buf&) { m[3] = 1; });
   WeightsRaw("raw-data-truncated", DType::kI8, 0, 2, 1, 1, 32,
-             [](ConvGeometry&, Buf& d, Buf&, Buf&) { d.resize(d.size() / 2); });
+             [](NceGeometry&, Buf& d, Buf&, Buf&) { d.resize(d.size() / 2); });
   WeightsRaw("raw-map-pointer-past-end", DType::kI8, 0, 2, 1, 1, 32,
-             [](ConvGeometry&, Buf&, Buf&, Buf& t) { t[20] = 0x40; });
+             [](NceGeometry&, Buf&, Buf&, Buf& t) { t[20] = 0x40; });
   WeightsRaw("raw-table-short", DType::kI8, 0, 2, 1, 1, 16,
-             [](ConvGeometry&, Buf&, Buf&, Buf& t) { t.resize(24); });
+             [](NceGeometry&, Buf&, Buf&, Buf& t) { t.resize(24); });
   WeightsRaw("raw-k-zero", DType::kI8, 0, 1, 1, 1, 16,
-             [](ConvGeometry& g, Buf&, Buf&, Buf& t) { g.k = 0; t.clear(); });
+             [](NceGeometry& g, Buf&, Buf&, Buf& t) { g.k = 0; t.clear(); });
   WeightsRaw("raw-huge-c", DType::kU8, 0, 1, 1, 1, 16,
-             [](ConvGeometry& g, Buf&, Buf&, Buf&) { g.c = int64_t{1} << 40; });
+             [](NceGeometry& g, Buf&, Buf&, Buf&) { g.c = int64_t{1} << 40; });
   WeightsRaw("raw-negative-ky", DType::kU8, 0, 1, 1, 1, 16,
-             [](ConvGeometry& g, Buf&, Buf&, Buf&) { g.ky = -1; });
+             [](NceGeometry& g, Buf&, Buf&, Buf&) { g.ky = -1; });
 }
 
 // ---- activations ----
