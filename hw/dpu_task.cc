@@ -7,6 +7,9 @@ namespace {
 std::string Str(int64_t v) { return std::to_string(v); }
 }  // namespace
 
+Status LowerPpeRegisters(const NceLayer& layer, DpuTask& task);
+Status LowerDwWeights(const NceLayer& layer, DpuTask& task);
+
 ActivationView DpuTask::input_view() const {
   ActivationView v;
   for (const auto& t : input_tiles) v.tiles.emplace_back(t);
@@ -26,6 +29,19 @@ int64_t DefaultSeSize(const Target& t, int64_t channels, DType in_dtype) {
   return 16;
 }
 
+// The PPE registers of a kind without a weight table: one requantisation for every channel.
+Status LowerPpeRegisters(const NceLayer& layer, DpuTask& task) {
+  (void)layer;
+  (void)task;
+  return Unimplemented(std::string(NceKindName(layer.op.kind)) + ": not lowered yet");
+}
+
+// Depthwise weights and their weight table.
+Status LowerDwWeights(const NceLayer& layer, DpuTask& task) {
+  (void)task;
+  return Unimplemented(std::string(NceKindName(layer.op.kind)) + ": not lowered yet");
+}
+
 StatusOr<DpuTask> LowerLayer(const NceLayer& layer, const StorageOptions& opts, const Target& t) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
   DPUEMU_RETURN_IF_ERROR(ValidateInvocation(layer.op.g));
@@ -34,9 +50,20 @@ StatusOr<DpuTask> LowerLayer(const NceLayer& layer, const StorageOptions& opts, 
   DpuTask task;
   task.op = op;
 
-  // Weights and table.
+  const SparsitySupport sup = SupportedSparsity(op, t);
+  if ((opts.weights_sparse && !sup.weights) || ((opts.input_sparse || opts.input_se_table) &&
+                                                !sup.input) || (opts.output_sparse && !sup.output)) {
+    return InvalidArgument(std::string("sparsity: ") + NceKindName(op.kind) + " " + sup.rule);
+  }
+  if (!HasWeights(op.kind)) {
+    DPUEMU_RETURN_IF_ERROR(LowerPpeRegisters(layer, task));
+  } else if (op.kind == NceKind::kDwConv) {
+    DPUEMU_RETURN_IF_ERROR(LowerDwWeights(layer, task));
+  }
+  if (op.kind == NceKind::kEltwise) task.input2 = layer.input2.bytes;
   std::vector<uint32_t> wptr, sptr;
-  if (opts.weights_sparse) {
+  if (op.kind != NceKind::kConv) {
+  } else if (opts.weights_sparse) {
     CompressedWeights cw;
     DPUEMU_ASSIGN_OR_RETURN(cw, CompressWeights(layer.weights, op.w_zp));
     task.weights = std::move(cw.data);
@@ -49,9 +76,11 @@ StatusOr<DpuTask> LowerLayer(const NceLayer& layer, const StorageOptions& opts, 
       wptr.push_back(static_cast<uint32_t>(k * DenseWeightSetBytes(op.w_dtype, g.taps())));
     }
   }
-  std::vector<WeightTableEntry> table;
-  DPUEMU_ASSIGN_OR_RETURN(table, MakeWeightTable(op, layer.quant, wptr, sptr));
-  task.weight_table = EncodeWeightTable(table);
+  if (op.kind == NceKind::kConv) {
+    std::vector<WeightTableEntry> table;
+    DPUEMU_ASSIGN_OR_RETURN(table, MakeWeightTable(op, layer.quant, wptr, sptr));
+    task.weight_table = EncodeWeightTable(table);
+  }
 
   // Input. SE pointers need the sparse storage format, dense or not (an all-ones map).
   task.input_se_size =
@@ -112,6 +141,28 @@ Status ValidateTask(const DpuTask& task, const Target& t) {
   if (task.input_tiles.empty() || static_cast<int64_t>(task.input_tiles.size()) > t.tiles) {
     return InvalidArgument("input_tiles: " + Str(task.input_tiles.size()) + " tile buffers, " +
                            t.name + " has " + Str(t.tiles) + " tiles");
+  }
+  const SparsitySupport sup = SupportedSparsity(op, t);
+  if ((task.weights_sparse() && !sup.weights) || (!task.input_map.empty() && !sup.input) ||
+      (task.output_sparse && !sup.output)) {
+    return InvalidArgument(std::string("sparsity: ") + NceKindName(op.kind) + " " + sup.rule);
+  }
+  if (op.kind == NceKind::kEltwise) {
+    const int64_t want = g.h * g.w * g.c * DTypeBytes(op.eltwise.in2_dtype);
+    if (static_cast<int64_t>(task.input2.size()) != want) {
+      return InvalidArgument("input2: " + Str(task.input2.size()) + " bytes, the eltwise's second "
+                             "input [H, W, C] needs " + Str(want));
+    }
+  } else if (!task.input2.empty()) {
+    return InvalidArgument(std::string("input2: only eltwise has a second input (op is ") +
+                           NceKindName(op.kind) + ")");
+  }
+  if (task.weight_table.empty()) {
+    if (op.kind == NceKind::kConv || op.kind == NceKind::kDwConv) {
+      return InvalidArgument(std::string("weight_table: ") + NceKindName(op.kind) +
+                             " needs a weight table (16 bytes per output channel)");
+    }
+    return OkStatus();
   }
   std::vector<WeightTableEntry> table;
   DPUEMU_ASSIGN_OR_RETURN(table, DecodeWeightTable(task.weight_table, g.k));

@@ -1,7 +1,7 @@
-// A DpuTask is one ZMConv invocation as the DPU sees it: the op's registers plus every buffer in
-// the hardware's memory formats (weights, weight map, weight table, input data per tile, input
-// map, SE table). LowerLayer builds one from a dense NceLayer; the reference and the fast
-// kernels run it; the CLI writes it out as the golden set.
+// A DpuTask is one DPU invocation (of any NceKind) as the DPU sees it: the op's registers plus
+// every buffer in the hardware's memory formats (weights, weight map, weight table, input data
+// per tile, input map, SE table, the eltwise's second input). LowerLayer builds one from a dense
+// NceLayer; the reference and the fast kernels run it; the CLI writes it out as the golden set.
 #ifndef DPUEMU_HW_DPU_TASK_H_
 #define DPUEMU_HW_DPU_TASK_H_
 
@@ -36,6 +36,13 @@ struct DpuTask {
   int64_t input_se_size = 0;
   bool output_sparse = false;
   int64_t output_se_size = 0;
+  std::vector<uint8_t> input2;        // eltwise: the second input, dense [H, W, C]
+  // Kinds without a weight table (weight_table empty) requantise every channel alike with the
+  // PPE's registers (the compiler's PPE attribute: quant mult / shift, bias, float scale).
+  struct PpeRegisters {
+    int32_t mult = 1, shift = 0, bias = 0;  // integer path
+    float scale = 1.0f, fbias = 0.0f;       // float path
+  } ppe_regs;
 
   ActivationView input_view() const;
   bool weights_sparse() const { return !weight_map.empty(); }

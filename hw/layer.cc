@@ -11,6 +11,96 @@ std::string Str(int64_t v) { return std::to_string(v); }
 
 }  // namespace
 
+const char* NceKindName(NceKind k) {
+  switch (k) {
+    case NceKind::kConv: return "conv";
+    case NceKind::kDwConv: return "dwconv";
+    case NceKind::kMaxPool: return "maxpool";
+    case NceKind::kAvgPool: return "avgpool";
+    case NceKind::kEltwise: return "eltwise";
+  }
+  return "?";
+}
+
+StatusOr<NceKind> ParseNceKind(const std::string& name) {
+  for (NceKind k : {NceKind::kConv, NceKind::kDwConv, NceKind::kMaxPool, NceKind::kAvgPool,
+                    NceKind::kEltwise}) {
+    if (name == NceKindName(k)) return k;
+  }
+  return InvalidArgument("op = \"" + name +
+                         "\": must be conv, dwconv, maxpool, avgpool or eltwise");
+}
+
+bool IsChannelwise(NceKind k) { return k != NceKind::kConv; }
+bool HasWeights(NceKind k) { return k == NceKind::kConv || k == NceKind::kDwConv; }
+
+const char* EltwiseTypeName(EltwiseType t) {
+  switch (t) {
+    case EltwiseType::kAdd: return "add";
+    case EltwiseType::kSub: return "sub";
+    case EltwiseType::kMult: return "mult";
+  }
+  return "?";
+}
+
+StatusOr<EltwiseType> ParseEltwiseType(const std::string& name) {
+  for (EltwiseType t : {EltwiseType::kAdd, EltwiseType::kSub, EltwiseType::kMult}) {
+    if (name == EltwiseTypeName(t)) return t;
+  }
+  return InvalidArgument("eltwise.type = \"" + name + "\": must be add, sub or mult");
+}
+
+int64_t NceOp::weight_taps() const {
+  switch (kind) {
+    case NceKind::kConv: return g.taps();
+    case NceKind::kDwConv: return g.ky * g.kx;
+    default: return 0;
+  }
+}
+
+int64_t NceOp::taps_per_output() const {
+  switch (kind) {
+    case NceKind::kConv: return g.taps();
+    case NceKind::kEltwise: return 2;
+    default: return g.ky * g.kx;
+  }
+}
+
+SparsitySupport SupportedSparsity(const NceOp& op, const Target& t) {
+  SparsitySupport s;
+  s.output = true;  // every NCE op; super-dense outputs (not NHWC) would lose it
+  const std::string src = std::string("on ") + t.name + " (";
+  switch (op.kind) {
+    case NceKind::kConv:
+      if (op.g.c < 16) {
+        s.rule = src + "NCECompressConvolutionOp::sparsitySupport, nce_compress_convolution.cpp): "
+                       "the compressed convolution (C < 16) supports sparse output only";
+      } else {
+        s.input = s.weights = true;
+        s.rule = src + "NCEConvolutionOp::sparsitySupport, nce_convolution.cpp): "
+                       "FULLY_SUPPORTED_SPARSITY_MODE (input, weights, output)";
+      }
+      break;
+    case NceKind::kDwConv:
+      s.rule = src + "NCEDepthConvolutionOp::sparsitySupport, nce_depth_convolution.cpp): "
+                     "depthwise convolution supports sparse output only";
+      break;
+    case NceKind::kMaxPool:
+      s.rule = src + "NCEMaxPoolOp::sparsitySupport, nce_max_pool.cpp): "
+                     "max pooling supports sparse output only";
+      break;
+    case NceKind::kAvgPool:
+      s.rule = src + "NCEAveragePoolOp::sparsitySupport, nce_average_pool.cpp): "
+                     "average pooling supports sparse output only";
+      break;
+    case NceKind::kEltwise:
+      s.rule = src + "NCEEltwiseOp::sparsitySupport, nce_eltwise.cpp): eltwise supports sparse "
+                     "output only (input sparsity waits on SE alignment of both inputs, E#66913)";
+      break;
+  }
+  return s;
+}
+
 bool IsIntegerWeights(DType t) {
   return t == DType::kU8 || t == DType::kI8 || t == DType::kI4 || t == DType::kU4;
 }
@@ -78,6 +168,18 @@ Status ValidateOp(const NceOp& op) {
   const NceGeometry& g = op.g;
   DPUEMU_RETURN_IF_ERROR(ValidateDims(g));
   DPUEMU_RETURN_IF_ERROR(ValidateWindow(g));
+  const std::string kind = NceKindName(op.kind);
+  if (IsChannelwise(op.kind) && g.k != g.c) {
+    return InvalidArgument("k (output channels) = " + Str(g.k) + ": " + kind +
+                           " computes one output channel per input channel, so k must equal c = " +
+                           Str(g.c));
+  }
+  if (op.kind == NceKind::kEltwise &&
+      (g.ky != 1 || g.kx != 1 || g.stride_y != 1 || g.stride_x != 1 || g.pad_top != 0 ||
+       g.pad_bottom != 0 || g.pad_left != 0 || g.pad_right != 0)) {
+    return InvalidArgument("eltwise: combines two inputs pixel by pixel: kernel must be 1x1, "
+                           "stride 1 and pads 0");
+  }
   if (g.h + g.pad_top + g.pad_bottom < g.ky) {
     return InvalidArgument("ky (kernel height) = " + Str(g.ky) +
                            ": larger than the padded input height " +
@@ -98,7 +200,7 @@ Status ValidateOp(const NceOp& op) {
   // Float activations take weights of their own type, or integer weights (weight-only
   // quantisation, the compiler's BiasFuncForI8Weights and I4WeightsConvToNCE LIT tests in
   // tests/lit/NPU/conversion/passes/IE2VPU/convert_IE_to_VPU_NCE_37XX_40XX.mlir, both targets).
-  if (int_in ? !int_w : !(int_w || op.w_dtype == op.in_dtype)) {
+  if (HasWeights(op.kind) && (int_in ? !int_w : !(int_w || op.w_dtype == op.in_dtype))) {
     return InvalidArgument(std::string("weights dtype = ") + DTypeName(op.w_dtype) +
                            ": must be i8, u8, i4 or u4 with integer input; the input's float "
                            "type, i8, u8, i4 or u4 with float input (input is " +
@@ -111,8 +213,10 @@ Status ValidateOp(const NceOp& op) {
     }
     DPUEMU_RETURN_IF_ERROR(CheckRange("input zero_point", op.in_zp, DTypeMin(op.in_dtype),
                                       DTypeMax(op.in_dtype)));
-    DPUEMU_RETURN_IF_ERROR(CheckRange("weights zero_point", op.w_zp, DTypeMin(op.w_dtype),
-                                      DTypeMax(op.w_dtype)));
+    if (HasWeights(op.kind)) {
+      DPUEMU_RETURN_IF_ERROR(CheckRange("weights zero_point", op.w_zp, DTypeMin(op.w_dtype),
+                                        DTypeMax(op.w_dtype)));
+    }
     if (op.out_dtype == DType::kI32) {
       if (op.ppe.out_zp != 0 || op.ppe.leaky_relu) {
         return InvalidArgument("ppe: output dtype i32 is acc + bias with no PPE; out_zero_point "
@@ -235,7 +339,26 @@ Status ValidateLayer(const NceLayer& layer) {
     return OkStatus();
   };
   DPUEMU_RETURN_IF_ERROR(check("input", layer.input, layer.op.in_dtype, {g.h, g.w, g.c}));
-  DPUEMU_RETURN_IF_ERROR(check("weights", layer.weights, layer.op.w_dtype, {g.k, g.ky, g.kx, g.c}));
+  switch (layer.op.kind) {
+    case NceKind::kConv:
+      DPUEMU_RETURN_IF_ERROR(
+          check("weights", layer.weights, layer.op.w_dtype, {g.k, g.ky, g.kx, g.c}));
+      break;
+    case NceKind::kDwConv:  // the compiler's depthwise filter [C, 1, KY, KX] in OYXI order
+      DPUEMU_RETURN_IF_ERROR(check("weights", layer.weights, layer.op.w_dtype, {g.c, g.ky, g.kx, 1}));
+      break;
+    default:
+      if (!layer.weights.shape.empty() || !layer.weights.bytes.empty()) {
+        return InvalidArgument(std::string("weights: ") + NceKindName(layer.op.kind) +
+                               " has no weights (got " + layer.weights.ShapeString() + ")");
+      }
+  }
+  if (layer.op.kind == NceKind::kEltwise) {
+    DPUEMU_RETURN_IF_ERROR(check("input2", layer.input2, layer.op.eltwise.in2_dtype, {g.h, g.w, g.c}));
+  } else if (!layer.input2.bytes.empty()) {
+    return InvalidArgument(std::string("input2: only eltwise has a second input (op is ") +
+                           NceKindName(layer.op.kind) + ")");
+  }
   // A host tensor holds one int4 per byte: each must be a value of the type.
   if (IsSubByte(layer.op.w_dtype)) {
     const DType t = layer.op.w_dtype;
@@ -303,7 +426,9 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
   layer.name = spec.name;
   NceOp& op = layer.op;
   NceGeometry& g = op.g;
-  g.h = spec.h; g.w = spec.w; g.c = spec.c; g.k = spec.k; g.ky = spec.ky; g.kx = spec.kx;
+  op.kind = spec.kind;
+  g.h = spec.h; g.w = spec.w; g.c = spec.c; g.ky = spec.ky; g.kx = spec.kx;
+  g.k = IsChannelwise(spec.kind) ? spec.c : spec.k;
   g.stride_y = g.stride_x = spec.stride;
   const int64_t py = spec.pad < 0 ? (spec.ky - 1) / 2 : spec.pad;
   const int64_t px = spec.pad < 0 ? (spec.kx - 1) / 2 : spec.pad;
@@ -341,20 +466,33 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
     op.ppe.leaky_relu = true;
     op.ppe.lrelu_alpha = static_cast<float>(rng.Int(1, 255)) / 256.0f;
   }
+
+  if (spec.kind == NceKind::kEltwise) {
+    op.eltwise.type = spec.eltwise;
+    op.eltwise.in2_dtype = spec.in_dtype;
+    if (integer && spec.zero_points) op.eltwise.in2_zp = op.in_zp + static_cast<int32_t>(rng.Int(-8, 8));
+  }
+  if (!HasWeights(spec.kind)) op.w_zp = 0;
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
 
   layer.input = Tensor(spec.in_dtype, {g.h, g.w, g.c});
-  layer.weights = Tensor(spec.w_dtype, {g.k, g.ky, g.kx, g.c});
   FillTensor(layer.input, op.in_zp, spec.input_sparsity, rng);
-  FillTensor(layer.weights, op.w_zp, spec.weight_sparsity, rng);
+  if (spec.kind == NceKind::kConv) layer.weights = Tensor(spec.w_dtype, {g.k, g.ky, g.kx, g.c});
+  if (spec.kind == NceKind::kDwConv) layer.weights = Tensor(spec.w_dtype, {g.c, g.ky, g.kx, 1});
+  if (HasWeights(spec.kind)) FillTensor(layer.weights, op.w_zp, spec.weight_sparsity, rng);
+  if (spec.kind == NceKind::kEltwise) {
+    layer.input2 = Tensor(op.eltwise.in2_dtype, {g.h, g.w, g.c});
+    FillTensor(layer.input2, op.eltwise.in2_zp, spec.input_sparsity, rng);
+  }
 
   // Requantisation that maps a typical accumulator (about sqrt(taps) * 74 * 74 for uniform 8-bit
   // values) onto about a quarter of the output range.
-  const double density = std::max(0.05, (1 - spec.weight_sparsity) * (1 - spec.input_sparsity));
+  const double density = std::max(
+      0.05, (HasWeights(spec.kind) ? 1 - spec.weight_sparsity : 1.0) * (1 - spec.input_sparsity));
   // Float activations are about +-1 (FillTensor); integer weights about +-74 (+-4.6 for int4) from
   // their zero point.
   const double wmag = sub_byte ? 4.6 : 74.0;
-  const double acc_scale = std::sqrt(double(g.taps()) * density) *
+  const double acc_scale = std::sqrt(double(op.taps_per_output()) * density) *
                            (integer ? 74.0 * wmag : int_weights ? 0.6 * wmag : 0.4);
   const int64_t k = g.k;
   for (int64_t i = 0; i < k; ++i) {

@@ -1,8 +1,23 @@
-// One description of a ZMConv layer, shared by the tests, benchmarks, CLI and demo.
+// One description of a DPU operation (the NPU compiler's NCE operations), shared by the reference,
+// the kernels, the planner, the golden writer, the CLI, the tests, the benchmarks and the demo.
 //
-// NceOp is what the DPU is programmed with for a whole invocation (geometry, types, zero points,
-// post-processing). ChannelQuant is what each output channel's weight-table entry carries.
-// NceLayer adds the dense tensors: activations NHWC [H, W, C], weights OYXI [K, KY, KX, C].
+// NceOp is what the DPU is programmed with for a whole invocation: the kind of operation (the
+// task type: ZMConv, depthwise conv, max pool, average pool, eltwise) and what every kind shares
+// (geometry, types, zero points, post-processing), plus what one kind has (the eltwise's second
+// input). ChannelQuant is the per-output-channel requantisation (the weight-table entries, or
+// the PPE registers for kinds without a weight table). NceLayer adds the dense tensors:
+// activations NHWC [H, W, C], weights OYXI [K, KY, KX, C] (ZMConv) or [C, KY, KX, 1] (depthwise),
+// the second input [H, W, C] (eltwise).
+//
+// Kinds (NceKindName; the compiler's VPU NCE ops and the DPU task types of VPUIP):
+//   conv     NCEConvolution (and NCECompressConvolution for C = 4, and the SE operations'
+//            convolutions): out[k] = sum over (ky, kx, c) of x * w[k]; K independent of C.
+//   dwconv   NCEDepthConvolution: out[c] = sum over (ky, kx) of x[c] * w[c]; K = C.
+//   maxpool  NCEMaxPool: out[c] = max over the window of x[c]; K = C, no weights.
+//   avgpool  NCEAveragePool: out[c] = sum over the window of x[c], scaled by the PPE; K = C.
+//   eltwise  NCEEltwise: out[c] = x1[c] (op) x2[c] per pixel; K = C, 1x1 window, stride 1, no pads.
+// Every kind but conv is channel-wise (IsChannelwise): output channel k reads input channel k
+// only, so a split over output channels also splits the input.
 #ifndef DPUEMU_HW_LAYER_H_
 #define DPUEMU_HW_LAYER_H_
 
@@ -13,6 +28,7 @@
 
 #include "hw/dtype.h"
 #include "hw/status.h"
+#include "hw/target.h"
 #include "hw/tensor.h"
 
 namespace dpuemu {
@@ -46,12 +62,51 @@ struct Ppe {
   double clamp_hi = std::numeric_limits<double>::infinity();
 };
 
+enum class NceKind { kConv, kDwConv, kMaxPool, kAvgPool, kEltwise };
+const char* NceKindName(NceKind k);  // "conv", "dwconv", "maxpool", "avgpool", "eltwise"
+StatusOr<NceKind> ParseNceKind(const std::string& name);
+bool IsChannelwise(NceKind k);  // every kind but conv: K = C, channel k reads channel k
+bool HasWeights(NceKind k);     // conv, dwconv
+
+enum class EltwiseType { kAdd, kSub, kMult };
+const char* EltwiseTypeName(EltwiseType t);  // "add", "sub", "mult"
+StatusOr<EltwiseType> ParseEltwiseType(const std::string& name);
+
+// What only the eltwise has: its second input and the per-input multipliers of the integer path
+// (the compiler's elop_scale_a / elop_scale_b).
+struct EltwiseParams {
+  EltwiseType type = EltwiseType::kAdd;
+  DType in2_dtype = DType::kU8;
+  int32_t in2_zp = 0;
+  int32_t in1_mult = 1, in2_mult = 1;
+};
+
 struct NceOp {
+  NceKind kind = NceKind::kConv;
   NceGeometry g;
   DType in_dtype = DType::kU8, w_dtype = DType::kI8, out_dtype = DType::kU8;
-  int32_t in_zp = 0, w_zp = 0;  // 0 for float types
+  int32_t in_zp = 0, w_zp = 0;  // 0 for float types; w_dtype/w_zp unused without weights
   Ppe ppe;
+  EltwiseParams eltwise;  // kind == kEltwise only
+
+  // Weight elements per output channel: KY * KX * C (conv), KY * KX (dwconv), 0 (no weights).
+  int64_t weight_taps() const;
+  // Input values each output value reads (the MACs or compares per output, for cost estimates):
+  // KY * KX * C (conv), KY * KX (dwconv, pools), 2 (eltwise).
+  int64_t taps_per_output() const;
 };
+
+// Which tensors an operation can have in sparse storage on a target: the compiler's
+// sparsitySupport() of each NCE op (src/vpux_compiler/src/dialect/VPU/IR/ops/nce_*.cpp):
+// conv (and the SE operations' convolutions, NCEInterpolate) all three; the compressed conv
+// (C = 4), dwconv, maxpool, avgpool and eltwise the output only. The output loses its sparsity
+// where the compiler requires super-dense output (isSuperdenseRequired), which dpuemu's NHWC
+// outputs never do.
+struct SparsitySupport {
+  bool input = false, weights = false, output = false;
+  std::string rule;  // the source, for messages: "NCEDepthConvolutionOp::sparsitySupport: ..."
+};
+SparsitySupport SupportedSparsity(const NceOp& op, const Target& t);
 
 // Per-output-channel requantisation, as the weight table holds it.
 struct ChannelQuant {
@@ -70,7 +125,8 @@ struct NceLayer {
   NceOp op;
   ChannelQuant quant;
   Tensor input;    // [H, W, C], op.in_dtype
-  Tensor weights;  // [K, KY, KX, C], op.w_dtype
+  Tensor weights;  // conv [K, KY, KX, C], dwconv [C, KY, KX, 1], op.w_dtype; empty otherwise
+  Tensor input2;   // eltwise: [H, W, C], op.eltwise.in2_dtype; empty otherwise
 };
 
 // Integer activations and weights: exact int32 MAC and the integer PPE. Float activations (with
@@ -127,7 +183,9 @@ bool IsWeightZero(DType t, const uint8_t* base, int64_t i, int32_t zp);
 // A named layer shape and the recipe to fill it with deterministic pseudo-random data.
 struct LayerSpec {
   std::string name;
-  int64_t h = 0, w = 0, c = 0, k = 0, ky = 1, kx = 1, stride = 1;
+  NceKind kind = NceKind::kConv;
+  int64_t h = 0, w = 0, c = 0, k = 0, ky = 1, kx = 1, stride = 1;  // k: conv only (else = c)
+  EltwiseType eltwise = EltwiseType::kAdd;  // kind == kEltwise (input2 of the input's dtype)
   int64_t pad = -1;  // -1: "same" padding, (kernel - 1) / 2 on each side
   DType in_dtype = DType::kU8, w_dtype = DType::kI8, out_dtype = DType::kU8;
   double weight_sparsity = 0.0;  // fraction of weights equal to the weight zero point

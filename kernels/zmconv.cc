@@ -562,7 +562,7 @@ HWY_AFTER_NAMESPACE();
 #include "hw/formats.h"
 #include "hw/fp_env.h"
 #include "kernels/bitmap.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "kernels/zmconv.h"
 #include "kernels/zmconv_x86.h"
 

@@ -18,7 +18,7 @@
 
 #include "hw/dpu_task.h"
 #include "hw/se_ops.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 
 namespace dpuemu {
 namespace {

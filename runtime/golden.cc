@@ -10,7 +10,7 @@
 #include "hw/dpu_task.h"
 #include "hw/se_ops.h"
 #include "hw/formats.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "runtime/execute.h"
 #include "runtime/npy.h"
 

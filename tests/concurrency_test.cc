@@ -16,7 +16,7 @@
 
 #include "hw/dpu_task.h"
 #include "hw/layer.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "kernels/zmconv.h"
 #include "runtime/execute.h"
 #include "runtime/plan.h"

@@ -16,7 +16,7 @@
 #include "hw/se_ops.h"
 #include "hw/layer.h"
 #include "hw/rng.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "runtime/plan.h"
 #include "tests/test_util.h"
 #include "tests/textbook_conv.h"

@@ -18,7 +18,7 @@
 #include "hw/dpu_task.h"
 #include "hw/formats.h"
 #include "hw/layer.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "runtime/execute.h"
 #include "runtime/golden.h"
 #include "runtime/npy.h"

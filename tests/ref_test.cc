@@ -19,7 +19,7 @@
 #include "hw/rng.h"
 #include "hw/se_ops.h"
 #include "hw/target.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "tests/test_util.h"
 #include "tests/textbook_conv.h"
 

@@ -19,7 +19,7 @@
 #include "hw/layer.h"
 #include "hw/rng.h"
 #include "hw/target.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "kernels/zmconv.h"
 #include "tests/test_util.h"
 #include "tests/textbook_conv.h"

@@ -16,7 +16,7 @@
 #include "hw/rng.h"
 #include "hw/se_ops.h"
 #include "hw/tensor.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "runtime/execute.h"
 #include "runtime/golden.h"
 #include "runtime/npy.h"

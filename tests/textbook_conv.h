@@ -1,6 +1,6 @@
 // An independent "textbook" ZMConv on plain dense arrays, to test the reference DPU against.
 //
-// It implements the arithmetic defined in kernels/ppe.h and kernels/ref/zmconv_ref.h without
+// It implements the arithmetic defined in kernels/ppe.h and kernels/ref/nce_ref.h without
 // sharing their code or any hardware format (no weight table, no compressed weights, no maps):
 // a direct convolution over the dense NHWC input and OYXI weights with a different loop nest, and
 // a PPE written another way (128-bit integers and division for the integer path, fp64 arithmetic

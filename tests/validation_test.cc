@@ -17,7 +17,7 @@
 #include "hw/se_ops.h"
 #include "hw/target.h"
 #include "kernels/bitmap.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "kernels/zmconv.h"
 #include "runtime/execute.h"
 #include "runtime/plan.h"

@@ -21,7 +21,7 @@
 #include "hw/dpu_task.h"
 #include "hw/layer.h"
 #include "hw/rng.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "tests/test_util.h"
 
 namespace dpuemu {

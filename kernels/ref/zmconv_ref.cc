@@ -1,4 +1,4 @@
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 
 #include <cmath>
 #include <vector>
@@ -9,9 +9,7 @@
 
 namespace dpuemu {
 
-StatusOr<DpuOutput> RunReference(const DpuTask& task, const Target& target) {
-  const ScopedDpuFpEnv fp_env;
-  DPUEMU_RETURN_IF_ERROR(ValidateTask(task, target));
+StatusOr<DpuOutput> RefZMConv(const DpuTask& task) {
   const NceOp& op = task.op;
   const NceGeometry& g = op.g;
   const bool integer = IsIntegerPath(op);

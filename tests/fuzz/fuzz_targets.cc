@@ -40,7 +40,7 @@
 #include "hw/layer.h"
 #include "hw/tensor.h"
 #include "kernels/bitmap.h"
-#include "kernels/ref/zmconv_ref.h"
+#include "kernels/ref/nce_ref.h"
 #include "runtime/execute.h"
 #include "runtime/npy.h"
 #include "runtime/plan.h"
