@@ -106,10 +106,13 @@ bool IsIntegerWeights(DType t) {
 }
 
 bool IsIntegerPath(const NceOp& op) {
-  return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) && IsIntegerWeights(op.w_dtype);
+  return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) &&
+         (!HasWeights(op.kind) || IsIntegerWeights(op.w_dtype));
 }
 
-bool IsMixedPrecision(const NceOp& op) { return IsFloat(op.in_dtype) && IsIntegerWeights(op.w_dtype); }
+bool IsMixedPrecision(const NceOp& op) {
+  return HasWeights(op.kind) && IsFloat(op.in_dtype) && IsIntegerWeights(op.w_dtype);
+}
 
 StatusOr<float> FloatBiasWord(double bias, double scale) {
   const double q = bias == 0 ? 0.0 : bias / scale;
