@@ -514,6 +514,12 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
       layer.quant.fbias.push_back(static_cast<float>(rng.Int(-16, 16) / 16.0 / double{scale}));
     }
   }
+  if (!HasWeights(spec.kind)) {
+    // No weight table: one set of PPE registers requantises every channel.
+    ChannelQuant& q = layer.quant;
+    for (auto* v : {&q.mult, &q.shift, &q.bias}) v->assign(v->size(), v->empty() ? 0 : v->front());
+    for (auto* v : {&q.scale, &q.fbias}) v->assign(v->size(), v->empty() ? 0.0f : v->front());
+  }
   return layer;
 }
 
