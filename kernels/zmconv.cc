@@ -11,6 +11,9 @@
 #include "kernels/ppe.h"
 
 namespace dpuemu {
+namespace x86 {
+struct IntPpe64;
+}  // namespace x86
 namespace zmconv_internal {
 
 // Everything a microkernel reads, prepared once per task. Accumulator tiles are [pixels][16]:
@@ -28,6 +31,8 @@ struct ConvPlan {
   const double* bias_d;
   const double* scale_d;        // mult * 2^-shift (exact in double)
   const double* scale_leaky_d;  // mult * lrelu_mult * 2^-(shift + lrelu_shift)
+  // The dot-product tiers' int64 AVX-512 PPE (u8/i8 outputs), or null for EpilogueInt.
+  const x86::IntPpe64* ppe64;
   // Dense kernel: input padded NHWC [hp][wp][c] (x - x_zp as float, padding 0); weights
   // [k / 16][taps][16].
   const float* xpad;
@@ -734,6 +739,7 @@ bool IsDotProductTier(x86::IntTier t) {
 // The dot-product tiers hand their compensated accumulators to the shared integer PPE.
 void EpilogueToPlan(const void* ctx, const int32_t* tile, int64_t npix, int64_t pix0, int64_t k0) {
   const ConvPlan& p = *static_cast<const ConvPlan*>(ctx);
+  if (p.ppe64 != nullptr) return x86::PpeIntAvx512(*p.ppe64, tile, npix, k0, p.k, p.out + pix0 * p.k);
   HWY_DYNAMIC_DISPATCH(EpilogueInt)(p, tile, npix, k0, p.out + pix0 * p.k * DTypeBytes(p.ppe.out));
 }
 
@@ -752,6 +758,7 @@ struct PreparedWeights::Impl {
   hwy::AlignedFreeUniquePtr<float[]> wpack;      // float layers: dense kernel layout
   hwy::AlignedFreeUniquePtr<int16_t[]> wpack16;  // integer layers: [k / 16][taps / 2][16][2]
   x86::VnniWeights vnni;                         // integer layers: the dot-product tiers' layout
+  x86::IntPpe64 ppe64;                           // integer layers, u8/i8 outputs: PpeIntAvx512's table
   // Sparse-weights kernel: per channel the visited weights, in (ky, kx, c) order, as offsets
   // into the planar input (rows of PlanarRow) and values.
   std::vector<int64_t> nz_begin, nz_off;
@@ -798,6 +805,11 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
       }
     }
     w.vnni = x86::PackVnniWeights(w.wf.data(), g.k, taps);
+    if (op.out_dtype == DType::kU8 || op.out_dtype == DType::kI8) {
+      const PpeParams pp = ResolvePpe(op);
+      w.ppe64 = x86::MakeIntPpe64(w.quant.bias.data(), w.quant.mult.data(), w.quant.shift.data(), g.k,
+                                  pp.leaky, pp.lrelu_mult, pp.lrelu_shift, pp.lo, pp.hi, pp.out_zp);
+    }
   } else {
     w.wpack = hwy::AllocateAligned<float>(static_cast<size_t>(nw));
     PackDense(w.wf.data(), g.k, taps, w.wpack.get());
@@ -965,8 +977,13 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     a.weights = &w.vnni;
     a.epilogue = EpilogueToPlan;
     a.ctx = &p;
+    // The AMX and AVX-512 VNNI tiers' CPUs have AVX-512F: their PPE runs in exact int64 there.
+    const bool ppe64 = (tier == x86::IntTier::kAmx || tier == x86::IntTier::kAvx512Vnni) &&
+                       !w.ppe64.mult[0].empty() && x86::HasAvx512Ppe();
+    p.ppe64 = ppe64 ? &w.ppe64 : nullptr;
     rep.isa = x86::IntTierIsaName(tier);
     rep.reason += std::string(" (u8 x i8 dot products with zero-point compensation") +
+                  (ppe64 ? ", PPE in int64 on AVX-512" : "") +
                   (w.vnni.z != 0 ? ", w - w_zp shifted by " + std::to_string(w.vnni.z) + " with a per-pixel term" : "") +
                   tier_note + ")";
     x86::RunVnniTier(tier, a);
