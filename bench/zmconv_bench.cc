@@ -3,7 +3,8 @@
 // counter gmacs = dense-equivalent MACs per second / 1e9. Single thread, except the
 // .../threads:N rows: the layer planned for NPU40XX and run by the runtime's executor (every
 // workload its own task, prepared once like the single-thread rows' weights) on N threads, and
-// oneDNN on 2 OpenMP threads; those are timed in wall-clock time (suffix /real_time).
+// oneDNN on 2 OpenMP threads; those are timed in wall-clock time (suffix /real_time). prepare/...
+// rows time the runtime's preparation of the same planned layer (what `dpuemu run` pays once).
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -99,6 +100,25 @@ void BM_DpuemuThreads(benchmark::State& state, std::string name, bool int8, int 
                  std::to_string(plan->tiles_used) + " tiles, " +
                  std::to_string(prepared->items()) + " items");
   SetGmacs(state, c.layer);
+}
+
+// What a single `dpuemu run` pays before its kernels: the runtime's preparation of the planned
+// layer (slicing, lowering, weight decoding and packing), single thread; compare with the
+// .../threads:1 row of the same layer.
+void BM_Prepare(benchmark::State& state, std::string name, bool int8, int sparsity) {
+  const Case& c = GetCase(name, int8, sparsity);
+  const Target& target = GetTarget(TargetId::kNPU40XX);
+  PlanOptions po;
+  po.heuristic = sparsity > 0 ? WeightHeuristic::kSparse : WeightHeuristic::kDense;
+  auto plan = PlanLayer(c.layer, target, po);
+  if (!plan.ok()) return state.SkipWithError(plan.status().ToString().c_str());
+  RunOptions ro;
+  ro.threads = 1;
+  for (auto _ : state) {
+    auto prepared = PreparedLayer::Create(c.layer, *plan, target, ro);
+    if (!prepared.ok()) return state.SkipWithError(prepared.status().ToString().c_str());
+    benchmark::DoNotOptimize(prepared->items());
+  }
 }
 
 void BM_Reference(benchmark::State& state, std::string name, bool int8, int sparsity) {
@@ -288,6 +308,10 @@ void RegisterAll() {
         const std::string suffix = spec.name + "/" + dt + "/" + std::to_string(sparsity);
         benchmark::RegisterBenchmark(("dpuemu/" + suffix).c_str(), BM_Dpuemu, spec.name, int8, sparsity)
             ->Unit(benchmark::kMillisecond);
+        if (sparsity == 0 || sparsity == 75) {
+          benchmark::RegisterBenchmark(("prepare/" + suffix).c_str(), BM_Prepare, spec.name, int8, sparsity)
+              ->Unit(benchmark::kMillisecond);
+        }
         // threads:1 beside threads:2 separates what the plan's split costs on a CPU from scaling.
         for (int threads = 1; (sparsity == 0 || sparsity == 75) && threads <= 2; ++threads) {
           const std::string row = "dpuemu/" + suffix + "/threads:" + std::to_string(threads);
