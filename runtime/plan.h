@@ -51,6 +51,7 @@
 #include "hw/status.h"
 #include "hw/target.h"
 #include "hw/tensor.h"
+#include "runtime/cost.h"
 
 namespace dpuemu {
 
@@ -66,11 +67,16 @@ namespace dpuemu {
 //           1.0, then one step back) over r = dense weight bytes / CmxHeuristicBytes:
 //           r <= 5% -> never; (5%, 50%] -> effective sparsity >= 30%; (50%, 100%] -> >= 20%;
 //           r > 100% -> never.
+//   cost:   the cost model (runtime/cost.h): PlanLayer/PlanOp plan the layer with dense and with
+//           sparse weights and keep sparse when its slowest tile is estimated faster (weight map
+//           and table traffic counted); DecideWeightSparsity alone costs the layer as one workload.
+//           The reason prints both estimates.
 //   dense, sparse: forced.
 // Every heuristic keeps dense weights when IC > 8192 (forcing sparse is then an error) or all
 // weights equal the zero point.
-enum class WeightHeuristic { kSas, kRatio, kCmx, kDense, kSparse };
-const char* WeightHeuristicName(WeightHeuristic h);  // "sas", "ratio", "cmx", "dense", "sparse"
+enum class WeightHeuristic { kSas, kRatio, kCmx, kDense, kSparse, kCost };
+// "sas", "ratio", "cmx", "dense", "sparse", "cost"
+const char* WeightHeuristicName(WeightHeuristic h);
 StatusOr<WeightHeuristic> ParseWeightHeuristic(const std::string& name);
 
 // Split rules:
@@ -250,6 +256,7 @@ struct Workload {
   // Bytes read: input (with SE pointers: the source rows read plus the table and map rows of the
   // input window), weights (data, map, table), output.
   int64_t input_bytes = 0, weight_bytes = 0, output_bytes = 0;
+  WorkloadCostTerms cost;  // the cost model's terms (runtime/cost.h); cycles == cost.cycles
 };
 
 struct Plan {
@@ -281,7 +288,8 @@ StatusOr<Plan> PlanLayer(const NceLayer& layer, const Target& target, const Plan
 StatusOr<Plan> PlanOp(const NceOp& op, const Tensor& weights, const Target& target,
                       const PlanOptions& options, const std::string& name = "");
 
-std::string PlanToText(const Plan& plan);
+// explain: each workload's cost-model terms (WorkloadCostTerms::ToString) under it.
+std::string PlanToText(const Plan& plan, bool explain = false);
 nlohmann::json PlanToJson(const Plan& plan);
 
 // How to lower the sub-layer of `tile` (SliceLayer of its ranges) with LowerLayer.
