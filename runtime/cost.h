@@ -8,7 +8,7 @@
 //            padded outputs: rows, cols rounded up to the MPE mode's cell (its grid / 4: 16x16 ->
 //            4x4, 8x16 -> 2x4 rows x cols, 4x16 -> 2x2), channels to 16;
 //            sparse factor: 1 dense; with weight sparsity density d (or activation sparsity,
-//            d = 1 - input sparsity) max(floor, base + slope * d); with both, the cheaper of the
+//            d = 1 - input sparsity) max(floor, 1 - gain * (1 - d)); with both, the cheaper of the
 //            two single-sparsity factors (VPUNN does the same);
 //   data   = (input bytes incl. halo and maps + weight bytes incl. map and table + output bytes)
 //            / the dtype's bytes per cycle;
@@ -64,7 +64,8 @@ struct WorkloadCostTerms {
 struct DtypeCostConstants {
   double mac_rate = 1.0;  // fraction of the int8 MACs per cycle
   double bytes_per_cycle = 64;
-  double sparse_base = 0, sparse_slope = 1, sparse_floor = 0;
+  // Sparse MAC time / dense = max(sparse_floor, 1 - sparse_gain * (1 - density)): 1 at density 1.
+  double sparse_gain = 1, sparse_floor = 0;
 };
 struct TargetCostConstants {
   DtypeCostConstants int8, fp16;

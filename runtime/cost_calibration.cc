@@ -175,11 +175,10 @@ TargetCostConstants FitConstants(const std::vector<CalibrationRow>& rows, Target
   TargetCostConstants best = start;
   double best_loss = loss(best);
   auto params = [](TargetCostConstants* c) {
-    return std::vector<double*>{&c->int8.mac_rate,     &c->int8.bytes_per_cycle,
-                                &c->int8.sparse_base,  &c->int8.sparse_slope,
-                                &c->int8.sparse_floor, &c->fp16.mac_rate,
-                                &c->fp16.bytes_per_cycle, &c->fp16.sparse_base,
-                                &c->fp16.sparse_slope, &c->fp16.sparse_floor,
+    return std::vector<double*>{&c->int8.mac_rate,        &c->int8.bytes_per_cycle,
+                                &c->int8.sparse_gain,     &c->int8.sparse_floor,
+                                &c->fp16.mac_rate,        &c->fp16.bytes_per_cycle,
+                                &c->fp16.sparse_gain,     &c->fp16.sparse_floor,
                                 &c->overhead_cycles};
   };
   for (double step = 0.2; step >= 0.002; step /= 2) {
@@ -190,7 +189,7 @@ TargetCostConstants FitConstants(const std::vector<CalibrationRow>& rows, Target
           TargetCostConstants trial = best;
           double* v = params(&trial)[p];
           // Constants at 0 (a floor, the overhead) move by absolute steps.
-          *v = *v == 0 ? std::max(0.0, sign * step * (p == 10 ? 1000 : 0.5))
+          *v = *v == 0 ? std::max(0.0, sign * step * (p == 8 ? 1000 : 0.5))
                        : std::max(0.0, *v * (1 + sign * step));
           const double l = loss(trial);
           if (l < best_loss - 1e-12) {
@@ -208,12 +207,11 @@ TargetCostConstants FitConstants(const std::vector<CalibrationRow>& rows, Target
 std::string ConstantsToText(const TargetCostConstants& c) {
   auto d = [](const DtypeCostConstants& x) {
     return "{" + Fixed(x.mac_rate, 3) + ", " + Fixed(x.bytes_per_cycle, 1) + ", " +
-           Fixed(x.sparse_base, 3) + ", " + Fixed(x.sparse_slope, 3) + ", " +
-           Fixed(x.sparse_floor, 3) + "}";
+           Fixed(x.sparse_gain, 3) + ", " + Fixed(x.sparse_floor, 3) + "}";
   };
   return "int8 " + d(c.int8) + ", fp16 " + d(c.fp16) + ", overhead " +
          Fixed(c.overhead_cycles, 0) +
-         "  (mac_rate, bytes_per_cycle, sparse_base, sparse_slope, sparse_floor)";
+         "  (mac_rate, bytes_per_cycle, sparse_gain, sparse_floor)";
 }
 
 }  // namespace dpuemu
