@@ -28,10 +28,12 @@
 //     padding included) for all C input channels, so the input read is
 //       reads = ceil(Kc / gk) * (sum of row windows) * (sum of col windows) * C * bytes / 16
 //     16-byte grains (estimates only; the mode itself is the compiler's, above).
-//   - cycles = cuboids * 16384 * KY * KX * C * density / macs_per_cycle, where density =
-//     min(1 - input sparsity, weight density of the workload's real channels) over the
-//     sparsities in use (VPUNN), 1 when both are dense; padding channels cost like real ones.
-//     The int8 MAC rate is used for every type.
+//     The cuboids and reads describe the walk (Workload::cuboids, utilisation, input_reads).
+//   - cycles: the cost model (runtime/cost.h, fitted to VPUNN) per workload, over its output
+//     cuboid, MPE mode, taps, dtypes, weight density (when stored sparse), input sparsity and the
+//     bytes it moves (input window with halo and maps, weights with map and table, output);
+//     Workload::cost keeps every term. A tile's cycles are the sum of its workloads', the plan's
+//     the slowest tile's: split choice, SOK tilings and the NPU time all use them.
 //   - A tile's output is cut into up to workloads_per_tile row bands whose heights are
 //     multiples of the grain height of the tile's MPE mode; with sparse output under the
 //     compiler's rule each band is further cut into the workload channel pieces.
