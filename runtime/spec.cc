@@ -534,7 +534,7 @@ Status ParseStorageAndSplit(const Node& root, const Target& target, PlanOptions&
       if (weights != "auto") {
         return n->Error("only applies with sparsity.weights = auto (weights is '" + weights + "')");
       }
-      DPUEMU_ASSIGN_OR_RETURN(std::string h, n->Choice({"sas", "ratio", "cmx"}));
+      DPUEMU_ASSIGN_OR_RETURN(std::string h, n->Choice({"sas", "ratio", "cmx", "cost"}));
       DPUEMU_ASSIGN_OR_RETURN(plan.heuristic, ParseWeightHeuristic(h));
     } else if (weights != "auto") {
       DPUEMU_ASSIGN_OR_RETURN(plan.heuristic, ParseWeightHeuristic(weights));
@@ -1202,8 +1202,8 @@ StatusOr<std::vector<Plan>> PlanSpec(const Spec& spec) {
   return plans;
 }
 
-std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans) {
-  if (plans.size() == 1 && DpuLayerCount(spec) == 1) return PlanToText(plans[0]);
+std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans, bool explain) {
+  if (plans.size() == 1 && DpuLayerCount(spec) == 1) return PlanToText(plans[0], explain);
   std::string s = "plan for layer '" + spec.layer.name + "' on " +
                   (spec.target ? spec.target->name : "?") + ": se " +
                   (spec.se ? spec.se->op + " " + spec.se->params : std::string()) + ", " +
@@ -1220,7 +1220,7 @@ std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans) {
   int64_t cycles = 0;
   double us = 0;
   for (size_t i = 0; i < plans.size(); ++i) {
-    s += "== " + PhaseName(spec, i) + "\n" + PlanToText(plans[i]);
+    s += "== " + PhaseName(spec, i) + "\n" + PlanToText(plans[i], explain);
     cycles += plans[i].cycles;
     us += plans[i].time_us();
   }

@@ -116,7 +116,8 @@ StatusOr<std::vector<Plan>> PlanSpec(const Spec& spec);
 // The plan(s) as text and JSON: PlanToText / PlanToJson for one DPU layer; for a dilated
 // convolution the phase decomposition, then each phase's plan ("phases": [{out_y0, out_x0,
 // out_h, out_w, plan}], "cycles" and "time_us" summed: the phases run one after another).
-std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans);
+std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans,
+                           bool explain = false);  // explain: every workload's cost terms
 nlohmann::json SpecPlanToJson(const Spec& spec, const std::vector<Plan>& plans);
 
 // The spec's dense output [OH, OW, K] from each DPU layer's dense output, in order.
