@@ -87,12 +87,28 @@ Status CanSparsifyWeights(DType w_dtype, int64_t c, int64_t nonzeros) {
   return OkStatus();
 }
 
-int64_t DenseWeightSetBytes(DType t, int64_t taps) { return AlignUp(taps * DTypeBits(t) / 8, 16); }
+// A set of 16-element multiples, then 16 bytes: the compiler strides each output channel's set
+// to alignValUp(IC * KY * KX, 16) elements (VPUIP/transforms/passes/conv_weights_compression.cpp
+// reduceWeightsConstant), which only matters for the compressed convolution's C = 4 (with C a
+// multiple of 16 the set is whole 16-element groups already).
+int64_t DenseWeightSetBytes(DType t, int64_t taps) {
+  return AlignUp(AlignUp(taps, 16) * DTypeBits(t) / 8, 16);
+}
 
 std::vector<uint8_t> PackDenseWeights(const Tensor& weights) {
-  if (!IsSubByte(weights.dtype)) return weights.bytes;
   const int64_t k = weights.shape[0], taps = weights.numel() / k;
   const int64_t set = DenseWeightSetBytes(weights.dtype, taps);
+  if (!IsSubByte(weights.dtype)) {
+    const int64_t eb = DTypeBytes(weights.dtype);
+    if (set == taps * eb) return weights.bytes;
+    // Compressed convolution: each set padded to its aligned stride (zeros, never read).
+    std::vector<uint8_t> out(static_cast<size_t>(k * set), 0);
+    for (int64_t i = 0; i < k; ++i) {
+      std::memcpy(out.data() + i * set, weights.bytes.data() + i * taps * eb,
+                  static_cast<size_t>(taps * eb));
+    }
+    return out;
+  }
   std::vector<uint8_t> out(static_cast<size_t>(k * set), 0);
   for (int64_t i = 0; i < k; ++i) {
     for (int64_t t = 0; t < taps; ++t) {

@@ -946,6 +946,14 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   // Per output channel the sparse kernel pays a fixed cost (its 16-channel tile transpose); with
   // few non-zeros per channel the integer dense kernel stays ahead (measured on r50_1x1_56).
   std::string tier_note;
+  // The x86 integer tiers (AMX-INT8, VNNI, AVX2: zmconv_x86.cc) pack each tap's channels in
+  // 16-channel groups; the compressed convolution (C = 4, IsCompressedConv) runs the Highway
+  // integer kernel, which takes any C (bit-exact: tests/compress_conv_test.cc).
+  if (integer && g.c % 16 != 0 && ceiling != x86::IntTier::kHighway) {
+    ceiling = x86::IntTier::kHighway;
+    tier_note += "; not the x86 integer tiers: C = " + std::to_string(g.c) +
+                 " (compressed convolution) is not a multiple of 16, ran the Highway kernel";
+  }
   const x86::IntTier tier = integer ? ChooseIntTier(ceiling, &tier_note) : x86::IntTier::kHighway;
   // Measured on the benchmark layers (README, Integer tiers): the dot-product tiers' dense kernel
   // outruns the fp32 sparse-weights kernel at every benchmark sparsity (up to 90%).

@@ -796,6 +796,8 @@ StatusOr<Plan> PlanOnce(const NceOp& op, const Tensor& weights, const Tensor* in
   plan.options = o;
   plan.input_se_size = o.se.used()            ? o.se.se_size
                        : o.input_se_size != 0 ? o.input_se_size
+                       // the compressed convolution reads its input dense, 4 channels per pixel
+                       : IsCompressedConv(op) ? kCompressedInputChannels
                                               : DefaultSeSize(t, g.c, op.in_dtype);
   DPUEMU_ASSIGN_OR_RETURN(plan.weights, DecideWeightSparsity(op, weights, t, o.heuristic));
   if (input != nullptr && o.input_sparse) {
