@@ -17,6 +17,7 @@ import json
 import math
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -161,6 +162,12 @@ class Importer:
         self.float_model = None
         self.input_info = None
         self.onnx_of_layer = {}
+        self.layer_tensor = {}  # layer -> the ONNX tensor holding its output
+
+    @staticmethod
+    def domains(node):
+        # QLinearAdd is a contrib op (ONNX Runtime's com.microsoft domain).
+        return ("", "ai.onnx", "com.microsoft") if node.op_type == "QLinearAdd" else ("", "ai.onnx")
 
     def err(self, node, rule):
         who = f"node '{node.name or '(unnamed)'}' ({node.op_type})" if node is not None else "graph"
@@ -175,7 +182,9 @@ class Importer:
             raise ModelError(f"{self.path}: cannot read: {e.strerror}")
         model = onnx.ModelProto()
         try:
-            model.ParseFromString(data)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # protobuf's "not all data was converted"
+                model.ParseFromString(data)
         except Exception as e:  # DecodeError, RecursionError on hostile nesting, ...
             raise ModelError(f"{self.path}: not a valid ONNX protobuf ({type(e).__name__}: "
                              f"{str(e)[:120]}); truncated or not an ONNX file")
@@ -231,7 +240,7 @@ class Importer:
             self.vals[t.name] = Const(self.tensor_array(t))
         bad = [f"'{n.name or '(unnamed)'}' ({n.domain + '.' if n.domain else ''}{n.op_type})"
                for n in g.node
-               if n.op_type not in self.SUPPORTED or n.domain not in ("", "ai.onnx")]
+               if n.op_type not in self.SUPPORTED or n.domain not in self.domains(n)]
         if bad:
             raise ModelError(f"{self.path}: unsupported nodes: {', '.join(bad)} (README "
                              "'ONNX import' lists the supported ops)")
@@ -379,6 +388,10 @@ class Importer:
         if q is None and not self.float_model:
             raise self.err(p.node, "its float output is used without a QuantizeLinear: a "
                            "quantised model needs every DPU layer's output quantised")
+        if getattr(p, "act", None) is not None:  # a float layer read by several consumers
+            if q is not None:
+                raise self.err(p.node, "its output is quantised twice")
+            return p.act
         layer = p.layer
         if q is None:
             layer["ppe"] = p.finish(None, None, None)
@@ -396,8 +409,11 @@ class Importer:
             layer["output"] = {"dtype": dtype}
             act = Act(layer["name"], p.out_c, round_up(p.out_c, CHANNEL_ALIGN), p.out_h, p.out_w,
                       dtype, scale, zp)
+        if q is None and getattr(p, "tensor", None):
+            self.layer_tensor[layer["name"]] = p.tensor
         self.note_padding(f"layer '{layer['name']}' output", act.c, act.cp)
         self.emit(layer)
+        p.act = act
         return act
 
     def materialise_pad(self, v):
@@ -594,6 +610,10 @@ class Importer:
                 outs = [outs]
             for name, v in zip(node.output, outs):
                 self.vals[name] = v
+                if isinstance(v, Pending):
+                    v.tensor = name
+                elif isinstance(v, Act) and v.src != "input":
+                    self.layer_tensor.setdefault(v.src, name)
         outputs = []
         for o in self.graph.output:
             v = self.vals[o.name]
@@ -1005,7 +1025,8 @@ def write_network(imp, outputs, input_npy, seed, model_name):
             "outputs": [{"onnx": n, "layer": a.src, "channels": a.c, "stored_channels": a.cp,
                          "dtype": a.dtype, "scale": a.scale, "zero_point": a.zp}
                         for n, a in outputs],
-            "layers": {k: v for k, v in imp.onnx_of_layer.items()},
+            "layers": {k: {"node": v, "tensor": imp.layer_tensor.get(k)}
+                       for k, v in imp.onnx_of_layer.items()},
             "notes": imp.notes}
     with open(os.path.join(imp.out, "import.json"), "w") as f:
         json.dump(meta, f, indent=1)
