@@ -393,6 +393,7 @@ def main():
 
     check_specifics(built)
     check_bad_models(built)
+    check_mutations(built)
     print(f"{len(FAILURES)} failure(s)")
     shutil.rmtree(TMP, ignore_errors=True)
     return 1 if FAILURES else 0
@@ -597,6 +598,70 @@ def check_bad_models(built):
         check(wb.shape == (16, 3, 3, 32) and np.all(wb[..., 20:] == 0), "consumer pad")
         check(np.load(os.path.join(d, "input.npy")).shape == (4, 4, 32), "input padded to 32")
         compare("c20", onnx.load(p), d, "NPU40XX")
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def nested_graphs(depth):
+    """ModelProto.graph -> GraphProto.node -> NodeProto.attribute -> AttributeProto.g -> ...,
+    `depth` levels: a hostile file that recurses the parser."""
+    msg = b""
+    for _ in range(depth):
+        attr = b"\x32" + varint(len(msg)) + msg       # AttributeProto.g (6)
+        node = b"\x2a" + varint(len(attr)) + attr     # NodeProto.attribute (5)
+        msg = b"\x0a" + varint(len(node)) + node      # GraphProto.node (1)
+    return b"\x3a" + varint(len(msg)) + msg           # ModelProto.graph (7)
+
+
+def check_mutations(built, n=400):
+    """Bytes of valid models mutated at random: every one is imported or refused with a
+    ModelError (the importer's named rules), never another exception. Seed printed."""
+    import importlib.util
+    import traceback
+    spec = importlib.util.spec_from_file_location("onnx_import", TOOL)
+    oi = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oi)
+    seed = int(os.environ.get("ONNX_IMPORT_TEST_SEED", RNG.integers(1 << 30)))
+    rng = np.random.default_rng(seed)
+    srcs = [open(p, "rb").read() for _, p in built.values()]
+    path, out = os.path.join(TMP, "mut.onnx"), os.path.join(TMP, "mut_out")
+    os.makedirs(out, exist_ok=True)
+    counts = {"imported": 0, "refused": 0}
+    for i in range(n):
+        data = bytearray(srcs[i % len(srcs)])
+        for _ in range(rng.integers(1, 6)):
+            pos = int(rng.integers(0, len(data)))
+            kind = rng.integers(0, 3)
+            if kind == 0:
+                data[pos] = int(rng.integers(0, 256))
+            elif kind == 1:
+                del data[pos:pos + int(rng.integers(1, 50))]
+            else:
+                data[pos:pos] = bytes(rng.integers(0, 256, int(rng.integers(1, 20)), np.uint8))
+        open(path, "wb").write(data)
+        imp = oi.Importer(path, "NPU40XX", out)
+        try:
+            imp.load()
+            imp.check_graph()
+            outs = imp.run()
+            oi.write_network(imp, outs, None, 1, "m")
+            counts["imported"] += 1
+        except oi.ModelError:
+            counts["refused"] += 1
+        except Exception as e:
+            check(False, f"mutation {i} (ONNX_IMPORT_TEST_SEED={seed}): "
+                  f"{''.join(traceback.format_exception_only(type(e), e)).strip()}")
+    print(f"mutations (seed {seed}): {counts}")
+    bad = os.path.join(TMP, "deep.onnx")
+    open(bad, "wb").write(nested_graphs(3000))
+    expect_error("3000 nested graphs", bad, "deep.onnx")
 
 
 if __name__ == "__main__":

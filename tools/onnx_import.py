@@ -139,6 +139,11 @@ class Pending:
         self.clamp = (-math.inf, math.inf)
 
 
+def text(x):
+    """A protobuf string field as str (invalid UTF-8 comes back as bytes)."""
+    return x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)
+
+
 def round_up(x, m):
     return (x + m - 1) // m * m
 
@@ -305,11 +310,16 @@ class Importer:
         return v.arr
 
     def attrs(self, node):
-        return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        try:
+            return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        except Exception as e:
+            raise self.err(node, f"malformed attribute ({str(e).splitlines()[0][:80]})")
 
     def layer_name(self, node):
-        base = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in (node.name or
-                                                                             node.output[0]))
+        raw = node.name or (node.output[0] if len(node.output) else "")
+        if not isinstance(raw, str):  # protobuf hands out invalid UTF-8 as bytes
+            raw = raw.decode("utf-8", "replace")
+        base = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-.") else "_" for ch in raw)
         base = base or node.op_type.lower()
         name, i = base, 1
         while name in self.names or name == "input":
@@ -474,6 +484,9 @@ class Importer:
             w = np.full((kp, ky, kx, 1), wzp, dtype=wq.dtype)
             w[:k] = wq
         if wdtype == "fp16":
+            if not np.all(np.isfinite(w)) or np.any(np.abs(w) > 65504):
+                raise self.err(node, "float weights beyond the fp16 range (|w| <= 65504) or "
+                               "not finite")
             w = w.astype(np.float16)
         b = np.zeros(kp, dtype=np.float32 if wdtype == "fp16" else np.int32)
         if bias is not None:
@@ -512,7 +525,7 @@ class Importer:
             return {"mult": mults[0] if uniform else mults,
                     "shift": shifts[0] if uniform else shifts}
 
-        self.onnx_of_layer[name] = node.name
+        self.onnx_of_layer[name] = text(node.name)
         return Pending(node, layer, [a], k, oh, ow, finish)
 
     def int_bias(self, node, bv, in_scale, wscale, k):
@@ -605,15 +618,21 @@ class Importer:
     # ---- node handlers -------------------------------------------------------------------
     def run(self):
         for node in self.graph.node:
-            outs = self.handle(node)
+            try:
+                outs = self.handle(node)
+            except (TypeError, ValueError, IndexError, KeyError, OverflowError, AttributeError) as e:
+                # An attribute or tensor of the wrong kind or rank that no rule above names.
+                first = str(e).splitlines()[0][:100] if str(e) else ""
+                raise self.err(node, f"malformed attributes or inputs ({type(e).__name__}: "
+                               f"{first})")
             if not isinstance(outs, list):
                 outs = [outs]
             for name, v in zip(node.output, outs):
                 self.vals[name] = v
                 if isinstance(v, Pending):
-                    v.tensor = name
+                    v.tensor = text(name)
                 elif isinstance(v, Act) and v.src != "input":
-                    self.layer_tensor.setdefault(v.src, name)
+                    self.layer_tensor.setdefault(v.src, text(name))
         outputs = []
         for o in self.graph.output:
             v = self.vals[o.name]
@@ -788,7 +807,7 @@ class Importer:
                                                  f"{self.path}: node '{node.name}'")
             return {"in1_mult": m1, "in2_mult": m2, "mult": m, "shift": s}
 
-        self.onnx_of_layer[name] = node.name
+        self.onnx_of_layer[name] = text(node.name)
         p = Pending(node, layer, [a1, a2], a1.c, a1.h, a1.w, finish)
         return self.materialise(p, oq) if node.op_type == "QLinearAdd" else p
 
@@ -838,7 +857,7 @@ class Importer:
                 raise self.err(node, "MaxPool output zero point differs from the input's")
             return {} if out_scale is not None else {}
 
-        self.onnx_of_layer[name] = node.name
+        self.onnx_of_layer[name] = text(node.name)
         p = Pending(node, layer, [a], a.c, oh, ow, finish)
         if isinstance(x_inner, Act) and a.dtype != "fp16":
             return self.materialise(p, self.same_quant(a))  # a QLinear model's integer pool
@@ -1022,7 +1041,7 @@ def write_network(imp, outputs, input_npy, seed, model_name):
         f.write("\n")
     meta = {"model": os.path.abspath(imp.path), "input": origin,
             "input_quant": {"scale": scale, "zero_point": zp, "dtype": dtype},
-            "outputs": [{"onnx": n, "layer": a.src, "channels": a.c, "stored_channels": a.cp,
+            "outputs": [{"onnx": text(n), "layer": a.src, "channels": a.c, "stored_channels": a.cp,
                          "dtype": a.dtype, "scale": a.scale, "zero_point": a.zp}
                         for n, a in outputs],
             "layers": {k: {"node": v, "tensor": imp.layer_tensor.get(k)}
@@ -1052,13 +1071,18 @@ def main(argv=None):
         model = imp.load()
         imp.check_graph()
         outputs = imp.run()
-        name = model.graph.name or os.path.splitext(os.path.basename(args.model))[0]
+        name = text(model.graph.name) or os.path.splitext(os.path.basename(args.model))[0]
         net = write_network(imp, outputs, args.input, args.seed, name)
     except ModelError as e:
         sys.stderr.write(f"onnx_import: error: {e}\n")
         return EXIT_BAD_MODEL
     except RecursionError:
         sys.stderr.write(f"onnx_import: error: {args.model}: nesting too deep (hostile model)\n")
+        return EXIT_BAD_MODEL
+    except Exception as e:  # a model no rule above names (the test's mutation run finds none)
+        first = str(e).splitlines()[0][:100] if str(e) else ""
+        sys.stderr.write(f"onnx_import: error: {args.model}: cannot import ({type(e).__name__}: "
+                         f"{first}); no rule of the importer names this model's problem\n")
         return EXIT_BAD_MODEL
     print(f"{args.model}: {len(net['layers'])} DPU layers for {args.target} -> "
           f"{os.path.join(args.out, 'NETWORK.json')}")
