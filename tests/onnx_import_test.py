@@ -169,6 +169,15 @@ def classifier_head(pool=True):
     return b, b.q(y, 0.1)
 
 
+def float_matmul_head():
+    """Float Flatten -> MatMul (B [C, K], constant) -> Relu: a 1x1 conv with 10 of 16 channels."""
+    b = Builder("float_matmul", 32, 1, 1, quant=False)
+    f = b.node("Flatten", ["x"], name="flatten", axis=1)
+    y = b.node("MatMul", [f, b.init(RNG.normal(0, 0.3, (32, 10)).astype(np.float32), "w")],
+               name="mm")
+    return b, b.node("Relu", [y], name="relu")
+
+
 def float_block():
     b = Builder("float_block", 16, 6, 6, quant=False)
     y = b.conv("x", 16, 16, act="relu", name="fc1")
@@ -267,6 +276,8 @@ def onnx_eval(model, x):
             r = i[0].mean(axis=(2, 3), keepdims=True)
         elif op == "Flatten":
             r = i[0].reshape(1, -1)
+        elif op == "MatMul":
+            r = i[0] @ i[1]
         elif op == "Gemm":
             w = i[1].T if a.get("transB", 0) else i[1]
             r = i[0] @ w + (0 if len(i) < 3 else i[2])
@@ -380,7 +391,8 @@ def main():
     models = {"resnet_block": resnet_block, "mbv2_block": mobilenet_v2_block,
               "first_rgb": first_layer_rgb, "conv_chain": conv_chain,
               "head": classifier_head, "fc_only": lambda: classifier_head(pool=False),
-              "float_block": float_block, "qlinear": qlinear_model}
+              "float_block": float_block, "float_matmul": float_matmul_head,
+              "qlinear": qlinear_model}
     built = {}
     for name, fn in models.items():
         b, out = fn()
@@ -556,6 +568,9 @@ def check_bad_models(built):
     open(bad, "wb").write(b"\x0a" + b"\xff" * 9 + b"\x01")  # a length beyond the file
     expect_error("hostile length", bad, "bad.onnx")
     expect_error("missing file", os.path.join(TMP, "nope.onnx"), "nope.onnx", "cannot read")
+    r = subprocess.run([DPUEMU, "import", path, "--target", "NPU99XX", "--out", TMP],
+                       capture_output=True, text=True)
+    check(r.returncode == 2 and "--target" in r.stderr, f"bad --target: {r.returncode}")
 
     # An initialiser whose raw_data is shorter than its dims.
     m2 = onnx.load(path)

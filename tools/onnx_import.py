@@ -738,6 +738,8 @@ class Importer:
             return self.pad(node, at)
         if op in ("Flatten", "Reshape"):
             x = self.get(node, 0)
+            if isinstance(x, FloatInput) and self.float_model:
+                x = self.float_input_act()
             a = x.act if isinstance(x, DQAct) else x
             if isinstance(a, Pending):
                 a = self.act_of(node, a)
