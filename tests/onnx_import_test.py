@@ -592,6 +592,10 @@ def check_specifics(built):
               f"resize fields {up['se']}")
         wt = np.load(os.path.join(d, layer(net, "deconv")["weights"]["npy"]))
         check(np.array_equal(wt, w.transpose(1, 2, 3, 0)), "ConvTranspose weights [K, KY, KX, C]")
+        upl = layer(net, "upl")
+        check("weights" not in upl and "stride" not in upl and upl["se"]["mode"] == "half_pixel"
+              and upl["se"]["size"] == [16, 16] and upl["ppe"]["mult"] == 16384 and
+              upl["ppe"]["shift"] == 14, f"bilinear layer {upl}")
         iw = np.load(os.path.join(d, up["weights"]["npy"]))
         check(np.array_equal(iw[:, 0, 0, :], np.eye(16, dtype=np.int8)), "identity conv weights")
         check(up["ppe"]["mult"] == 16384 and up["ppe"]["shift"] == 14, "identity scale 1.0")

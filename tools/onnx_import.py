@@ -954,7 +954,24 @@ class Importer:
             nm = nm.decode() if isinstance(nm, bytes) else nm
             se = {"op": "interpolate_nearest", "size": [oh, ow], "mode": ctm, "nearest_mode": nm}
         elif mode == "linear":
-            se = {"op": "interpolate_bilinear", "size": [oh, ow], "mode": ctm}
+            # dpuemu's interpolate_bilinear is the compiler's NCEInterpolate BILINEAR: the lowering
+            # makes the box-kernel conv itself, so the layer has no weights, stride or pad; its
+            # ppe is the interpolate's requantisation, in scale / out scale.
+            name = self.layer_name(node)
+            layer = {"name": name, "inputs": [a.src],
+                     "se": {"op": "interpolate_bilinear", "size": [oh, ow], "mode": ctm}}
+
+            def finish(out_scale, out_zp, out_dtype):
+                if out_scale is None:
+                    return {"scale": 1.0}
+                m, sh = approximate_scale(a.scale / out_scale,
+                                          f"{self.path}: node '{text(node.name)}'")
+                return {"mult": m, "shift": sh}
+
+            self.onnx_of_layer[name] = text(node.name)
+            p = Pending(node, layer, [a], a.c, oh, ow, finish)
+            return p if isinstance(x, DQAct) or a.dtype == "fp16" else self.materialise(
+                p, self.same_quant(a))
         else:
             raise self.err(node, f"mode {mode}: nearest or linear expected")
         layer, p = self.identity_conv(node, a)
