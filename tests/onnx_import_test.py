@@ -155,6 +155,14 @@ def se_chain():
     return b, b.q(p, 0.06)
 
 
+def bilinear():
+    """Resize linear x2 (half_pixel): se interpolate_bilinear."""
+    b = Builder("bilinear", 16, 4, 4)
+    x = b.q("x", 0.05)
+    return b, b.q(b.node("Resize", [x, "", b.init(np.array([1, 1, 2, 2], np.float32))],
+                         name="upl", mode="linear"), 0.04)
+
+
 def conv_chain():
     """Only convolutions (pads folded, per-channel scales, Relu, Clip, stride 2): every layer
     runs on the conv kinds main has."""
@@ -289,6 +297,19 @@ def onnx_eval(model, x):
             p = i[1]
             mode = a.get("mode", b"constant").decode()
             r = np.pad(i[0], [(p[d], p[d + 4]) for d in range(4)], mode=mode)
+        elif op == "Resize" and a.get("mode") == b"linear":
+            # half_pixel (the default): source = (dst + 0.5) / scale - 0.5, clamped at 0; the
+            # neighbours clamp at the border.
+            assert a.get("coordinate_transformation_mode", b"half_pixel") == b"half_pixel"
+            r = i[0]
+            for axis in (2, 3):
+                n_in = r.shape[axis]
+                n_out = int(n_in * i[2][axis])
+                src = np.maximum((np.arange(n_out) + 0.5) / i[2][axis] - 0.5, 0)
+                i0 = np.floor(src).astype(int)
+                i1 = np.minimum(i0 + 1, n_in - 1)
+                lam = (src - i0).reshape([-1 if d == axis else 1 for d in range(4)])
+                r = np.take(r, i0, axis) * (1 - lam) + np.take(r, i1, axis) * lam
         elif op == "Resize":
             assert a["mode"] == b"nearest" and a["coordinate_transformation_mode"] == b"asymmetric"
             assert a["nearest_mode"] == b"floor"
@@ -356,7 +377,11 @@ def run_network(net_dir, target):
             check(np.array_equal(np.load(os.path.join(out, o + ".npy")), got[o]),
                   f"{net_dir}: {o}.npy differs from {o}/output.npy")
         return got, "dpuemu run NETWORK.json, every layer"
-    why = next((m for m in NOT_ON_THIS_BUILD if m in r.stderr), None)
+    # A build without se interpolate_bilinear (the interp branch) asks such a layer for weights.
+    markers = NOT_ON_THIS_BUILD + tuple(
+        f"('{l['name']}').weights: missing (required)" for l in net["layers"]
+        if l.get("se", {}).get("op") == "interpolate_bilinear")
+    why = next((m for m in markers if m in r.stderr), None)
     if not check(why is not None, f"dpuemu run NETWORK.json: {r.stderr.strip()}"):
         return None, "network runner failed"
     shutil.rmtree(out, ignore_errors=True)
@@ -367,9 +392,9 @@ def run_network(net_dir, target):
     prev, got = "input", {}
     for layer in net["layers"]:
         ins = layer.get("inputs", [prev])
-        if layer.get("op", "conv") != "conv" or len(ins) != 1:
+        if layer.get("op", "conv") != "conv" or len(ins) != 1 or f"('{layer['name']}')" in why:
             return got, (f"dpuemu run NETWORK.json refused ('{why}'): per-layer SPEC.json up "
-                         f"to '{layer['name']}' ({layer.get('op')})")
+                         f"to '{layer['name']}' ({layer.get('op', 'conv')})")
         spec = {k: v for k, v in layer.items() if k != "inputs"}
         dt, zp = dtype_of[ins[0]]
         spec["target"] = target
@@ -438,6 +463,7 @@ def round_up16(c):
 def main():
     models = {"resnet_block": resnet_block, "mbv2_block": mobilenet_v2_block,
               "first_rgb": first_layer_rgb, "conv_chain": conv_chain, "se_chain": se_chain,
+              "bilinear": bilinear,
               "head": classifier_head, "fc_only": lambda: classifier_head(pool=False),
               "float_block": float_block, "float_matmul": float_matmul_head,
               "qlinear": qlinear_model}
