@@ -2,15 +2,19 @@
 //   dpuemu plan SPEC.json|DIR [--json] [--split-rule R]
 //   dpuemu run  SPEC.json|NETWORK.json|DIR --out OUT [--threads N] [--reference] [--kernel K] [--explain]
 //                                       [--repeat N] [--golden layer|tiles] [--split-rule R]
+//   dpuemu import MODEL.onnx --target T --out DIR [--input X.npy] [--seed N]
 // Exit status: 0 ok, 2 usage or spec errors (bad flags, spec, tensor file, or a layer the planner
 // refuses), 1 when running or writing the results fails.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -398,6 +402,52 @@ int RunCommand(const Flags& f) {
   return exit;
 }
 
+// `dpuemu import`: runs tools/onnx_import.py (README "ONNX import"), found as, in order,
+// $DPUEMU_ONNX_IMPORT; the Bazel runfiles of this binary (bazel-bin/runtime/dpuemu.runfiles/
+// dpuemu/tools/onnx_import.py, or $RUNFILES_DIR's); next to the binary; PREFIX/share/dpuemu/
+// for a binary in PREFIX/bin. The interpreter is $DPUEMU_PYTHON, else Debian's /usr/bin/python3
+// (where python3-onnx installs), else python3 on PATH. The tool's exit status is returned as is
+// (2: a model it cannot import).
+int ImportCommand(const std::vector<std::string>& args, const char* argv0) {
+  std::vector<fs::path> candidates;
+  if (const char* e = std::getenv("DPUEMU_ONNX_IMPORT")) candidates.push_back(e);
+  const fs::path self = fs::path(argv0);
+  if (const char* r = std::getenv("RUNFILES_DIR")) {
+    candidates.push_back(fs::path(r) / "dpuemu/tools/onnx_import.py");
+  }
+  candidates.push_back(fs::path(self.string() + ".runfiles") / "dpuemu/tools/onnx_import.py");
+  candidates.push_back(self.parent_path() / "onnx_import.py");
+  candidates.push_back(self.parent_path() / "../share/dpuemu/onnx_import.py");
+  std::string tool;
+  std::error_code ec;
+  for (const fs::path& c : candidates) {
+    if (fs::is_regular_file(c, ec)) {
+      tool = c.string();
+      break;
+    }
+  }
+  if (tool.empty()) {
+    PrintError(NotFound("import: tools/onnx_import.py not found (looked in $DPUEMU_ONNX_IMPORT, "
+                        "the runfiles, next to the binary and ../share/dpuemu/)"));
+    return kExitFailed;
+  }
+  std::string python = "python3";
+  if (const char* p = std::getenv("DPUEMU_PYTHON")) {
+    python = p;
+  } else if (fs::exists("/usr/bin/python3", ec)) {
+    python = "/usr/bin/python3";
+  }
+  std::vector<std::string> all = {python, tool};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> cargs;
+  for (std::string& a : all) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  std::fflush(stdout);
+  execvp(python.c_str(), cargs.data());
+  PrintError(NotFound("import: cannot start " + python + ": " + std::strerror(errno)));
+  return kExitFailed;
+}
+
 int Main(int argc, char** argv) {
   Flags f;
   CLI::App app{"dpuemu: functional emulator of the Intel NPU DPU (ZMConv on NPU37XX, NPU40XX)"};
@@ -436,11 +486,29 @@ int Main(int argc, char** argv) {
                     "sparsity.weights / heuristic)")
         ->check(CLI::IsMember({"sas", "ratio", "cmx", "cost", "dense", "sparse"}));
   }
+  CLI::App* import = app.add_subcommand(
+      "import", "ONNX model -> NETWORK.json and .npy files (tools/onnx_import.py)");
+  std::string model, target, input;
+  int seed = 1;
+  import->add_option("model", model, "the ONNX model (quantised QDQ/QOperator, or float)")
+      ->required();
+  import->add_option("--target", target, "NPU37XX or NPU40XX")
+      ->required()
+      ->check(CLI::IsMember({"NPU37XX", "NPU40XX"}));
+  import->add_option("--out,-o", f.out, "output directory (created if missing)")->required();
+  import->add_option("--input", input, "input image .npy [1, C, H, W] float (default: random)");
+  import->add_option("--seed", seed, "seed of the random input");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints help, or the error
     return code == 0 ? 0 : kExitUsage;
+  }
+  if (import->parsed()) {
+    std::vector<std::string> args = {model, "--target", target, "--out", f.out,
+                                     "--seed", std::to_string(seed)};
+    if (!input.empty()) args.insert(args.end(), {"--input", input});
+    return ImportCommand(args, argv[0]);
   }
   return plan->parsed() ? PlanCommand(f) : RunCommand(f);
 }
