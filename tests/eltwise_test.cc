@@ -205,6 +205,75 @@ TEST(EltwiseTest, SimdMatchesReferenceOnEveryTarget) {
   });
 }
 
+// IntFast's fp32 rounding near ties and clamp bounds: every shift, multipliers with low bits set
+// (ties k + 1/2 at small shifts, sums beyond 2^24 that fp32 rounds), large biases.
+TEST(EltwiseTest, IntegerFastPathAtTiesAndBoundsOnEveryTarget) {
+  const uint64_t base = BaseSeed(13901);
+  std::vector<DpuTask> tasks;
+  std::vector<DpuOutput> refs;
+  for (int shift = 0; shift <= 63; ++shift) {
+    const uint64_t seed = base + static_cast<uint64_t>(shift);
+    Rng rng(seed);
+    LayerSpec s;
+    s.kind = NceKind::kEltwise;
+    s.h = 8;
+    s.w = 8;
+    s.c = 32;
+    s.eltwise = shift % 3 == 0 ? EltwiseType::kMult : shift % 3 == 1 ? EltwiseType::kAdd : EltwiseType::kSub;
+    s.in_dtype = shift % 2 ? DType::kI8 : DType::kU8;
+    s.out_dtype = shift % 4 < 2 ? DType::kU8 : DType::kI8;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(s, seed));
+    if (s.eltwise != EltwiseType::kMult) {
+      layer.op.eltwise.in1_mult = static_cast<int32_t>(rng.Int(1, 65535)) | 1;
+      layer.op.eltwise.in2_mult = static_cast<int32_t>(rng.Int(1, 65535)) | 1;
+    }
+    // |acc| * mult * 2^-shift around the output range: most lanes unclamped.
+    const double acc = s.eltwise == EltwiseType::kMult ? 5000.0 : 74.0 * 40000;
+    const int32_t mult = static_cast<int32_t>(
+        std::min(65535.0, std::max(1.0, std::ldexp(100.0 / acc, shift)))) | 1;
+    layer.quant.mult.assign(32, mult);
+    layer.quant.shift.assign(32, shift);
+    layer.quant.bias.assign(32, static_cast<int32_t>(rng.Int(-1000000, 1000000)));
+    const Target& t = Npu40();
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, {}, t));
+    DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, t));
+    tasks.push_back(std::move(task));
+    refs.push_back(std::move(ref));
+  }
+  // Just off a tie, closer than fp32 resolves: t = (2k + 1) * 2^25 +- 1 with shift 26 is
+  // k + 1/2 +- 2^-26, which fp32 rounds onto the tie itself (then to even: wrong half the time).
+  for (int k : {10, 11}) {
+    for (int d : {-1, 1}) {
+      LayerSpec s;
+      s.kind = NceKind::kEltwise;
+      s.h = s.w = 2;
+      s.c = 16;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(s, 3));
+      layer.op.eltwise.in1_mult = layer.op.eltwise.in2_mult = 1;
+      layer.op.ppe.out_zp = 0;
+      for (int64_t j = 0; j < layer.input.numel(); ++j) {
+        layer.input.bytes[j] = static_cast<uint8_t>(layer.op.in_zp);
+        layer.input2.bytes[j] = static_cast<uint8_t>(layer.op.eltwise.in2_zp);
+      }
+      layer.quant.mult.assign(16, 1);
+      layer.quant.shift.assign(16, 26);
+      layer.quant.bias.assign(16, (2 * k + 1) * (1 << 25) + d);
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, {}, Npu40()));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, Npu40()));
+      ASSERT_EQ(ref.data.bytes[0], d > 0 ? k + 1 : k);
+      tasks.push_back(std::move(task));
+      refs.push_back(std::move(ref));
+    }
+  }
+  ForEachHighwayTarget([&](const char*) {
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      SCOPED_TRACE("case " + std::to_string(i) + " " + SeedTrace(base + i));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput out, RunNce(tasks[i], Npu40()));
+      ASSERT_EQ(out.data.bytes, refs[i].data.bytes) << FirstDifference(refs[i].data, out.data);
+    }
+  });
+}
+
 // ---- The compiler's values ----
 
 TEST(EltwiseTest, QuantFromScalesReproducesTheCompilersLitTests) {
