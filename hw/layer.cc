@@ -555,19 +555,6 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
   }
   const int64_t k = g.k;
   for (int64_t i = 0; i < k; ++i) {
-    // Kinds without weights have one set of PPE registers for every channel.
-    if (!HasWeights(spec.kind) && i > 0) {
-      ChannelQuant& q = layer.quant;
-      if (integer) {
-        q.mult.push_back(q.mult[0]);
-        q.shift.push_back(q.shift[0]);
-        q.bias.push_back(q.bias[0]);
-      } else {
-        q.scale.push_back(q.scale[0]);
-        q.fbias.push_back(q.fbias[0]);
-      }
-      continue;
-    }
     if (integer) {
       const double target = 64.0 / acc_scale * (0.5 + rng.Uniform());
       const int32_t mult = static_cast<int32_t>(rng.Int(16384, 65535));
