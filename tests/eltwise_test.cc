@@ -118,6 +118,19 @@ Case MakeCase(uint64_t seed) {
   EXPECT_TRUE(made.ok()) << made.status().ToString();
   c.layer = std::move(made).value();
   NceOp& op = c.layer.op;
+  // A bias (GenerateLayer gives the kinds without a weight table none): the PPE registers have one.
+  if (rng.Int(0, 1)) {
+    const double acc = IsFloat(op.in_dtype) ? 1.0 : 74.0 * std::max(op.eltwise.in1_mult, op.eltwise.in2_mult);
+    const int32_t bias = static_cast<int32_t>(rng.Int(-4, 4) * acc);
+    const float fbias = static_cast<float>(rng.Int(-8, 8)) / 8;
+    for (int64_t k = 0; k < op.g.k; ++k) {
+      if (IsFloat(op.in_dtype)) {
+        c.layer.quant.fbias[k] = fbias;
+      } else {
+        c.layer.quant.bias[k] = bias;
+      }
+    }
+  }
   // Registers at their extremes now and then: the SIMD kernel's exactness limits.
   if (!IsFloat(op.in_dtype) && rng.Int(0, 4) == 0) {
     if (op.eltwise.type != EltwiseType::kMult) {
