@@ -30,8 +30,53 @@ int64_t DefaultSeSize(const Target& t, int64_t channels, DType in_dtype) {
   return 16;
 }
 
+// ---- Eltwise (kept apart from the pools' share of LowerPpeRegisters) ----
+
+// The eltwise's PPE registers: the layer's per-channel quant must hold one value for all channels
+// (the compiler's PPE attribute of an NCEEltwise has one quant_mult / quant_shift,
+// PpeFactory::retrieveEltwisePPEAttribute; there is no weight table).
+Status LowerEltwisePpe(const NceLayer& layer, DpuTask& task) {
+  const ChannelQuant& q = layer.quant;
+  DpuTask::PpeRegisters& r = task.ppe_regs;
+  const auto uniform = [&](const auto& v, const char* field) -> Status {
+    for (size_t k = 1; k < v.size(); ++k) {
+      if (!(v[k] == v[0])) {
+        return InvalidArgument(std::string("quant.") + field + "[" + Str(k) + "]: differs from " +
+                               field + "[0]; eltwise has one set of PPE registers for all channels");
+      }
+    }
+    return OkStatus();
+  };
+  if (!IsFloat(layer.op.in_dtype)) {
+    DPUEMU_RETURN_IF_ERROR(uniform(q.mult, "mult"));
+    DPUEMU_RETURN_IF_ERROR(uniform(q.shift, "shift"));
+    DPUEMU_RETURN_IF_ERROR(uniform(q.bias, "bias"));
+    r.mult = q.mult.at(0);
+    r.shift = q.shift.at(0);
+    r.bias = q.bias.at(0);
+  } else {
+    DPUEMU_RETURN_IF_ERROR(uniform(q.scale, "scale"));
+    DPUEMU_RETURN_IF_ERROR(uniform(q.fbias, "fbias"));
+    r.scale = q.scale.at(0);
+    r.fbias = q.fbias.at(0);
+  }
+  return OkStatus();
+}
+
+// The eltwise's registers in a task: quant mult 16 bits and shift 6 bits (the limits
+// EltwiseQuantizationApproximation keeps to, utils/quantization.cpp).
+Status ValidateEltwiseRegisters(const DpuTask& task) {
+  const DpuTask::PpeRegisters& r = task.ppe_regs;
+  if (!IsFloat(task.op.in_dtype)) {
+    DPUEMU_RETURN_IF_ERROR(CheckRange("ppe_regs.mult", r.mult, 0, 65535));
+    DPUEMU_RETURN_IF_ERROR(CheckRange("ppe_regs.shift", r.shift, 0, 63));
+  }
+  return OkStatus();
+}
+
 // The PPE registers of a kind without a weight table: one requantisation for every channel.
 Status LowerPpeRegisters(const NceLayer& layer, DpuTask& task) {
+  if (layer.op.kind == NceKind::kEltwise) return LowerEltwisePpe(layer, task);
   (void)layer;
   (void)task;
   return Unimplemented(std::string(NceKindName(layer.op.kind)) + ": not lowered yet");
@@ -225,6 +270,7 @@ Status ValidateTask(const DpuTask& task, const Target& t) {
       return InvalidArgument("input2: " + Str(task.input2.size()) + " bytes, the eltwise's second "
                              "input [H, W, C] needs " + Str(want));
     }
+    DPUEMU_RETURN_IF_ERROR(ValidateEltwiseRegisters(task));
   } else if (!task.input2.empty()) {
     return InvalidArgument(std::string("input2: only eltwise has a second input (op is ") +
                            NceKindName(op.kind) + ")");

@@ -173,6 +173,53 @@ Status ValidateWindow(const NceGeometry& g) {
   return OkStatus();
 }
 
+namespace {
+
+// What the eltwise adds to ValidateOp. The compiler lowers an eltwise to the DPU when both inputs
+// are fp16, or both are uniformly quantized with the same storage type and signedness (zero points
+// and scales may differ): VPU::isNCEEltwiseSupported, src/vpux_compiler/src/dialect/VPU/utils/
+// eltwise_utils.cpp. The per-input multipliers are the 16-bit elop_scale_a / elop_scale_b
+// register fields (vpu_nce_hw_37xx.h, vpu_nce_hw_40xx.h); the compiler only ever emits ADD
+// (EltwiseToNCE<IE::AddOp>; PpeFactory::retrieveEltwisePPEAttribute throws for other ops), so
+// sub's and mult's scaling are dpuemu's definitions (kernels/ref/eltwise_ref.cc).
+Status ValidateEltwise(const NceOp& op) {
+  const EltwiseParams& e = op.eltwise;
+  const std::string rule = " (VPU::isNCEEltwiseSupported, VPU/utils/eltwise_utils.cpp)";
+  if (op.in_dtype != DType::kU8 && op.in_dtype != DType::kI8 && op.in_dtype != DType::kFP16) {
+    return InvalidArgument(std::string("input dtype = ") + DTypeName(op.in_dtype) +
+                           ": eltwise runs on fp16, u8 or i8 inputs" + rule);
+  }
+  if (e.in2_dtype != op.in_dtype) {
+    return InvalidArgument(std::string("input2 dtype = ") + DTypeName(e.in2_dtype) +
+                           ": must equal the first input's dtype " + DTypeName(op.in_dtype) +
+                           " (both fp16, or the same quantized storage type)" + rule);
+  }
+  if (IsFloat(op.in_dtype)) {
+    if (e.in2_zp != 0) {
+      return InvalidArgument("input2 zero_point = " + Str(e.in2_zp) +
+                             ": float types have no zero point (must be 0)");
+    }
+    if (e.in1_mult != 1 || e.in2_mult != 1) {
+      return InvalidArgument("eltwise.in1_mult / in2_mult = " + Str(e.in1_mult) + " / " +
+                             Str(e.in2_mult) + ": the float eltwise has no input multipliers "
+                             "(must be 1; the float PPE scale carries the scaling)");
+    }
+    return OkStatus();
+  }
+  DPUEMU_RETURN_IF_ERROR(CheckRange("input2 zero_point", e.in2_zp, DTypeMin(e.in2_dtype),
+                                    DTypeMax(e.in2_dtype)));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("eltwise.in1_mult (elop_scale_a, 16 bits)", e.in1_mult, 0, 65535));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("eltwise.in2_mult (elop_scale_b, 16 bits)", e.in2_mult, 0, 65535));
+  if (e.type == EltwiseType::kMult && (e.in1_mult != 1 || e.in2_mult != 1)) {
+    return InvalidArgument("eltwise.in1_mult / in2_mult = " + Str(e.in1_mult) + " / " +
+                           Str(e.in2_mult) + ": mult multiplies (x1 - zp1) * (x2 - zp2) as they "
+                           "are (must be 1); the product's scale goes in the PPE mult / shift");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status ValidateOp(const NceOp& op) {
   const NceGeometry& g = op.g;
   DPUEMU_RETURN_IF_ERROR(ValidateDims(g));
@@ -194,6 +241,7 @@ Status ValidateOp(const NceOp& op) {
     return InvalidArgument("eltwise: combines two inputs pixel by pixel: kernel must be 1x1, "
                            "stride 1 and pads 0");
   }
+  if (op.kind == NceKind::kEltwise) DPUEMU_RETURN_IF_ERROR(ValidateEltwise(op));
   if (g.h + g.pad_top + g.pad_bottom < g.ky) {
     return InvalidArgument("ky (kernel height) = " + Str(g.ky) +
                            ": larger than the padded input height " +
@@ -485,6 +533,11 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
     op.eltwise.type = spec.eltwise;
     op.eltwise.in2_dtype = spec.in_dtype;
     if (integer && spec.zero_points) op.eltwise.in2_zp = op.in_zp + static_cast<int32_t>(rng.Int(-8, 8));
+    // Integer add / sub: per-input multipliers of the size EltwiseQuantFromScales gives.
+    if (integer && spec.eltwise != EltwiseType::kMult) {
+      op.eltwise.in1_mult = static_cast<int32_t>(rng.Int(4096, 65535));
+      op.eltwise.in2_mult = static_cast<int32_t>(rng.Int(4096, 65535));
+    }
   }
   if (!HasWeights(spec.kind)) op.w_zp = 0;
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
@@ -506,8 +559,11 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
   // Float activations are about +-1 (FillTensor); integer weights about +-74 (+-4.6 for int4) from
   // their zero point.
   const double wmag = sub_byte ? 4.6 : 74.0;
-  const double acc_scale = std::sqrt(double(op.taps_per_output()) * density) *
-                           (integer ? 74.0 * wmag : int_weights ? 0.6 * wmag : 0.4);
+  double acc_scale = std::sqrt(double(op.taps_per_output()) * density) *
+                     (integer ? 74.0 * wmag : int_weights ? 0.6 * wmag : 0.4);
+  if (spec.kind == NceKind::kEltwise && integer && spec.eltwise != EltwiseType::kMult) {
+    acc_scale = 74.0 * std::hypot(op.eltwise.in1_mult, op.eltwise.in2_mult);
+  }
   const int64_t k = g.k;
   for (int64_t i = 0; i < k; ++i) {
     if (integer) {

@@ -558,6 +558,12 @@ class Planner {
   // tile on NPU37XX (split_nce_ops_onto_workloads.cpp passes the per-cluster shape there) and of
   // the whole layer on NPU40XX; every workload of the tile runs in it.
   MpeMode TileMode(const TilePlan& tp, std::string* reason) const {
+    if (op_.kind == NceKind::kEltwise) {
+      *reason = "eltwise: CUBOID_8x16 (NPU37XX Cuboid8MpeModeModel of NCEEltwiseOp, "
+                "nce_op_interfaces.cpp; NPU40XX buildIDUNthwNtk: \"Hardware only supports "
+                "MPE_Mode_CUBOID_8x16 for Elementwise addition\")";
+      return MpeMode::kCuboid8x16;
+    }
     const bool per_tile = t_.id == TargetId::kNPU37XX;
     const int64_t rows = per_tile ? tp.row_end - tp.row_begin : g_.out_h();
     const int64_t k = per_tile ? tp.k_end - tp.k_begin : g_.k;
@@ -820,6 +826,11 @@ StatusOr<Plan> PlanOnce(const NceOp& op, const Tensor& weights, const Tensor* in
                                                   : SplitOverH(g, t, tiles, o.input_sparse || o.se.used(),
                                                o.se.used() ? o.se.source_h : g.h);
     c.rule = r;
+    if (s == SplitStrategy::kSok && op.kind == NceKind::kEltwise) {
+      c.why_not = "eltwise splits over H or clusters, not over K (NCEEltwiseOp::"
+                  "checkStrategyCompatibility, nce_eltwise.cpp; NPU40XX: \"HW Eltwise does not "
+                  "support workload segmentation over K\", compute_nce_ops_input_workload.cpp)";
+    }
     return build(std::move(c));
   };
   // One strategy under split_rule: with sparse output and auto, the cheaper legal tiling of the
