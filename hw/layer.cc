@@ -134,7 +134,7 @@ Status CheckChannels(const std::string& field, int64_t v) {
   return OkStatus();
 }
 
-Status ValidateDims(const NceGeometry& g) {
+Status ValidateDims(const NceGeometry& g, NceKind kind) {
   DPUEMU_RETURN_IF_ERROR(CheckRange("h (input height)", g.h, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckRange("w (input width)", g.w, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckChannels("c (input channels)", g.c));
@@ -145,8 +145,13 @@ Status ValidateDims(const NceGeometry& g) {
   if (g.h * g.w * g.c > kMaxInputElements) {
     return InvalidArgument("input: h * w * c = " + Str(g.h * g.w * g.c) + " elements exceeds 2^31");
   }
-  if (g.k * g.taps() > kMaxWeightElements) {
+  // Depthwise weights are [C, KY, KX, 1]; kinds without weights have none to bound.
+  if (kind == NceKind::kConv && g.k * g.taps() > kMaxWeightElements) {
     return InvalidArgument("weights: k * ky * kx * c = " + Str(g.k * g.taps()) +
+                           " elements exceeds 2^28");
+  }
+  if (kind == NceKind::kDwConv && g.c * g.ky * g.kx > kMaxWeightElements) {
+    return InvalidArgument("weights: c * ky * kx = " + Str(g.c * g.ky * g.kx) +
                            " elements exceeds 2^28");
   }
   return OkStatus();
@@ -166,7 +171,7 @@ Status ValidateWindow(const NceGeometry& g) {
 
 Status ValidateOp(const NceOp& op) {
   const NceGeometry& g = op.g;
-  DPUEMU_RETURN_IF_ERROR(ValidateDims(g));
+  DPUEMU_RETURN_IF_ERROR(ValidateDims(g, op.kind));
   DPUEMU_RETURN_IF_ERROR(ValidateWindow(g));
   const std::string kind = NceKindName(op.kind);
   if (IsChannelwise(op.kind) && g.k != g.c) {
