@@ -216,35 +216,94 @@ HWY_INLINE void PpeIntStore(const DwPlan& p, const int32_t* a, int64_t c0, size_
   }
 }
 
+#if HWY_TARGET != HWY_SCALAR
+// The integer PPE of one vector of channels c0.. to u8/i8 in registers: the two halves in
+// double, as PpeIntStore. Returns false (nothing stored) when a leaky product could be inexact.
+HWY_INLINE bool PpeIntVec(const DwPlan& p, hn::Vec<hn::RebindToSigned<DF>> acc, int64_t c0,
+                          bool leaky, bool u8, uint8_t* dst) {
+  using DI = hn::RebindToSigned<DF>;
+  using DH = hn::Half<DI>;
+  using DD = hn::Rebind<double, DH>;
+  const DI di;
+  const DH dh;
+  const DD dd;
+  const size_t nh = hn::Lanes(dh);
+  const auto zp = hn::Set(dd, p.ppe.out_zp), lo = hn::Set(dd, p.ppe.lo), hi = hn::Set(dd, p.ppe.hi);
+  hn::Vec<DH> r[2];
+  const hn::Vec<DH> half[2] = {hn::LowerHalf(dh, acc), hn::UpperHalf(dh, acc)};
+  for (int j = 0; j < 2; ++j) {
+    const int64_t c = c0 + static_cast<int64_t>(j * nh);
+    const auto v = hn::Add(hn::PromoteTo(dd, half[j]), hn::LoadU(dd, p.bias_d + c));
+    auto scale = hn::LoadU(dd, p.scale_d + c);
+    if (leaky) {
+      if (!hn::AllTrue(dd, hn::Lt(hn::Abs(v), hn::Set(dd, 67108864.0)))) return false;
+      scale = hn::IfThenElse(hn::Lt(v, hn::Zero(dd)), hn::LoadU(dd, p.scale_leaky_d + c), scale);
+    }
+    r[j] = hn::DemoteTo(dh, hn::Min(hn::Max(hn::Add(hn::Round(hn::Mul(v, scale)), zp), lo), hi));
+  }
+  const auto all = hn::Combine(di, r[1], r[0]);
+  if (u8) {
+    const hn::Rebind<uint8_t, DI> d8;
+    hn::StoreU(hn::DemoteTo(d8, all), d8, dst);
+  } else {
+    const hn::Rebind<int8_t, DI> d8;
+    hn::StoreU(hn::DemoteTo(d8, all), d8, reinterpret_cast<int8_t*>(dst));
+  }
+  return true;
+}
+#endif
+
+// The taps of MR output pixels for one vector of channels; the sums go to `sums` [MR][lanes].
+// Kept apart from the PPE so the accumulators stay in registers through the tap loop.
+template <size_t MR>
+HWY_NOINLINE void AccumulateTile(const float* const* rows, const float* w, int64_t c, int64_t kyn,
+                                 int64_t kxn, int64_t sx, float* sums) {
+  const DF d;
+  VF acc[MR];
+  DPUEMU_DW_UNROLL for (size_t m = 0; m < MR; ++m) acc[m] = hn::Zero(d);
+  const int64_t step = sx * c;
+  for (int64_t ky = 0; ky < kyn; ++ky) {
+    const float* x = rows[ky];
+    for (int64_t kx = 0; kx < kxn; ++kx, w += c, x += c) {
+      const VF wv = hn::LoadU(d, w);
+      DPUEMU_DW_UNROLL for (size_t m = 0; m < MR; ++m) {
+        acc[m] = hn::MulAdd(hn::LoadU(d, x + static_cast<int64_t>(m) * step), wv, acc[m]);
+      }
+    }
+  }
+  DPUEMU_DW_UNROLL for (size_t m = 0; m < MR; ++m) hn::Store(acc[m], d, sums + m * hn::Lanes(d));
+}
+
 // MR output pixels (ox0 .. ox0 + MR - 1 of row oy) x all channels.
 template <size_t MR>
 HWY_INLINE void DwTile(const DwPlan& p, const float* const* rows, int64_t oy, int64_t ox0) {
   const DF d;
   const size_t N = hn::Lanes(d);
   const int64_t eb = DTypeBytes(p.ppe.out);
-  for (int64_t c0 = 0; c0 < p.c; c0 += static_cast<int64_t>(N)) {
-    VF acc[MR];
-    DPUEMU_DW_UNROLL for (size_t m = 0; m < MR; ++m) acc[m] = hn::Zero(d);
-    const float* w = p.wt + c0;
-    for (int64_t ky = 0; ky < p.ky; ++ky) {
-      const float* row = rows[ky] + (ox0 * p.sx) * p.c + c0;
-      for (int64_t kx = 0; kx < p.kx; ++kx, w += p.c) {
-        const VF wv = hn::LoadU(d, w);
-        const float* x = row + kx * p.c;
-        DPUEMU_DW_UNROLL for (size_t m = 0; m < MR; ++m) {
-          acc[m] = hn::MulAdd(hn::LoadU(d, x + static_cast<int64_t>(m) * p.sx * p.c), wv, acc[m]);
-        }
-      }
-    }
-    for (size_t m = 0; m < MR; ++m) {
-      uint8_t* dst = p.out + ((oy * p.ow + ox0 + static_cast<int64_t>(m)) * p.c + c0) * eb;
-      if (p.integer) {
+  // Locals: the output stores may alias the plan, which would reload these after each store.
+  const bool integer = p.integer, leaky = p.ppe.leaky, u8 = p.ppe.out == DType::kU8;
+  const bool int8_out = u8 || p.ppe.out == DType::kI8;
+  const int64_t c = p.c, kyn = p.ky, kxn = p.kx, sx = p.sx, ow = p.ow;
+  uint8_t* const out = p.out;
+  for (int64_t c0 = 0; c0 < c; c0 += static_cast<int64_t>(N)) {
+    const float* tap_rows[16];
+    for (int64_t ky = 0; ky < kyn; ++ky) tap_rows[ky] = rows[ky] + (ox0 * sx) * c + c0;
+    alignas(64) float sums[MR * 16];
+    AccumulateTile<MR>(tap_rows, p.wt + c0, c, kyn, kxn, sx, sums);
+    // Unrolled so the accumulators stay in registers (a variable index would put them in memory).
+    DPUEMU_DW_UNROLL for (size_t m = 0; m < MR; ++m) {
+      uint8_t* dst = out + ((oy * ow + ox0 + static_cast<int64_t>(m)) * c + c0) * eb;
+      if (integer) {
         const hn::RebindToSigned<DF> di;
+        const auto iacc = hn::ConvertTo(di, hn::Load(d, sums + m * N));  // exact: an integer below 2^23
+#if HWY_TARGET != HWY_SCALAR
+        if (int8_out && PpeIntVec(p, iacc, c0, leaky, u8, dst)) continue;
+#endif
         alignas(64) int32_t a[16];
-        hn::StoreU(hn::ConvertTo(di, acc[m]), di, a);
+        hn::StoreU(iacc, di, a);
         PpeIntStore(p, a, c0, N, dst);
       } else {
-        PpeFloatStore(p, acc[m], c0, dst);
+        PpeFloatStore(p, hn::Load(d, sums + m * N), c0, dst);
       }
     }
   }
@@ -313,8 +372,16 @@ StatusOr<DpuOutput> RunDwConvSimd(const DpuTask& task, KernelReport& report) {
     return RefDwConv(task);
   }
 
+  // Dense input in one tile is read in place; otherwise gathered as the reference reads it.
   Tensor x;
-  DPUEMU_ASSIGN_OR_RETURN(x, GatherActivations(task.input_view(), op.in_dtype, {g.h, g.w, g.c}, op.in_zp));
+  const uint8_t* xdata = nullptr;
+  if (task.input_map.empty() && task.se_table.empty() && task.input_tiles.size() == 1 &&
+      static_cast<int64_t>(task.input_tiles[0].size()) == g.h * g.w * g.c * DTypeBytes(op.in_dtype)) {
+    xdata = task.input_tiles[0].data();
+  } else {
+    DPUEMU_ASSIGN_OR_RETURN(x, GatherActivations(task.input_view(), op.in_dtype, {g.h, g.w, g.c}, op.in_zp));
+    xdata = x.bytes.data();
+  }
   std::vector<WeightTableEntry> table;
   DPUEMU_ASSIGN_OR_RETURN(table, DecodeWeightTable(task.weight_table, g.k));
   Tensor w;
@@ -354,7 +421,7 @@ StatusOr<DpuOutput> RunDwConvSimd(const DpuTask& task, KernelReport& report) {
   p.in = op.in_dtype;
   p.in_zp = op.in_zp;
   p.ppe = ResolvePpe(op);
-  p.x = x.bytes.data();
+  p.x = xdata;
   p.wt = wt.get();
   p.scale = quant.scale.data();
   p.fbias = quant.fbias.data();
