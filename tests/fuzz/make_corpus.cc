@@ -416,6 +416,18 @@ void Spec() {
     SpecWrite("se-table", "{" + se_base + R"("pad": [1, 1, 1, 1], "se": {"table": "t.npy", "map": "m.npy"}})",
               x, w, {}, *EncodeNpy(table), *EncodeNpy(map));
   }
+  // The other NCE kinds (README "Operations"); the eltwise's input2 is t.npy.
+  const std::string kind_base =
+      R"("target": "NPU37XX", "input": {"npy": "x.npy", "dtype": "u8", "zero_point": 20},
+      "output": {"dtype": "u8", "sparse": true}, )";
+  SpecWrite("op-maxpool", "{" + kind_base + R"("op": "maxpool", "kernel": [3, 3], "stride": [2, 2], "pad": [1, 1, 1, 1]})", x, {}, {});
+  SpecWrite("op-avgpool", "{" + kind_base + R"("op": "avgpool", "kernel": [2, 3], "ppe": {"out_zero_point": 9, "clamp": [0, 250]}})", x, {}, {});
+  SpecWrite("op-dwconv", "{" + kind_base + R"("op": "dwconv", "weights": {"npy": "w.npy", "dtype": "i8"}, "pad": [1, 1, 1, 1], "ppe": {"mult": 3000, "shift": 12}})",
+            x, *EncodeNpy(Pattern(DType::kI8, {16, 3, 3, 1}, 0)), {});
+  SpecWrite("op-eltwise", "{" + kind_base + R"("op": "eltwise", "input2": {"npy": "t.npy", "dtype": "u8", "zero_point": 3}, "eltwise": {"type": "add"}, "ppe": {"in1_mult": 25877, "in2_mult": 5312, "mult": 19219, "shift": 29}})",
+            x, {}, {}, *EncodeNpy(Pattern(DType::kU8, {3, 3, 16}, 7)));
+  SpecWrite("op-dwconv-sparse-input", "{" + kind_base + R"("op": "dwconv", "weights": {"npy": "w.npy", "dtype": "i8"}, "sparsity": {"input": "sparse"}})",
+            x, *EncodeNpy(Pattern(DType::kI8, {16, 3, 3, 1}, 0)), {});
   SpecWrite("se-unknown-op", "{" + se_base + R"("se": {"op": "rotate"}})", x, w, {});
   SpecWrite("path-outside", R"({"target": "NPU40XX", "input": {"npy": "../x.npy", "dtype": "u8"}})",
             x, w, b);
