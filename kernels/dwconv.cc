@@ -2,7 +2,7 @@
 // (kernels/ref/dwconv_ref.cc). Highway, dynamic dispatch.
 //
 // Vectorised over channels (a vector of up to 16 fp32 lanes = 16 channels; C is a multiple of
-// 16), 4 output pixels at a time so each weight vector is loaded once per 4 FMAs. The input rows
+// 16), 8 output pixels at a time so each weight vector is loaded once per 8 FMAs. The input rows
 // a band of output rows reads are converted once into a ring of KY fp32 rows (x - x_zp for
 // integers, the value for floats; padding columns 0), so each tap is one load and one FMA.
 // Exactness:
@@ -111,10 +111,29 @@ void ConvertRun(const DwPlan& p, const uint8_t* src, int64_t n, float* dst) {
       }
       return;
     }
-    default: {  // fp16, by its fields: exact for every pattern, NaN payloads included
+    default: {  // fp16, exact for every pattern, NaN payloads included
       const hn::Rebind<uint16_t, DF> d16;
       const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
       const auto exp_mask = hn::Set(du, 0x7C00u), man_mask = hn::Set(du, 0x3FFu);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+      // F16C converts every finite value exactly; inf / NaN lanes (quieted by vcvtph2ps) are
+      // rebuilt from their fields, when a vector has any.
+      const hn::Rebind<hwy::float16_t, DF> dh;
+      for (int64_t i = 0; i < n; i += N) {
+        const auto raw = hn::LoadU(d16, s + i);
+        auto bits = hn::BitCast(du, hn::PromoteTo(df, hn::BitCast(dh, raw)));
+        const auto h = hn::PromoteTo(du, raw);
+        const auto special = hn::Eq(hn::And(h, exp_mask), exp_mask);
+        if (!hn::AllFalse(du, special)) {
+          const auto rebuilt = hn::Or(hn::Or(hn::ShiftLeft<16>(hn::And(h, hn::Set(du, 0x8000u))),
+                                             hn::Set(du, 0x7F800000u)),
+                                      hn::ShiftLeft<13>(hn::And(h, man_mask)));
+          bits = hn::IfThenElse(special, rebuilt, bits);
+        }
+        hn::StoreU(hn::BitCast(df, bits), df, dst + i);
+      }
+      return;
+#endif
       for (int64_t i = 0; i < n; i += N) {
         const auto h = hn::PromoteTo(du, hn::LoadU(d16, s + i));
         const auto sign = hn::ShiftLeft<16>(hn::And(h, hn::Set(du, 0x8000u)));
@@ -310,7 +329,7 @@ HWY_INLINE void DwTile(const DwPlan& p, const float* const* rows, int64_t oy, in
 }
 
 void RunDw(const DwPlan& p) {
-  constexpr size_t kMR = 4;
+  constexpr size_t kMR = 8;
   const int64_t row_floats = p.wp * p.c;
   std::vector<int64_t> slot_row(static_cast<size_t>(p.ky), -1);
   std::vector<const float*> rows(static_cast<size_t>(p.ky));
@@ -437,7 +456,7 @@ StatusOr<DpuOutput> RunDwConvSimd(const DpuTask& task, KernelReport& report) {
 
   report.isa = isa;
   report.reason = std::string("dwconv: ") + (integer ? "exact integer" : "fp32") +
-                  " MACs vectorised over channels, 4 output pixels per step";
+                  " MACs vectorised over channels, 8 output pixels per step";
   return StoreOutput(task, std::move(out));
 }
 
