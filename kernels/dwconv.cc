@@ -44,6 +44,10 @@ struct DwPlan {
   const double* bias_d;
   const double* scale_d;        // mult * 2^-shift
   const double* scale_leaky_d;  // mult * lrelu_mult * 2^-(shift + lrelu_shift)
+  // The fp32 integer PPE (PpeIntVecF), when exact for this task: bias and mult * 2^-shift.
+  bool int_fp32_ppe;
+  const float* bias_f;
+  const float* scale_f;
   float* ring;                  // ky rows of [wp][c]
   uint8_t* out;                 // [oh][ow][c], out dtype
 };
@@ -70,10 +74,11 @@ using VF = hn::Vec<DF>;
 
 #if HWY_TARGET == HWY_SSSE3 || HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_EMU128 || \
     HWY_TARGET == HWY_SCALAR
-bool DwHasFma() { return false; }
+constexpr bool kDwFma = false;
 #else
-bool DwHasFma() { return true; }
+constexpr bool kDwFma = true;
 #endif
+bool DwHasFma() { return kDwFma; }
 const char* DwIsaName() { return hwy::TargetName(HWY_TARGET); }
 
 // n input elements (a multiple of the lane count) at `src` to fp32 at `dst`, as the reference
@@ -235,6 +240,36 @@ HWY_INLINE void PpeIntStore(const DwPlan& p, const int32_t* a, int64_t c0, size_
   }
 }
 
+// The integer PPE of one vector of channels in fp32, exactly (used when RunDwConvSimd found the
+// task's bounds hold, with FMA, no leaky ReLU, u8/i8 output): v = acc + bias is an integer below
+// 2^24 (exact), S = mult * 2^-shift is exact, and the product y = v * S is split exactly into
+// hi + lo by FMA. r = round-half-even(hi) is RNE(y) unless hi is a half-integer and lo != 0, which
+// moves y off the tie (corrected below); hi cannot be a half-integer without y being within lo of
+// one (|lo| <= ulp(hi) / 2). From 2^23 on, where fp32 holds only integers, r may differ from
+// RNE(y), but both lie beyond the u8/i8 clamp range and clamp alike.
+HWY_INLINE void PpeIntVecF(const DwPlan& p, VF acc, int64_t c0, bool u8, uint8_t* dst) {
+  const DF d;
+  const VF v = hn::Add(acc, hn::LoadU(d, p.bias_f + c0));
+  const VF sc = hn::LoadU(d, p.scale_f + c0);
+  const VF hi = hn::Mul(v, sc);
+  const VF lo = hn::MulSub(v, sc, hi);  // v * S - hi, exact
+  VF r = hn::Round(hi);
+  const VF t = hn::Sub(hi, r), half = hn::Set(d, 0.5f), zero = hn::Zero(d), one = hn::Set(d, 1.0f);
+  r = hn::IfThenElse(hn::And(hn::Eq(t, half), hn::Gt(lo, zero)), hn::Add(r, one), r);
+  r = hn::IfThenElse(hn::And(hn::Eq(t, hn::Neg(half)), hn::Lt(lo, zero)), hn::Sub(r, one), r);
+  r = hn::Add(r, hn::Set(d, static_cast<float>(p.ppe.out_zp)));
+  r = hn::Min(hn::Max(r, hn::Set(d, static_cast<float>(p.ppe.lo))), hn::Set(d, static_cast<float>(p.ppe.hi)));
+  const hn::RebindToSigned<DF> di;
+  const auto ri = hn::ConvertTo(di, r);
+  if (u8) {
+    const hn::Rebind<uint8_t, DF> d8;
+    hn::StoreU(hn::DemoteTo(d8, ri), d8, dst);
+  } else {
+    const hn::Rebind<int8_t, DF> d8;
+    hn::StoreU(hn::DemoteTo(d8, ri), d8, reinterpret_cast<int8_t*>(dst));
+  }
+}
+
 #if HWY_TARGET != HWY_SCALAR
 // The integer PPE of one vector of channels c0.. to u8/i8 in registers: the two halves in
 // double, as PpeIntStore. Returns false (nothing stored) when a leaky product could be inexact.
@@ -302,6 +337,7 @@ HWY_INLINE void DwTile(const DwPlan& p, const float* const* rows, int64_t oy, in
   // Locals: the output stores may alias the plan, which would reload these after each store.
   const bool integer = p.integer, leaky = p.ppe.leaky, u8 = p.ppe.out == DType::kU8;
   const bool int8_out = u8 || p.ppe.out == DType::kI8;
+  const bool fp32_ppe = p.int_fp32_ppe;
   const int64_t c = p.c, kyn = p.ky, kxn = p.kx, sx = p.sx, ow = p.ow;
   uint8_t* const out = p.out;
   for (int64_t c0 = 0; c0 < c; c0 += static_cast<int64_t>(N)) {
@@ -312,7 +348,9 @@ HWY_INLINE void DwTile(const DwPlan& p, const float* const* rows, int64_t oy, in
     // Unrolled so the accumulators stay in registers (a variable index would put them in memory).
     DPUEMU_DW_UNROLL for (size_t m = 0; m < MR; ++m) {
       uint8_t* dst = out + ((oy * ow + ox0 + static_cast<int64_t>(m)) * c + c0) * eb;
-      if (integer) {
+      if (integer && kDwFma && fp32_ppe) {
+        PpeIntVecF(p, hn::Load(d, sums + m * N), c0, u8, dst);
+      } else if (integer) {
         const hn::RebindToSigned<DF> di;
         const auto iacc = hn::ConvertTo(di, hn::Load(d, sums + m * N));  // exact: an integer below 2^23
 #if HWY_TARGET != HWY_SCALAR
@@ -429,6 +467,16 @@ StatusOr<DpuOutput> RunDwConvSimd(const DpuTask& task, KernelReport& report) {
                                          -(quant.shift[c] + op.ppe.lrelu_shift)));
     }
   }
+  // The fp32 integer PPE's bounds: |acc| <= KY*KX * 255 * 255 < 2^23, so |bias| < 2^23 keeps
+  // acc + bias below 2^24; mult * 2^-shift is exact in fp32 (mult < 2^16, shift <= 63).
+  std::vector<float> bias_f, scale_f;
+  bool fp32_ppe = integer && !op.ppe.leaky_relu &&
+                  (op.out_dtype == DType::kU8 || op.out_dtype == DType::kI8);
+  for (int64_t c = 0; fp32_ppe && c < g.c; ++c) {
+    fp32_ppe = std::abs(int64_t{quant.bias[c]}) < (int64_t{1} << 23);
+    bias_f.push_back(static_cast<float>(quant.bias[c]));
+    scale_f.push_back(std::ldexp(static_cast<float>(quant.mult[c]), -quant.shift[c]));
+  }
   auto ring = hwy::AllocateAligned<float>(static_cast<size_t>(g.ky * wp * g.c));
   Tensor out(op.out_dtype, {g.out_h(), g.out_w(), g.c});
 
@@ -450,6 +498,9 @@ StatusOr<DpuOutput> RunDwConvSimd(const DpuTask& task, KernelReport& report) {
   p.bias_d = bias_d.data();
   p.scale_d = scale_d.data();
   p.scale_leaky_d = scale_leaky_d.data();
+  p.int_fp32_ppe = fp32_ppe;
+  p.bias_f = bias_f.data();
+  p.scale_f = scale_f.data();
   p.ring = ring.get();
   p.out = out.bytes.data();
   HWY_DYNAMIC_DISPATCH(RunDw)(p);

@@ -236,6 +236,64 @@ TEST(DwConvTest, SpecialFloatValuesMatchOnEveryTarget) {
   });
 }
 
+// The integer PPE's rounding: mult 1 with shifts 1..4 makes many exact halves (ties to even), and
+// large mults with large shifts put products near halves; biases below 2^23 take the kernel's
+// fp32 PPE, one bias of 2^23 (or leaky ReLU) the double one. Every target, both outputs.
+TEST(DwConvTest, IntegerPpeRoundingMatchesOnEveryTarget) {
+  const uint64_t base = BaseSeed(13901);
+  ForEachTarget([&] {
+    for (int i = 0; i < 24; ++i) {
+      const uint64_t seed = base + i;
+      SCOPED_TRACE(SeedTrace(seed));
+      Rng rng(seed);
+      NceLayer l = MakeCase(rng, i % 2 ? 0 : 1, seed);  // u8/i8 -> u8, i8/i8 -> i8
+      for (int64_t c = 0; c < l.op.g.c; ++c) {
+        if (rng.Bernoulli(0.5)) {
+          l.quant.mult[c] = 1;
+          l.quant.shift[c] = static_cast<int32_t>(rng.Int(1, 4));
+          l.quant.bias[c] = static_cast<int32_t>(rng.Int(-200, 200));
+        } else {
+          l.quant.mult[c] = static_cast<int32_t>(rng.Int(1, 65535));
+          l.quant.shift[c] = static_cast<int32_t>(rng.Int(14, 40));
+          l.quant.bias[c] = static_cast<int32_t>(rng.Int(-(1 << 22), 1 << 22));
+        }
+      }
+      if (i % 3 == 1) l.quant.bias[rng.Int(0, l.op.g.c - 1)] = (i % 2 ? 1 : -1) * (1 << 23);
+      if (i % 3 == 2) l.quant.bias[rng.Int(0, l.op.g.c - 1)] = (1 << 23) - 1;
+      const Target& target = PickTarget(rng);
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(l, MakeStorage(rng, l), target));
+      ExpectSimdSameAsReference(task, target);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  });
+}
+
+// Products whose fp32 rounding lands exactly on a half-integer while the exact value is just
+// off it: the kernel's fp32 PPE must not round them as ties. Weights at their zero point make
+// acc = 0, so y = bias * mult * 2^-24 (found by search): 37.4999996 -> 37, 60.5000014 -> 61,
+// 37.5000017 -> 38, 60.4999999 -> 60.
+TEST(DwConvTest, NearTiesOfTheIntegerPpeOnEveryTarget) {
+  LayerSpec s;
+  s.kind = NceKind::kDwConv;
+  s.h = s.w = 4;
+  s.c = 16;
+  s.ky = s.kx = 3;
+  s.zero_points = false;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer l, GenerateLayer(s, 2));
+  for (int64_t i = 0; i < l.weights.numel(); ++i) StoreInt(l.op.w_dtype, l.weights.bytes.data(), i, l.op.w_zp);
+  const int32_t bias[] = {9702, 15748, 9644, 15597}, mult[] = {64847, 64454, 65237, 65078};
+  const int32_t want[] = {37, 61, 38, 60};
+  for (int64_t c = 0; c < 16; ++c) {
+    l.quant.bias[c] = bias[c % 4];
+    l.quant.mult[c] = mult[c % 4];
+    l.quant.shift[c] = 24;
+  }
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(l, {}, Npu40()));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, Npu40()));
+  for (int64_t i = 0; i < ref.data.numel(); ++i) ASSERT_EQ(ref.data.bytes[i], want[i % 16 % 4]) << i;
+  ForEachTarget([&] { ExpectSimdSameAsReference(task, Npu40()); });
+}
+
 // The MobileNetV2 shapes of the benchmark, int8 and fp16, both targets.
 TEST(DwConvTest, MobileNetLayersMatchReference) {
   for (const auto& [hw, c, stride] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
