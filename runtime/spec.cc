@@ -241,14 +241,20 @@ StatusOr<TensorField> ParseTensorField(const Node& root, const char* key,
 // The tensors and the shape they give: input [H, W, C] (or [1, H, W, C]), then by kind: conv
 // weights [K, KY, KX, C]; dwconv weights [C, KY, KX, 1]; pools "kernel" [KY, KX]; eltwise
 // input2 of the input's shape. Channel-wise kinds have K = C.
-Status ParseTensors(const Node& root, const std::string& dir, NceLayer& layer) {
+Status ParseTensors(const Node& root, const std::string& dir, const LayerInputs* given,
+                    NceLayer& layer) {
   NceOp& op = layer.op;
   NceGeometry& g = op.g;
   const std::string kind = NceKindName(op.kind);
-  DPUEMU_ASSIGN_OR_RETURN(
-      TensorField in,
-      ParseTensorField(root, "input", {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16},
-                       /*se_size=*/true, dir));
+  const auto input_field = [&]() -> StatusOr<TensorField> {
+    if (given != nullptr) {  // a network layer: the producer's tensor
+      return TensorField{given->input.dtype, given->input_zp, {given->input, given->input_name},
+                         root};
+    }
+    return ParseTensorField(root, "input", {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16},
+                            /*se_size=*/true, dir);
+  };
+  DPUEMU_ASSIGN_OR_RETURN(TensorField in, input_field());
   std::vector<int64_t> s = in.npy.tensor.shape;
   if (s.size() == 4 && s[0] == 1) s.erase(s.begin());
   if (s.size() != 3) return ShapeError(in.npy_node, in.npy, "[H, W, C] or [1, H, W, C]");
@@ -264,8 +270,11 @@ Status ParseTensors(const Node& root, const std::string& dir, NceLayer& layer) {
                         : std::string(key) == "kernel" ? op.kind == NceKind::kMaxPool ||
                                                              op.kind == NceKind::kAvgPool
                                                        : op.kind == NceKind::kEltwise;
-    if (!wanted) {
-      if (std::optional<Node> n = root.Get(key)) return n->Error("not a field of op " + kind);
+    if (!wanted || (given != nullptr && std::string(key) == "input2")) {
+      if (std::optional<Node> n = root.Get(key)) {
+        return n->Error(wanted ? "a network layer's second input comes from its inputs"
+                               : "not a field of op " + kind);
+      }
     }
   }
   if (HasWeights(op.kind)) {
@@ -296,10 +305,17 @@ Status ParseTensors(const Node& root, const std::string& dir, NceLayer& layer) {
     DPUEMU_ASSIGN_OR_RETURN(g.kx, v[1].Int(1, kMaxKernel));
   }
   if (op.kind == NceKind::kEltwise) {
-    DPUEMU_ASSIGN_OR_RETURN(
-        TensorField in2,
-        ParseTensorField(root, "input2", {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16},
-                         /*se_size=*/false, dir));
+    const auto input2_field = [&]() -> StatusOr<TensorField> {
+      if (given == nullptr) {
+        return ParseTensorField(root, "input2",
+                                {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16},
+                                /*se_size=*/false, dir);
+      }
+      if (!given->has_input2) return root.Error("inputs: eltwise takes two inputs (got one)");
+      return TensorField{given->input2.dtype, given->input2_zp,
+                         {given->input2, given->input2_name}, root};
+    };
+    DPUEMU_ASSIGN_OR_RETURN(TensorField in2, input2_field());
     std::vector<int64_t> s2 = in2.npy.tensor.shape;
     if (s2.size() == 4 && s2[0] == 1) s2.erase(s2.begin());
     if (s2 != s) {
@@ -980,12 +996,21 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
   return OkStatus();
 }
 
-StatusOr<Spec> ParseRoot(const json& j, const std::string& path) {
-  const Node root(j, "");
-  DPUEMU_RETURN_IF_ERROR(
-      root.Object({"name", "target", "op", "input", "weights", "kernel", "input2", "eltwise",
-                   "bias", "stride", "pad", "ppe", "output", "sparsity", "split", "split_rule",
-                   "tiles", "workloads_per_tile", "run", "se"}));
+StatusOr<Spec> ParseRoot(const json& j, const std::string& path, const std::string& field,
+                         const LayerInputs* given) {
+  const Node root(j, field);
+  if (given == nullptr) {
+    DPUEMU_RETURN_IF_ERROR(
+        root.Object({"name", "target", "op", "input", "weights", "kernel", "input2", "eltwise",
+                     "bias", "stride", "pad", "ppe", "output", "sparsity", "split", "split_rule",
+                     "tiles", "workloads_per_tile", "run", "se"}));
+  } else {
+    // A network layer: its target is the network's, its inputs its producers' outputs.
+    DPUEMU_RETURN_IF_ERROR(
+        root.Object({"name", "inputs", "op", "weights", "kernel", "eltwise", "bias", "stride",
+                     "pad", "ppe", "output", "sparsity", "split", "split_rule", "tiles",
+                     "workloads_per_tile", "run", "se"}));
+  }
   Spec spec;
   spec.path = path;
   const size_t slash = path.find_last_of('/');
@@ -997,9 +1022,13 @@ StatusOr<Spec> ParseRoot(const json& j, const std::string& path) {
   if (std::optional<Node> n = root.Get("name")) {
     DPUEMU_ASSIGN_OR_RETURN(spec.layer.name, n->String());
   }
-  DPUEMU_ASSIGN_OR_RETURN(Node target, root.Required("target"));
-  DPUEMU_ASSIGN_OR_RETURN(std::string target_name, target.String());
-  DPUEMU_ASSIGN_OR_RETURN(spec.target, TargetByName(target_name));
+  if (given != nullptr) {
+    spec.target = given->target;
+  } else {
+    DPUEMU_ASSIGN_OR_RETURN(Node target, root.Required("target"));
+    DPUEMU_ASSIGN_OR_RETURN(std::string target_name, target.String());
+    DPUEMU_ASSIGN_OR_RETURN(spec.target, TargetByName(target_name));
+  }
 
   if (std::optional<Node> n = root.Get("op")) {
     DPUEMU_ASSIGN_OR_RETURN(
@@ -1012,7 +1041,7 @@ StatusOr<Spec> ParseRoot(const json& j, const std::string& path) {
 
   // Output first: the PPE's fields depend on the output type.
   DPUEMU_RETURN_IF_ERROR(ParseOutput(root, *spec.target, spec.layer.op, spec.plan));
-  DPUEMU_RETURN_IF_ERROR(ParseTensors(root, dir, spec.layer));
+  DPUEMU_RETURN_IF_ERROR(ParseTensors(root, dir, given, spec.layer));
   DPUEMU_RETURN_IF_ERROR(ParseEltwise(root, spec.layer.op));
   DPUEMU_RETURN_IF_ERROR(ParseGeometry(root, spec.layer.op.g));
   DPUEMU_RETURN_IF_ERROR(ParsePpe(root, dir, spec.layer));
@@ -1051,7 +1080,77 @@ StatusOr<Spec> ParseSpec(const std::string& text, const std::string& path) {
     if (end != std::string::npos) what = what.substr(end + 2);
     return InvalidArgument(path + ": not valid JSON: " + what);
   }
-  StatusOr<Spec> spec = ParseRoot(j, path);
+  StatusOr<Spec> spec = ParseRoot(j, path, "", nullptr);
+  if (!spec.ok()) return spec.status().Annotate(path);
+  return spec;
+}
+
+StatusOr<json> LayerSpecJson(const NceLayer& layer, const std::string& dir,
+                             const std::string& prefix) {
+  DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
+  const NceOp& op = layer.op;
+  const NceGeometry& g = op.g;
+  const bool integer = IsIntegerPath(op);
+  json j;
+  j["op"] = NceKindName(op.kind);
+  if (HasWeights(op.kind)) {
+    Tensor w = layer.weights;
+    // int4 host tensors are stored as int8 / uint8 arrays of the values.
+    if (op.w_dtype == DType::kI4) w.dtype = DType::kI8;
+    if (op.w_dtype == DType::kU4) w.dtype = DType::kU8;
+    DPUEMU_RETURN_IF_ERROR(WriteNpy(dir + "/" + prefix + "_w.npy", w));
+    j["weights"] = {{"npy", prefix + "_w.npy"}, {"dtype", DTypeName(op.w_dtype)}};
+    if (!IsFloat(op.w_dtype)) j["weights"]["zero_point"] = op.w_zp;
+    Tensor b(integer ? DType::kI32 : DType::kFP32, {g.k});
+    if (integer) {
+      std::memcpy(b.bytes.data(), layer.quant.bias.data(), b.bytes.size());
+    } else {
+      std::memcpy(b.bytes.data(), layer.quant.fbias.data(), b.bytes.size());
+    }
+    DPUEMU_RETURN_IF_ERROR(WriteNpy(dir + "/" + prefix + "_b.npy", b));
+    j["bias"] = {{"npy", prefix + "_b.npy"}};
+    if (!integer) j["bias"]["units"] = "accumulator";
+  }
+  if (op.kind == NceKind::kMaxPool || op.kind == NceKind::kAvgPool) j["kernel"] = {g.ky, g.kx};
+  if (op.kind != NceKind::kEltwise) {
+    j["stride"] = {g.stride_y, g.stride_x};
+    j["pad"] = {g.pad_top, g.pad_bottom, g.pad_left, g.pad_right};
+  } else {
+    j["eltwise"] = {{"type", EltwiseTypeName(op.eltwise.type)}};
+  }
+  json ppe = json::object();
+  const bool pool = op.kind == NceKind::kMaxPool || op.kind == NceKind::kAvgPool;
+  if (integer) {
+    if (!pool) {
+      ppe["mult"] = layer.quant.mult;
+      ppe["shift"] = layer.quant.shift;
+    }
+    if (op.kind == NceKind::kEltwise) {
+      ppe["in1_mult"] = op.eltwise.in1_mult;
+      ppe["in2_mult"] = op.eltwise.in2_mult;
+    }
+    if (op.out_dtype != DType::kI32) ppe["out_zero_point"] = op.ppe.out_zp;
+    if (op.ppe.leaky_relu && !pool) {
+      ppe["leaky_relu"] = {{"mult", op.ppe.lrelu_mult}, {"shift", op.ppe.lrelu_shift}};
+    }
+  } else {
+    if (!pool) ppe["scale"] = layer.quant.scale;
+    if (op.ppe.leaky_relu && !pool) ppe["leaky_relu"] = {{"alpha", op.ppe.lrelu_alpha}};
+  }
+  if (std::isfinite(op.ppe.clamp_lo) || std::isfinite(op.ppe.clamp_hi)) {
+    const double lo = std::isfinite(op.ppe.clamp_lo) ? op.ppe.clamp_lo : -1e300;
+    const double hi = std::isfinite(op.ppe.clamp_hi) ? op.ppe.clamp_hi : 1e300;
+    ppe["clamp"] = {lo, hi};
+  }
+  if (!ppe.empty()) j["ppe"] = ppe;
+  j["output"] = {{"dtype", DTypeName(op.out_dtype)}};
+  return j;
+}
+
+StatusOr<Spec> ParseNetworkLayer(const nlohmann::json& j, const std::string& path,
+                                 const std::string& field, const LayerInputs& given) {
+  if (given.target == nullptr) return InvalidArgument(path + ": " + field + ": no target");
+  StatusOr<Spec> spec = ParseRoot(j, path, field, &given);
   if (!spec.ok()) return spec.status().Annotate(path);
   return spec;
 }
