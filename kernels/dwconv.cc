@@ -338,6 +338,8 @@ HWY_INLINE void DwTile(const DwPlan& p, const float* const* rows, int64_t oy, in
   const bool integer = p.integer, leaky = p.ppe.leaky, u8 = p.ppe.out == DType::kU8;
   const bool int8_out = u8 || p.ppe.out == DType::kI8;
   const bool fp32_ppe = p.int_fp32_ppe;
+  (void)leaky;  // used by PpeIntVec, which the scalar target lacks
+  (void)int8_out;
   const int64_t c = p.c, kyn = p.ky, kxn = p.kx, sx = p.sx, ow = p.ow;
   uint8_t* const out = p.out;
   for (int64_t c0 = 0; c0 < c; c0 += static_cast<int64_t>(N)) {

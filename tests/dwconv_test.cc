@@ -395,7 +395,9 @@ TEST(DwConvTest, EachChannelUsesItsOwnWeightTableEntry) {
   for (int64_t p = 0; p < px; ++p) {
     for (int64_t c = 0; c < 32; ++c) {
       const bool same = before.data.bytes[p * 32 + c] == after.data.bytes[p * 32 + c];
-      if (c != 17) ASSERT_TRUE(same) << "pixel " << p << " channel " << c;
+      if (c != 17) {
+        ASSERT_TRUE(same) << "pixel " << p << " channel " << c;
+      }
       changed |= !same;
     }
   }
