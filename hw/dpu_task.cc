@@ -82,10 +82,22 @@ Status LowerPpeRegisters(const NceLayer& layer, DpuTask& task) {
   return Unimplemented(std::string(NceKindName(layer.op.kind)) + ": not lowered yet");
 }
 
-// Depthwise weights and their weight table.
+// Depthwise weights in the compiler's layout (PackDwWeights: each channel's KY*KX taps padded to
+// a 16-element set, alignDepthWiseWeightsTensor) and the weight table the compiler builds for
+// them (DepthConvToNCE in NPU37XX/conversion/passes/IE2VPU/convert_IE_to_VPU_NCE.cpp:
+// createWeightsTableData over the aligned filter, one entry per channel; weight pointers step by
+// one set, getWeightPtrStep; sparsity pointers dense). Dense only: the weights are never sparse
+// (NCEDepthConvolutionOp::sparsitySupport), which LowerLayer checked.
 Status LowerDwWeights(const NceLayer& layer, DpuTask& task) {
-  (void)task;
-  return Unimplemented(std::string(NceKindName(layer.op.kind)) + ": not lowered yet");
+  const NceOp& op = layer.op;
+  task.weights = PackDwWeights(layer.weights, op.w_zp);
+  const int64_t set = DwWeightSetBytes(op.w_dtype, op.weight_taps());
+  std::vector<uint32_t> wptr;
+  for (int64_t c = 0; c < op.g.c; ++c) wptr.push_back(static_cast<uint32_t>(c * set));
+  std::vector<WeightTableEntry> table;
+  DPUEMU_ASSIGN_OR_RETURN(table, MakeWeightTable(op, layer.quant, wptr, {}));
+  task.weight_table = EncodeWeightTable(table);
+  return OkStatus();
 }
 
 namespace {
@@ -284,6 +296,10 @@ Status ValidateTask(const DpuTask& task, const Target& t) {
   }
   std::vector<WeightTableEntry> table;
   DPUEMU_ASSIGN_OR_RETURN(table, DecodeWeightTable(task.weight_table, g.k));
+  if (op.kind == NceKind::kDwConv) {
+    // Every channel's pointer selects a whole weight set inside the buffer (UnpackDwWeights).
+    DPUEMU_RETURN_IF_ERROR(UnpackDwWeights(task.weights, table, g, op.w_dtype).status());
+  }
   for (int64_t k = 0; k < g.k; ++k) {
     if ((table[k].sparsity_ptr != kDenseSparsityPtr) != task.weights_sparse()) {
       return InvalidArgument("weight_table[" + Str(k) + "].sparsity_ptr: " +

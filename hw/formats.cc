@@ -119,6 +119,76 @@ std::vector<uint8_t> PackDenseWeights(const Tensor& weights) {
   return out;
 }
 
+int64_t DwWeightSetElements(DType t, int64_t taps) {
+  return AlignUp(taps, std::max<int64_t>(128 / DTypeBits(t), 16));
+}
+int64_t DwWeightSetBytes(DType t, int64_t taps) { return DwWeightSetElements(t, taps) * DTypeBits(t) / 8; }
+
+std::vector<uint8_t> PackDwWeights(const Tensor& weights, int32_t zp) {
+  const DType t = weights.dtype;
+  const int64_t c = weights.shape[0], taps = weights.shape[1] * weights.shape[2];
+  const int64_t set = DwWeightSetElements(t, taps), bits = DTypeBits(t);
+  const int64_t bytes = DTypeBytes(t);
+  std::vector<uint8_t> out(static_cast<size_t>(c * DwWeightSetBytes(t, taps)), 0);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    for (int64_t e = 0; e < set; ++e) {
+      const int64_t i = ch * set + e;  // element index in the buffer
+      if (bits == 4) {
+        const int32_t v = e < taps ? weights.bytes[static_cast<size_t>(ch * taps + e)] : zp;
+        out[static_cast<size_t>(i / 2)] |= static_cast<uint8_t>((v & 0x0F) << (4 * (i & 1)));
+      } else if (e < taps) {
+        std::memcpy(&out[static_cast<size_t>(i * bytes)], &weights.bytes[static_cast<size_t>((ch * taps + e) * bytes)],
+                    static_cast<size_t>(bytes));
+      } else if (!IsFloat(t)) {
+        StoreInt(t, out.data(), i, zp);  // float padding stays +0.0
+      }
+    }
+  }
+  return out;
+}
+
+StatusOr<Tensor> UnpackDwWeights(ByteSpan data, const std::vector<WeightTableEntry>& table,
+                                 const NceGeometry& g, DType dtype) {
+  const int64_t taps = g.ky * g.kx;
+  const int64_t set_bytes = DwWeightSetBytes(dtype, taps);
+  if (static_cast<int64_t>(table.size()) != g.c) {
+    return InvalidArgument("weight_table: " + Str(table.size()) + " entries, dwconv needs one per "
+                           "channel (C = " + Str(g.c) + ")");
+  }
+  Tensor w(dtype, {g.c, g.ky, g.kx, 1});
+  const int64_t eb = IsSubByte(dtype) ? 1 : DTypeBytes(dtype);
+  for (int64_t ch = 0; ch < g.c; ++ch) {
+    const WeightTableEntry& e = table[static_cast<size_t>(ch)];
+    if (e.sparsity_ptr != kDenseSparsityPtr) {
+      return InvalidArgument("weight_table[" + Str(ch) + "].sparsity_ptr = " + Str(e.sparsity_ptr) +
+                             ": dwconv weights are dense (0xFFFFFF; NCEDepthConvolutionOp::"
+                             "sparsitySupport: sparse output only)");
+    }
+    if (e.weight_ptr & 15) {
+      return InvalidArgument("weight_table[" + Str(ch) + "].weight_ptr = " + Str(e.weight_ptr) +
+                             ": must be 16-byte aligned");
+    }
+    if (int64_t{e.weight_ptr} + set_bytes > static_cast<int64_t>(data.size())) {
+      return InvalidArgument("weight_table[" + Str(ch) + "].weight_ptr = " + Str(e.weight_ptr) +
+                             ": the channel's " + Str(set_bytes) + "-byte weight set (KY*KX = " +
+                             Str(taps) + " taps padded to " + Str(DwWeightSetElements(dtype, taps)) +
+                             " elements) ends beyond the " + Str(data.size()) + "-byte weight buffer");
+    }
+    const uint8_t* set = data.data() + e.weight_ptr;
+    for (int64_t t = 0; t < taps; ++t) {
+      uint8_t* dst = &w.bytes[static_cast<size_t>((ch * taps + t) * eb)];
+      if (IsSubByte(dtype)) {
+        const int32_t nib = (set[t / 2] >> (4 * (t & 1))) & 0x0F;
+        const int32_t v = dtype == DType::kI4 && nib >= 8 ? nib - 16 : nib;
+        *dst = static_cast<uint8_t>(v);
+      } else {
+        std::memcpy(dst, set + t * eb, static_cast<size_t>(eb));
+      }
+    }
+  }
+  return w;
+}
+
 StatusOr<NceGeometry> CheckCompressWeights(const Tensor& weights, int32_t zp) {
   if (weights.shape.size() != 4) {
     return InvalidArgument("weights: shape must be [K, KY, KX, C], got " + weights.ShapeString());

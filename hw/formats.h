@@ -101,6 +101,25 @@ StatusOr<std::vector<WeightTableEntry>> DecodeWeightTable(ByteSpan bytes, int64_
 // Per-channel requantisation back out of a decoded table (integer or float path per `op`).
 StatusOr<ChannelQuant> WeightTableQuant(const NceOp& op, const std::vector<WeightTableEntry>& t);
 
+// ---- Depthwise weights in the DPU's memory ----
+// The compiler stores a depthwise filter [C, 1, KY, KX] flattened to [C, KY*KX + pad, 1, 1]: per
+// channel its KY*KX weights in (ky, kx) order, padded with the weights' zero point (0 for float)
+// up to a multiple of NCEInvariant::getAlignment(type) = max(128 / bits, 16) elements
+// (alignDepthWiseWeightsTensor in src/vpux_compiler/src/dialect/VPU/utils/const_utils.cpp;
+// NCEDepthConvolutionOp::inferAlignedFilterShape in VPU/IR/ops/nce_depth_convolution.cpp). The
+// weight pointers step by one padded set (NCESparsity::getWeightPtrStep, VPU/utils/
+// nce_sparsity.cpp): 16 bytes for 8-bit and int4 sets of <= 16 (32) taps, 32 for fp16/bf16.
+// i4/u4 pack two per byte as for ZMConv. The DPU reads the first KY*KX elements of each set.
+int64_t DwWeightSetElements(DType t, int64_t taps);  // AlignUp(taps, max(128 / bits, 16))
+int64_t DwWeightSetBytes(DType t, int64_t taps);     // the above * bits / 8
+// weights [C, KY, KX, 1] (validated) -> the DPU's depthwise weight buffer, C sets as above.
+std::vector<uint8_t> PackDwWeights(const Tensor& weights, int32_t zp);
+// The weights [C, KY, KX, 1] (one element per byte for i4/u4) that the weight table's pointers
+// select in `data`: each pointer 16-byte aligned with its whole set inside the buffer; the table
+// dense (sparsity_ptr 0xFFFFFF: depthwise weights are never sparse).
+StatusOr<Tensor> UnpackDwWeights(ByteSpan data, const std::vector<WeightTableEntry>& table,
+                                 const NceGeometry& g, DType dtype);
+
 // ---- Sparse activations (and the ODU's sparse output) ----
 struct SparseActivations {
   std::vector<uint8_t> data;  // dense-sized

@@ -142,7 +142,7 @@ bool IsCompressedConv(const NceOp& op) {
   return op.kind == NceKind::kConv && IsCompressedChannels(op.g.c);
 }
 
-Status ValidateDims(const NceGeometry& g) {
+Status ValidateDims(const NceGeometry& g, NceKind kind) {
   DPUEMU_RETURN_IF_ERROR(CheckRange("h (input height)", g.h, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckRange("w (input width)", g.w, 1, kMaxSpatial));
   // C = 3 or 4: the compressed convolution (IsCompressedConv; ValidateOp refuses other kinds).
@@ -154,8 +154,13 @@ Status ValidateDims(const NceGeometry& g) {
   if (g.h * g.w * g.c > kMaxInputElements) {
     return InvalidArgument("input: h * w * c = " + Str(g.h * g.w * g.c) + " elements exceeds 2^31");
   }
-  if (g.k * g.taps() > kMaxWeightElements) {
+  // Depthwise weights are [C, KY, KX, 1]; kinds without weights have none to bound.
+  if (kind == NceKind::kConv && g.k * g.taps() > kMaxWeightElements) {
     return InvalidArgument("weights: k * ky * kx * c = " + Str(g.k * g.taps()) +
+                           " elements exceeds 2^28");
+  }
+  if (kind == NceKind::kDwConv && g.c * g.ky * g.kx > kMaxWeightElements) {
+    return InvalidArgument("weights: c * ky * kx = " + Str(g.c * g.ky * g.kx) +
                            " elements exceeds 2^28");
   }
   return OkStatus();
@@ -222,7 +227,7 @@ Status ValidateEltwise(const NceOp& op) {
 
 Status ValidateOp(const NceOp& op) {
   const NceGeometry& g = op.g;
-  DPUEMU_RETURN_IF_ERROR(ValidateDims(g));
+  DPUEMU_RETURN_IF_ERROR(ValidateDims(g, op.kind));
   DPUEMU_RETURN_IF_ERROR(ValidateWindow(g));
   const std::string kind = NceKindName(op.kind);
   if (op.kind != NceKind::kConv && IsCompressedChannels(g.c)) {

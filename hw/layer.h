@@ -164,8 +164,9 @@ constexpr int64_t kCompressedInputChannels = 4;
 bool IsCompressedChannels(int64_t c);  // 3 or 4
 bool IsCompressedConv(const NceOp& op);
 // The tensor dimensions of g (h, w, c, k, ky, kx) within the limits above: the part of
-// ValidateOp that sizes allocations, so parsers run it before sizing anything by K.
-Status ValidateDims(const NceGeometry& g);
+// ValidateOp that sizes allocations, so parsers run it before sizing anything by K. The weight
+// bound follows the kind's weight shape (conv K*KY*KX*C, dwconv C*KY*KX, none otherwise).
+Status ValidateDims(const NceGeometry& g, NceKind kind = NceKind::kConv);
 // The window of g: ky, kx in [1, kMaxKernel], strides in [1, 8], pads in [0, 255].
 Status ValidateWindow(const NceGeometry& g);
 Status ValidateOp(const NceOp& op);

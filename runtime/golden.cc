@@ -66,7 +66,13 @@ Status AddWeightFiles(GoldenSet& set, const DpuTask& task, const std::string& no
   DPUEMU_ASSIGN_OR_RETURN(std::vector<WeightTableEntry> table,
                           DecodeWeightTable(task.weight_table, g.k));
   const std::vector<int64_t> w_shape = {g.k, g.ky, g.kx, g.c};
-  if (task.weights_sparse()) {
+  if (op.kind == NceKind::kDwConv) {
+    AddFile(set, "weights.bin", task.weights, {g.c, DwWeightSetElements(op.w_dtype, g.ky * g.kx)},
+            DTypeName(op.w_dtype),
+            "dense depthwise weights: per channel its KY*KX weights in (ky, kx) order, padded "
+            "with the weights' zero point (+0.0 for float) to the shape's second dimension "
+            "(alignDepthWiseWeightsTensor; int4 two per byte, element 2i in the low nibble)" + note);
+  } else if (task.weights_sparse()) {
     AddFile(set, "weights.bin", task.weights, w_shape, DTypeName(op.w_dtype),
             "compressed weights: per output channel the values that differ from the zero point "
             "in OYXI order (ky, kx, then c fastest), each channel's run padded to 16 bytes; shape "
@@ -749,9 +755,15 @@ StatusOr<GoldenSet> MakeTiles(const NceLayer& layer, const Plan& plan, const Ten
               "source's CMX offset in the BASE_PTR tile",
           {{"rows", RangeJson(im.in_begin, im.in_begin + tg.h)}, {"se_size", se->se_size}});
     }
-    const std::vector<int64_t> w_shape = {tg.k, g.ky, g.kx, g.c};
+    const bool dw = op.kind == NceKind::kDwConv;
+    const std::vector<int64_t> w_shape =
+        dw ? std::vector<int64_t>{tg.k, DwWeightSetElements(op.w_dtype, g.ky * g.kx)}
+           : std::vector<int64_t>{tg.k, g.ky, g.kx, g.c};
     add(kWeights, w_shape, DTypeName(op.w_dtype),
-        sparse_w ? "compressed weights (per output channel the values that differ from the zero "
+        dw ? "dense depthwise weights of the tile's channels: per channel its KY*KX weights in "
+             "(ky, kx) order, padded with the weights' zero point to the shape's second dimension "
+             "(alignDepthWiseWeightsTensor)"
+        : sparse_w ? "compressed weights (per output channel the values that differ from the zero "
                    "point in OYXI order, each channel's run padded to 16 bytes) of the tile's "
                    "channels"
                  : IsSubByte(op.w_dtype)

@@ -413,6 +413,21 @@ class Planner {
         }
       }
     }
+    if (op_.kind == NceKind::kDwConv) {
+      // Depthwise workloads of 16, 32 or 64 channels (DepthwiseWorkloadChannels), whatever the
+      // split rule: a DPU constraint, corrected by correct_nce_workloads.cpp on both targets.
+      std::vector<int64_t> cluster_k;
+      for (const TileRange& r : c->ranges) cluster_k.push_back(r.k_end - r.k_begin);
+      StatusOr<std::vector<std::vector<int64_t>>> wl = DepthwiseWorkloadChannels(cluster_k, out_sparse);
+      if (!wl.ok()) {
+        c->why_not = wl.status().message();
+        return;
+      }
+      for (size_t i = 0; i < c->ranges.size(); ++i) c->ranges[i].wl_channels = (*wl)[i];
+      c->notes.push_back("dwconv: tile 0 channels " + Str(cluster_k[0]) + " run as depthwise " +
+                         "workloads of " + List((*wl)[0]) + " (supportedChannelsDW {64, 32, 16}, " +
+                         "WorkloadSplitterBase::correctInvalidWorkload)");
+    }
     for (size_t i = 0; i < c->ranges.size(); ++i) {
       const TileRange& r = c->ranges[i];
       TilePlan tp;
@@ -448,8 +463,10 @@ class Planner {
                      "-channel invocations)";
         return;
       }
+      int64_t se_channels = std::gcd(per, last);
+      for (int64_t wc : r.wl_channels) se_channels = std::gcd(se_channels, wc);  // dwconv pieces
       tp.output_se_size =
-          o_.output_se_size != 0 ? o_.output_se_size : DefaultSeSize(t_, std::gcd(per, last));
+          o_.output_se_size != 0 ? o_.output_se_size : DefaultSeSize(t_, se_channels);
       if (o_.se.used()) {
         tp.input_bytes = SourceBytes(win.begin, win.end);
         tp.se_table_bytes = SeTableRowBytes(win.size());
@@ -563,6 +580,11 @@ class Planner {
                 "nce_op_interfaces.cpp; NPU40XX buildIDUNthwNtk: \"Hardware only supports "
                 "MPE_Mode_CUBOID_8x16 for Elementwise addition\")";
       return MpeMode::kCuboid8x16;
+    }
+    if (op_.kind == NceKind::kDwConv) {
+      *reason = "dwconv: CUBOID_16x16 (DepthConvolutionOpModel is a Cuboid16MpeModeModel, "
+                "NPU37XX/dialect/VPU/impl/nce_op_interfaces.cpp, registered for NPU40XX too)";
+      return MpeMode::kCuboid16x16;
     }
     const bool per_tile = t_.id == TargetId::kNPU37XX;
     const int64_t rows = per_tile ? tp.row_end - tp.row_begin : g_.out_h();
@@ -947,6 +969,13 @@ StatusOr<Plan> PlanOnce(const NceOp& op, const Tensor& weights, const Tensor* in
   plan.tiles = std::move(chosen.tiles);
   plan.workloads = std::move(chosen.workloads);
   plan.cycles = chosen.cycles;
+  // A channel-wise kind's workload reads only its own channels, so its input SE size must divide
+  // them (e.g. dwconv's 16/32/64-channel workloads): the default then fits every workload.
+  if (IsChannelwise(op.kind) && !o.se.used() && o.input_se_size == 0) {
+    int64_t channels = g.c;
+    for (const Workload& w : plan.workloads) channels = std::gcd(channels, w.k_end - w.k_begin);
+    plan.input_se_size = DefaultSeSize(t, channels, op.in_dtype);
+  }
   return plan;
 }
 
@@ -1103,6 +1132,53 @@ bool FitsSe(const Target& t, int64_t c) {
   return c >= 16 && c <= 8192 && c % 16 == 0 && (!t.se_size_power_of_two || (c & (c - 1)) == 0);
 }
 }  // namespace
+
+StatusOr<std::vector<std::vector<int64_t>>> DepthwiseWorkloadChannels(
+    const std::vector<int64_t>& cluster_k, bool sparse_output) {
+  std::vector<int64_t> supported = {64, 32, 16};  // supportedChannelsDW
+  auto has = [](const std::vector<int64_t>& v, int64_t c) {
+    return std::find(v.begin(), v.end(), c) != v.end();
+  };
+  if (sparse_output && !cluster_k.empty()) {  // getSupportedChannels' output-sparsity filter
+    std::vector<int64_t> kept;
+    for (int64_t c : supported) {
+      bool divides = true;
+      for (size_t i = 0; divides && i + 1 < cluster_k.size(); ++i) divides = cluster_k[i] % c == 0;
+      if (divides) kept.push_back(c);
+    }
+    const int64_t last = cluster_k.back();
+    if (!has(kept, last)) {
+      std::vector<int64_t> fit;
+      for (int64_t c : kept) {
+        if (last % c == 0 || has(kept, last % c)) fit.push_back(c);
+      }
+      kept = fit;
+    }
+    supported = kept;
+  }
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t c : cluster_k) {
+    std::vector<int64_t> pieces;
+    int64_t rest = c;
+    if (has(supported, c)) {
+      pieces.push_back(c);
+      rest = 0;
+    }
+    for (int64_t sc : supported) {  // splitWorkloadChannel: largest first
+      while (rest >= sc) {
+        pieces.push_back(sc);
+        rest -= sc;
+      }
+    }
+    if (rest != 0) {
+      return InvalidArgument("dwconv: " + Str(c) + " channels on a tile cannot be split into " +
+                             "depthwise workloads of " + List(supported) + " channels " +
+                             "(supportedChannelsDW, workload_splitter_base.cpp)");
+    }
+    out.push_back(pieces);
+  }
+  return out;
+}
 
 StatusOr<std::vector<std::vector<int64_t>>> SparseOutputWorkloadChannels(
     const std::vector<int64_t>& cluster_k, const Target& t) {

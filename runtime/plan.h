@@ -139,6 +139,18 @@ int64_t SokClusters(int64_t k, int64_t n, bool uniform);
 StatusOr<std::vector<std::vector<int64_t>>> SparseOutputWorkloadChannels(
     const std::vector<int64_t>& cluster_k, const Target& t);
 
+// The workloads' channel counts of a depthwise op (dwconv; the compiler's isDepthwiseOp also
+// names max and average pooling) whose clusters compute `cluster_k` channels: a DPU runs a
+// depthwise workload of 16, 32 or 64 channels only (VPU::supportedChannelsDW in
+// VPU/interfaces/workload_splitter_base.hpp; findInvalidDepthwiseOps), so
+// WorkloadSplitterBase::correctInvalidWorkload splits every other count greedily over
+// {64, 32, 16} (splitWorkloadChannel, VPUIP/interfaces/dpu_tiler.cpp): 96 -> {64, 32}, 144 ->
+// {64, 64, 16}. With sparse output (getSupportedChannels) only the sizes dividing every
+// cluster's channels but the last's are kept, and those that cannot make up the last's
+// (256 over 6 tiles [48 x 5, 16] -> {16}).
+StatusOr<std::vector<std::vector<int64_t>>> DepthwiseWorkloadChannels(
+    const std::vector<int64_t>& cluster_k, bool sparse_output);
+
 enum class MpeMode { kCuboid16x16, kCuboid8x16, kCuboid4x16 };
 const char* MpeModeName(MpeMode m);  // "CUBOID_16x16", ...
 
