@@ -56,6 +56,7 @@ inline Window WindowAt(const PoolArgs& a, int64_t oy, int64_t ox) {
 
 HWY_BEFORE_NAMESPACE();
 namespace dpuemu {
+namespace pool_simd {  // its own namespace: other kernel files have per-target functions too
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using pool_internal::PoolArgs;
@@ -215,10 +216,46 @@ void AvgPoolFloat(const PoolArgs& a) {
   }
 }
 
-// The integer PPE of `n` window sums (PpeInt with bias 0) into u8 / i8 outputs.
-void PpeIntRow(const PoolArgs& a, const int32_t* acc, int64_t n, uint8_t* out) {
+// Without leaky ReLU the PPE fits int32: |acc| <= 121 * 255 < 2^15 and mult < 2^16, so
+// acc * mult < 2^31; the rounding shift is RoundShiftHalfEven on int32 lanes (shift >= 32 gives
+// 0, as |v| / 2^shift < 1/2). Returns how many values it did (whole vectors).
+template <typename T>
+int64_t PpeIntRowInt32(const PoolArgs& a, const int16_t* acc, int64_t n, T* out) {
+  const hn::CappedTag<int32_t, 16> d;
+  const hn::Rebind<int16_t, decltype(d)> d16;
+  const hn::Rebind<T, decltype(d)> dt;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int s = a.shift;
+  const auto mult = hn::Set(d, a.mult), zp = hn::Set(d, a.ppe.out_zp);
+  const auto lo = hn::Set(d, a.ppe.lo), hi = hn::Set(d, a.ppe.hi);
+  const auto half = hn::Set(d, s >= 1 && s < 32 ? int32_t(1) << (s - 1) : 0), one = hn::Set(d, 1);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto v = hn::Mul(hn::PromoteTo(d, hn::LoadU(d16, acc + i)), mult);
+    auto q = v;
+    if (s >= 32) {
+      q = hn::Zero(d);
+    } else if (s > 0) {
+      q = hn::ShiftRightSame(v, s);  // floor
+      const auto r = hn::Sub(v, hn::ShiftLeftSame(q, s));
+      const auto up = hn::Or(hn::Gt(r, half),
+                             hn::And(hn::Eq(r, half), hn::Eq(hn::And(q, one), one)));
+      q = hn::IfThenElse(up, hn::Add(q, one), q);
+    }
+    q = hn::Min(hn::Max(hn::Add(q, zp), lo), hi);
+    hn::StoreU(hn::DemoteTo(dt, q), dt, out + i);
+  }
+  return i;
+}
+
+// The integer PPE of `n` window sums (PpeInt with bias 0) into outputs of type T (u8 / i8; the
+// output type).
+template <typename T>
+void PpeIntRow(const PoolArgs& a, const int16_t* acc, int64_t n, T* out) {
   const hn::ScalableTag<double> dd;
   const hn::Rebind<int32_t, decltype(dd)> di;
+  const hn::Rebind<int16_t, decltype(dd)> di16;
+  const hn::Rebind<T, decltype(dd)> dt;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(dd));
   const auto mult = hn::Set(dd, a.mult);
   const auto pos = hn::Set(dd, std::ldexp(1.0, -a.shift));
@@ -226,46 +263,58 @@ void PpeIntRow(const PoolArgs& a, const int32_t* acc, int64_t n, uint8_t* out) {
   const auto lmult = hn::Set(dd, a.ppe.leaky ? a.ppe.lrelu_mult : 1);
   const auto zp = hn::Set(dd, a.ppe.out_zp), lo = hn::Set(dd, a.ppe.lo), hi = hn::Set(dd, a.ppe.hi);
   const auto zero = hn::Zero(dd);
-  HWY_ALIGN int32_t tmp[16];
   int64_t i = 0;
+  if (!a.ppe.leaky) i = PpeIntRowInt32<T>(a, acc, n, out);  // the exact int32 form
   for (; i + lanes <= n; i += lanes) {
-    auto v = hn::Mul(hn::PromoteTo(dd, hn::LoadU(di, acc + i)), mult);  // exact: < 2^46
+    auto v = hn::Mul(hn::PromoteTo(dd, hn::PromoteTo(di, hn::LoadU(di16, acc + i))), mult);  // exact: < 2^46
     const auto m = hn::Lt(v, zero);
     v = hn::IfThenElse(m, hn::Mul(hn::Mul(v, lmult), neg), hn::Mul(v, pos));  // exact powers of 2
-    v = hn::Min(hn::Max(hn::Add(hn::Round(v), zp), lo), hi);
-    hn::Store(hn::DemoteTo(di, v), di, tmp);
-    for (int64_t j = 0; j < lanes; ++j) {
-      StoreInt(a.out_dtype, out, i + j, tmp[j]);
-    }
+    v = hn::Min(hn::Max(hn::Add(hn::Round(v), zp), lo), hi);  // Round: half to even
+    hn::StoreU(hn::DemoteTo(dt, hn::DemoteTo(di, v)), dt, out + i);  // in range: exact
   }
-  for (; i < n; ++i) {
-    StoreInt(a.out_dtype, out, i, PpeInt(acc[i], 0, a.mult, a.shift, a.ppe));
+  for (; i < n; ++i) out[i] = static_cast<T>(PpeInt(acc[i], 0, a.mult, a.shift, a.ppe));
+}
+
+// Window sums of channels [c0, c1) in vectors of tag D (int16 lanes: a sum is at most
+// 121 * 255 < 2^15, and integer sums are exact in any order).
+template <typename T, class D>
+HWY_INLINE void WindowSums(D d, const PoolArgs& a, const Window& w, int16_t pad_sum, int64_t c0,
+                           int64_t c1, int16_t* acc_out) {
+  const hn::Rebind<T, D> d8;
+  const T* x = reinterpret_cast<const T*>(a.x);
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t c = c0; c + n <= c1; c += n) {
+    auto acc = hn::Set(d, pad_sum);
+    for (int64_t y = w.y0; y < w.y1; ++y) {
+      for (int64_t xx = w.x0; xx < w.x1; ++xx) {
+        acc = hn::Add(acc, hn::PromoteTo(d, hn::LoadU(d8, x + (y * a.w + xx) * a.c + c)));
+      }
+    }
+    hn::StoreU(acc, d, acc_out + c);
   }
 }
 
 template <typename T>
 void AvgPoolIntT(const PoolArgs& a) {
-  const hn::CappedTag<int32_t, 16> d32;
-  const hn::Rebind<T, decltype(d32)> d8;
-  const int64_t n = static_cast<int64_t>(hn::Lanes(d32));
-  const T* x = reinterpret_cast<const T*>(a.x);
-  std::vector<int32_t> row(static_cast<size_t>(a.ow * a.c));
+  const hn::CappedTag<int16_t, 32> d;
+  const hn::CappedTag<int16_t, 16> d16;  // C is a multiple of 16
+  const int64_t full = a.c / static_cast<int64_t>(hn::Lanes(d)) * static_cast<int64_t>(hn::Lanes(d));
+  std::vector<int16_t> row(static_cast<size_t>(a.ow * a.c));
   for (int64_t oy = 0; oy < a.oh; ++oy) {
     for (int64_t ox = 0; ox < a.ow; ++ox) {
       const Window w = WindowAt(a, oy, ox);
       const int64_t pads = a.ky * a.kx - (w.y1 - w.y0) * (w.x1 - w.x0);
-      const auto pad_sum = hn::Set(d32, static_cast<int32_t>(pads * a.in_zp));  // pads read x_zp
-      for (int64_t c = 0; c < a.c; c += n) {
-        auto acc = pad_sum;
-        for (int64_t y = w.y0; y < w.y1; ++y) {
-          for (int64_t xx = w.x0; xx < w.x1; ++xx) {
-            acc = hn::Add(acc, hn::PromoteTo(d32, hn::LoadU(d8, x + (y * a.w + xx) * a.c + c)));
-          }
-        }
-        hn::StoreU(acc, d32, row.data() + ox * a.c + c);
-      }
+      const int16_t pad_sum = static_cast<int16_t>(pads * a.in_zp);  // padding reads x_zp
+      int16_t* acc = row.data() + ox * a.c;
+      WindowSums<T>(d, a, w, pad_sum, 0, full, acc);
+      if (full < a.c) WindowSums<T>(d16, a, w, pad_sum, full, a.c, acc);
     }
-    PpeIntRow(a, row.data(), a.ow * a.c, a.out + oy * a.ow * a.c);
+    // The output type may differ from the input's (u8 in, i8 out).
+    if (a.out_dtype == DType::kU8) {
+      PpeIntRow<uint8_t>(a, row.data(), a.ow * a.c, a.out + oy * a.ow * a.c);
+    } else {
+      PpeIntRow<int8_t>(a, row.data(), a.ow * a.c, reinterpret_cast<int8_t*>(a.out) + oy * a.ow * a.c);
+    }
   }
 }
 
@@ -280,14 +329,20 @@ void AvgPoolImpl(const PoolArgs& a) {
 const char* IsaName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
+}  // namespace pool_simd
 }  // namespace dpuemu
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 namespace dpuemu {
+namespace pool_simd {
 HWY_EXPORT(MaxPoolImpl);
 HWY_EXPORT(AvgPoolImpl);
 HWY_EXPORT(IsaName);
+const char* Isa() { return HWY_DYNAMIC_DISPATCH(IsaName)(); }
+void MaxPool(const pool_internal::PoolArgs& a) { HWY_DYNAMIC_DISPATCH(MaxPoolImpl)(a); }
+void AvgPool(const pool_internal::PoolArgs& a) { HWY_DYNAMIC_DISPATCH(AvgPoolImpl)(a); }
+}  // namespace pool_simd
 
 namespace {
 // The task's dense input in place (pools read dense input only: SupportedSparsity), or null.
@@ -328,20 +383,18 @@ StatusOr<DpuOutput> RunPool(const DpuTask& task, KernelReport& report, const cha
   }
   Tensor out(task.op.out_dtype, {task.op.g.out_h(), task.op.g.out_w(), task.op.g.k});
   impl(MakeArgs(task, x, out));
-  report.isa = HWY_DYNAMIC_DISPATCH(IsaName)();
+  report.isa = pool_simd::Isa();
   report.reason = std::string(kind) + ": Highway kernel over channels";
   return StoreOutput(task, std::move(out));
 }
 }  // namespace
 
 StatusOr<DpuOutput> RunMaxPoolSimd(const DpuTask& task, KernelReport& report) {
-  return RunPool(task, report, "maxpool", RefMaxPool,
-                 [](const pool_internal::PoolArgs& a) { HWY_DYNAMIC_DISPATCH(MaxPoolImpl)(a); });
+  return RunPool(task, report, "maxpool", RefMaxPool, pool_simd::MaxPool);
 }
 
 StatusOr<DpuOutput> RunAvgPoolSimd(const DpuTask& task, KernelReport& report) {
-  return RunPool(task, report, "avgpool", RefAvgPool,
-                 [](const pool_internal::PoolArgs& a) { HWY_DYNAMIC_DISPATCH(AvgPoolImpl)(a); });
+  return RunPool(task, report, "avgpool", RefAvgPool, pool_simd::AvgPool);
 }
 
 }  // namespace dpuemu
