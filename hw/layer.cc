@@ -107,10 +107,13 @@ bool IsIntegerWeights(DType t) {
 }
 
 bool IsIntegerPath(const NceOp& op) {
-  return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) && IsIntegerWeights(op.w_dtype);
+  return (op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8) &&
+         (!HasWeights(op.kind) || IsIntegerWeights(op.w_dtype));
 }
 
-bool IsMixedPrecision(const NceOp& op) { return IsFloat(op.in_dtype) && IsIntegerWeights(op.w_dtype); }
+bool IsMixedPrecision(const NceOp& op) {
+  return HasWeights(op.kind) && IsFloat(op.in_dtype) && IsIntegerWeights(op.w_dtype);
+}
 
 StatusOr<float> FloatBiasWord(double bias, double scale) {
   const double q = bias == 0 ? 0.0 : bias / scale;
@@ -609,6 +612,12 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
       layer.quant.scale.push_back(scale);
       layer.quant.fbias.push_back(static_cast<float>(rng.Int(-16, 16) / 16.0 / double{scale}));
     }
+  }
+  if (!HasWeights(spec.kind)) {
+    // No weight table: one set of PPE registers requantises every channel.
+    ChannelQuant& q = layer.quant;
+    for (auto* v : {&q.mult, &q.shift, &q.bias}) v->assign(v->size(), v->empty() ? 0 : v->front());
+    for (auto* v : {&q.scale, &q.fbias}) v->assign(v->size(), v->empty() ? 0.0f : v->front());
   }
   return layer;
 }

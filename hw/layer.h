@@ -129,8 +129,9 @@ struct NceLayer {
   Tensor input2;   // eltwise: [H, W, C], op.eltwise.in2_dtype; empty otherwise
 };
 
-// Integer activations and weights: exact int32 MAC and the integer PPE. Float activations (with
-// float or integer weights) take the fp32 MAC and the float PPE.
+// Integer activations and weights (kinds without weights: integer activations): exact int32
+// accumulation and the integer PPE. Float activations (with float or integer weights) take the
+// fp32 accumulation and the float PPE.
 bool IsIntegerPath(const NceOp& op);
 bool IsIntegerWeights(DType t);  // u8, i8, i4, u4
 // Float activations with integer weights (weight-only quantisation): (w - w_zp) enters the fp32

@@ -1,6 +1,6 @@
 // dpuemu: the command line for hardware teams (README.md, "The dpuemu CLI").
 //   dpuemu plan SPEC.json|DIR [--json] [--split-rule R]
-//   dpuemu run  SPEC.json|DIR --out OUT [--threads N] [--reference] [--kernel K] [--explain]
+//   dpuemu run  SPEC.json|NETWORK.json|DIR --out OUT [--threads N] [--reference] [--kernel K] [--explain]
 //                                       [--repeat N] [--golden layer|tiles] [--split-rule R]
 // Exit status: 0 ok, 2 usage or spec errors (bad flags, spec, tensor file, or a layer the planner
 // refuses), 1 when running or writing the results fails.
@@ -19,6 +19,7 @@
 #include "hw/status.h"
 #include "runtime/execute.h"
 #include "runtime/golden.h"
+#include "runtime/network.h"
 #include "runtime/npy.h"
 #include "runtime/plan.h"
 #include "runtime/spec.h"
@@ -148,6 +149,14 @@ StatusOr<Planned> LoadAndPlan(const std::string& path, const Flags& f) {
   return p;
 }
 
+bool IsNetworkPath(const std::string& path) {
+  StatusOr<std::vector<uint8_t>> bytes = ReadFileBytes(path);
+  if (!bytes.ok()) return false;
+  const nlohmann::json j =
+      nlohmann::json::parse(bytes->begin(), bytes->end(), nullptr, /*allow_exceptions=*/false);
+  return !j.is_discarded() && IsNetworkFile(j);
+}
+
 int PlanCommand(const Flags& f) {
   StatusOr<SpecList> specs = SpecFiles(f.spec);
   if (!specs.ok()) {
@@ -158,6 +167,13 @@ int PlanCommand(const Flags& f) {
   nlohmann::json all = nlohmann::json::object();
   int exit = 0;
   for (const std::string& path : specs->files) {
+    if (IsNetworkPath(path)) {
+      PrintError(InvalidArgument(path + ": a network's plans depend on the activation sparsity "
+                                 "measured while it runs: use dpuemu run (each layer's plan.json "
+                                 "and report.json)"));
+      exit = kExitUsage;
+      continue;
+    }
     StatusOr<Planned> p = LoadAndPlan(path, f);
     if (!p.ok()) {
       PrintError(p.status());
@@ -206,9 +222,72 @@ Status WriteText(const std::string& path, const std::string& text) {
   return WriteFileBytes(path, ByteSpan(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
 }
 
+// output.npy, plan.json and the golden set of one layer (its DPU layers' dense outputs and the
+// assembled output) into `out_dir`.
+Status WriteLayerDir(const Spec& spec, const std::vector<Plan>& plans,
+                     const std::vector<Tensor>& outputs, const Tensor& output,
+                     const std::string& out_dir, const std::string& golden_mode) {
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return InvalidArgument("--out " + out_dir + ": cannot create: " + ec.message());
+  DPUEMU_RETURN_IF_ERROR(WriteNpy(out_dir + "/output.npy", output));
+  DPUEMU_RETURN_IF_ERROR(
+      WriteText(out_dir + "/plan.json", SpecPlanToJson(spec, plans).dump(2) + "\n"));
+  StatusOr<GoldenSet> golden =
+      golden_mode == "tiles" ? (spec.se ? MakeSeTileGoldenSet(spec, plans, outputs)
+                                        : MakeTileGoldenSet(spec.layer, plans.front(), output))
+      : spec.se              ? MakeSeGoldenSet(spec, plans, outputs)
+                             : MakeGoldenSet(spec.layer, plans.front(), output);
+  return golden.ok() ? WriteGoldenSet(*golden, out_dir) : golden.status();
+}
+
+// Runs a NETWORK.json into `out_dir`: <layer>/ (output.npy, plan.json, golden set) per layer,
+// <output>.npy per network output, report.json, and the table on stdout.
+Failure RunNetworkFile(const std::string& path, const std::string& out_dir, const Flags& f) {
+  StatusOr<Network> net = LoadNetwork(path);
+  if (!net.ok()) return {kExitUsage, net.status()};
+  if (f.repeat != 1 || !f.kernel.empty() || !f.split_rule.empty()) {
+    return {kExitUsage, InvalidArgument(path + ": a network runs once with each layer's own "
+                                        "kernel and split_rule (--repeat, --kernel and "
+                                        "--split-rule apply to single-layer specs)")};
+  }
+  RunOptions options;
+  if (f.threads >= 0) options.threads = f.threads;
+  options.reference = f.reference;
+  Progress progress(static_cast<int64_t>(net->layers.size()));
+  StatusOr<NetworkResult> r =
+      RunNetwork(*net, options, [&](const std::string& name) { progress.Step(name); });
+  progress.Clear();
+  if (!r.ok()) return {kExitFailed, r.status()};
+  for (const NetworkLayerResult& l : r->layers) {
+    if (Status st = WriteLayerDir(l.spec, l.plans, l.dpu_outputs, l.output, out_dir + "/" + l.name,
+                                  f.golden);
+        !st.ok()) {
+      return {kExitFailed, st.Annotate(path + ": layer '" + l.name + "'")};
+    }
+  }
+  for (int o : net->outputs) {
+    const NetworkLayerResult& l = r->layers[static_cast<size_t>(o)];
+    if (Status st = WriteNpy(out_dir + "/" + l.name + ".npy", l.output); !st.ok()) {
+      return {kExitFailed, st};
+    }
+  }
+  if (Status st = WriteText(out_dir + "/report.json",
+                            NetworkReportJson(*net, *r).dump(2) + "\n");
+      !st.ok()) {
+    return {kExitFailed, st};
+  }
+  std::printf("%s", NetworkReportText(*net, *r).c_str());
+  std::printf("%s: %zu layers -> %s/\n", path.c_str(), r->layers.size(), out_dir.c_str());
+  std::fflush(stdout);
+  return {};
+}
+
+
 // Runs one spec into `out_dir`: output.npy, plan.json and the golden set.
 Failure RunOne(const std::string& path, const std::string& out_dir, const Flags& f,
                Progress& progress) {
+  if (IsNetworkPath(path)) return RunNetworkFile(path, out_dir, f);
   StatusOr<Planned> planned = LoadAndPlan(path, f);
   if (!planned.ok()) return {kExitUsage, planned.status()};
   const Spec& spec = planned->spec;
@@ -262,22 +341,9 @@ Failure RunOne(const std::string& path, const std::string& out_dir, const Flags&
   if (!output.ok()) return fail(output.status());
 
   progress.Clear();
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) return fail(InvalidArgument("--out " + out_dir + ": cannot create: " + ec.message()));
-  Status st = WriteNpy(out_dir + "/output.npy", *output);
-  if (st.ok()) {
-    st = WriteText(out_dir + "/plan.json", SpecPlanToJson(spec, plans).dump(2) + "\n");
+  if (Status st = WriteLayerDir(spec, plans, outputs, *output, out_dir, f.golden); !st.ok()) {
+    return fail(st);
   }
-  if (st.ok()) {
-    StatusOr<GoldenSet> golden =
-        f.golden == "tiles" ? (spec.se ? MakeSeTileGoldenSet(spec, plans, outputs)
-                                       : MakeTileGoldenSet(spec.layer, plan, *output))
-        : spec.se           ? MakeSeGoldenSet(spec, plans, outputs)
-                            : MakeGoldenSet(spec.layer, plan, *output);
-    st = golden.ok() ? WriteGoldenSet(*golden, out_dir) : golden.status();
-  }
-  if (!st.ok()) return fail(st);
 
   std::string se;
   if (spec.se) {

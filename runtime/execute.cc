@@ -18,6 +18,7 @@
 
 #include "hw/dpu_task.h"
 #include "hw/se_ops.h"
+#include "kernels/nce.h"
 #include "kernels/ref/nce_ref.h"
 
 namespace dpuemu {
@@ -53,6 +54,7 @@ Status CheckPlanMatches(const NceOp& op, const Plan& plan, const Target& target)
     int64_t plan, layer;
   };
   const Field fields[] = {
+      {"op (kind)", static_cast<int64_t>(p.kind), static_cast<int64_t>(op.kind)},
       {"h", p.g.h, op.g.h},
       {"w", p.g.w, op.g.w},
       {"c", p.g.c, op.g.c},
@@ -323,7 +325,7 @@ StatusOr<PreparedLayer> PreparedLayer::Create(const NceLayer& layer, const Plan&
                                                 it.calc_begin, it.calc_end, target));
     return OkStatus();
   }));
-  if (!options.reference) {
+  if (!options.reference && layer.op.kind == NceKind::kConv) {
     // Items with the same channels and input geometry have the same weight buffers and op:
     // their weights are decoded once.
     std::map<std::array<int64_t, 5>, size_t> first;
@@ -366,7 +368,8 @@ StatusOr<RunResult> PreparedLayer::Run() const {
       DPUEMU_ASSIGN_OR_RETURN(out, RunReference(it.task, s.target));
     } else {
       DPUEMU_ASSIGN_OR_RETURN(
-          out, RunZMConv(it.task, s.target, s.options.kernel, &rep.kernel, &it.weights));
+          out, RunNce(it.task, s.target, s.options.kernel, &rep.kernel,
+                      it.task.op.kind == NceKind::kConv ? &it.weights : nullptr));
     }
     Tensor decoded;
     const Tensor* dense = &out.data;

@@ -62,6 +62,7 @@ void AddFile(GoldenSet& set, std::string name, std::vector<uint8_t> bytes,
 Status AddWeightFiles(GoldenSet& set, const DpuTask& task, const std::string& note = "") {
   const NceOp& op = task.op;
   const NceGeometry& g = op.g;
+  if (task.weight_table.empty()) return OkStatus();  // a kind without weights or table
   DPUEMU_ASSIGN_OR_RETURN(std::vector<WeightTableEntry> table,
                           DecodeWeightTable(task.weight_table, g.k));
   const std::vector<int64_t> w_shape = {g.k, g.ky, g.kx, g.c};
@@ -127,7 +128,22 @@ void FillManifest(GoldenSet& set, const std::string& layer, const Target& target
   m["layer"] = layer;
   m["target"] = target.name;
   m["generation"] = target.generation;
+  m["op"] = NceKindName(op.kind);
   m["conv"] = std::move(conv);
+  if (op.kind == NceKind::kEltwise) {
+    m["eltwise"] = {{"type", EltwiseTypeName(op.eltwise.type)},
+                    {"input2_dtype", DTypeName(op.eltwise.in2_dtype)},
+                    {"input2_zero_point", op.eltwise.in2_zp},
+                    {"in1_mult", op.eltwise.in1_mult},
+                    {"in2_mult", op.eltwise.in2_mult}};
+  }
+  if (task.weight_table.empty()) {
+    // Kinds without a weight table requantise with the PPE's registers.
+    const DpuTask::PpeRegisters& r = task.ppe_regs;
+    m["ppe_registers"] = IsIntegerPath(op) ? json{{"mult", r.mult}, {"shift", r.shift},
+                                                  {"bias", r.bias}}
+                                           : json{{"scale", r.scale}, {"bias", r.fbias}};
+  }
   m["dtypes"] = {{"input", DTypeName(op.in_dtype)},
                  {"weights", DTypeName(op.w_dtype)},
                  {"output", DTypeName(op.out_dtype)}};
@@ -191,6 +207,10 @@ StatusOr<GoldenSet> MakeGoldenSet(const NceLayer& layer, const Plan& plan, const
     AddFile(set, "se_table.bin", LittleEndian(task.se_table),
             {vg.h, vg.w, vg.c / task.input_se_size},
             "i32", kSeTableFormat);
+  }
+  if (op.kind == NceKind::kEltwise) {
+    AddFile(set, "input2.bin", task.input2, {g.h, g.w, g.c}, DTypeName(op.eltwise.in2_dtype),
+            ActivationFormat(false));
   }
   AddOutputFiles(set, out, op, "");
   FillManifest(set, layer.name, target, task, out, input_sparse, ConvJson(g));
@@ -854,6 +874,11 @@ StatusOr<GoldenSet> MakeTiles(const NceLayer& layer, const Plan& plan, const Ten
 
 StatusOr<GoldenSet> MakeTileGoldenSet(const NceLayer& layer, const Plan& plan,
                                       const Tensor& output) {
+  if (layer.op.kind != NceKind::kConv) {
+    return InvalidArgument(std::string("golden tiles: the per-tile CMX layout is defined for conv; "
+                                       "op ") + NceKindName(layer.op.kind) +
+                           " writes the whole-layer golden set (--golden layer)");
+  }
   return MakeTiles(layer, plan, output, nullptr);
 }
 

@@ -98,11 +98,15 @@ const Grain& GrainOf(MpeMode m) {
 ModeCost CostIn(const NceOp& op, MpeMode m, int64_t rows, int64_t cols, int64_t channels) {
   const NceGeometry& g = op.g;
   const Grain& gr = GrainOf(m);
-  const int64_t grains_per_pixel = g.c * DTypeBytes(op.in_dtype) / 16;  // C is 16-aligned
   const int64_t k_passes = CeilDiv(channels, gr.k);
+  // A convolution's cuboid reads all C input channels once per pass over K; a channel-wise
+  // kind's reads its own channels (an eltwise both inputs').
+  const int64_t read_channels = IsChannelwise(op.kind) ? channels : k_passes * g.c;
+  const int64_t grains = read_channels * (op.kind == NceKind::kEltwise ? 2 : 1) *
+                         DTypeBytes(op.in_dtype) / 16;  // channels are 16-aligned
   return {m, CeilDiv(cols, gr.w) * CeilDiv(rows, gr.h) * k_passes,
-          k_passes * WindowSum(rows, gr.h, g.stride_y, g.ky) *
-              WindowSum(cols, gr.w, g.stride_x, g.kx) * grains_per_pixel};
+          WindowSum(rows, gr.h, g.stride_y, g.ky) * WindowSum(cols, gr.w, g.stride_x, g.kx) *
+              grains};
 }
 
 // ---- Splits ----
@@ -451,7 +455,7 @@ class Planner {
         tp.se_table_bytes = SeTableRowBytes(win.size());
         tp.input_map_bytes = ActivationMapBytes(win.size() * g_.w * g_.c);
       } else {
-        tp.input_bytes = ActBytes(win.size() * g_.w * g_.c, op_.in_dtype, o_.input_sparse);
+        tp.input_bytes = ActBytes(win.size() * g_.w * InputChannels(kc), op_.in_dtype, o_.input_sparse);
       }
       tp.weight_bytes = WeightBytes(r.k_begin, r.k_end);
       tp.output_bytes =
@@ -518,10 +522,19 @@ class Planner {
     return hi > lo ? (hi - lo) * se.source_w * g_.c * DTypeBytes(op_.in_dtype) : 0;
   }
 
+  // The input channels a tile or workload of kc output channels reads: all C for a convolution,
+  // its own for a channel-wise kind (both inputs' for an eltwise).
+  int64_t InputChannels(int64_t kc) const {
+    if (!IsChannelwise(op_.kind)) return g_.c;
+    return op_.kind == NceKind::kEltwise ? 2 * kc : kc;
+  }
+
   // Channels [kb, ke); those >= K are padding (no non-zeros).
   int64_t WeightBytes(int64_t kb, int64_t ke) const {
+    if (!HasWeights(op_.kind)) return 0;
     NceGeometry sub = g_;
     sub.k = ke - kb;
+    if (op_.kind == NceKind::kDwConv) sub.c = 1;  // one KY x KX filter per channel
     if (!w_.sparse) return DenseWeightBytes(sub, op_.w_dtype) + WeightTableBytes(sub);
     int64_t data = 0;
     for (int64_t k = kb; k < std::min(ke, g_.k); ++k) {
@@ -538,7 +551,7 @@ class Planner {
     if (w_.sparse && real_end > kb) {
       int64_t nnz = 0;
       for (int64_t k = kb; k < real_end; ++k) nnz += w_.nonzeros[static_cast<size_t>(k)];
-      d = static_cast<double>(nnz) / static_cast<double>((real_end - kb) * g_.taps());
+      d = static_cast<double>(nnz) / static_cast<double>((real_end - kb) * op_.weight_taps());
     }
     if (o_.input_sparse) d = std::min(d, 1.0 - act_sparsity_);
     return d;
@@ -607,13 +620,14 @@ class Planner {
     w.utilisation = static_cast<double>(rows * cols * kc) /
                     static_cast<double>(mc.cuboids * kCuboidVolume);
     w.cycles = static_cast<int64_t>(std::ceil(static_cast<double>(mc.cuboids) * kCuboidVolume *
-                                              static_cast<double>(g_.taps()) * Density(kb, ke) /
+                                              static_cast<double>(op_.taps_per_output()) *
+                                              Density(kb, ke) /
                                               t_.macs_per_cycle));
     w.input_bytes = o_.se.used() ? SourceBytes(wr.begin, std::max(wr.begin, wr.end)) +
                                        SeTableRowBytes(wr.size()) +
                                        ActivationMapBytes(wr.size() * g_.w * g_.c)
-                                 : ActBytes(wr.size() * wc.size() * g_.c, op_.in_dtype,
-                                            o_.input_sparse);
+                                 : ActBytes(wr.size() * wc.size() * InputChannels(kc),
+                                            op_.in_dtype, o_.input_sparse);
     w.weight_bytes = WeightBytes(kb, ke);
     w.output_bytes = ActBytes(rows * cols * kc, op_.out_dtype, out_sparse);
     return w;
@@ -629,10 +643,17 @@ class Planner {
 
 Status CheckWeights(const NceOp& op, const Tensor& weights) {
   const NceGeometry& g = op.g;
-  const std::vector<int64_t> shape = {g.k, g.ky, g.kx, g.c};
+  if (!HasWeights(op.kind)) {
+    if (weights.shape.empty() && weights.bytes.empty()) return OkStatus();
+    return InvalidArgument(std::string("weights: ") + NceKindName(op.kind) +
+                           " has no weights (got " + weights.ShapeString() + ")");
+  }
+  const std::vector<int64_t> shape = op.kind == NceKind::kDwConv
+                                         ? std::vector<int64_t>{g.c, g.ky, g.kx, 1}
+                                         : std::vector<int64_t>{g.k, g.ky, g.kx, g.c};
   if (weights.dtype != op.w_dtype || weights.shape != shape ||
       static_cast<int64_t>(weights.bytes.size()) !=
-          g.k * g.taps() * DTypeBytes(op.w_dtype)) {
+          g.k * op.weight_taps() * DTypeBytes(op.w_dtype)) {
     Tensor expect;
     expect.shape = shape;
     return InvalidArgument(std::string("weights: expected ") + DTypeName(op.w_dtype) + " " +
@@ -1111,6 +1132,38 @@ StatusOr<WeightDecision> DecideWeightSparsity(const NceOp& op, const Tensor& wei
   WeightDecision d;
   d.heuristic = heuristic;
   WeightTraffic& tr = d.traffic;
+  if (op.kind != NceKind::kConv) {
+    // Only ZMConv reads compressed weights (SupportedSparsity): the others have dense weights
+    // or none; forcing sparse is an error naming the compiler's rule.
+    const SparsitySupport sup = SupportedSparsity(op, target);
+    if (heuristic == WeightHeuristic::kSparse) {
+      return InvalidArgument("sparsity.weights = sparse: " + std::string(NceKindName(op.kind)) +
+                             " " + sup.rule);
+    }
+    d.sparse = false;
+    if (!HasWeights(op.kind)) {
+      d.reason = std::string(NceKindName(op.kind)) + " has no weights";
+      return d;
+    }
+    NceGeometry sub = g;
+    sub.c = 1;
+    tr.elements = g.k * op.weight_taps();
+    tr.dense_weight_bytes = DenseWeightBytes(sub, op.w_dtype);
+    tr.table_bytes = WeightTableBytes(g);
+    tr.dense_bytes = tr.dense_weight_bytes + tr.table_bytes;
+    for (int64_t k = 0; k < g.k; ++k) {
+      int64_t nnz = 0;
+      for (int64_t t = 0; t < op.weight_taps(); ++t) {
+        nnz += !IsWeightZero(op.w_dtype, weights.bytes.data(), k * op.weight_taps() + t, op.w_zp);
+      }
+      d.nonzeros.push_back(nnz);
+      tr.nonzeros += nnz;
+    }
+    tr.sparse_data_bytes = tr.dense_weight_bytes;
+    tr.sparse_bytes = tr.dense_bytes;
+    d.reason = std::string(NceKindName(op.kind)) + ": dense (" + sup.rule + ")";
+    return d;
+  }
   tr.elements = g.k * g.taps();
   tr.dense_weight_bytes = DenseWeightBytes(g, op.w_dtype);
   tr.map_bytes = WeightMapBytes(g);
@@ -1462,26 +1515,51 @@ StatusOr<NceLayer> SliceLayer(const NceLayer& layer, int64_t k_begin, int64_t k_
   sg.pad_top = win.pad_before;
   sg.pad_bottom = win.pad_after;
 
-  const size_t row_bytes = static_cast<size_t>(g.w * g.c * DTypeBytes(op.in_dtype));
-  s.input = Tensor(op.in_dtype, {sg.h, g.w, g.c});
-  std::memcpy(s.input.bytes.data(), layer.input.bytes.data() + win.begin * row_bytes,
-              static_cast<size_t>(sg.h) * row_bytes);
+  if (!IsChannelwise(op.kind)) {
+    const size_t row_bytes = static_cast<size_t>(g.w * g.c * DTypeBytes(op.in_dtype));
+    s.input = Tensor(op.in_dtype, {sg.h, g.w, g.c});
+    std::memcpy(s.input.bytes.data(), layer.input.bytes.data() + win.begin * row_bytes,
+                static_cast<size_t>(sg.h) * row_bytes);
+  } else {
+    // Output channel k reads input channel k: the slice's input is channels [k_begin, k_end) of
+    // the window's rows, padding channels at the zero point (+0.0 for float).
+    sg.c = kc;
+    const auto slice_channels = [&](const Tensor& t, int32_t zp) {
+      const int64_t eb = DTypeBytes(t.dtype);
+      Tensor out(t.dtype, {sg.h, g.w, kc});
+      if (eb == 1) std::fill(out.bytes.begin(), out.bytes.end(), static_cast<uint8_t>(zp));
+      for (int64_t p = 0; p < sg.h * g.w; ++p) {
+        std::memcpy(out.bytes.data() + p * kc * eb,
+                    t.bytes.data() + ((win.begin * g.w + p) * g.c + k_begin) * eb,
+                    static_cast<size_t>(k_real * eb));
+      }
+      return out;
+    };
+    s.input = slice_channels(layer.input, op.in_zp);
+    if (op.kind == NceKind::kEltwise) s.input2 = slice_channels(layer.input2, op.eltwise.in2_zp);
+  }
 
-  const int64_t eb = DTypeBytes(op.w_dtype);
-  const size_t channel_bytes = static_cast<size_t>(g.taps() * eb);
-  s.weights = Tensor(op.w_dtype, {kc, g.ky, g.kx, g.c});
-  std::memcpy(s.weights.bytes.data(), layer.weights.bytes.data() + k_begin * channel_bytes,
-              static_cast<size_t>(k_real) * channel_bytes);
-  if (eb == 1) {  // padding channels hold the zero point (+0.0, all zero bytes, for float)
-    std::fill(s.weights.bytes.begin() + k_real * channel_bytes, s.weights.bytes.end(),
-              static_cast<uint8_t>(op.w_zp));
+  if (HasWeights(op.kind)) {
+    const int64_t eb = DTypeBytes(op.w_dtype);
+    const size_t channel_bytes = static_cast<size_t>(op.weight_taps() * eb);
+    s.weights = op.kind == NceKind::kDwConv ? Tensor(op.w_dtype, {kc, g.ky, g.kx, 1})
+                                            : Tensor(op.w_dtype, {kc, g.ky, g.kx, g.c});
+    std::memcpy(s.weights.bytes.data(), layer.weights.bytes.data() + k_begin * channel_bytes,
+                static_cast<size_t>(k_real) * channel_bytes);
+    if (eb == 1) {  // padding channels hold the zero point (+0.0, all zero bytes, for float)
+      std::fill(s.weights.bytes.begin() + k_real * channel_bytes, s.weights.bytes.end(),
+                static_cast<uint8_t>(op.w_zp));
+    }
   }
 
   const ChannelQuant& q = layer.quant;
   auto slice = [&](const auto& v) {
     using V = std::decay_t<decltype(v)>;
     V out(v.begin() + k_begin, v.begin() + k_begin + k_real);
-    out.resize(static_cast<size_t>(kc), typename V::value_type{});  // padding: zero requantisation
+    // Padding channels: zero requantisation in a weight table; kinds with one set of PPE
+    // registers for all channels repeat the real channels' (the outputs are dropped either way).
+    out.resize(static_cast<size_t>(kc),
+               HasWeights(op.kind) ? typename V::value_type{} : out.back());
     return out;
   };
   if (IsIntegerPath(op)) {

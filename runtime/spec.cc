@@ -238,44 +238,116 @@ StatusOr<TensorField> ParseTensorField(const Node& root, const char* key,
   return TensorField{dtype, zp, std::move(npy), npy_node};
 }
 
-Status ParseTensors(const Node& root, const std::string& dir, NceLayer& layer) {
+// The tensors and the shape they give: input [H, W, C] (or [1, H, W, C]), then by kind: conv
+// weights [K, KY, KX, C]; dwconv weights [C, KY, KX, 1]; pools "kernel" [KY, KX]; eltwise
+// input2 of the input's shape. Channel-wise kinds have K = C.
+Status ParseTensors(const Node& root, const std::string& dir, const LayerInputs* given,
+                    NceLayer& layer) {
   NceOp& op = layer.op;
   NceGeometry& g = op.g;
-  DPUEMU_ASSIGN_OR_RETURN(
-      TensorField in,
-      ParseTensorField(root, "input", {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16},
-                       /*se_size=*/true, dir));
+  const std::string kind = NceKindName(op.kind);
+  const auto input_field = [&]() -> StatusOr<TensorField> {
+    if (given != nullptr) {  // a network layer: the producer's tensor
+      return TensorField{given->input.dtype, given->input_zp, {given->input, given->input_name},
+                         root};
+    }
+    return ParseTensorField(root, "input", {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16},
+                            /*se_size=*/true, dir);
+  };
+  DPUEMU_ASSIGN_OR_RETURN(TensorField in, input_field());
   std::vector<int64_t> s = in.npy.tensor.shape;
   if (s.size() == 4 && s[0] == 1) s.erase(s.begin());
   if (s.size() != 3) return ShapeError(in.npy_node, in.npy, "[H, W, C] or [1, H, W, C]");
-  DPUEMU_ASSIGN_OR_RETURN(
-      TensorField w,
-      ParseTensorField(root, "weights", {DType::kI8, DType::kU8, DType::kI4, DType::kU4, DType::kFP16, DType::kBF16},
-                       /*se_size=*/false, dir));
-  const std::vector<int64_t>& ws = w.npy.tensor.shape;
-  if (ws.size() != 4) return ShapeError(w.npy_node, w.npy, "[K, KY, KX, C]");
-  if (ws[3] != s[2]) {
-    return ShapeError(w.npy_node, w.npy,
-                      "[K, KY, KX, C] with C = " + Str(s[2]) + " (the input's channels)");
-  }
   op.in_dtype = in.dtype;
   op.in_zp = in.zp;
-  op.w_dtype = w.dtype;
-  op.w_zp = w.zp;
   g.h = s[0];
   g.w = s[1];
   g.c = s[2];
-  g.k = ws[0];
-  g.ky = ws[1];
-  g.kx = ws[2];
+  g.k = g.c;
+  std::string shapes = "'" + in.npy.file + "' " + in.npy.tensor.ShapeString();
+  for (const char* key : {"weights", "kernel", "input2"}) {
+    const bool wanted = std::string(key) == "weights" ? HasWeights(op.kind)
+                        : std::string(key) == "kernel" ? op.kind == NceKind::kMaxPool ||
+                                                             op.kind == NceKind::kAvgPool
+                                                       : op.kind == NceKind::kEltwise;
+    if (!wanted || (given != nullptr && std::string(key) == "input2")) {
+      if (std::optional<Node> n = root.Get(key)) {
+        return n->Error(wanted ? "a network layer's second input comes from its inputs"
+                               : "not a field of op " + kind);
+      }
+    }
+  }
+  if (HasWeights(op.kind)) {
+    DPUEMU_ASSIGN_OR_RETURN(
+        TensorField w,
+        ParseTensorField(root, "weights", {DType::kI8, DType::kU8, DType::kI4, DType::kU4, DType::kFP16, DType::kBF16},
+                         /*se_size=*/false, dir));
+    const std::vector<int64_t>& ws = w.npy.tensor.shape;
+    const bool dw = op.kind == NceKind::kDwConv;
+    const char* form = dw ? "[C, KY, KX, 1]" : "[K, KY, KX, C]";
+    if (ws.size() != 4) return ShapeError(w.npy_node, w.npy, form);
+    if (dw ? (ws[0] != s[2] || ws[3] != 1) : ws[3] != s[2]) {
+      return ShapeError(w.npy_node, w.npy,
+                        std::string(form) + " with C = " + Str(s[2]) + " (the input's channels)");
+    }
+    op.w_dtype = w.dtype;
+    op.w_zp = w.zp;
+    g.k = ws[0];
+    g.ky = ws[1];
+    g.kx = ws[2];
+    shapes += " with '" + w.npy.file + "' " + w.npy.tensor.ShapeString();
+    layer.weights = std::move(w.npy.tensor);
+  }
+  if (op.kind == NceKind::kMaxPool || op.kind == NceKind::kAvgPool) {
+    DPUEMU_ASSIGN_OR_RETURN(Node kn, root.Required("kernel"));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<Node> v, kn.Array(2));
+    DPUEMU_ASSIGN_OR_RETURN(g.ky, v[0].Int(1, kMaxKernel));
+    DPUEMU_ASSIGN_OR_RETURN(g.kx, v[1].Int(1, kMaxKernel));
+  }
+  if (op.kind == NceKind::kEltwise) {
+    const auto input2_field = [&]() -> StatusOr<TensorField> {
+      if (given == nullptr) {
+        return ParseTensorField(root, "input2",
+                                {DType::kU8, DType::kI8, DType::kFP16, DType::kBF16},
+                                /*se_size=*/false, dir);
+      }
+      if (!given->has_input2) return root.Error("inputs: eltwise takes two inputs (got one)");
+      return TensorField{given->input2.dtype, given->input2_zp,
+                         {given->input2, given->input2_name}, root};
+    };
+    DPUEMU_ASSIGN_OR_RETURN(TensorField in2, input2_field());
+    std::vector<int64_t> s2 = in2.npy.tensor.shape;
+    if (s2.size() == 4 && s2[0] == 1) s2.erase(s2.begin());
+    if (s2 != s) {
+      return ShapeError(in2.npy_node, in2.npy, "the input's shape " + in.npy.tensor.ShapeString());
+    }
+    op.eltwise.in2_dtype = in2.dtype;
+    op.eltwise.in2_zp = in2.zp;
+    layer.input2 = std::move(in2.npy.tensor);
+    layer.input2.shape = s;
+  }
   // Bounded here, before the PPE's per-channel lists and the bias are sized by K.
   if (const Status dims = ValidateDims(g); !dims.ok()) {
-    return root.Error("'" + in.npy.file + "' " + in.npy.tensor.ShapeString() + " with '" +
-                      w.npy.file + "' " + w.npy.tensor.ShapeString() + ": " + dims.message());
+    return root.Error(shapes + ": " + dims.message());
   }
   layer.input = std::move(in.npy.tensor);
   layer.input.shape = s;
-  layer.weights = std::move(w.npy.tensor);
+  return OkStatus();
+}
+
+// The eltwise's "eltwise" object: {type}.
+Status ParseEltwise(const Node& root, NceOp& op) {
+  std::optional<Node> n = root.Get("eltwise");
+  if (op.kind != NceKind::kEltwise) {
+    if (n) return n->Error(std::string("not a field of op ") + NceKindName(op.kind));
+    return OkStatus();
+  }
+  if (!n) return OkStatus();  // add
+  DPUEMU_RETURN_IF_ERROR(n->Object({"type"}));
+  if (std::optional<Node> t = n->Get("type")) {
+    DPUEMU_ASSIGN_OR_RETURN(std::string type, t->Choice({"add", "sub", "mult"}));
+    DPUEMU_ASSIGN_OR_RETURN(op.eltwise.type, ParseEltwiseType(type));
+  }
   return OkStatus();
 }
 
@@ -318,8 +390,30 @@ Status ParsePpe(const Node& root, const std::string& dir, NceLayer& layer) {
   std::vector<double> scale_given;  // float path: the scales as written, before rounding to fp32
   if (std::optional<Node> n = root.Get("ppe")) ppe = *n;
   if (integer) {
-    DPUEMU_RETURN_IF_ERROR(ppe.Object({"mult", "shift", "out_zero_point", "clamp", "leaky_relu"},
-                                      " for integer layers"));
+    // The pools' requantisation is the hardware's own (maxpool: none; avgpool: the window's
+    // 1 / (KY * KX) as the compiler lowers it); the eltwise adds its inputs' multipliers.
+    switch (op.kind) {
+      case NceKind::kMaxPool:
+      case NceKind::kAvgPool:
+        DPUEMU_RETURN_IF_ERROR(ppe.Object({"out_zero_point", "clamp"},
+                                          std::string(" for integer ") + NceKindName(op.kind)));
+        break;
+      case NceKind::kEltwise:
+        DPUEMU_RETURN_IF_ERROR(ppe.Object({"in1_mult", "in2_mult", "mult", "shift",
+                                           "out_zero_point", "clamp", "leaky_relu"},
+                                          " for integer eltwise"));
+        for (const auto& f : {std::make_pair("in1_mult", &op.eltwise.in1_mult),
+                              std::make_pair("in2_mult", &op.eltwise.in2_mult)}) {
+          if (std::optional<Node> n = ppe.Get(f.first)) {
+            DPUEMU_ASSIGN_OR_RETURN(int64_t v, n->Int(0, 65535));
+            *f.second = static_cast<int32_t>(v);
+          }
+        }
+        break;
+      default:
+        DPUEMU_RETURN_IF_ERROR(ppe.Object(
+            {"mult", "shift", "out_zero_point", "clamp", "leaky_relu"}, " for integer layers"));
+    }
     DPUEMU_ASSIGN_OR_RETURN(layer.quant.mult, ChannelInts(ppe, "mult", k, 1, 0, 65535));
     DPUEMU_ASSIGN_OR_RETURN(layer.quant.shift, ChannelInts(ppe, "shift", k, 0, 0, 63));
     if (std::optional<Node> n = ppe.Get("out_zero_point")) {
@@ -369,6 +463,10 @@ Status ParsePpe(const Node& root, const std::string& dir, NceLayer& layer) {
   Tensor bias(bias_type, {k});
   bool accumulator_units = integer;
   const std::optional<Node> b = root.Get("bias");
+  if (b && !HasWeights(op.kind)) {
+    return b->Error(std::string("not a field of op ") + NceKindName(op.kind) +
+                    " (only conv and dwconv have a weight table with a bias)");
+  }
   if (b) {
     DPUEMU_RETURN_IF_ERROR(integer ? b->Object({"npy"}, " for integer layers (accumulator units)")
                                    : b->Object({"npy", "units"}));
@@ -898,11 +996,21 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
   return OkStatus();
 }
 
-StatusOr<Spec> ParseRoot(const json& j, const std::string& path) {
-  const Node root(j, "");
-  DPUEMU_RETURN_IF_ERROR(
-      root.Object({"name", "target", "input", "weights", "bias", "stride", "pad", "ppe", "output",
-                   "sparsity", "split", "split_rule", "tiles", "workloads_per_tile", "run", "se"}));
+StatusOr<Spec> ParseRoot(const json& j, const std::string& path, const std::string& field,
+                         const LayerInputs* given) {
+  const Node root(j, field);
+  if (given == nullptr) {
+    DPUEMU_RETURN_IF_ERROR(
+        root.Object({"name", "target", "op", "input", "weights", "kernel", "input2", "eltwise",
+                     "bias", "stride", "pad", "ppe", "output", "sparsity", "split", "split_rule",
+                     "tiles", "workloads_per_tile", "run", "se"}));
+  } else {
+    // A network layer: its target is the network's, its inputs its producers' outputs.
+    DPUEMU_RETURN_IF_ERROR(
+        root.Object({"name", "inputs", "op", "weights", "kernel", "eltwise", "bias", "stride",
+                     "pad", "ppe", "output", "sparsity", "split", "split_rule", "tiles",
+                     "workloads_per_tile", "run", "se"}));
+  }
   Spec spec;
   spec.path = path;
   const size_t slash = path.find_last_of('/');
@@ -914,16 +1022,41 @@ StatusOr<Spec> ParseRoot(const json& j, const std::string& path) {
   if (std::optional<Node> n = root.Get("name")) {
     DPUEMU_ASSIGN_OR_RETURN(spec.layer.name, n->String());
   }
-  DPUEMU_ASSIGN_OR_RETURN(Node target, root.Required("target"));
-  DPUEMU_ASSIGN_OR_RETURN(std::string target_name, target.String());
-  DPUEMU_ASSIGN_OR_RETURN(spec.target, TargetByName(target_name));
+  if (given != nullptr) {
+    spec.target = given->target;
+  } else {
+    DPUEMU_ASSIGN_OR_RETURN(Node target, root.Required("target"));
+    DPUEMU_ASSIGN_OR_RETURN(std::string target_name, target.String());
+    DPUEMU_ASSIGN_OR_RETURN(spec.target, TargetByName(target_name));
+  }
+
+  if (std::optional<Node> n = root.Get("op")) {
+    DPUEMU_ASSIGN_OR_RETURN(
+        std::string kind, n->Choice({"conv", "dwconv", "maxpool", "avgpool", "eltwise"}));
+    DPUEMU_ASSIGN_OR_RETURN(spec.layer.op.kind, ParseNceKind(kind));
+    if (spec.layer.op.kind != NceKind::kConv && root.Get("se")) {
+      return n->Error("se: storage-element pointer operations run convolutions (op conv)");
+    }
+  }
 
   // Output first: the PPE's fields depend on the output type.
   DPUEMU_RETURN_IF_ERROR(ParseOutput(root, *spec.target, spec.layer.op, spec.plan));
-  DPUEMU_RETURN_IF_ERROR(ParseTensors(root, dir, spec.layer));
+  DPUEMU_RETURN_IF_ERROR(ParseTensors(root, dir, given, spec.layer));
+  DPUEMU_RETURN_IF_ERROR(ParseEltwise(root, spec.layer.op));
   DPUEMU_RETURN_IF_ERROR(ParseGeometry(root, spec.layer.op.g));
   DPUEMU_RETURN_IF_ERROR(ParsePpe(root, dir, spec.layer));
   DPUEMU_RETURN_IF_ERROR(ParseStorageAndSplit(root, *spec.target, spec.plan));
+  // Sparse storage the operation cannot have is refused with the compiler's rule.
+  const SparsitySupport sup = SupportedSparsity(spec.layer.op, *spec.target);
+  if ((spec.plan.input_sparse && !sup.input) ||
+      (spec.plan.heuristic == WeightHeuristic::kSparse && !sup.weights) ||
+      (spec.plan.output_sparse && !sup.output)) {
+    const char* which = spec.plan.input_sparse && !sup.input ? "sparsity.input"
+                        : spec.plan.output_sparse && !sup.output ? "output.sparse"
+                                                                 : "sparsity.weights";
+    return InvalidArgument(std::string(which) + ": op " + NceKindName(spec.layer.op.kind) + " " +
+                           sup.rule);
+  }
   DPUEMU_RETURN_IF_ERROR(ParseRun(root, spec.run));
   if (std::optional<Node> se = root.Get("se")) {
     // input.npy is the source; the layers to validate are those over the virtual tensor.
@@ -947,7 +1080,15 @@ StatusOr<Spec> ParseSpec(const std::string& text, const std::string& path) {
     if (end != std::string::npos) what = what.substr(end + 2);
     return InvalidArgument(path + ": not valid JSON: " + what);
   }
-  StatusOr<Spec> spec = ParseRoot(j, path);
+  StatusOr<Spec> spec = ParseRoot(j, path, "", nullptr);
+  if (!spec.ok()) return spec.status().Annotate(path);
+  return spec;
+}
+
+StatusOr<Spec> ParseNetworkLayer(const nlohmann::json& j, const std::string& path,
+                                 const std::string& field, const LayerInputs& given) {
+  if (given.target == nullptr) return InvalidArgument(path + ": " + field + ": no target");
+  StatusOr<Spec> spec = ParseRoot(j, path, field, &given);
   if (!spec.ok()) return spec.status().Annotate(path);
   return spec;
 }

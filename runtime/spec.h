@@ -75,10 +75,28 @@ struct Spec {
   std::optional<SeSpec> se;
 };
 
+// A network layer's inputs (runtime/network.h): its producers' output tensors [H, W, C].
+struct LayerInputs {
+  const Target* target = nullptr;  // the network's
+  Tensor input;
+  int32_t input_zp = 0;
+  std::string input_name;  // the producer, for messages ("layer 'conv1'")
+  bool has_input2 = false;  // eltwise
+  Tensor input2;
+  int32_t input2_zp = 0;
+  std::string input2_name;
+};
+
 // Reads the spec and the .npy files it names (paths relative to the spec's directory).
 StatusOr<Spec> LoadSpec(const std::string& path);
 // The same from the spec's text; `path` names the file in messages and anchors relative paths.
 StatusOr<Spec> ParseSpec(const std::string& text, const std::string& path);
+
+// One layer object of a network file `path` at `field` ("layers[2]"): the SPEC.json fields but
+// target, input and input2 (and with name and inputs, which the network reads), its input tensors
+// given. Errors start with the file and the field.
+StatusOr<Spec> ParseNetworkLayer(const nlohmann::json& j, const std::string& path,
+                                 const std::string& field, const LayerInputs& given);
 
 // The ZMConv layers the spec runs on the DPU, in order: the layer, or the SE phases.
 size_t DpuLayerCount(const Spec& spec);

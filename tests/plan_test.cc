@@ -1106,3 +1106,58 @@ TEST(PlanTest, InputSeSizeErratum) {
 
 }  // namespace
 }  // namespace dpuemu
+
+namespace dpuemu {
+namespace {
+
+// Channel-wise kinds: a slice over output channels takes the same input channels (the eltwise's
+// second input too), padding channels at the zero point; no weights to decide on.
+TEST(PlanKinds, ChannelwiseSlicesTakeTheirInputChannels) {
+  LayerSpec spec;
+  spec.kind = NceKind::kEltwise;
+  spec.h = 5;
+  spec.w = 3;
+  spec.c = 48;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 7));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer s, SliceLayer(layer, 32, 64, 1, 4));
+  ASSERT_EQ(s.op.g.c, 32);
+  ASSERT_EQ(s.op.g.k, 32);
+  ASSERT_EQ(s.op.g.h, 3);
+  for (int64_t y = 0; y < 3; ++y) {
+    for (int64_t x = 0; x < 3; ++x) {
+      for (int64_t c = 0; c < 32; ++c) {
+        const int64_t si = (y * 3 + x) * 32 + c, li = ((y + 1) * 3 + x) * 48 + 32 + c;
+        const bool pad = 32 + c >= 48;
+        EXPECT_EQ(s.input.bytes[si], pad ? static_cast<uint8_t>(layer.op.in_zp) : layer.input.bytes[li]);
+        EXPECT_EQ(s.input2.bytes[si],
+                  pad ? static_cast<uint8_t>(layer.op.eltwise.in2_zp) : layer.input2.bytes[li]);
+      }
+    }
+  }
+  // One requantisation for all channels: padding repeats it.
+  EXPECT_EQ(s.quant.mult.back(), layer.quant.mult.back());
+
+  for (const Target* t : AllTargets()) {
+    DPUEMU_ASSERT_OK_AND_ASSIGN(WeightDecision d,
+                                DecideWeightSparsity(layer.op, layer.weights, *t, WeightHeuristic::kSas));
+    EXPECT_FALSE(d.sparse);
+    EXPECT_EQ(d.reason, "eltwise has no weights");
+    EXPECT_FALSE(DecideWeightSparsity(layer.op, layer.weights, *t, WeightHeuristic::kSparse).ok());
+  }
+
+  spec.kind = NceKind::kDwConv;
+  spec.ky = spec.kx = 3;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer dw, GenerateLayer(spec, 8));
+  EXPECT_EQ(dw.weights.shape, (std::vector<int64_t>{48, 3, 3, 1}));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer ds, SliceLayer(dw, 16, 32, 0, 5));
+  EXPECT_EQ(ds.weights.shape, (std::vector<int64_t>{16, 3, 3, 1}));
+  EXPECT_EQ(0, std::memcmp(ds.weights.bytes.data(), dw.weights.bytes.data() + 16 * 9, 16 * 9));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(
+      WeightDecision d, DecideWeightSparsity(dw.op, dw.weights, GetTarget(TargetId::kNPU40XX),
+                                             WeightHeuristic::kSas));
+  EXPECT_FALSE(d.sparse);
+  EXPECT_NE(d.reason.find("NCEDepthConvolutionOp::sparsitySupport"), std::string::npos) << d.reason;
+}
+
+}  // namespace
+}  // namespace dpuemu

@@ -319,7 +319,7 @@ TEST_F(SpecTest, UnknownFields) {
   json j = IntSpec();
   j["stide"] = {1, 1};
   std::string m = Error(j, "stide: unknown field");
-  EXPECT_TRUE(Contains(m, "known: name, target, input")) << m;
+  EXPECT_TRUE(Contains(m, "known: name, target, op, input")) << m;
   j = IntSpec();
   j["input"]["layout"] = "NHWC";
   Error(j, "input.layout: unknown field");
@@ -444,6 +444,96 @@ TEST_F(SpecTest, LayerRulesAndOptionConflicts) {
   j["input"]["npy"] = "x20.npy";
   j["weights"]["npy"] = "w20.npy";
   Error(j, "c (input channels) = 20: must be a multiple of 16");
+}
+
+// The top-level "op" and the fields each kind has (kernel, input2, eltwise), and the kinds'
+// rules (K = C, no weights, the sparsity each supports).
+TEST_F(SpecTest, OpFieldsOfEachKind) {
+  json j = IntSpec();
+  j.erase("weights");
+  j.erase("bias");
+  j["op"] = "maxpool";
+  j["kernel"] = {3, 2};
+  j["ppe"] = {{"out_zero_point", 10}, {"clamp", {0, 200}}};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(Spec pool, Load(j));
+  EXPECT_EQ(pool.layer.op.kind, NceKind::kMaxPool);
+  EXPECT_EQ(pool.layer.op.g.k, 16);
+  EXPECT_EQ(pool.layer.op.g.ky, 3);
+  EXPECT_EQ(pool.layer.op.g.kx, 2);
+  EXPECT_TRUE(pool.layer.weights.bytes.empty());
+
+  json bad = j;
+  bad["weights"] = {{"npy", "w.npy"}, {"dtype", "i8"}};
+  Error(bad, "weights: not a field of op maxpool");
+  bad = j;
+  bad["bias"] = {{"npy", "b.npy"}};
+  Error(bad, "bias: not a field of op maxpool");
+  bad = j;
+  bad["ppe"]["mult"] = 3;
+  Error(bad, "ppe.mult: unknown field");
+  bad = j;
+  bad.erase("kernel");
+  Error(bad, "kernel");
+  bad = j;
+  bad["op"] = "softmax";
+  Error(bad, "op: must be one of conv|dwconv|maxpool|avgpool|eltwise");
+  bad = IntSpec();
+  bad["kernel"] = {3, 3};
+  Error(bad, "kernel: not a field of op conv");
+
+  // Depthwise weights [C, KY, KX, 1]; only the output may be sparse.
+  json dw = IntSpec();
+  dw["op"] = "dwconv";
+  Write("wd.npy", Filled(DType::kI8, {16, 3, 3, 1}));
+  Write("bd.npy", Filled(DType::kI32, {16}));
+  dw["weights"]["npy"] = "wd.npy";
+  dw["bias"]["npy"] = "bd.npy";
+  DPUEMU_ASSERT_OK_AND_ASSIGN(Spec d, Load(dw));
+  EXPECT_EQ(d.layer.op.kind, NceKind::kDwConv);
+  EXPECT_EQ(d.layer.op.g.k, 16);
+  bad = dw;
+  bad["weights"]["npy"] = "w.npy";
+  Error(bad, "[C, KY, KX, 1] with C = 16");
+  bad = dw;
+  bad["sparsity"] = {{"input", "sparse"}};
+  Error(bad, "sparsity.input: op dwconv on NPU37XX (NCEDepthConvolutionOp::sparsitySupport");
+  bad = dw;
+  bad["sparsity"] = {{"weights", "sparse"}};
+  Error(bad, "sparsity.weights: op dwconv");
+
+  // Eltwise: input2 of the input's shape, the type, the inputs' multipliers.
+  json el = IntSpec();
+  el.erase("weights");
+  el.erase("bias");
+  el.erase("stride");
+  el.erase("pad");
+  el["op"] = "eltwise";
+  Write("x2.npy", Filled(DType::kU8, {6, 5, 16}));
+  el["input2"] = {{"npy", "x2.npy"}, {"dtype", "u8"}, {"zero_point", 3}};
+  el["eltwise"] = {{"type", "sub"}};
+  el["ppe"] = {{"in1_mult", 25877}, {"in2_mult", 5312}, {"mult", 19219}, {"shift", 29}};
+  DPUEMU_ASSERT_OK_AND_ASSIGN(Spec e, Load(el));
+  EXPECT_EQ(e.layer.op.eltwise.type, EltwiseType::kSub);
+  EXPECT_EQ(e.layer.op.eltwise.in1_mult, 25877);
+  EXPECT_EQ(e.layer.op.eltwise.in2_mult, 5312);
+  EXPECT_EQ(e.layer.op.eltwise.in2_zp, 3);
+  EXPECT_EQ(e.layer.input2.shape, (std::vector<int64_t>{6, 5, 16}));
+  bad = el;
+  Write("x3.npy", Filled(DType::kU8, {6, 4, 16}));
+  bad["input2"]["npy"] = "x3.npy";
+  Error(bad, "input2.npy");
+  bad = el;
+  bad.erase("input2");
+  Error(bad, "input2");
+  bad = el;
+  bad["stride"] = {2, 2};
+  Error(bad, "eltwise: combines two inputs pixel by pixel");
+  bad = el;
+  bad["eltwise"] = {{"type", "max"}};
+  Error(bad, "eltwise.type: must be one of add|sub|mult");
+  bad = IntSpec();
+  bad["eltwise"] = {{"type", "add"}};
+  Error(bad, "eltwise: not a field of op conv");
 }
 
 TEST_F(SpecTest, FileErrorsNameTheFile) {

@@ -44,6 +44,7 @@
 #include "runtime/execute.h"
 #include "runtime/npy.h"
 #include "runtime/plan.h"
+#include "runtime/network.h"
 #include "runtime/spec.h"
 
 namespace dpuemu {
@@ -518,10 +519,60 @@ int FuzzSpec(const uint8_t* bytes, size_t size) {
   return 0;
 }
 
+int FuzzNetwork(const uint8_t* bytes, size_t size) {
+  FuzzReader in(bytes, size);
+  const std::vector<uint8_t> text_bytes = in.Bytes(in.U16());
+  const std::string text(text_bytes.begin(), text_bytes.end());
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_discarded() && !NamesOnlyLocalFiles(j)) return 0;
+  const std::string dir = TempDir();
+  const char* names[5] = {"x.npy", "w.npy", "b.npy", "t.npy", "m.npy"};
+  for (const char* name : names) WriteFile(dir + "/" + name, in.Bytes(in.U16()));
+  const std::string path = dir + "/net.json";
+  WriteFile(path, text_bytes);
+  const StatusOr<Network> net = LoadNetwork(path);
+  if (std::getenv("DPUEMU_FUZZ_VERBOSE")) {
+    std::fprintf(stderr, "LoadNetwork: %s\n", Describe(net.status()).c_str());
+  }
+  if (!net.ok()) {
+    if (net.status().message().rfind(path, 0) != 0) {
+      Fail("LoadNetwork error does not name the file: " + net.status().ToString());
+    }
+    return 0;
+  }
+  ++g_accepted;
+  int64_t macs = 0;
+  for (const NetworkLayer& l : net->layers) macs += l.op.g.dense_macs();
+  if (macs > kMaxRunMacs) return 0;
+  // Every layer on the SIMD kernels and on the reference: the same outputs and decisions.
+  RunOptions fast, ref;
+  fast.threads = ref.threads = 1;
+  ref.reference = true;
+  const StatusOr<NetworkResult> a = RunNetwork(*net, fast);
+  const StatusOr<NetworkResult> b = RunNetwork(*net, ref);
+  if (a.ok() != b.ok()) {
+    Fail("SIMD and reference networks disagree: '" + Describe(a.status()) + "' vs '" +
+         Describe(b.status()) + "'");
+  }
+  if (!a.ok()) {
+    if (a.status().message().rfind(path, 0) != 0) {
+      Fail("RunNetwork error does not name the file: " + a.status().ToString());
+    }
+    return 0;
+  }
+  for (size_t i = 0; i < a->layers.size(); ++i) {
+    if (!(a->layers[i].output == b->layers[i].output) ||
+        a->layers[i].output_sparse != b->layers[i].output_sparse) {
+      Fail("SIMD and reference outputs differ on layer " + a->layers[i].name);
+    }
+  }
+  return 0;
+}
+
 const std::vector<FuzzTarget>& FuzzTargets() {
   static const std::vector<FuzzTarget> targets = {
       {"weights", FuzzWeights}, {"activations", FuzzActivations}, {"gather", FuzzGather},
-      {"npy", FuzzNpy},         {"spec", FuzzSpec},
+      {"npy", FuzzNpy},         {"spec", FuzzSpec},         {"network", FuzzNetwork},
   };
   return targets;
 }

@@ -36,6 +36,10 @@ int FuzzNpy(const uint8_t* data, size_t size);
 // the SIMD kernels and on the reference, which must agree byte for byte (with "se": also the
 // tasks LowerSeSpec builds from the source tiles, table and map).
 int FuzzSpec(const uint8_t* data, size_t size);
+// LoadNetwork (runtime/network.h) on a NETWORK.json and up to five .npy files from the input; an
+// accepted small network is run on the SIMD kernels and on the reference, which must agree (and
+// every error must name the file).
+int FuzzNetwork(const uint8_t* data, size_t size);
 
 struct FuzzTarget {
   const char* name;  // also the corpus directory: tests/fuzz/corpus/<name>/

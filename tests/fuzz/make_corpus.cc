@@ -416,9 +416,58 @@ void Spec() {
     SpecWrite("se-table", "{" + se_base + R"("pad": [1, 1, 1, 1], "se": {"table": "t.npy", "map": "m.npy"}})",
               x, w, {}, *EncodeNpy(table), *EncodeNpy(map));
   }
+  // The other NCE kinds (README "Operations"); the eltwise's input2 is t.npy.
+  const std::string kind_base =
+      R"("target": "NPU37XX", "input": {"npy": "x.npy", "dtype": "u8", "zero_point": 20},
+      "output": {"dtype": "u8", "sparse": true}, )";
+  SpecWrite("op-maxpool", "{" + kind_base + R"("op": "maxpool", "kernel": [3, 3], "stride": [2, 2], "pad": [1, 1, 1, 1]})", x, {}, {});
+  SpecWrite("op-avgpool", "{" + kind_base + R"("op": "avgpool", "kernel": [2, 3], "ppe": {"out_zero_point": 9, "clamp": [0, 250]}})", x, {}, {});
+  SpecWrite("op-dwconv", "{" + kind_base + R"("op": "dwconv", "weights": {"npy": "w.npy", "dtype": "i8"}, "pad": [1, 1, 1, 1], "ppe": {"mult": 3000, "shift": 12}})",
+            x, *EncodeNpy(Pattern(DType::kI8, {16, 3, 3, 1}, 0)), {});
+  SpecWrite("op-eltwise", "{" + kind_base + R"("op": "eltwise", "input2": {"npy": "t.npy", "dtype": "u8", "zero_point": 3}, "eltwise": {"type": "add"}, "ppe": {"in1_mult": 25877, "in2_mult": 5312, "mult": 19219, "shift": 29}})",
+            x, {}, {}, *EncodeNpy(Pattern(DType::kU8, {3, 3, 16}, 7)));
+  SpecWrite("op-dwconv-sparse-input", "{" + kind_base + R"("op": "dwconv", "weights": {"npy": "w.npy", "dtype": "i8"}, "sparsity": {"input": "sparse"}})",
+            x, *EncodeNpy(Pattern(DType::kI8, {16, 3, 3, 1}, 0)), {});
   SpecWrite("se-unknown-op", "{" + se_base + R"("se": {"op": "rotate"}})", x, w, {});
   SpecWrite("path-outside", R"({"target": "NPU40XX", "input": {"npy": "../x.npy", "dtype": "u8"}})",
             x, w, b);
+}
+
+// ---- network ----
+
+void Network() {
+  const auto write = [](const std::string& name, const std::string& json,
+                        const std::vector<std::vector<uint8_t>>& files) {
+    FuzzWriter f;
+    f.U16(static_cast<uint16_t>(json.size()));
+    f.Bytes(std::vector<uint8_t>(json.begin(), json.end()));
+    for (size_t i = 0; i < 5; ++i) {
+      const std::vector<uint8_t> none;
+      const std::vector<uint8_t>& file = i < files.size() ? files[i] : none;
+      f.U16(static_cast<uint16_t>(file.size())).Bytes(file);
+    }
+    Write("network", name, f.bytes());
+  };
+  const std::vector<uint8_t> x = *EncodeNpy(Pattern(DType::kU8, {3, 3, 16}, 20));
+  const std::vector<uint8_t> w = *EncodeNpy(Pattern(DType::kI8, {16, 3, 3, 16}, 0));
+  const std::vector<uint8_t> w1 = *EncodeNpy(Pattern(DType::kI8, {32, 1, 1, 16}, 0));
+  const std::string head =
+      R"({"name": "n", "target": "NPU37XX", "input": {"npy": "x.npy", "dtype": "u8", "zero_point": 20}, )";
+  const std::string conv3 =
+      R"("weights": {"npy": "w.npy", "dtype": "i8"}, "pad": [1, 1, 1, 1], "ppe": {"mult": 3000, "shift": 14, "out_zero_point": 5, "clamp": [5, 255]}, "output": {"dtype": "u8"})";
+  write("chain", head + R"("activation_sparsity": "sparse", "layers": [{"name": "a", )" + conv3 +
+                     R"(}, {"name": "b", )" + conv3 + R"(}, {"name": "c", "inputs": ["b"], "weights": {"npy": "b.npy", "dtype": "i8"}, "output": {"dtype": "u8"}}], "outputs": ["b", "c"]})",
+        {x, w, w1});
+  write("auto-from-input", head + R"("layers": [{"name": "a", "inputs": ["input"], )" + conv3 +
+                               R"(}, {"name": "b", )" + conv3 + R"(}]})",
+        {x, w});
+  write("cycle", head + R"("layers": [{"name": "a", "inputs": ["b"], )" + conv3 +
+                     R"(}, {"name": "b", )" + conv3 + R"(}]})",
+        {x, w});
+  write("unknown-input", head + R"("layers": [{"name": "a", "inputs": ["zz"], )" + conv3 + R"(}]})", {x, w});
+  write("duplicate-name", head + R"("layers": [{"name": "a", )" + conv3 + R"(}, {"name": "a", )" + conv3 + R"(}]})", {x, w});
+  write("shape-mismatch", head + R"("layers": [{"name": "a", "weights": {"npy": "w.npy", "dtype": "i8"}, "output": {"dtype": "u8"}}]})", {x, w1});
+  write("not-json", "{\"layers\": [", {x});
 }
 
 }  // namespace
@@ -437,6 +486,7 @@ int main(int argc, char** argv) {
   dpuemu::fuzz::Gather();
   dpuemu::fuzz::Npy();
   dpuemu::fuzz::Spec();
+  dpuemu::fuzz::Network();
   std::printf("make_corpus: wrote %d seeds under %s\n", dpuemu::fuzz::g_written, argv[1]);
   return 0;
 }
