@@ -614,10 +614,12 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
     }
   }
   if (!HasWeights(spec.kind)) {
-    // No weight table: one set of PPE registers requantises every channel.
+    // No weight table: one set of PPE registers requantises every channel, with no bias.
     ChannelQuant& q = layer.quant;
-    for (auto* v : {&q.mult, &q.shift, &q.bias}) v->assign(v->size(), v->empty() ? 0 : v->front());
-    for (auto* v : {&q.scale, &q.fbias}) v->assign(v->size(), v->empty() ? 0.0f : v->front());
+    for (auto* v : {&q.mult, &q.shift}) v->assign(v->size(), v->empty() ? 0 : v->front());
+    q.scale.assign(q.scale.size(), q.scale.empty() ? 0.0f : q.scale.front());
+    q.bias.assign(q.bias.size(), 0);
+    q.fbias.assign(q.fbias.size(), 0.0f);
   }
   return layer;
 }

@@ -1104,6 +1104,68 @@ StatusOr<Spec> ParseSpec(const std::string& text, const std::string& path) {
   return spec;
 }
 
+StatusOr<json> LayerSpecJson(const NceLayer& layer, const std::string& dir,
+                             const std::string& prefix) {
+  DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
+  const NceOp& op = layer.op;
+  const NceGeometry& g = op.g;
+  const bool integer = IsIntegerPath(op);
+  json j;
+  j["op"] = NceKindName(op.kind);
+  if (HasWeights(op.kind)) {
+    Tensor w = layer.weights;
+    // int4 host tensors are stored as int8 / uint8 arrays of the values.
+    if (op.w_dtype == DType::kI4) w.dtype = DType::kI8;
+    if (op.w_dtype == DType::kU4) w.dtype = DType::kU8;
+    DPUEMU_RETURN_IF_ERROR(WriteNpy(dir + "/" + prefix + "_w.npy", w));
+    j["weights"] = {{"npy", prefix + "_w.npy"}, {"dtype", DTypeName(op.w_dtype)}};
+    if (!IsFloat(op.w_dtype)) j["weights"]["zero_point"] = op.w_zp;
+    Tensor b(integer ? DType::kI32 : DType::kFP32, {g.k});
+    if (integer) {
+      std::memcpy(b.bytes.data(), layer.quant.bias.data(), b.bytes.size());
+    } else {
+      std::memcpy(b.bytes.data(), layer.quant.fbias.data(), b.bytes.size());
+    }
+    DPUEMU_RETURN_IF_ERROR(WriteNpy(dir + "/" + prefix + "_b.npy", b));
+    j["bias"] = {{"npy", prefix + "_b.npy"}};
+    if (!integer) j["bias"]["units"] = "accumulator";
+  }
+  if (op.kind == NceKind::kMaxPool || op.kind == NceKind::kAvgPool) j["kernel"] = {g.ky, g.kx};
+  if (op.kind != NceKind::kEltwise) {
+    j["stride"] = {g.stride_y, g.stride_x};
+    j["pad"] = {g.pad_top, g.pad_bottom, g.pad_left, g.pad_right};
+  } else {
+    j["eltwise"] = {{"type", EltwiseTypeName(op.eltwise.type)}};
+  }
+  json ppe = json::object();
+  const bool pool = op.kind == NceKind::kMaxPool || op.kind == NceKind::kAvgPool;
+  if (integer) {
+    if (!pool) {
+      ppe["mult"] = layer.quant.mult;
+      ppe["shift"] = layer.quant.shift;
+    }
+    if (op.kind == NceKind::kEltwise) {
+      ppe["in1_mult"] = op.eltwise.in1_mult;
+      ppe["in2_mult"] = op.eltwise.in2_mult;
+    }
+    if (op.out_dtype != DType::kI32) ppe["out_zero_point"] = op.ppe.out_zp;
+    if (op.ppe.leaky_relu && !pool) {
+      ppe["leaky_relu"] = {{"mult", op.ppe.lrelu_mult}, {"shift", op.ppe.lrelu_shift}};
+    }
+  } else {
+    if (!pool) ppe["scale"] = layer.quant.scale;
+    if (op.ppe.leaky_relu && !pool) ppe["leaky_relu"] = {{"alpha", op.ppe.lrelu_alpha}};
+  }
+  if (std::isfinite(op.ppe.clamp_lo) || std::isfinite(op.ppe.clamp_hi)) {
+    const double lo = std::isfinite(op.ppe.clamp_lo) ? op.ppe.clamp_lo : -1e300;
+    const double hi = std::isfinite(op.ppe.clamp_hi) ? op.ppe.clamp_hi : 1e300;
+    ppe["clamp"] = {lo, hi};
+  }
+  if (!ppe.empty()) j["ppe"] = ppe;
+  j["output"] = {{"dtype", DTypeName(op.out_dtype)}};
+  return j;
+}
+
 StatusOr<Spec> ParseNetworkLayer(const nlohmann::json& j, const std::string& path,
                                  const std::string& field, const LayerInputs& given) {
   if (given.target == nullptr) return InvalidArgument(path + ": " + field + ": no target");

@@ -98,6 +98,12 @@ StatusOr<Spec> ParseSpec(const std::string& text, const std::string& path);
 StatusOr<Spec> ParseNetworkLayer(const nlohmann::json& j, const std::string& path,
                                  const std::string& field, const LayerInputs& given);
 
+// The SPEC.json object of a layer without its input(s) (a network layer, runtime/network.h): op,
+// weights, bias, kernel, stride, pad, ppe (per-channel lists), eltwise and output, its tensors
+// written as <dir>/<prefix>_w.npy and <prefix>_b.npy. The inverse of ParseNetworkLayer.
+StatusOr<nlohmann::json> LayerSpecJson(const NceLayer& layer, const std::string& dir,
+                                       const std::string& prefix);
+
 // The ZMConv layers the spec runs on the DPU, in order: the layer, or the SE phases.
 size_t DpuLayerCount(const Spec& spec);
 const NceLayer& DpuLayer(const Spec& spec, size_t i);

@@ -168,6 +168,72 @@ TEST_F(NetworkTest, SparseEdgeGoldenInputIsTheProducersOutput) {
   EXPECT_EQ(file(ga, "output_map.bin")->bytes, file(gb, "input_map.bin")->bytes);
 }
 
+// LayerSpecJson writes what ParseNetworkLayer reads back: the same op, tensors and PPE.
+TEST_F(NetworkTest, LayerSpecJsonRoundTrips) {
+  struct Case {
+    NceKind kind;
+    DType in, w;
+  };
+  const Case cases[] = {{NceKind::kConv, DType::kU8, DType::kI8},
+                        {NceKind::kConv, DType::kFP16, DType::kFP16},
+                        {NceKind::kConv, DType::kI8, DType::kU8},
+                        {NceKind::kDwConv, DType::kU8, DType::kI8},
+                        {NceKind::kMaxPool, DType::kU8, DType::kI8},
+                        {NceKind::kEltwise, DType::kI8, DType::kI8}};
+  int n = 0;
+  for (const Case& c : cases) {
+    LayerSpec s;
+    s.kind = c.kind;
+    s.h = 6;
+    s.w = 5;
+    s.c = 32;
+    s.k = 48;
+    s.ky = s.kx = c.kind == NceKind::kEltwise ? 1 : 3;
+    s.stride = c.kind == NceKind::kEltwise ? 1 : 2;
+    s.in_dtype = s.out_dtype = c.in;
+    s.w_dtype = c.w;
+    s.leaky_relu = c.kind == NceKind::kConv;
+    DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer l, GenerateLayer(s, 40 + n));
+    if (c.kind != NceKind::kEltwise) l.op.ppe.clamp_lo = IsFloat(c.in) ? -3.5 : l.op.ppe.out_zp;
+    const std::string prefix = "l" + std::to_string(n++);
+    DPUEMU_ASSERT_OK_AND_ASSIGN(json j, LayerSpecJson(l, dir_, prefix));
+    LayerInputs in;
+    in.target = &GetTarget(TargetId::kNPU40XX);
+    in.input = l.input;
+    in.input_zp = l.op.in_zp;
+    in.input_name = "input";
+    if (c.kind == NceKind::kEltwise) {
+      in.has_input2 = true;
+      in.input2 = l.input2;
+      in.input2_zp = l.op.eltwise.in2_zp;
+    }
+    DPUEMU_ASSERT_OK_AND_ASSIGN(Spec back, ParseNetworkLayer(j, dir_ + "/net.json", "layers[0]", in));
+    SCOPED_TRACE(j.dump());
+    const NceOp& a = l.op;
+    const NceOp& b = back.layer.op;
+    EXPECT_EQ(a.kind, b.kind);
+    EXPECT_EQ(a.g.h, b.g.h);
+    EXPECT_EQ(a.g.k, b.g.k);
+    EXPECT_EQ(a.g.ky, b.g.ky);
+    EXPECT_EQ(a.g.stride_y, b.g.stride_y);
+    EXPECT_EQ(a.g.pad_left, b.g.pad_left);
+    EXPECT_EQ(a.out_dtype, b.out_dtype);
+    EXPECT_EQ(a.ppe.out_zp, b.ppe.out_zp);
+    EXPECT_EQ(a.ppe.clamp_lo, b.ppe.clamp_lo);
+    EXPECT_EQ(a.ppe.leaky_relu, b.ppe.leaky_relu);
+    EXPECT_EQ(a.eltwise.in1_mult, b.eltwise.in1_mult);
+    EXPECT_EQ(a.eltwise.in2_zp, b.eltwise.in2_zp);
+    EXPECT_EQ(l.weights, back.layer.weights);
+    EXPECT_EQ(l.input2, back.layer.input2);
+    if (HasWeights(c.kind) || c.kind == NceKind::kEltwise) {
+      EXPECT_EQ(l.quant.mult, back.layer.quant.mult);
+      EXPECT_EQ(l.quant.bias, back.layer.quant.bias);
+      EXPECT_EQ(l.quant.scale, back.layer.quant.scale);
+      EXPECT_EQ(l.quant.fbias, back.layer.quant.fbias);
+    }
+  }
+}
+
 TEST_F(NetworkTest, MalformedNetworksNameTheLayerAndTheRule) {
   json net = Chain("auto");
   json bad = net;
