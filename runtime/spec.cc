@@ -466,6 +466,9 @@ Status ParsePpe(const Node& root, const std::string& dir, NceLayer& layer) {
       return n->Error(std::string("not a field of op ") + NceKindName(op.kind) +
                       " (its PPE scale follows from the kernel: hw/pool.h)");
     }
+    if (op.kind == NceKind::kMaxPool && integer && !ppe.Get("out_zero_point")) {
+      op.ppe.out_zp = op.in_zp;  // the stored max passes through: the input's zero point
+    }
     if (op.kind == NceKind::kAvgPool && integer) {
       DPUEMU_ASSIGN_OR_RETURN(PpeIntScale s, AvgPoolIntScale(1.0, op.g.ky, op.g.kx));
       layer.quant.mult.assign(static_cast<size_t>(k), s.mult);
