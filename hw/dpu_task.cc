@@ -1,6 +1,7 @@
 #include "hw/dpu_task.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 namespace dpuemu {
@@ -60,9 +61,51 @@ Status LowerDwWeights(const NceLayer& layer, DpuTask& task) {
   return Unimplemented(std::string(NceKindName(layer.op.kind)) + ": not lowered yet");
 }
 
+namespace {
+
+// The compressed convolution with C = 3 as the DPU runs it: C padded to 4 (the compiler expands
+// the input to VPU_COMPRESSED_INPUT_CHANNEL_NUM and pads the weights' IC to 4 when the input is
+// compressed, VPUIP/transforms/passes/conv_weights_compression.cpp: cm_sp_pattern then covers 4
+// channels). The added input channel holds the input zero point and the added weights the
+// weights' zero point, so it adds exactly 0 to every accumulator.
+NceLayer PadToCompressedChannels(const NceLayer& layer) {
+  const NceGeometry& g = layer.op.g;
+  const int64_t c = g.c, c4 = kCompressedInputChannels;
+  NceLayer p = layer;
+  p.op.g.c = c4;
+  const int64_t ieb = DTypeBytes(layer.op.in_dtype);
+  p.input = Tensor(layer.op.in_dtype, {g.h, g.w, c4});
+  for (int64_t px = 0; px < g.h * g.w; ++px) {
+    std::memcpy(p.input.bytes.data() + px * c4 * ieb, layer.input.bytes.data() + px * c * ieb,
+                static_cast<size_t>(c * ieb));
+    for (int64_t i = c; i < c4; ++i) {
+      if (IsInteger(layer.op.in_dtype)) StoreInt(layer.op.in_dtype, p.input.bytes.data(), px * c4 + i, layer.op.in_zp);
+    }
+  }
+  const int64_t web = DTypeBytes(layer.op.w_dtype);  // conv weights of C = 3: never sub-byte
+  p.weights = Tensor(layer.op.w_dtype, {g.k, g.ky, g.kx, c4});
+  for (int64_t tap = 0; tap < g.k * g.ky * g.kx; ++tap) {
+    std::memcpy(p.weights.bytes.data() + tap * c4 * web, layer.weights.bytes.data() + tap * c * web,
+                static_cast<size_t>(c * web));
+    for (int64_t i = c; i < c4; ++i) {
+      if (IsInteger(layer.op.w_dtype)) StoreInt(layer.op.w_dtype, p.weights.bytes.data(), tap * c4 + i, layer.op.w_zp);
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
 StatusOr<DpuTask> LowerLayer(const NceLayer& layer, const StorageOptions& opts, const Target& t) {
   DPUEMU_RETURN_IF_ERROR(ValidateLayer(layer));
   DPUEMU_RETURN_IF_ERROR(ValidateInvocation(layer.op.g));
+  if (IsCompressedConv(layer.op) && layer.op.g.c < kCompressedInputChannels) {
+    if (IsSubByte(layer.op.w_dtype)) {
+      return InvalidArgument(std::string("weights dtype = ") + DTypeName(layer.op.w_dtype) +
+                             ": the compressed convolution with C = 3 takes 8- or 16-bit weights");
+    }
+    return LowerLayer(PadToCompressedChannels(layer), opts, t);
+  }
   const NceOp& op = layer.op;
   const NceGeometry& g = op.g;
   DpuTask task;
@@ -100,6 +143,22 @@ StatusOr<DpuTask> LowerLayer(const NceLayer& layer, const StorageOptions& opts, 
     task.weight_table = EncodeWeightTable(table);
   }
 
+  // The compressed convolution's input is dense, 4 channels per pixel, never in storage
+  // elements (input sparsity and SE pointers are refused above, SupportedSparsity); its
+  // input_se_size is the pixel's 4 channels, the unit GatherActivations reads.
+  if (IsCompressedConv(op)) {
+    if (opts.input_se_size != 0 && opts.input_se_size != kCompressedInputChannels) {
+      return InvalidArgument("input se_size = " + Str(opts.input_se_size) +
+                             ": the compressed convolution (C = 4) reads its input dense, without "
+                             "storage elements");
+    }
+    task.input_se_size = kCompressedInputChannels;
+    task.input_tiles = {layer.input.bytes};
+    task.output_sparse = opts.output_sparse;
+    task.output_se_size = opts.output_se_size ? opts.output_se_size : DefaultSeSize(t, g.k);
+    DPUEMU_RETURN_IF_ERROR(ValidateTask(task, t));
+    return task;
+  }
   // Input. SE pointers need the sparse storage format, dense or not (an all-ones map).
   task.input_se_size =
       opts.input_se_size ? opts.input_se_size : DefaultSeSize(t, g.c, op.in_dtype);
@@ -162,9 +221,22 @@ Status ValidateTask(const DpuTask& task, const Target& t) {
       !Supports(t.output_dtypes, op.out_dtype)) {
     return InvalidArgument(std::string("dtypes: ") + t.name + " does not support this combination");
   }
-  DPUEMU_RETURN_IF_ERROR(CheckInputSeSize(t, task.input_se_size, op.in_dtype, g.c,
-                                          !task.input_map.empty() && task.se_table.empty(),
-                                          "input se_size"));
+  if (IsCompressedConv(op)) {
+    if (g.c != kCompressedInputChannels) {
+      return InvalidArgument("c (input channels) = " + Str(g.c) + ": the compressed convolution's "
+                             "task reads 4 channels per pixel (LowerLayer pads C = 3 to 4)");
+    }
+    if (task.input_se_size != kCompressedInputChannels || !task.input_map.empty() ||
+        !task.se_table.empty()) {
+      return InvalidArgument("input: the compressed convolution (C = 4) reads its input dense "
+                             "(input se_size 4, no map, no SE table): "
+                             "NCECompressConvolutionOp::sparsitySupport allows sparse output only");
+    }
+  } else {
+    DPUEMU_RETURN_IF_ERROR(CheckInputSeSize(t, task.input_se_size, op.in_dtype, g.c,
+                                            !task.input_map.empty() && task.se_table.empty(),
+                                            "input se_size"));
+  }
   DPUEMU_RETURN_IF_ERROR(CheckSeSize(t, task.output_se_size, "output se_size"));
   if (g.c % task.input_se_size != 0) {
     return InvalidArgument("input se_size = " + Str(task.input_se_size) + ": must divide C = " + Str(g.c));

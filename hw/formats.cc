@@ -1,5 +1,6 @@
 #include "hw/formats.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -86,12 +87,28 @@ Status CanSparsifyWeights(DType w_dtype, int64_t c, int64_t nonzeros) {
   return OkStatus();
 }
 
-int64_t DenseWeightSetBytes(DType t, int64_t taps) { return AlignUp(taps * DTypeBits(t) / 8, 16); }
+// A set of 16-element multiples, then 16 bytes: the compiler strides each output channel's set
+// to alignValUp(IC * KY * KX, 16) elements (VPUIP/transforms/passes/conv_weights_compression.cpp
+// reduceWeightsConstant), which only matters for the compressed convolution's C = 4 (with C a
+// multiple of 16 the set is whole 16-element groups already).
+int64_t DenseWeightSetBytes(DType t, int64_t taps) {
+  return AlignUp(AlignUp(taps, 16) * DTypeBits(t) / 8, 16);
+}
 
 std::vector<uint8_t> PackDenseWeights(const Tensor& weights) {
-  if (!IsSubByte(weights.dtype)) return weights.bytes;
   const int64_t k = weights.shape[0], taps = weights.numel() / k;
   const int64_t set = DenseWeightSetBytes(weights.dtype, taps);
+  if (!IsSubByte(weights.dtype)) {
+    const int64_t eb = DTypeBytes(weights.dtype);
+    if (set == taps * eb) return weights.bytes;
+    // Compressed convolution: each set padded to its aligned stride (zeros, never read).
+    std::vector<uint8_t> out(static_cast<size_t>(k * set), 0);
+    for (int64_t i = 0; i < k; ++i) {
+      std::memcpy(out.data() + i * set, weights.bytes.data() + i * taps * eb,
+                  static_cast<size_t>(taps * eb));
+    }
+    return out;
+  }
   std::vector<uint8_t> out(static_cast<size_t>(k * set), 0);
   for (int64_t i = 0; i < k; ++i) {
     for (int64_t t = 0; t < taps; ++t) {
@@ -134,21 +151,46 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
   CompressedWeights out;
   out.map.assign(static_cast<size_t>(g.k * map_per_k), 0);
   const uint8_t* src = weights.bytes.data();
+  // 1-byte weights (the common case) test each byte against the zero point inline, which is what
+  // IsWeightZero does for them; the runtime compresses every slice's weights, so this loop is
+  // part of each `dpuemu run`'s preparation.
+  const bool byte_zp = eb == 1 && !IsFloat(weights.dtype);
+  const uint8_t zp8 = static_cast<uint8_t>(zp);
+  // At most every byte plus 16 bytes of alignment per channel, zero-filled.
+  std::vector<uint8_t> data(weights.bytes.size() + static_cast<size_t>(16 * g.k));
+  size_t used = 0;
   for (int64_t k = 0; k < g.k; ++k) {
-    out.data_offset.push_back(static_cast<uint32_t>(out.data.size()));
+    out.data_offset.push_back(static_cast<uint32_t>(used));
     out.map_offset.push_back(static_cast<uint32_t>(k * map_per_k));
     uint8_t* map = out.map.data() + k * map_per_k;
-    int64_t nnz = 0;
-    for (int64_t t = 0; t < taps; ++t) {
-      const int64_t i = k * taps + t;
-      if (IsWeightZero(weights.dtype, src, i, zp)) continue;
-      map[t >> 3] |= static_cast<uint8_t>(1u << (t & 7));
-      out.data.insert(out.data.end(), src + i * eb, src + (i + 1) * eb);
-      ++nnz;
+    const size_t start = used;
+    if (byte_zp) {
+      // Branch-free: random sparsity makes the present/absent branch unpredictable.
+      const uint8_t* w = src + k * taps;
+      for (int64_t t = 0; t < taps; ++t) {
+        const uint8_t present = w[t] != zp8;
+        data[used] = w[t];
+        used += present;
+        map[t >> 3] |= static_cast<uint8_t>(present << (t & 7));
+      }
+    } else {
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t i = k * taps + t;
+        if (IsWeightZero(weights.dtype, src, i, zp)) continue;
+        map[t >> 3] |= static_cast<uint8_t>(1u << (t & 7));
+        std::memcpy(data.data() + used, src + i * eb, static_cast<size_t>(eb));
+        used += static_cast<size_t>(eb);
+      }
     }
-    out.nonzeros.push_back(nnz);
-    out.data.resize(static_cast<size_t>(AlignUp(static_cast<int64_t>(out.data.size()), 16)), 0);
+    out.nonzeros.push_back(static_cast<int64_t>((used - start) / static_cast<size_t>(eb)));
+    // The padding to 16 bytes: zeros (the branch-free loop may have written one byte past the
+    // channel's last present weight: clear it).
+    const size_t aligned = static_cast<size_t>(AlignUp(static_cast<int64_t>(used), 16));
+    std::fill(data.begin() + static_cast<std::ptrdiff_t>(used), data.begin() + static_cast<std::ptrdiff_t>(aligned), uint8_t{0});
+    used = aligned;
   }
+  data.resize(used);
+  out.data = std::move(data);
   return out;
 }
 

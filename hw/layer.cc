@@ -138,10 +138,16 @@ Status CheckChannels(const std::string& field, int64_t v) {
   return OkStatus();
 }
 
+bool IsCompressedChannels(int64_t c) { return c == 3 || c == kCompressedInputChannels; }
+bool IsCompressedConv(const NceOp& op) {
+  return op.kind == NceKind::kConv && IsCompressedChannels(op.g.c);
+}
+
 Status ValidateDims(const NceGeometry& g) {
   DPUEMU_RETURN_IF_ERROR(CheckRange("h (input height)", g.h, 1, kMaxSpatial));
   DPUEMU_RETURN_IF_ERROR(CheckRange("w (input width)", g.w, 1, kMaxSpatial));
-  DPUEMU_RETURN_IF_ERROR(CheckChannels("c (input channels)", g.c));
+  // C = 3 or 4: the compressed convolution (IsCompressedConv; ValidateOp refuses other kinds).
+  if (!IsCompressedChannels(g.c)) DPUEMU_RETURN_IF_ERROR(CheckChannels("c (input channels)", g.c));
   DPUEMU_RETURN_IF_ERROR(CheckChannels("k (output channels)", g.k));
   DPUEMU_RETURN_IF_ERROR(CheckRange("ky (kernel height)", g.ky, 1, kMaxKernel));
   DPUEMU_RETURN_IF_ERROR(CheckRange("kx (kernel width)", g.kx, 1, kMaxKernel));
@@ -209,6 +215,11 @@ Status ValidateOp(const NceOp& op) {
   DPUEMU_RETURN_IF_ERROR(ValidateDims(g));
   DPUEMU_RETURN_IF_ERROR(ValidateWindow(g));
   const std::string kind = NceKindName(op.kind);
+  if (op.kind != NceKind::kConv && IsCompressedChannels(g.c)) {
+    DPUEMU_RETURN_IF_ERROR(CheckChannels("c (input channels) of " + kind +
+                                             " (C = 3 or 4 is the compressed convolution's, conv only)",
+                                         g.c));
+  }
   if (IsChannelwise(op.kind) && g.k != g.c) {
     return InvalidArgument("k (output channels) = " + Str(g.k) + ": " + kind +
                            " computes one output channel per input channel, so k must equal c = " +

@@ -156,6 +156,13 @@ constexpr int64_t kMaxWeightElements = int64_t{1} << 28;  // k * ky * kx * c
 Status CheckRange(const std::string& field, int64_t v, int64_t lo, int64_t hi);
 // A channel count: in [16, kMaxChannels] and a multiple of 16.
 Status CheckChannels(const std::string& field, int64_t v);
+// The compressed convolution (the compiler's NCECompressConvolution, first layers with RGB(A)
+// inputs): a conv with C = 3 or 4 instead of C padded to 16. The DPU reads 4 input channels per
+// pixel (VPU_COMPRESSED_INPUT_CHANNEL_NUM, nce_invariant.hpp); C = 3 is padded to 4 by the
+// lowering (LowerLayer), see README "Compressed convolution (C = 3, 4)".
+constexpr int64_t kCompressedInputChannels = 4;
+bool IsCompressedChannels(int64_t c);  // 3 or 4
+bool IsCompressedConv(const NceOp& op);
 // The tensor dimensions of g (h, w, c, k, ky, kx) within the limits above: the part of
 // ValidateOp that sizes allocations, so parsers run it before sizing anything by K.
 Status ValidateDims(const NceGeometry& g);

@@ -1,6 +1,8 @@
 #include "hw/se_ops.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <cstring>
 #include <numeric>
 #include <utility>
@@ -375,6 +377,260 @@ StatusOr<SeGather> InterpolateNearestGather(const SeSource& src, const Target& t
   return BuildGather(src, t, se_size, rows, cols,
                      std::string("interpolate_nearest ") + CoordModeName(coord) + " " +
                          NearestModeName(mode) + " to " + Str(out_h) + "x" + Str(out_w));
+}
+
+std::string BilinearInterp::ToString() const {
+  return std::string("interpolate_bilinear ") + CoordModeName(coord) + " " + Str(in_h) + "x" +
+         Str(in_w) + " -> " + Str(out_h) + "x" + Str(out_w) + " (scale " + Str(scale_y) + "x" +
+         Str(scale_x) + "): SE repeats each pixel " + Str(factor_y) + "x" + Str(factor_x) +
+         ", border " + Str(pads.top) + "/" + Str(pads.bottom) + "/" + Str(pads.left) + "/" +
+         Str(pads.right) + ", box kernel " + Str(ky) + "x" + Str(kx) + " of 1/" + Str(ky * kx) +
+         ", stride " + Str(stride_y) + "x" + Str(stride_x);
+}
+
+StatusOr<BilinearInterp> PlanInterpolateBilinear(int64_t in_h, int64_t in_w, int64_t out_h,
+                                                 int64_t out_w, CoordMode coord) {
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.h", in_h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("source.w", in_w, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("size[0]", out_h, 1, kMaxSpatial));
+  DPUEMU_RETURN_IF_ERROR(CheckRange("size[1]", out_w, 1, kMaxSpatial));
+  if (coord == CoordMode::kTfHalfPixelForNN) {
+    return InvalidArgument(
+        "mode = tf_half_pixel_for_nn: bilinear interpolation on the DPU supports asymmetric, "
+        "half_pixel, pytorch_half_pixel and align_corners (NCEInterpolateOp::isSupported)");
+  }
+  BilinearInterp b;
+  b.coord = coord;
+  b.in_h = in_h;
+  b.in_w = in_w;
+  b.out_h = out_h;
+  b.out_w = out_w;
+  // One axis: scale, factor, pads, kernel, stride (nce_interpolate_utils.cpp).
+  auto axis = [&](const char* field, int64_t in, int64_t out, int64_t& scale, int64_t& factor,
+                  int64_t& pad_begin, int64_t& pad_end, int64_t& k, int64_t& stride) -> Status {
+    int64_t num = out, den = in;
+    std::string formula = "out / in";
+    if (coord == CoordMode::kAlignCorners && out != in) {
+      if (in == 1) {
+        return InvalidArgument(std::string(field) + " = " + Str(out) +
+                               ": align_corners needs at least 2 source pixels to resize an axis");
+      }
+      num = out - 1;
+      den = in - 1;
+      formula = "(out - 1) / (in - 1)";
+    }
+    if (num % den != 0 || num < den) {
+      return InvalidArgument(std::string(field) + " = " + Str(out) + " over " + Str(in) +
+                             " source pixels: the scale " + formula + " = " + Str(num) + "/" +
+                             Str(den) +
+                             " must be a whole number >= 1 (the DPU's bilinear interpolation "
+                             "takes integer scales, isSupportedNCEInterpolateScales)");
+    }
+    scale = num / den;
+    factor = scale;
+    pad_begin = pad_end = 0;
+    k = scale;
+    stride = 1;
+    switch (coord) {
+      case CoordMode::kAsymmetric:
+        pad_end = scale - 1;
+        break;
+      case CoordMode::kAlignCorners:
+        break;
+      case CoordMode::kHalfPixel:
+      case CoordMode::kPytorchHalfPixel:
+        if (scale % 2 == 1) {
+          pad_begin = pad_end = (scale - 1) / 2;
+        } else {
+          factor = k = 2 * scale;
+          pad_begin = pad_end = scale - 1;
+          stride = 2;
+        }
+        break;
+      case CoordMode::kTfHalfPixelForNN:
+        break;
+    }
+    if (k > kMaxKernel) {
+      return InvalidArgument(std::string(field) + " = " + Str(out) + ": the box kernel " + Str(k) +
+                             " of scale " + Str(scale) + " exceeds the DPU's kernel limit " +
+                             Str(kMaxKernel) + " (NCEInterpolateOp::isSupported)");
+    }
+    return OkStatus();
+  };
+  DPUEMU_RETURN_IF_ERROR(axis("size[0]", in_h, out_h, b.scale_y, b.factor_y, b.pads.top,
+                              b.pads.bottom, b.ky, b.stride_y));
+  DPUEMU_RETURN_IF_ERROR(axis("size[1]", in_w, out_w, b.scale_x, b.factor_x, b.pads.left,
+                              b.pads.right, b.kx, b.stride_x));
+  DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("size[0]", "height H * factor + pads",
+                                         in_h * b.factor_y + b.pads.top + b.pads.bottom));
+  DPUEMU_RETURN_IF_ERROR(CheckVirtualDim("size[1]", "width W * factor + pads",
+                                         in_w * b.factor_x + b.pads.left + b.pads.right));
+  return b;
+}
+
+namespace {
+
+int64_t CeilDiv(int64_t a, int64_t b) { return -FloorDiv(-a, b); }
+
+// SEInterpolateAttr::backInferInputCoord for BILINEAR on one axis: the source index virtual
+// index v reads. The coordinate transformation is evaluated as an exact fraction (the compiler's
+// doubles are exact for these small integers' quotients where the ceil matters).
+int64_t BilinearSourceIndex(int64_t v, int64_t in, int64_t out, int64_t scale, int64_t k,
+                            int64_t stride, CoordMode coord) {
+  const int64_t o = std::max<int64_t>(0, (v - k + 1) / stride);  // C++ division, as the compiler
+  if (scale == 1) return Clamp(o, in);
+  int64_t num = o, den = 1;
+  switch (coord) {
+    case CoordMode::kAsymmetric:  // o / scale
+      num = o;
+      den = scale;
+      break;
+    case CoordMode::kPytorchHalfPixel:  // half_pixel, 0 for a length-1 output
+      if (out == 1) {
+        num = 0;
+        break;
+      }
+      [[fallthrough]];
+    case CoordMode::kHalfPixel:  // (o + 0.5) / scale - 0.5
+      num = 2 * o + 1 - scale;
+      den = 2 * scale;
+      break;
+    case CoordMode::kAlignCorners:  // o * (in - 1) / (out - 1)
+      if (out == 1) {
+        num = 0;
+        break;
+      }
+      num = o * (in - 1);
+      den = out - 1;
+      break;
+    case CoordMode::kTfHalfPixelForNN:
+      break;
+  }
+  return Clamp(CeilDiv(num, den), in);
+}
+
+}  // namespace
+
+StatusOr<SeGather> InterpolateBilinearGather(const SeSource& src, const Target& t, int64_t se_size,
+                                             const BilinearInterp& b) {
+  if (src.h != b.in_h || src.w != b.in_w) {
+    return InvalidArgument("source: " + Shape3(src.h, src.w, src.c) + " is not the plan's " +
+                           Str(b.in_h) + "x" + Str(b.in_w) + " input");
+  }
+  BilinearInterp check;
+  DPUEMU_ASSIGN_OR_RETURN(check,
+                          PlanInterpolateBilinear(b.in_h, b.in_w, b.out_h, b.out_w, b.coord));
+  if (check.ToString() != b.ToString()) {
+    return InvalidArgument("plan: " + b.ToString() + " is not PlanInterpolateBilinear's " +
+                           check.ToString());
+  }
+  std::vector<int64_t> rows(static_cast<size_t>(b.in_h * b.factor_y + b.pads.top + b.pads.bottom));
+  std::vector<int64_t> cols(static_cast<size_t>(b.in_w * b.factor_x + b.pads.left + b.pads.right));
+  for (size_t y = 0; y < rows.size(); ++y) {
+    rows[y] = BilinearSourceIndex(static_cast<int64_t>(y), b.in_h, b.out_h, b.scale_y, b.ky,
+                                  b.stride_y, b.coord);
+  }
+  for (size_t x = 0; x < cols.size(); ++x) {
+    cols[x] = BilinearSourceIndex(static_cast<int64_t>(x), b.in_w, b.out_w, b.scale_x, b.kx,
+                                  b.stride_x, b.coord);
+  }
+  return BuildGather(src, t, se_size, rows, cols, b.ToString());
+}
+
+Status EncodePpeScale(double scale, int32_t* mult, int32_t* shift) {
+  if (!(scale > 0) || !std::isfinite(scale)) {
+    return InvalidArgument("scale = " + std::to_string(scale) + ": must be a positive number");
+  }
+  int exp = 0;
+  const double m = std::frexp(scale, &exp);  // scale = m * 2^exp, m in [0.5, 1)
+  int64_t mi = static_cast<int64_t>(std::llround(m * 32768.0));
+  int64_t sh = 15 - exp;
+  if (mi == 32768) {  // rounded up to 1.0
+    mi = 16384;
+    sh -= 1;
+  }
+  if (sh < 0 || sh > 63) {
+    return InvalidArgument("scale = " + std::to_string(scale) + ": its PPE shift 15 - exponent = " +
+                           Str(sh) + " must be in [0, 63]");
+  }
+  *mult = static_cast<int32_t>(mi);
+  *shift = static_cast<int32_t>(sh);
+  return OkStatus();
+}
+
+StatusOr<NceLayer> InterpolateBilinearAsZMConv(const BilinearInterp& b, const SeGather& gather,
+                                               const NceOp& op, const ChannelQuant& quant) {
+  const int64_t vh = b.in_h * b.factor_y + b.pads.top + b.pads.bottom;
+  const int64_t vw = b.in_w * b.factor_x + b.pads.left + b.pads.right;
+  if (gather.h != vh || gather.w != vw || gather.source_h != b.in_h || gather.source_w != b.in_w) {
+    return InvalidArgument("gather: virtual [" + Str(gather.h) + ", " + Str(gather.w) +
+                           "] over [" + Str(gather.source_h) + ", " + Str(gather.source_w) +
+                           "] is not this plan's [" + Str(vh) + ", " + Str(vw) +
+                           "]; build it with InterpolateBilinearGather");
+  }
+  NceLayer layer;
+  layer.name = "interpolate_bilinear_as_zmconv";
+  layer.op = op;
+  layer.op.kind = NceKind::kConv;
+  layer.op.g = NceGeometry{};
+  layer.op.g.h = gather.h;
+  layer.op.g.w = gather.w;
+  layer.op.g.c = gather.c;
+  layer.op.g.k = gather.c;
+  layer.op.g.ky = b.ky;
+  layer.op.g.kx = b.kx;
+  layer.op.g.stride_y = b.stride_y;
+  layer.op.g.stride_x = b.stride_x;
+  const int64_t taps = b.ky * b.kx;
+  const bool integer = IsInteger(op.in_dtype);
+  layer.op.w_dtype = integer ? DType::kU8 : op.in_dtype;
+  layer.op.w_zp = 0;
+  DPUEMU_RETURN_IF_ERROR(ValidateOp(layer.op));
+  if (layer.op.g.out_h() != b.out_h || layer.op.g.out_w() != b.out_w) {
+    return Internal("interpolate_bilinear: the box convolution gives " + Str(layer.op.g.out_h()) +
+                    "x" + Str(layer.op.g.out_w()) + ", the resize " + Str(b.out_h) + "x" +
+                    Str(b.out_w));
+  }
+  // The interpolate's own requantisation, checked as a layer with K = C would be.
+  NceOp qop = layer.op;
+  DPUEMU_RETURN_IF_ERROR(ValidateQuant(qop, quant));
+  layer.quant = quant;
+  if (integer && op.out_dtype != DType::kI32) {
+    for (size_t k = 0; k < quant.mult.size(); ++k) {
+      const double s = std::ldexp(static_cast<double>(quant.mult[k]), -quant.shift[k]) /
+                       static_cast<double>(taps);
+      if (quant.mult[k] == 0) {
+        layer.quant.shift[k] = 0;
+        continue;
+      }
+      const Status st = EncodePpeScale(s, &layer.quant.mult[k], &layer.quant.shift[k]);
+      if (!st.ok()) return st.Annotate("quant[" + Str(static_cast<int64_t>(k)) + "] / " + Str(taps));
+    }
+  }
+  if (integer) {
+    for (int32_t& v : layer.quant.bias) {
+      const int64_t scaled = static_cast<int64_t>(v) * taps;
+      if (scaled < std::numeric_limits<int32_t>::min() || scaled > std::numeric_limits<int32_t>::max()) {
+        return InvalidArgument("bias " + Str(v) + " x " + Str(taps) +
+                               " (the box kernel's taps) does not fit int32");
+      }
+      v = static_cast<int32_t>(scaled);
+    }
+  }
+  layer.weights = Tensor(layer.op.w_dtype, {gather.c, b.ky, b.kx, gather.c});
+  uint8_t* w = layer.weights.bytes.data();
+  for (int64_t k = 0; k < gather.c; ++k) {
+    for (int64_t t = 0; t < taps; ++t) {
+      const int64_t i = (k * taps + t) * gather.c + k;
+      if (integer) {
+        StoreInt(DType::kU8, w, i, 1);
+      } else {
+        StoreFloat(layer.op.w_dtype, w, i, 1.0f / static_cast<float>(taps));
+      }
+    }
+  }
+  DPUEMU_RETURN_IF_ERROR(ValidateQuant(layer.op, layer.quant));
+  return layer;
 }
 
 StatusOr<SeGather> PadGather(const SeSource& src, const Target& t, int64_t se_size,

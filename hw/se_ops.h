@@ -104,6 +104,57 @@ struct Pads {
 StatusOr<SeGather> PadGather(const SeSource& src, const Target& t, int64_t se_size,
                              const Pads& pads, PadMode mode);
 
+// ONNX Resize, mode "linear" (bilinear over H and W), as the compiler lowers it to the DPU
+// (NCEInterpolate with mode BILINEAR: VPU/transforms/passes/lower_ops_to_se_nce.cpp
+// InterpolateToNCE): the SE table repeats every source pixel `factor` times per axis and adds
+// pads of border copies (SEInterpolateAttr, VPU/IR/se_attributes.cpp backInferInputCoord), and a
+// ZMConv with a KY x KX box kernel of weight 1 / (KY * KX) on the diagonal channel (input channel
+// k for output channel k) and the given stride averages it: for integer scales the box average of
+// the repeated pixels is exactly the bilinear weighting. Factors, pads, kernel and stride per axis
+// follow VPU/utils/nce_interpolate_utils.cpp (getNCEInterpolateFactors/PadsBegin/PadsEnd/
+// KernelSize/Strides) for scale s = out / in (align_corners: (out - 1) / (in - 1)), which must be
+// a whole number:
+//   asymmetric            factor s, pads 0 / s - 1, kernel s, stride 1
+//   align_corners         factor s, pads 0 / 0,     kernel s, stride 1
+//   half_pixel, pytorch_half_pixel:
+//     s odd               factor s, pads (s - 1) / 2 each side, kernel s, stride 1
+//     s even              factor 2s, pads s - 1 each side, kernel 2s, stride 2
+// tf_half_pixel_for_nn is refused, as by NCEInterpolateOp::isSupported (E#107568).
+struct BilinearInterp {
+  CoordMode coord = CoordMode::kAsymmetric;
+  int64_t in_h = 1, in_w = 1, out_h = 1, out_w = 1;
+  int64_t scale_y = 1, scale_x = 1;    // whole-number scales
+  int64_t factor_y = 1, factor_x = 1;  // SE repetition of each source pixel
+  Pads pads;                           // border copies around the repeated pixels
+  int64_t ky = 1, kx = 1, stride_y = 1, stride_x = 1;  // the box convolution
+  std::string ToString() const;
+};
+StatusOr<BilinearInterp> PlanInterpolateBilinear(int64_t in_h, int64_t in_w, int64_t out_h,
+                                                 int64_t out_w, CoordMode coord);
+// The SE table of the plan over src (which must be [in_h, in_w, C]): virtual index v of an axis
+// reads the source index SEInterpolateAttr::backInferInputCoord gives: o = max(0, (v - k + 1) /
+// stride) (C++ division), the coordinate transformation of o (identity on an axis of scale 1),
+// ceil, clamped to the source.
+StatusOr<SeGather> InterpolateBilinearGather(const SeSource& src, const Target& t, int64_t se_size,
+                                             const BilinearInterp& b);
+// The ZMConv over `gather` (from InterpolateBilinearGather with the same plan): K = C, kernel
+// KY x KX, the plan's stride, no DPU padding, weights [C, KY, KX, C] zero except w[k][.][.][k]:
+//   integer inputs: u8 1 (zero point 0), the 1 / (KY * KX) moved into the requantisation, as the
+//     compiler quantises that weight (createWeightsConstantImpl: storage 1, scale 1 / (KY * KX)):
+//     `quant` is the interpolate's own (mult, shift: its in_scale / out_scale; bias in input
+//     units) and the layer's is mult * 2^-shift / (KY * KX) re-encoded as mantissa x 2^15 and
+//     shift = 15 - exponent (EncodePpeScale), bias * KY * KX;
+//   fp16 inputs: fp16 weights 1 / (KY * KX) rounded to fp16, quant unchanged (the compiler's f16
+//     weights); bf16 inputs: bf16 weights (dpuemu's ZMConv takes float weights of the input's
+//     type; the compiler would use f16).
+// op gives the types, zero points and PPE; its geometry is replaced.
+StatusOr<NceLayer> InterpolateBilinearAsZMConv(const BilinearInterp& b, const SeGather& gather,
+                                               const NceOp& op, const ChannelQuant& quant);
+// A positive scale as the PPE's (mult, shift): frexp's mantissa x 2^15 rounded (a mantissa that
+// rounds to 2^15 becomes 2^14 with one less shift) and shift = 15 - exponent, as the compiler
+// encodes requantisation scales; an error when the shift falls outside [0, 63].
+Status EncodePpeScale(double scale, int32_t* mult, int32_t* shift);
+
 // numpy.roll semantics: virtual (y, x) reads source ((y - dy) mod H, (x - dx) mod W); any shift.
 StatusOr<SeGather> RollGather(const SeSource& src, const Target& t, int64_t se_size, int64_t dy,
                               int64_t dx);

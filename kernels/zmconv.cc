@@ -11,6 +11,9 @@
 #include "kernels/ppe.h"
 
 namespace dpuemu {
+namespace x86 {
+struct IntPpe64;
+}  // namespace x86
 namespace zmconv_internal {
 
 // Everything a microkernel reads, prepared once per task. Accumulator tiles are [pixels][16]:
@@ -28,6 +31,8 @@ struct ConvPlan {
   const double* bias_d;
   const double* scale_d;        // mult * 2^-shift (exact in double)
   const double* scale_leaky_d;  // mult * lrelu_mult * 2^-(shift + lrelu_shift)
+  // The dot-product tiers' int64 AVX-512 PPE (u8/i8 outputs), or null for EpilogueInt.
+  const x86::IntPpe64* ppe64;
   // Dense kernel: input padded NHWC [hp][wp][c] (x - x_zp as float, padding 0); weights
   // [k / 16][taps][16].
   const float* xpad;
@@ -556,6 +561,7 @@ HWY_AFTER_NAMESPACE();
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -639,21 +645,26 @@ void ConvertElements(DType t, const uint8_t* src, int64_t n, int32_t zp, Out* ds
 
 // Smallest and largest non-zero magnitude; false if any value is inf/NaN.
 bool MagnitudeRange(const float* v, int64_t n, float* lo, float* hi) {
-  *lo = std::numeric_limits<float>::infinity();
-  *hi = 0;
+  // Locals, not *lo / *hi: stores through the pointers would be redone every iteration.
+  float l = std::numeric_limits<float>::infinity(), h = 0;
   for (int64_t i = 0; i < n; ++i) {
     const float a = std::fabs(v[i]);
     if (!(a <= std::numeric_limits<float>::max())) return false;
-    if (a != 0) *lo = std::min(*lo, a), *hi = std::max(*hi, a);
+    if (a != 0) l = std::min(l, a), h = std::max(h, a);
   }
+  *lo = l;
+  *hi = h;
   return true;
 }
 
-bool SameOp(const NceOp& a, const NceOp& b) {
+// Whether weights prepared for op `a` serve op `b`: the prepared layouts do not depend on the
+// input height or the vertical pads (the row slices of one layer differ only there), so those
+// may differ.
+bool SameWeightsOp(const NceOp& a, const NceOp& b) {
   const NceGeometry &x = a.g, &y = b.g;
-  return x.h == y.h && x.w == y.w && x.c == y.c && x.k == y.k && x.ky == y.ky && x.kx == y.kx &&
-         x.stride_y == y.stride_y && x.stride_x == y.stride_x && x.pad_top == y.pad_top &&
-         x.pad_bottom == y.pad_bottom && x.pad_left == y.pad_left && x.pad_right == y.pad_right &&
+  return x.w == y.w && x.c == y.c && x.k == y.k && x.ky == y.ky && x.kx == y.kx &&
+         x.stride_y == y.stride_y && x.stride_x == y.stride_x &&
+         x.pad_left == y.pad_left && x.pad_right == y.pad_right &&
          a.in_dtype == b.in_dtype && a.w_dtype == b.w_dtype && a.out_dtype == b.out_dtype &&
          a.in_zp == b.in_zp && a.w_zp == b.w_zp && a.ppe.out_zp == b.ppe.out_zp &&
          a.ppe.leaky_relu == b.ppe.leaky_relu && a.ppe.lrelu_mult == b.ppe.lrelu_mult &&
@@ -734,6 +745,7 @@ bool IsDotProductTier(x86::IntTier t) {
 // The dot-product tiers hand their compensated accumulators to the shared integer PPE.
 void EpilogueToPlan(const void* ctx, const int32_t* tile, int64_t npix, int64_t pix0, int64_t k0) {
   const ConvPlan& p = *static_cast<const ConvPlan*>(ctx);
+  if (p.ppe64 != nullptr) return x86::PpeIntAvx512(*p.ppe64, tile, npix, k0, p.k, p.out + pix0 * p.k);
   HWY_DYNAMIC_DISPATCH(EpilogueInt)(p, tile, npix, k0, p.out + pix0 * p.k * DTypeBytes(p.ppe.out));
 }
 
@@ -750,12 +762,69 @@ struct PreparedWeights::Impl {
   bool w_finite = true;
   float wmin = 0, wmax = 0;
   hwy::AlignedFreeUniquePtr<float[]> wpack;      // float layers: dense kernel layout
-  hwy::AlignedFreeUniquePtr<int16_t[]> wpack16;  // integer layers: [k / 16][taps / 2][16][2]
-  x86::VnniWeights vnni;                         // integer layers: the dot-product tiers' layout
+  x86::IntPpe64 ppe64;                           // integer layers, u8/i8 outputs: PpeIntAvx512's table
+  std::vector<WeightTableEntry> table;           // decoded weight table (sparse storage: map offsets)
+  int64_t planar_row = 0;                        // the sparse kernel's input row, PlanarRow(g)
+
+  // Layouts only some kernels read, made on first use (once, thread-safe): a run pays for its
+  // kernel's alone.
+  // Integer layers, int16 kernel: [k / 16][taps / 2][16][2].
+  const int16_t* Pack16() const {
+    std::call_once(pack16_once_, [this] {
+      const int64_t taps = op.g.taps();
+      wpack16_ = hwy::AllocateAligned<int16_t>(wf.size());
+      for (int64_t k = 0; k < op.g.k; ++k) {
+        int16_t* dst = wpack16_.get() + (k / 16) * taps * 16 + (k % 16) * 2;
+        const float* src = wf.data() + k * taps;
+        for (int64_t t = 0; t < taps; ++t) dst[(t & ~int64_t{1}) * 16 + (t & 1)] = static_cast<int16_t>(src[t]);
+      }
+    });
+    return wpack16_.get();
+  }
+  // Integer layers, dot-product tiers.
+  const x86::VnniWeights& Vnni() const {
+    std::call_once(vnni_once_, [this] { vnni_ = x86::PackVnniWeights(wf.data(), op.g.k, op.g.taps()); });
+    return vnni_;
+  }
+  // Whether the sparse-weights kernel visits weight t of channel k: present in the map (sparse
+  // storage), or different from the zero point (dense storage: w - w_zp != 0, or bits != 0).
+  bool Visited(int64_t k, int64_t t) const {
+    return weights_sparse ? MapBit(weight_map.data() + table[k].sparsity_ptr, t)
+                          : FloatBits(wf[k * op.g.taps() + t]) != 0;
+  }
   // Sparse-weights kernel: per channel the visited weights, in (ky, kx, c) order, as offsets
   // into the planar input (rows of PlanarRow) and values.
-  std::vector<int64_t> nz_begin, nz_off;
-  std::vector<float> nz_w;
+  struct NonZeros {
+    std::vector<int64_t> begin, off;
+    std::vector<float> w;
+  };
+  const NonZeros& Nz() const {
+    std::call_once(nz_once_, [this] {
+      const NceGeometry& g = op.g;
+      const int64_t wq = planar_row / (g.stride_x * g.c);
+      nz_.begin.push_back(0);
+      for (int64_t k = 0; k < g.k; ++k) {
+        int64_t t = 0;
+        for (int64_t ky = 0; ky < g.ky; ++ky) {
+          for (int64_t kx = 0; kx < g.kx; ++kx) {
+            for (int64_t c = 0; c < g.c; ++c, ++t) {
+              if (!Visited(k, t)) continue;
+              nz_.off.push_back(ky * planar_row + ((kx % g.stride_x) * g.c + c) * wq + kx / g.stride_x);
+              nz_.w.push_back(wf[k * g.taps() + t]);
+            }
+          }
+        }
+        nz_.begin.push_back(static_cast<int64_t>(nz_.off.size()));
+      }
+    });
+    return nz_;
+  }
+
+ private:
+  mutable std::once_flag pack16_once_, vnni_once_, nz_once_;
+  mutable hwy::AlignedFreeUniquePtr<int16_t[]> wpack16_;
+  mutable x86::VnniWeights vnni_;
+  mutable NonZeros nz_;
 };
 
 double PreparedWeights::weight_density() const { return impl_->density; }
@@ -787,42 +856,26 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
   const int64_t taps = g.taps(), nw = g.k * taps;
   w.wf.resize(static_cast<size_t>(nw));
   ConvertElements(op.w_dtype, w_t.bytes.data(), nw, op.w_zp, w.wf.data());
-  w.w_finite = MagnitudeRange(w.wf.data(), nw, &w.wmin, &w.wmax);
-
+  // Only the float kernel choice reads the weights' magnitude range.
+  if (!integer) w.w_finite = MagnitudeRange(w.wf.data(), nw, &w.wmin, &w.wmax);
   if (integer) {
-    w.wpack16 = hwy::AllocateAligned<int16_t>(static_cast<size_t>(nw));
-    for (int64_t k = 0; k < g.k; ++k) {
-      for (int64_t t = 0; t < taps; ++t) {
-        w.wpack16[((k / 16) * taps + (t & ~int64_t{1})) * 16 + (k % 16) * 2 + (t & 1)] =
-            static_cast<int16_t>(w.wf[k * taps + t]);
-      }
+    if (op.out_dtype == DType::kU8 || op.out_dtype == DType::kI8) {
+      const PpeParams pp = ResolvePpe(op);
+      w.ppe64 = x86::MakeIntPpe64(w.quant.bias.data(), w.quant.mult.data(), w.quant.shift.data(), g.k,
+                                  pp.leaky, pp.lrelu_mult, pp.lrelu_shift, pp.lo, pp.hi, pp.out_zp);
     }
-    w.vnni = x86::PackVnniWeights(w.wf.data(), g.k, taps);
   } else {
     w.wpack = hwy::AllocateAligned<float>(static_cast<size_t>(nw));
     PackDense(w.wf.data(), g.k, taps, w.wpack.get());
   }
-
-  // The sparse-weights kernel visits the weights present in the map (sparse storage), or those
-  // that differ from the zero point (dense storage; their value is w - w_zp != 0, or bits != 0).
-  const int64_t wq = PlanarRow(g), row = g.stride_x * g.c * wq;
-  w.nz_begin.push_back(0);
+  // The density the kernel choice reads: the weights the sparse-weights kernel would visit.
+  w.table = std::move(table);
+  w.planar_row = g.stride_x * g.c * PlanarRow(g);
+  int64_t visited = 0;
   for (int64_t k = 0; k < g.k; ++k) {
-    const uint8_t* map = w.weights_sparse ? task.weight_map.data() + table[k].sparsity_ptr : nullptr;
-    int64_t t = 0;
-    for (int64_t ky = 0; ky < g.ky; ++ky) {
-      for (int64_t kx = 0; kx < g.kx; ++kx) {
-        for (int64_t c = 0; c < g.c; ++c, ++t) {
-          const float v = w.wf[k * taps + t];
-          if (map ? !MapBit(map, t) : FloatBits(v) == 0) continue;
-          w.nz_off.push_back(ky * row + ((kx % g.stride_x) * g.c + c) * wq + kx / g.stride_x);
-          w.nz_w.push_back(v);
-        }
-      }
-    }
-    w.nz_begin.push_back(static_cast<int64_t>(w.nz_off.size()));
+    for (int64_t t = 0; t < taps; ++t) visited += w.Visited(k, t);
   }
-  w.density = static_cast<double>(w.nz_off.size()) / static_cast<double>(nw);
+  w.density = static_cast<double>(visited) / static_cast<double>(nw);
   PreparedWeights out;
   out.impl_ = std::move(impl);
   return out;
@@ -858,7 +911,7 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     prepared = &own;
   }
   const PreparedWeights::Impl& w = prepared->impl();
-  if (!SameOp(w.op, op) || w.weights != task.weights || w.weight_map != task.weight_map ||
+  if (!SameWeightsOp(w.op, op) || w.weights != task.weights || w.weight_map != task.weight_map ||
       w.weight_table != task.weight_table) {
     return InvalidArgument("prepared weights: made from a different op or weight buffers than the task");
   }
@@ -893,6 +946,14 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   // Per output channel the sparse kernel pays a fixed cost (its 16-channel tile transpose); with
   // few non-zeros per channel the integer dense kernel stays ahead (measured on r50_1x1_56).
   std::string tier_note;
+  // The x86 integer tiers (AMX-INT8, VNNI, AVX2: zmconv_x86.cc) pack each tap's channels in
+  // 16-channel groups; the compressed convolution (C = 4, IsCompressedConv) runs the Highway
+  // integer kernel, which takes any C (bit-exact: tests/compress_conv_test.cc).
+  if (integer && g.c % 16 != 0 && ceiling != x86::IntTier::kHighway) {
+    ceiling = x86::IntTier::kHighway;
+    tier_note += "; not the x86 integer tiers: C = " + std::to_string(g.c) +
+                 " (compressed convolution) is not a multiple of 16, ran the Highway kernel";
+  }
   const x86::IntTier tier = integer ? ChooseIntTier(ceiling, &tier_note) : x86::IntTier::kHighway;
   // Measured on the benchmark layers (README, Integer tiers): the dot-product tiers' dense kernel
   // outruns the fp32 sparse-weights kernel at every benchmark sparsity (up to 90%).
@@ -962,12 +1023,17 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     a.h = g.h; a.w = g.w; a.c = g.c; a.pad_top = g.pad_top; a.pad_left = g.pad_left;
     a.hp = p.hp; a.wp = p.wp;
     a.ky = g.ky; a.kx = g.kx; a.sy = g.stride_y; a.sx = g.stride_x; a.oh = p.oh; a.ow = p.ow;
-    a.weights = &w.vnni;
+    a.weights = &w.Vnni();
     a.epilogue = EpilogueToPlan;
     a.ctx = &p;
+    // The AMX and AVX-512 VNNI tiers' CPUs have AVX-512F: their PPE runs in exact int64 there.
+    const bool ppe64 = (tier == x86::IntTier::kAmx || tier == x86::IntTier::kAvx512Vnni) &&
+                       !w.ppe64.mult[0].empty() && x86::HasAvx512Ppe();
+    p.ppe64 = ppe64 ? &w.ppe64 : nullptr;
     rep.isa = x86::IntTierIsaName(tier);
     rep.reason += std::string(" (u8 x i8 dot products with zero-point compensation") +
-                  (w.vnni.z != 0 ? ", w - w_zp shifted by " + std::to_string(w.vnni.z) + " with a per-pixel term" : "") +
+                  (ppe64 ? ", PPE in int64 on AVX-512" : "") +
+                  (a.weights->z != 0 ? ", w - w_zp shifted by " + std::to_string(a.weights->z) + " with a per-pixel term" : "") +
                   tier_note + ")";
     x86::RunVnniTier(tier, a);
     return FinishOutput(task, std::move(out));
@@ -987,7 +1053,7 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
                       x16 + ((y + g.pad_top) * p.wp + g.pad_left) * g.c);
     }
     p.xpad16 = x16;
-    p.wpack16 = w.wpack16.get();
+    p.wpack16 = w.Pack16();
     rep.reason += " (int16 pairwise multiply-add" + tier_note + ")";
 #if HWY_TARGETS & HWY_AVX2
     if (tier == x86::IntTier::kAvx2) {
@@ -1040,9 +1106,10 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
       }
     }
     p.xplanar = planar;
-    p.nz_begin = w.nz_begin.data();
-    p.nz_off = w.nz_off.data();
-    p.nz_w = w.nz_w.data();
+    const PreparedWeights::Impl::NonZeros& nz = w.Nz();
+    p.nz_begin = nz.begin.data();
+    p.nz_off = nz.off.data();
+    p.nz_w = nz.w.data();
     HWY_DYNAMIC_DISPATCH(SparseRows)(p, 0, p.oh, 0, g.k);
   }
   return FinishOutput(task, std::move(out));

@@ -60,7 +60,8 @@ class PreparedWeights {
 
 // Validates the task like the reference, then computes it. A forced kernel that would change the
 // result (the float skip semantics differ when the input holds inf/NaN) is refused with an error.
-// `prepared`, if given, must come from a task with the same op and weight buffers (checked).
+// `prepared`, if given, must come from a task with the same op (its input height and vertical
+// pads may differ: row slices of a layer share prepared weights) and weight buffers (checked).
 StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target,
                               const KernelOptions& options = {}, KernelReport* report = nullptr,
                               const PreparedWeights* prepared = nullptr);

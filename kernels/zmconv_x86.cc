@@ -115,6 +115,94 @@ bool TierAvailable(IntTier t, std::string* why) {
   return false;
 }
 
+bool HasAvx512Ppe() { return Features().avx512; }
+
+IntPpe64 MakeIntPpe64(const int32_t* bias, const int32_t* mult, const int32_t* shift, int64_t k,
+                      bool leaky, int32_t lrelu_mult, int32_t lrelu_shift, int32_t lo,
+                      int32_t hi, int32_t out_zp) {
+  IntPpe64 t;
+  t.leaky = leaky;
+  t.lo = lo;
+  t.hi = hi;
+  t.out_zp = out_zp;
+  for (int l = 0; l < 2; ++l) {
+    const int64_t lm = l ? lrelu_mult : 1, ls = l ? lrelu_shift : 0;
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t m = int64_t{mult[i]} * lm;  // < 2^27: vpmuldq reads its low 32 bits, signed
+      const int64_t s = std::min<int64_t>(shift[i] + ls, 63);
+      t.mult[l].push_back(m);
+      t.bias_mult[l].push_back(int64_t{bias[i]} * m);
+      t.shift[l].push_back(s);
+      t.round[l].push_back(s > 0 ? (int64_t{1} << (s - 1)) - 1 : 0);
+      t.odd[l].push_back(s > 0 ? 1 : 0);
+    }
+  }
+  return t;
+}
+
+namespace {
+
+struct PpeLanes {  // one 8-channel half of a 16-channel block, one case (plain or leaky)
+  __m512i mult, bias_mult, shift, round, odd;
+};
+
+__attribute__((target("avx512f"))) inline PpeLanes LoadPpeLanes(const IntPpe64& t, int l, int64_t k) {
+  return {_mm512_loadu_si512(t.mult[l].data() + k), _mm512_loadu_si512(t.bias_mult[l].data() + k),
+          _mm512_loadu_si512(t.shift[l].data() + k), _mm512_loadu_si512(t.round[l].data() + k),
+          _mm512_loadu_si512(t.odd[l].data() + k)};
+}
+
+// Eight accumulators (int32, sign-extended to int64) -> eight clamped output values in int64.
+template <bool kLeaky>
+__attribute__((target("avx512f"))) inline __m512i PpeEight(__m512i a, const PpeLanes& p,
+                                                           const PpeLanes& n, __m512i zp,
+                                                           __m512i lo, __m512i hi) {
+  __m512i v = _mm512_add_epi64(_mm512_mul_epi32(a, p.mult), p.bias_mult);
+  __m512i s = p.shift, r = p.round, o = p.odd;
+  if (kLeaky) {
+    const __mmask8 neg = _mm512_cmplt_epi64_mask(v, _mm512_setzero_si512());
+    v = _mm512_mask_mov_epi64(v, neg, _mm512_add_epi64(_mm512_mul_epi32(a, n.mult), n.bias_mult));
+    s = _mm512_mask_mov_epi64(s, neg, n.shift);
+    r = _mm512_mask_mov_epi64(r, neg, n.round);
+    o = _mm512_mask_mov_epi64(o, neg, n.odd);
+  }
+  const __m512i odd = _mm512_and_si512(_mm512_srav_epi64(v, s), o);
+  const __m512i y = _mm512_srav_epi64(_mm512_add_epi64(_mm512_add_epi64(v, r), odd), s);
+  return _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(y, zp), lo), hi);
+}
+
+template <bool kLeaky>
+__attribute__((target("avx512f"))) void PpeIntAvx512Impl(const IntPpe64& t, const int32_t* tile,
+                                                          int64_t npix, int64_t k0, int64_t stride,
+                                                          uint8_t* out) {
+  const PpeLanes p0 = LoadPpeLanes(t, 0, k0), p1 = LoadPpeLanes(t, 0, k0 + 8);
+  PpeLanes n0 = p0, n1 = p1;
+  if (kLeaky) {
+    n0 = LoadPpeLanes(t, 1, k0);
+    n1 = LoadPpeLanes(t, 1, k0 + 8);
+  }
+  const __m512i zp = _mm512_set1_epi64(t.out_zp), lo = _mm512_set1_epi64(t.lo), hi = _mm512_set1_epi64(t.hi);
+  for (int64_t px = 0; px < npix; ++px) {
+    const __m512i acc = _mm512_loadu_si512(tile + px * 16);
+    const __m512i y0 = PpeEight<kLeaky>(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc)), p0, n0, zp, lo, hi);
+    const __m512i y1 = PpeEight<kLeaky>(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc, 1)), p1, n1, zp, lo, hi);
+    // Values lie in [lo, hi] within the output type: the low byte is the u8 or i8 value.
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + px * stride),
+                     _mm_unpacklo_epi64(_mm512_cvtepi64_epi8(y0), _mm512_cvtepi64_epi8(y1)));
+  }
+}
+
+}  // namespace
+
+void PpeIntAvx512(const IntPpe64& t, const int32_t* tile, int64_t npix, int64_t k0, int64_t stride,
+                  uint8_t* out) {
+  if (t.leaky) {
+    PpeIntAvx512Impl<true>(t, tile, npix, k0, stride, out + k0);
+  } else {
+    PpeIntAvx512Impl<false>(t, tile, npix, k0, stride, out + k0);
+  }
+}
+
 VnniWeights PackVnniWeights(const float* wf, int64_t k, int64_t taps) {
   VnniWeights v;
   v.k = k;

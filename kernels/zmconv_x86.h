@@ -70,6 +70,34 @@ struct VnniConv {
 // Computes every output pixel and channel through `epilogue`. The tier must be available.
 void RunVnniTier(IntTier t, const VnniConv& a);
 
+// The integer PPE for u8/i8 outputs (kernels/ppe.h PpeInt, bit for bit) in exact int64 arithmetic
+// on AVX-512F, for the tiers whose CPUs have it (AMX, AVX-512 VNNI). Per output channel, with
+// acc and bias int32, mult <= 65535 and mult * lrelu_mult < 2^27 (so each product is one signed
+// 32 x 32 -> 64-bit multiply, vpmuldq):
+//   v  = acc * mult + bias * mult               (= (acc + bias) * mult, |v| < 2^49)
+//   v < 0 with leaky ReLU: v = acc * mult * lrelu_mult + bias * mult * lrelu_mult, and the shift
+//        is shift + lrelu_shift                    (|v| < 2^60)
+//   round half to even of v / 2^s:  (v + 2^(s-1) - 1 + bit s of v) >> s  (arithmetic shift), for
+//        s >= 1: with v = q * 2^s + r, 0 <= r < 2^s, it adds 1 to q = v >> s exactly when r > 2^(s-1),
+//        or r = 2^(s-1) and q is odd (bit s of v); s = 0 adds nothing. s is capped at 63: for
+//        s >= 62 every |v| < 2^60 rounds to 0 either way (RoundShiftHalfEven), and no sum overflows
+//        (|v| + 2^62 < 2^63);
+//   then + out_zp and the clamp to [lo, hi], in int64 (nothing wraps).
+struct IntPpe64 {
+  // Per output channel, as int64 lanes: [0] the plain case, [1] the leaky case (v < 0).
+  std::vector<int64_t> mult[2], bias_mult[2], shift[2], round[2], odd[2];  // round: 2^(s-1) - 1 or 0
+  bool leaky = false;
+  int64_t lo = 0, hi = 0, out_zp = 0;
+};
+IntPpe64 MakeIntPpe64(const int32_t* bias, const int32_t* mult, const int32_t* shift, int64_t k,
+                      bool leaky, int32_t lrelu_mult, int32_t lrelu_shift, int32_t lo,
+                      int32_t hi, int32_t out_zp);
+bool HasAvx512Ppe();  // AVX-512F usable (CPU and OS)
+// `npix` pixels x channels k0..k0 + 15 of int32 accumulators ([npix][16]) to u8/i8 bytes at
+// out[px * stride + c]. Needs HasAvx512Ppe().
+void PpeIntAvx512(const IntPpe64& t, const int32_t* tile, int64_t npix, int64_t k0, int64_t stride,
+                  uint8_t* out);
+
 }  // namespace x86
 }  // namespace dpuemu
 

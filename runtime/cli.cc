@@ -43,6 +43,7 @@ struct Flags {
   int repeat = 1;
   std::string golden = "layer";  // layer: the whole layer as one task; tiles: per tile (golden.h)
   std::string split_rule;  // empty: the spec's
+  std::string heuristic;   // empty: the spec's sparsity.weights / heuristic
 };
 
 // A failed step: the exit status it calls for and the message.
@@ -145,6 +146,9 @@ StatusOr<Planned> LoadAndPlan(const std::string& path, const Flags& f) {
   if (!f.split_rule.empty()) {
     DPUEMU_ASSIGN_OR_RETURN(p.spec.plan.split_rule, ParseSplitRule(f.split_rule));
   }
+  if (!f.heuristic.empty()) {
+    DPUEMU_ASSIGN_OR_RETURN(p.spec.plan.heuristic, ParseWeightHeuristic(f.heuristic));
+  }
   DPUEMU_ASSIGN_OR_RETURN(p.plans, PlanSpec(p.spec));
   return p;
 }
@@ -186,7 +190,7 @@ int PlanCommand(const Flags& f) {
       std::printf("%s\n", SpecPlanToJson(p->spec, p->plans).dump(2).c_str());
     } else {
       std::printf("%s%s", many ? ("== " + path + "\n").c_str() : "",
-                  SpecPlanToText(p->spec, p->plans).c_str());
+                  SpecPlanToText(p->spec, p->plans, f.explain).c_str());
     }
   }
   if (f.json && many) std::printf("%s\n", all.dump(2).c_str());
@@ -401,6 +405,7 @@ int Main(int argc, char** argv) {
   CLI::App* plan = app.add_subcommand("plan", "print the plan of a layer spec");
   plan->add_option("spec", f.spec, "SPEC.json, or a directory of *.json specs")->required();
   plan->add_flag("--json", f.json, "print the plan as JSON");
+  plan->add_flag("--explain", f.explain, "print every workload's cost-model terms");
   CLI::App* run =
       app.add_subcommand("run", "run a layer spec; write output.npy, plan.json and the golden set");
   run->add_option("spec", f.spec,
@@ -426,6 +431,10 @@ int Main(int argc, char** argv) {
                     "SOK / workload tiling with sparse output: auto|seed|compiler "
                     "(default: the spec's split_rule)")
         ->check(CLI::IsMember({"auto", "seed", "compiler"}));
+    sub->add_option("--heuristic", f.heuristic,
+                    "weight storage: sas|ratio|cmx|cost|dense|sparse (default: the spec's "
+                    "sparsity.weights / heuristic)")
+        ->check(CLI::IsMember({"sas", "ratio", "cmx", "cost", "dense", "sparse"}));
   }
   try {
     app.parse(argc, argv);

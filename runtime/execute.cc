@@ -334,14 +334,14 @@ StatusOr<PreparedLayer> PreparedLayer::Create(const NceLayer& layer, const Plan&
     return OkStatus();
   }));
   if (!options.reference && layer.op.kind == NceKind::kConv) {
-    // Items with the same channels and input geometry have the same weight buffers and op:
+    // Items with the same channels and weight storage have the same weight buffers, and ops that
+    // differ at most in the input rows (height, vertical pads), which prepared weights allow:
     // their weights are decoded once.
-    std::map<std::array<int64_t, 5>, size_t> first;
+    std::map<std::array<int64_t, 3>, size_t> first;
     std::vector<size_t> source(s.items.size());
     for (size_t i = 0; i < s.items.size(); ++i) {
       const Item& it = s.items[i];
-      const NceGeometry& sg = it.task.op.g;
-      const std::array<int64_t, 5> key = {it.k_begin, it.k_end, sg.h, sg.pad_top, sg.pad_bottom};
+      const std::array<int64_t, 3> key = {it.k_begin, it.k_end, it.storage.weights_sparse};
       source[i] = first.emplace(key, i).first->second;
     }
     DPUEMU_RETURN_IF_ERROR(s.ForEachItem([&](size_t i) -> Status {

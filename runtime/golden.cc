@@ -130,6 +130,16 @@ void FillManifest(GoldenSet& set, const std::string& layer, const Target& target
   m["generation"] = target.generation;
   m["op"] = NceKindName(op.kind);
   m["conv"] = std::move(conv);
+  if (IsCompressedConv(op)) {
+    // What the DPU task reads for C = 3 or 4 (hw/dpu_task.cc LowerLayer): 4 channels per pixel in
+    // input.bin, 4 per tap in weights.bin, each weight set strided to 16 elements.
+    m["compressed_conv"] = {
+        {"input_channels", op.g.c},
+        {"cm_sp_pattern", (1 << op.g.c) - 1},
+        {"weight_set_bytes", DenseWeightSetBytes(op.w_dtype, op.g.taps())},
+        {"rule", "NCECompressConvolution; C = 3 padded to 4 (input zero point, weights zero "
+                 "point), conv_weights_compression.cpp"}};
+  }
   if (op.kind == NceKind::kEltwise) {
     m["eltwise"] = {{"type", EltwiseTypeName(op.eltwise.type)},
                     {"input2_dtype", DTypeName(op.eltwise.in2_dtype)},

@@ -368,8 +368,12 @@ StatusOr<NetworkResult> RunNetwork(const Network& net, const RunOptions& options
         spec.plan.output_sparse = res.output_sparse;
         DPUEMU_ASSIGN_OR_RETURN(res.plans, PlanSpec(spec));
         for (size_t d = 0; d < res.plans.size(); ++d) {
-          StatusOr<RunResult> run = RunLayer(DpuLayer(spec, d), res.plans[d], *net.target, options);
+          StatusOr<PreparedLayer> prep =
+              PreparedLayer::Create(DpuLayer(spec, d), res.plans[d], *net.target, options);
+          if (!prep.ok()) return prep.status().Annotate(net.path + ": " + where);
+          StatusOr<RunResult> run = prep->Run();
           if (!run.ok()) return run.status().Annotate(net.path + ": " + where);
+          res.kernel_seconds += run->seconds;
           res.dpu_outputs.push_back(std::move(run->output));
         }
         DPUEMU_ASSIGN_OR_RETURN(res.output, AssembleSpecOutput(spec, res.dpu_outputs));

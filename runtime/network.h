@@ -91,7 +91,8 @@ struct NetworkLayerResult {
   int64_t cycles = 0;             // estimated NPU cycles (sum over DPU layers)
   int64_t bytes_planned = 0;      // bytes the plan moves (inputs, weights, outputs of workloads)
   int64_t bytes_dense = 0;        // the same plan's shape with every tensor dense
-  double seconds = 0;             // emulation (plan and run)
+  double seconds = 0;             // emulation (parse, plan, prepare, run, measure)
+  double kernel_seconds = 0;      // of which running the prepared DPU tasks (PreparedLayer::Run)
 };
 
 struct NetworkResult {

@@ -530,12 +530,13 @@ class Planner {
   }
 
   // Channels [kb, ke); those >= K are padding (no non-zeros).
-  int64_t WeightBytes(int64_t kb, int64_t ke) const {
+  int64_t WeightBytes(int64_t kb, int64_t ke) const { return WeightBytes(kb, ke, w_.sparse); }
+  int64_t WeightBytes(int64_t kb, int64_t ke, bool sparse) const {
     if (!HasWeights(op_.kind)) return 0;
     NceGeometry sub = g_;
     sub.k = ke - kb;
     if (op_.kind == NceKind::kDwConv) sub.c = 1;  // one KY x KX filter per channel
-    if (!w_.sparse) return DenseWeightBytes(sub, op_.w_dtype) + WeightTableBytes(sub);
+    if (!sparse) return DenseWeightBytes(sub, op_.w_dtype) + WeightTableBytes(sub);
     int64_t data = 0;
     for (int64_t k = kb; k < std::min(ke, g_.k); ++k) {
       data += AlignUp(w_.nonzeros[static_cast<size_t>(k)] * DTypeBytes(op_.w_dtype), 16);
@@ -543,18 +544,14 @@ class Planner {
     return data + WeightMapBytes(sub) + WeightTableBytes(sub);
   }
 
-  // The fraction of MACs the DPU does: the better of the sparsities in use (VPUNN). Padding
-  // channels are costed like the real ones: the MPE walks the padded cuboids all the same.
-  double Density(int64_t kb, int64_t ke) const {
-    double d = 1.0;
+  // The nonzero fraction of the weights of channels [kb, ke)'s real channels (1 without weights or
+  // real channels). Padding channels are costed like the real ones: the MPE walks them all the same.
+  double WeightDensity(int64_t kb, int64_t ke) const {
     const int64_t real_end = std::min(ke, g_.k);
-    if (w_.sparse && real_end > kb) {
-      int64_t nnz = 0;
-      for (int64_t k = kb; k < real_end; ++k) nnz += w_.nonzeros[static_cast<size_t>(k)];
-      d = static_cast<double>(nnz) / static_cast<double>((real_end - kb) * op_.weight_taps());
-    }
-    if (o_.input_sparse) d = std::min(d, 1.0 - act_sparsity_);
-    return d;
+    if (!HasWeights(op_.kind) || real_end <= kb || w_.nonzeros.empty()) return 1.0;
+    int64_t nnz = 0;
+    for (int64_t k = kb; k < real_end; ++k) nnz += w_.nonzeros[static_cast<size_t>(k)];
+    return static_cast<double>(nnz) / static_cast<double>((real_end - kb) * op_.weight_taps());
   }
 
   // The tile's MPE mode as the compiler picks it: getMpeModeForConv over the output shape of the
@@ -625,10 +622,6 @@ class Planner {
     w.input_reads = mc.reads;
     w.utilisation = static_cast<double>(rows * cols * kc) /
                     static_cast<double>(mc.cuboids * kCuboidVolume);
-    w.cycles = static_cast<int64_t>(std::ceil(static_cast<double>(mc.cuboids) * kCuboidVolume *
-                                              static_cast<double>(op_.taps_per_output()) *
-                                              Density(kb, ke) /
-                                              t_.macs_per_cycle));
     w.input_bytes = o_.se.used() ? SourceBytes(wr.begin, std::max(wr.begin, wr.end)) +
                                        SeTableRowBytes(wr.size()) +
                                        ActivationMapBytes(wr.size() * g_.w * g_.c)
@@ -636,8 +629,36 @@ class Planner {
                                             op_.in_dtype, o_.input_sparse);
     w.weight_bytes = WeightBytes(kb, ke);
     w.output_bytes = ActBytes(rows * cols * kc, op_.out_dtype, out_sparse);
+    w.cost = WorkloadCost(CostOf(w, w_.sparse), t_);
+    w.cycles = w.cost.cycles;
     return w;
   }
+
+ public:
+  // The cost model's view of a workload (runtime/cost.h), its weights stored sparse or dense.
+  CostWorkload CostOf(const Workload& w, bool weights_sparse) const {
+    CostWorkload c;
+    c.kind = op_.kind;
+    c.in_dtype = op_.in_dtype;
+    c.w_dtype = op_.w_dtype;
+    c.out_dtype = op_.out_dtype;
+    c.rows = w.row_end - w.row_begin;
+    c.cols = w.col_end - w.col_begin;
+    c.channels = w.k_end - w.k_begin;
+    c.grid_w = GrainOf(w.mpe_mode).w;
+    c.grid_h = GrainOf(w.mpe_mode).h;
+    c.taps = op_.taps_per_output();
+    c.weight_sparse = weights_sparse;
+    c.weight_density = WeightDensity(w.k_begin, w.k_end);
+    c.input_sparse = o_.input_sparse;
+    c.input_sparsity = act_sparsity_;
+    c.input_bytes = w.input_bytes;
+    c.weight_bytes = weights_sparse == w_.sparse ? w.weight_bytes : WeightBytes(w.k_begin, w.k_end, weights_sparse);
+    c.output_bytes = w.output_bytes;
+    return c;
+  }
+
+ private:
 
   const NceOp& op_;
   const NceGeometry& g_;
@@ -725,7 +746,15 @@ std::string GeometryText(const NceOp& op) {
          DTypeName(op.in_dtype) + " x " + DTypeName(op.w_dtype) + " -> " + DTypeName(op.out_dtype);
 }
 
-StatusOr<Plan> PlanImpl(const NceOp& op, const Tensor& weights, const Tensor* input,
+// The cost heuristic's reason: both estimates and the weight bytes each moves.
+std::string CostReason(const std::string& what, int64_t sparse_cycles, int64_t dense_cycles,
+                       int64_t sparse_bytes, int64_t dense_bytes) {
+  return "cost: " + what + " takes " + Commas(sparse_cycles) + " cycles with sparse weights (" +
+         Commas(sparse_bytes) + " weight bytes: data + map + table) vs " + Commas(dense_cycles) +
+         " dense (" + Commas(dense_bytes) + " bytes): " +
+         (sparse_cycles < dense_cycles ? "sparse" : "dense") + " (runtime/cost.h)";
+}
+StatusOr<Plan> PlanOnce(const NceOp& op, const Tensor& weights, const Tensor* input,
                         const Target& t, const PlanOptions& o, const std::string& name) {
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
   DPUEMU_RETURN_IF_ERROR(CheckWeights(op, weights));
@@ -773,6 +802,8 @@ StatusOr<Plan> PlanImpl(const NceOp& op, const Tensor& weights, const Tensor* in
   plan.options = o;
   plan.input_se_size = o.se.used()            ? o.se.se_size
                        : o.input_se_size != 0 ? o.input_se_size
+                       // the compressed convolution reads its input dense, 4 channels per pixel
+                       : IsCompressedConv(op) ? kCompressedInputChannels
                                               : DefaultSeSize(t, g.c, op.in_dtype);
   DPUEMU_ASSIGN_OR_RETURN(plan.weights, DecideWeightSparsity(op, weights, t, o.heuristic));
   if (input != nullptr && o.input_sparse) {
@@ -914,6 +945,48 @@ StatusOr<Plan> PlanImpl(const NceOp& op, const Tensor& weights, const Tensor* in
   return plan;
 }
 
+// The cost heuristic plans the layer with dense and with sparse weights and keeps the plan whose
+// slowest tile the cost model says is faster (a tie keeps dense: no map to write); the other
+// heuristics plan once.
+StatusOr<Plan> PlanImpl(const NceOp& op, const Tensor& weights, const Tensor* input,
+                        const Target& t, const PlanOptions& o, const std::string& name) {
+  if (o.heuristic != WeightHeuristic::kCost || op.kind != NceKind::kConv) {
+    return PlanOnce(op, weights, input, t, o, name);
+  }
+  PlanOptions dense_o = o, sparse_o = o;
+  dense_o.heuristic = WeightHeuristic::kDense;
+  sparse_o.heuristic = WeightHeuristic::kSparse;
+  StatusOr<Plan> dense = PlanOnce(op, weights, input, t, dense_o, name);
+  // Sparse weights past a precondition (CanSparsifyWeights) or out of CMX: the cost
+  // heuristic's own reason (DecideWeightSparsity) or the dense plan.
+  StatusOr<Plan> sparse = PlanOnce(op, weights, input, t, sparse_o, name);
+  if (!sparse.ok() || !dense.ok()) {
+    StatusOr<Plan> p = PlanOnce(op, weights, input, t, o, name);
+    if (!p.ok()) return p;
+    if (!dense.ok() && sparse.ok()) {
+      p = std::move(sparse);
+      p->weights.reason = "cost: dense weights do not plan (" + dense.status().message() +
+                          "): sparse";
+    } else if (!sparse.ok() && dense.ok() && p->weights.sparse) {
+      p = std::move(dense);
+      p->weights.reason = "cost: sparse weights do not plan (" + sparse.status().message() +
+                          "): dense";
+    }
+    p->weights.heuristic = WeightHeuristic::kCost;
+    p->options.heuristic = WeightHeuristic::kCost;
+    return p;
+  }
+  const bool use_sparse = sparse->cycles < dense->cycles;
+  Plan p = use_sparse ? std::move(sparse).value() : std::move(dense).value();
+  const int64_t sc = use_sparse ? p.cycles : sparse->cycles;
+  const int64_t dc = use_sparse ? dense->cycles : p.cycles;
+  p.weights.heuristic = WeightHeuristic::kCost;
+  p.options.heuristic = WeightHeuristic::kCost;
+  p.weights.reason = CostReason("the slowest tile", sc, dc, p.weights.traffic.sparse_bytes,
+                                p.weights.traffic.dense_bytes);
+  return p;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -926,17 +999,19 @@ const char* WeightHeuristicName(WeightHeuristic h) {
     case WeightHeuristic::kCmx: return "cmx";
     case WeightHeuristic::kDense: return "dense";
     case WeightHeuristic::kSparse: return "sparse";
+    case WeightHeuristic::kCost: return "cost";
   }
   return "?";
 }
 
 StatusOr<WeightHeuristic> ParseWeightHeuristic(const std::string& name) {
   for (WeightHeuristic h : {WeightHeuristic::kSas, WeightHeuristic::kRatio, WeightHeuristic::kCmx,
-                            WeightHeuristic::kDense, WeightHeuristic::kSparse}) {
+                            WeightHeuristic::kDense, WeightHeuristic::kSparse,
+                            WeightHeuristic::kCost}) {
     if (name == WeightHeuristicName(h)) return h;
   }
   return InvalidArgument("heuristic: unknown weight-sparsity heuristic '" + name +
-                         "' (expected sas, ratio, cmx, dense or sparse)");
+                         "' (expected sas, ratio, cmx, cost, dense or sparse)");
 }
 
 const char* SplitStrategyName(SplitStrategy s) {
@@ -1285,6 +1360,33 @@ StatusOr<WeightDecision> DecideWeightSparsity(const NceOp& op, const Tensor& wei
       return decide(false, "cmx: " + share + band + ", " + effective + " < " + thr +
                                ": dense (" + traffic + ")" + src);
     }
+    case WeightHeuristic::kCost: {
+      // Without a plan: the whole layer as one workload on one tile (PlanLayer/PlanOp compare
+      // the slowest tiles of the two plans instead).
+      const MpeMode mode = MpeModeForConv(g.out_h(), g.out_w(), g.k);
+      CostWorkload w;
+      w.kind = op.kind;
+      w.in_dtype = op.in_dtype;
+      w.w_dtype = op.w_dtype;
+      w.out_dtype = op.out_dtype;
+      w.rows = g.out_h();
+      w.cols = g.out_w();
+      w.channels = g.k;
+      w.grid_w = GrainOf(mode).w;
+      w.grid_h = GrainOf(mode).h;
+      w.taps = op.taps_per_output();
+      w.weight_density = 1.0 - tr.sparsity();
+      w.input_bytes = g.h * g.w * g.c * DTypeBytes(op.in_dtype);
+      w.output_bytes = g.out_h() * g.out_w() * g.k * DTypeBytes(op.out_dtype);
+      w.weight_bytes = tr.dense_bytes;
+      const WorkloadCostTerms dense = WorkloadCost(w, target);
+      w.weight_sparse = true;
+      w.weight_bytes = tr.sparse_bytes;
+      const WorkloadCostTerms sparse = WorkloadCost(w, target);
+      return decide(sparse.cycles < dense.cycles,
+                    CostReason("the layer as one workload", sparse.cycles, dense.cycles,
+                               tr.sparse_bytes, tr.dense_bytes));
+    }
     default:
       break;
   }
@@ -1318,7 +1420,7 @@ StorageOptions TileStorage(const Plan& plan, const TilePlan& tile) {
   return s;
 }
 
-std::string PlanToText(const Plan& p) {
+std::string PlanToText(const Plan& p, bool explain) {
   if (p.target == nullptr) return "empty plan (no target)\n";
   const NceGeometry& g = p.op.g;
   std::string s = "plan for layer '" + p.layer + "' on " + p.target->name + " (" +
@@ -1374,6 +1476,7 @@ std::string PlanToText(const Plan& p) {
            Range(w.in_col_begin, w.in_col_end) + ": " + Str(w.cuboids) + " cuboids (" + util +
            " used), " + Commas(w.cycles) + " cycles, bytes in " + Commas(w.input_bytes) +
            " / weights " + Commas(w.weight_bytes) + " / out " + Commas(w.output_bytes) + "\n";
+      if (explain) s += "      cost: " + w.cost.ToString() + "\n";
     }
   }
   char time[32];
@@ -1480,7 +1583,8 @@ nlohmann::json PlanToJson(const Plan& p) {
                               {"cycles", w.cycles},
                               {"input_bytes", w.input_bytes},
                               {"weight_bytes", w.weight_bytes},
-                              {"output_bytes", w.output_bytes}});
+                              {"output_bytes", w.output_bytes},
+                              {"cost", w.cost.ToJson()}});
   }
   return j;
 }

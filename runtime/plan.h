@@ -28,10 +28,12 @@
 //     padding included) for all C input channels, so the input read is
 //       reads = ceil(Kc / gk) * (sum of row windows) * (sum of col windows) * C * bytes / 16
 //     16-byte grains (estimates only; the mode itself is the compiler's, above).
-//   - cycles = cuboids * 16384 * KY * KX * C * density / macs_per_cycle, where density =
-//     min(1 - input sparsity, weight density of the workload's real channels) over the
-//     sparsities in use (VPUNN), 1 when both are dense; padding channels cost like real ones.
-//     The int8 MAC rate is used for every type.
+//     The cuboids and reads describe the walk (Workload::cuboids, utilisation, input_reads).
+//   - cycles: the cost model (runtime/cost.h, fitted to VPUNN) per workload, over its output
+//     cuboid, MPE mode, taps, dtypes, weight density (when stored sparse), input sparsity and the
+//     bytes it moves (input window with halo and maps, weights with map and table, output);
+//     Workload::cost keeps every term. A tile's cycles are the sum of its workloads', the plan's
+//     the slowest tile's: split choice, SOK tilings and the NPU time all use them.
 //   - A tile's output is cut into up to workloads_per_tile row bands whose heights are
 //     multiples of the grain height of the tile's MPE mode; with sparse output under the
 //     compiler's rule each band is further cut into the workload channel pieces.
@@ -51,6 +53,7 @@
 #include "hw/status.h"
 #include "hw/target.h"
 #include "hw/tensor.h"
+#include "runtime/cost.h"
 
 namespace dpuemu {
 
@@ -66,11 +69,16 @@ namespace dpuemu {
 //           1.0, then one step back) over r = dense weight bytes / CmxHeuristicBytes:
 //           r <= 5% -> never; (5%, 50%] -> effective sparsity >= 30%; (50%, 100%] -> >= 20%;
 //           r > 100% -> never.
+//   cost:   the cost model (runtime/cost.h): PlanLayer/PlanOp plan the layer with dense and with
+//           sparse weights and keep sparse when its slowest tile is estimated faster (weight map
+//           and table traffic counted); DecideWeightSparsity alone costs the layer as one workload.
+//           The reason prints both estimates.
 //   dense, sparse: forced.
 // Every heuristic keeps dense weights when IC > 8192 (forcing sparse is then an error) or all
 // weights equal the zero point.
-enum class WeightHeuristic { kSas, kRatio, kCmx, kDense, kSparse };
-const char* WeightHeuristicName(WeightHeuristic h);  // "sas", "ratio", "cmx", "dense", "sparse"
+enum class WeightHeuristic { kSas, kRatio, kCmx, kDense, kSparse, kCost };
+// "sas", "ratio", "cmx", "dense", "sparse", "cost"
+const char* WeightHeuristicName(WeightHeuristic h);
 StatusOr<WeightHeuristic> ParseWeightHeuristic(const std::string& name);
 
 // Split rules:
@@ -250,6 +258,7 @@ struct Workload {
   // Bytes read: input (with SE pointers: the source rows read plus the table and map rows of the
   // input window), weights (data, map, table), output.
   int64_t input_bytes = 0, weight_bytes = 0, output_bytes = 0;
+  WorkloadCostTerms cost;  // the cost model's terms (runtime/cost.h); cycles == cost.cycles
 };
 
 struct Plan {
@@ -281,7 +290,8 @@ StatusOr<Plan> PlanLayer(const NceLayer& layer, const Target& target, const Plan
 StatusOr<Plan> PlanOp(const NceOp& op, const Tensor& weights, const Target& target,
                       const PlanOptions& options, const std::string& name = "");
 
-std::string PlanToText(const Plan& plan);
+// explain: each workload's cost-model terms (WorkloadCostTerms::ToString) under it.
+std::string PlanToText(const Plan& plan, bool explain = false);
 nlohmann::json PlanToJson(const Plan& plan);
 
 // How to lower the sub-layer of `tile` (SliceLayer of its ranges) with LowerLayer.

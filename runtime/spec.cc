@@ -239,6 +239,17 @@ StatusOr<TensorField> ParseTensorField(const Node& root, const char* key,
   return TensorField{dtype, zp, std::move(npy), npy_node};
 }
 
+// se.op interpolate_bilinear: the lowering makes the box kernel (InterpolateBilinearAsZMConv), so
+// the spec gives no weights, stride or pad.
+bool SeGeneratesWeights(const Node& root) {
+  const std::optional<Node> se = root.Get("se");
+  if (!se) return false;
+  const std::optional<Node> op = se->Get("op");
+  if (!op) return false;
+  const StatusOr<std::string> name = op->String();
+  return name.ok() && *name == "interpolate_bilinear";
+}
+
 // The tensors and the shape they give: input [H, W, C] (or [1, H, W, C]), then by kind: conv
 // weights [K, KY, KX, C]; dwconv weights [C, KY, KX, 1]; pools "kernel" [KY, KX]; eltwise
 // input2 of the input's shape. Channel-wise kinds have K = C.
@@ -278,7 +289,17 @@ Status ParseTensors(const Node& root, const std::string& dir, const LayerInputs*
       }
     }
   }
-  if (HasWeights(op.kind)) {
+  const bool generated = SeGeneratesWeights(root);
+  if (generated) {
+    for (const char* key : {"weights", "stride", "pad"}) {
+      if (std::optional<Node> n = root.Get(key)) {
+        return n->Error(
+            "not given with se.op interpolate_bilinear: the lowering makes the box-kernel "
+            "convolution itself (weights 1 / (KY * KX), its kernel and stride from the scale)");
+      }
+    }
+  }
+  if (HasWeights(op.kind) && !generated) {
     DPUEMU_ASSIGN_OR_RETURN(
         TensorField w,
         ParseTensorField(root, "weights", {DType::kI8, DType::kU8, DType::kI4, DType::kU4, DType::kFP16, DType::kBF16},
@@ -556,7 +577,7 @@ Status ParseStorageAndSplit(const Node& root, const Target& target, PlanOptions&
       if (weights != "auto") {
         return n->Error("only applies with sparsity.weights = auto (weights is '" + weights + "')");
       }
-      DPUEMU_ASSIGN_OR_RETURN(std::string h, n->Choice({"sas", "ratio", "cmx"}));
+      DPUEMU_ASSIGN_OR_RETURN(std::string h, n->Choice({"sas", "ratio", "cmx", "cost"}));
       DPUEMU_ASSIGN_OR_RETURN(plan.heuristic, ParseWeightHeuristic(h));
     } else if (weights != "auto") {
       DPUEMU_ASSIGN_OR_RETURN(plan.heuristic, ParseWeightHeuristic(weights));
@@ -611,7 +632,8 @@ std::string Shape3(int64_t h, int64_t w, int64_t c) {
 }
 
 constexpr const char* kSeOps[] = {
-    "upsample_nearest", "interpolate_nearest", "transposed", "pad", "roll", "dilate"};
+    "upsample_nearest", "interpolate_nearest", "interpolate_bilinear", "transposed", "pad", "roll",
+    "dilate"};
 // Fields every form takes, and each form's own.
 const std::vector<std::string> kSeCommon = {"se_size", "source_rows_per_tile"};
 struct SeForm {
@@ -622,6 +644,7 @@ const std::vector<SeForm>& SeForms() {
   static const std::vector<SeForm> forms = {
       {"upsample_nearest", {"op", "factor"}},
       {"interpolate_nearest", {"op", "size", "mode", "nearest_mode"}},
+      {"interpolate_bilinear", {"op", "size", "mode"}},
       {"transposed", {"op", "output_padding"}},
       {"pad", {"op", "pad", "mode"}},
       {"roll", {"op", "shift"}},
@@ -893,6 +916,26 @@ Status ParseSe(const Node& se, const std::string& dir, Spec& spec) {
     s.params = "size " + IntList(size) + ", mode " + mode + ", nearest_mode " + nearest;
     DPUEMU_RETURN_IF_ERROR(
         add(InterpolateNearestGather(src, target, se_size, size[0], size[1], cm, nmode), base));
+  } else if (op == "interpolate_bilinear") {
+    // The compiler's NCEInterpolate BILINEAR (hw/se_ops.h InterpolateBilinearAsZMConv): the
+    // spec's ppe is the interpolate's own requantisation; the box kernel's 1 / (KY * KX) is
+    // folded into it.
+    DPUEMU_ASSIGN_OR_RETURN(Node n, required("size"));
+    DPUEMU_ASSIGN_OR_RETURN(std::vector<int64_t> size, Ints(n, 2, 1, kMaxSpatial));
+    DPUEMU_ASSIGN_OR_RETURN(Node mode_node, required("mode"));
+    DPUEMU_ASSIGN_OR_RETURN(
+        std::string mode,
+        mode_node.Choice({"asymmetric", "half_pixel", "align_corners", "pytorch_half_pixel"}));
+    DPUEMU_ASSIGN_OR_RETURN(const CoordMode cm, ParseCoordMode(mode));
+    StatusOr<BilinearInterp> b = PlanInterpolateBilinear(src.h, src.w, size[0], size[1], cm);
+    if (!b.ok()) return b.status().Annotate(n.path());
+    s.params = "size " + IntList(size) + ", mode " + mode + "; " + b->ToString();
+    StatusOr<SeGather> g_or = InterpolateBilinearGather(src, target, se_size, *b);
+    if (!g_or.ok()) return g_or.status().Annotate("se (interpolate_bilinear)");
+    StatusOr<NceLayer> layer = InterpolateBilinearAsZMConv(*b, *g_or, base.op, base.quant);
+    if (!layer.ok()) return layer.status().Annotate("se (interpolate_bilinear: ppe)");
+    layer->name = base.name;
+    DPUEMU_RETURN_IF_ERROR(add(std::move(g_or), std::move(layer).value()));
   } else if (op == "transposed") {
     const NceGeometry& g = base.op.g;
     TransposedConv tc;
@@ -1224,8 +1267,8 @@ StatusOr<std::vector<Plan>> PlanSpec(const Spec& spec) {
   return plans;
 }
 
-std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans) {
-  if (plans.size() == 1 && DpuLayerCount(spec) == 1) return PlanToText(plans[0]);
+std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans, bool explain) {
+  if (plans.size() == 1 && DpuLayerCount(spec) == 1) return PlanToText(plans[0], explain);
   std::string s = "plan for layer '" + spec.layer.name + "' on " +
                   (spec.target ? spec.target->name : "?") + ": se " +
                   (spec.se ? spec.se->op + " " + spec.se->params : std::string()) + ", " +
@@ -1242,7 +1285,7 @@ std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans) {
   int64_t cycles = 0;
   double us = 0;
   for (size_t i = 0; i < plans.size(); ++i) {
-    s += "== " + PhaseName(spec, i) + "\n" + PlanToText(plans[i]);
+    s += "== " + PhaseName(spec, i) + "\n" + PlanToText(plans[i], explain);
     cycles += plans[i].cycles;
     us += plans[i].time_us();
   }

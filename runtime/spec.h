@@ -7,7 +7,8 @@
 //
 // With "se" (storage-element pointer operations, hw/se_ops.h) input.npy is the SOURCE tensor and
 // the DPU reads a virtual tensor through an SE pointer table: a generated one (upsample_nearest,
-// interpolate_nearest, transposed, pad, roll, dilate) or a table and map made elsewhere. The spec
+// interpolate_nearest, interpolate_bilinear, transposed, pad, roll, dilate) or a table and map made
+// elsewhere (interpolate_bilinear also makes its own weights: hw/se_ops.h). The spec
 // then runs as one or more ordinary ZMConv layers over virtual tensors (its "DPU layers": one,
 // or one per phase of a dilated convolution), each planned and run like any layer; the virtual
 // input each one computes on is gathered through the very table the DPU would read
@@ -35,8 +36,8 @@ namespace dpuemu {
 
 // The spec's "se" field, resolved against its tensors and target.
 struct SeSpec {
-  // upsample_nearest, interpolate_nearest, transposed, pad, roll, dilate; "table" for a table and
-  // map given as .npy files.
+  // upsample_nearest, interpolate_nearest, interpolate_bilinear, transposed, pad, roll, dilate;
+  // "table" for a table and map given as .npy files.
   std::string op;
   std::string params;   // the op's parameters as the spec gave them, for printing
   int64_t se_size = 0;  // the storage-element size of the table (resolved, never 0)
@@ -116,7 +117,8 @@ StatusOr<std::vector<Plan>> PlanSpec(const Spec& spec);
 // The plan(s) as text and JSON: PlanToText / PlanToJson for one DPU layer; for a dilated
 // convolution the phase decomposition, then each phase's plan ("phases": [{out_y0, out_x0,
 // out_h, out_w, plan}], "cycles" and "time_us" summed: the phases run one after another).
-std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans);
+std::string SpecPlanToText(const Spec& spec, const std::vector<Plan>& plans,
+                           bool explain = false);  // explain: every workload's cost terms
 nlohmann::json SpecPlanToJson(const Spec& spec, const std::vector<Plan>& plans);
 
 // The spec's dense output [OH, OW, K] from each DPU layer's dense output, in order.

@@ -569,7 +569,7 @@ expect_error rows_tiles "se.source_rows_per_tile: 7 parts: must be 1 to 6 (NPU40
 expect_error se_size_40 "se.se_size = 24 on NPU40XX: a storage-element size must be a multiple of 16"
 expect_error se_size_37 "se.se_size = 48 on NPU37XX: this target needs a power-of-two storage-element size"
 expect_error op_field "se.factor: not a field of se.op 'roll' (its fields: op, shift, se_size, source_rows_per_tile)"
-expect_error op_name "se.op: must be one of upsample_nearest|interpolate_nearest|transposed|pad|roll|dilate, got 'upsample'"
+expect_error op_name "se.op: must be one of upsample_nearest|interpolate_nearest|interpolate_bilinear|transposed|pad|roll|dilate, got 'upsample'"
 expect_error op_missing "se: needs either op ("
 expect_error op_required "se.pad: missing (required)"
 expect_error pad_mode "se.mode: must be one of constant|edge|reflect|symmetric, got 'wrap'"

@@ -522,6 +522,32 @@ TEST(ZMConvTest, PreparedWeightsAreReusedAndChecked) {
       EXPECT_EQ(got.data.bytes, ref.data.bytes);
     }
   }
+  // A row slice of the layer (other input height and vertical pads) shares the prepared weights,
+  // on every tier and kernel; another input width is refused.
+  NceLayer rows = layer;
+  rows.op.g.h = 3;
+  rows.op.g.pad_top = 0;
+  rows.op.g.pad_bottom = 0;
+  const int64_t row_bytes = layer.op.g.w * layer.op.g.c;
+  rows.input = Tensor(layer.input.dtype, {3, layer.op.g.w, layer.op.g.c});
+  std::copy_n(layer.input.bytes.begin() + row_bytes, 3 * row_bytes, rows.input.bytes.begin());
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task_rows, LowerLayer(rows, storage, target));
+  for (const std::string& isa : AvailableIntTiers()) {
+    for (ConvKernel kernel : {ConvKernel::kAuto, ConvKernel::kSparseWeights}) {
+      SCOPED_TRACE(isa + " " + ConvKernelName(kernel));
+      KernelOptions opts;
+      opts.kernel = kernel;
+      opts.isa = isa;
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput got, RunZMConv(task_rows, target, opts, nullptr, &prepared));
+      DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task_rows, target));
+      EXPECT_EQ(got.data.bytes, ref.data.bytes);
+    }
+  }
+  NceLayer narrow = rows;
+  narrow.op.g.w = 4;
+  narrow.input = Tensor(layer.input.dtype, {3, 4, layer.op.g.c});
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task_narrow, LowerLayer(narrow, storage, target));
+  EXPECT_FALSE(RunZMConv(task_narrow, target, {}, nullptr, &prepared).ok());
   // Weights that differ from the prepared ones are refused.
   DpuTask changed = task;
   changed.weights[0] ^= 1;
