@@ -1,5 +1,6 @@
 #include "hw/dpu_task.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -75,11 +76,29 @@ Status ValidateEltwiseRegisters(const DpuTask& task) {
 }
 
 // The PPE registers of a kind without a weight table: one requantisation for every channel.
+// Pools (hw/pool.h): ValidateQuant has checked that every channel's entry is the same and is what
+// the compiler programs (maxpool the identity, avgpool its scale with bias 0); the registers are
+// channel 0's. NPU37XX and NPU40XX program pools alike (setupTaskTypeDPUMaxPool /
+// setupTaskTypeDPUAvgPool, expand_dpu_config_invariant_ppe.cpp) and neither has a maxpool weight
+// table (arch37xx::MaxPoolToNCE creates NCEMaxPoolOp with weightsTable = nullptr).
 Status LowerPpeRegisters(const NceLayer& layer, DpuTask& task) {
-  if (layer.op.kind == NceKind::kEltwise) return LowerEltwisePpe(layer, task);
-  (void)layer;
-  (void)task;
-  return Unimplemented(std::string(NceKindName(layer.op.kind)) + ": not lowered yet");
+  const NceOp& op = layer.op;
+  if (op.kind == NceKind::kEltwise) return LowerEltwisePpe(layer, task);
+  if (op.kind == NceKind::kMaxPool || op.kind == NceKind::kAvgPool) {
+    DpuTask::PpeRegisters r;
+    if (IsIntegerPath(op)) {
+      r.mult = layer.quant.mult.at(0);
+      r.shift = layer.quant.shift.at(0);
+      r.bias = 0;
+    } else {
+      r.scale = layer.quant.scale.at(0);
+      r.fbias = 0.0f;
+    }
+    task.ppe_regs = r;
+    return OkStatus();
+  }
+  return Internal(std::string("LowerPpeRegisters: ") + NceKindName(op.kind) +
+                  " has a weight table, not PPE registers");
 }
 
 // Depthwise weights in the compiler's layout (PackDwWeights: each channel's KY*KX taps padded to
@@ -225,6 +244,32 @@ StatusOr<DpuTask> LowerLayer(const NceLayer& layer, const StorageOptions& opts, 
   return task;
 }
 
+// The pools' PPE registers as the compiler programs them (hw/pool.h): maxpool mult 1, shift 0,
+// scale 1; avgpool bias 0, mult / shift within the registers, a positive finite float scale.
+static Status ValidatePoolRegisters(const DpuTask& task) {
+  const DpuTask::PpeRegisters& r = task.ppe_regs;
+  const bool max = task.op.kind == NceKind::kMaxPool;
+  const std::string kind = NceKindName(task.op.kind);
+  if (!task.weight_table.empty()) {
+    return InvalidArgument("weight_table: " + kind + " has none (the PPE registers hold its scale)");
+  }
+  if (IsIntegerPath(task.op)) {
+    if (r.bias != 0 || (max && (r.mult != 1 || r.shift != 0))) {
+      return InvalidArgument("ppe_regs: " + kind + " is programmed with bias 0" +
+                             (max ? ", mult 1 and shift 0" : "") + " (got mult " + Str(r.mult) +
+                             ", shift " + Str(r.shift) + ", bias " + Str(r.bias) + ")");
+    }
+    DPUEMU_RETURN_IF_ERROR(CheckRange("ppe_regs.mult", r.mult, 0, 65535));
+    DPUEMU_RETURN_IF_ERROR(CheckRange("ppe_regs.shift", r.shift, 0, 63));
+  } else if (r.fbias != 0 || (max && r.scale != 1) || !(r.scale > 0) || !std::isfinite(r.scale)) {
+    return InvalidArgument("ppe_regs: " + kind + " is programmed with float bias 0 and " +
+                           (max ? std::string("scale 1") : std::string("a positive finite scale")) +
+                           " (got scale " + std::to_string(r.scale) + ", bias " +
+                           std::to_string(r.fbias) + ")");
+  }
+  return OkStatus();
+}
+
 Status ValidateTask(const DpuTask& task, const Target& t) {
   const NceOp& op = task.op;
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
@@ -286,6 +331,9 @@ Status ValidateTask(const DpuTask& task, const Target& t) {
   } else if (!task.input2.empty()) {
     return InvalidArgument(std::string("input2: only eltwise has a second input (op is ") +
                            NceKindName(op.kind) + ")");
+  }
+  if (op.kind == NceKind::kMaxPool || op.kind == NceKind::kAvgPool) {
+    DPUEMU_RETURN_IF_ERROR(ValidatePoolRegisters(task));
   }
   if (task.weight_table.empty()) {
     if (op.kind == NceKind::kConv || op.kind == NceKind::kDwConv) {

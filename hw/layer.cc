@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "hw/pool.h"
 #include "hw/rng.h"
 
 namespace dpuemu {
@@ -223,6 +224,42 @@ Status ValidateEltwise(const NceOp& op) {
   return OkStatus();
 }
 
+// The pools' rules (hw/pool.h has the compiler sources). maxpool: the output has the input's
+// element type (NCEMaxPoolOp::inferReturnTypes, nce_max_pool.cpp) and the stored max is written as
+// is: no zero point is added (configureIntPPE skips MAXPOOL), so out_zero_point must be the
+// input's; ReLU / LeakyReLU do not fuse into it (isSupportedHWPostOp, NPU37XX/dialect/VPU/IR/
+// layer_post_ops.cpp); the float PPE is bypassed (configurePPE, setupTaskTypeDPUMaxPool), so a
+// float max pool has no clamp. avgpool: the integer PPE scale is the pool's (no i32 output).
+Status ValidatePoolOp(const NceOp& op) {
+  const bool int_in = op.in_dtype == DType::kU8 || op.in_dtype == DType::kI8;
+  if (op.kind == NceKind::kMaxPool) {
+    if (op.out_dtype != op.in_dtype) {
+      return InvalidArgument(std::string("output dtype = ") + DTypeName(op.out_dtype) +
+                             ": maxpool writes the input's type (" + DTypeName(op.in_dtype) +
+                             "; NCEMaxPoolOp::inferReturnTypes)");
+    }
+    if (op.ppe.leaky_relu) {
+      return InvalidArgument("ppe.leaky_relu: maxpool takes no ReLU / LeakyReLU (the compiler does "
+                             "not fuse them into MaxPool, layer_post_ops.cpp)");
+    }
+    if (int_in && op.ppe.out_zp != op.in_zp) {
+      return InvalidArgument("ppe.out_zero_point = " + Str(op.ppe.out_zp) + ": maxpool passes the "
+                             "stored max through with no zero point added (configureIntPPE), so it "
+                             "must equal the input zero_point " + Str(op.in_zp));
+    }
+    if (!int_in && (op.ppe.clamp_lo != -std::numeric_limits<double>::infinity() ||
+                    op.ppe.clamp_hi != std::numeric_limits<double>::infinity())) {
+      return InvalidArgument("ppe.clamp: a float maxpool bypasses the float PPE (configurePPE, "
+                             "ppe_fp_bypass): the clamp must be unbounded");
+    }
+  }
+  if (op.kind == NceKind::kAvgPool && int_in && op.out_dtype == DType::kI32) {
+    return InvalidArgument("output dtype = i32: avgpool's average is the PPE's scale; i32 (acc + "
+                           "bias, no PPE) would be the window sum");
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Status ValidateOp(const NceOp& op) {
@@ -247,6 +284,7 @@ Status ValidateOp(const NceOp& op) {
                            "stride 1 and pads 0");
   }
   if (op.kind == NceKind::kEltwise) DPUEMU_RETURN_IF_ERROR(ValidateEltwise(op));
+  DPUEMU_RETURN_IF_ERROR(ValidatePoolOp(op));
   if (g.h + g.pad_top + g.pad_bottom < g.ky) {
     return InvalidArgument("ky (kernel height) = " + Str(g.ky) +
                            ": larger than the padded input height " +
@@ -387,6 +425,33 @@ Status ValidateQuant(const NceOp& op, const ChannelQuant& q) {
                              Str(q.fbias.size()));
     }
   }
+  // The pools have no weight table: one PPE register set for every channel, so every channel's
+  // entry must be the same; the compiler programs bias 0 (configureIntPPE / configureFpPPE) and
+  // for maxpool mult 1, shift 0 and float scale 1 (hw/pool.h).
+  if (op.kind == NceKind::kMaxPool || op.kind == NceKind::kAvgPool) {
+    const bool integer = IsIntegerPath(op);
+    const bool max = op.kind == NceKind::kMaxPool;
+    const std::string kind = NceKindName(op.kind);
+    for (size_t i = 0; i < k; ++i) {
+      const std::string at = "[" + Str(i) + "]";
+      if (integer && (q.bias[i] != 0 || q.mult[i] != q.mult[0] || q.shift[i] != q.shift[0] ||
+                      (max && (q.mult[i] != 1 || q.shift[i] != 0)))) {
+        return InvalidArgument("quant" + at + ": " + kind + " has one PPE register set (no weight "
+                               "table): bias 0" + (max ? ", mult 1, shift 0" : ", every channel "
+                               "the same mult and shift (AvgPoolIntScale)") + " (got mult " +
+                               Str(q.mult[i]) + ", shift " + Str(q.shift[i]) + ", bias " +
+                               Str(q.bias[i]) + ")");
+      }
+      if (!integer && (q.fbias[i] != 0 || q.scale[i] != q.scale[0] || (max && q.scale[i] != 1) ||
+                       !(q.scale[i] > 0) || !std::isfinite(q.scale[i]))) {
+        return InvalidArgument("quant" + at + ": " + kind + " has one PPE register set (no weight "
+                               "table): bias 0" + (max ? ", scale 1" : ", every channel the same "
+                               "positive finite scale (AvgPoolFloatScale)") + " (got scale " +
+                               std::to_string(q.scale[i]) + ", bias " + std::to_string(q.fbias[i]) +
+                               ")");
+      }
+    }
+  }
   return OkStatus();
 }
 
@@ -481,6 +546,32 @@ void FillTensor(Tensor& t, int32_t zp, double sparsity, Rng& rng) {
   }
 }
 
+// The pools' one PPE register set (hw/pool.h): maxpool the identity; avgpool the compiler's scale
+// for a random in_scale / out_scale ratio near 1 (integer) or 1 / out_scale (float, the output
+// about as large as the input).
+StatusOr<NceLayer> GeneratePoolQuant(NceLayer& layer, Rng& rng) {
+  const NceOp& op = layer.op;
+  const size_t k = static_cast<size_t>(op.g.k);
+  ChannelQuant& q = layer.quant;
+  if (IsIntegerPath(op)) {
+    PpeIntScale s;
+    if (op.kind == NceKind::kAvgPool) {
+      DPUEMU_ASSIGN_OR_RETURN(s, AvgPoolIntScale(0.5 + rng.Uniform(), op.g.ky, op.g.kx));
+    }
+    q.mult.assign(k, s.mult);
+    q.shift.assign(k, s.shift);
+    q.bias.assign(k, 0);
+  } else {
+    float scale = 1.0f;
+    if (op.kind == NceKind::kAvgPool) {
+      DPUEMU_ASSIGN_OR_RETURN(scale, AvgPoolFloatScale(0.5 + rng.Uniform(), op.g.ky, op.g.kx));
+    }
+    q.scale.assign(k, scale);
+    q.fbias.assign(k, 0.0f);
+  }
+  return layer;
+}
+
 }  // namespace
 
 StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
@@ -544,6 +635,11 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
       op.eltwise.in2_mult = static_cast<int32_t>(rng.Int(4096, 65535));
     }
   }
+  if (spec.kind == NceKind::kMaxPool) {  // the stored max passes through (ValidatePoolOp)
+    op.out_dtype = spec.in_dtype;
+    op.ppe.out_zp = op.in_zp;
+    op.ppe.leaky_relu = false;
+  }
   if (!HasWeights(spec.kind)) op.w_zp = 0;
   DPUEMU_RETURN_IF_ERROR(ValidateOp(op));
 
@@ -568,6 +664,9 @@ StatusOr<NceLayer> GenerateLayer(const LayerSpec& spec, uint64_t seed) {
                      (integer ? 74.0 * wmag : int_weights ? 0.6 * wmag : 0.4);
   if (spec.kind == NceKind::kEltwise && integer && spec.eltwise != EltwiseType::kMult) {
     acc_scale = 74.0 * std::hypot(op.eltwise.in1_mult, op.eltwise.in2_mult);
+  }
+  if (spec.kind == NceKind::kMaxPool || spec.kind == NceKind::kAvgPool) {
+    return GeneratePoolQuant(layer, rng);
   }
   const int64_t k = g.k;
   for (int64_t i = 0; i < k; ++i) {

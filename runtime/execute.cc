@@ -120,8 +120,16 @@ StatusOr<DpuTask> LowerSlice(const NceLayer& layer, const StorageOptions& storag
                              const Target& target) {
   DPUEMU_ASSIGN_OR_RETURN(const NceLayer slice,
                           SliceLayer(layer, k_begin, k_end, calc_begin, calc_end));
+  // A channel-wise slice reads only its own channels, which the layer's input SE size need not
+  // divide (K [0, 16) of C = 32 with SE 32): such inputs are dense (SupportedSparsity), so the
+  // slice takes the target's default SE size for its channels.
+  StorageOptions st = storage;
+  if (IsChannelwise(layer.op.kind) && st.input_se_size != 0 &&
+      slice.op.g.c % st.input_se_size != 0) {
+    st.input_se_size = DefaultSeSize(target, slice.op.g.c, slice.op.in_dtype);
+  }
   // Pads beyond kernel / 2 are read through an SE pad gather, as one DPU invocation needs.
-  return LowerLayerForDpu(slice, storage, target);
+  return LowerLayerForDpu(slice, st, target);
 }
 
 struct PreparedLayer::Impl {

@@ -586,6 +586,12 @@ class Planner {
                 "NPU37XX/dialect/VPU/impl/nce_op_interfaces.cpp, registered for NPU40XX too)";
       return MpeMode::kCuboid16x16;
     }
+    if (op_.kind == NceKind::kMaxPool || op_.kind == NceKind::kAvgPool) {
+      *reason = std::string(NceKindName(op_.kind)) + ": always CUBOID_16x16 (MaxPoolOpModel / "
+                "AveragePoolOpModel are Cuboid16MpeModeModel, NPU37XX/dialect/VPU/impl/"
+                "nce_op_interfaces.cpp, which NPU40XX uses too)";
+      return MpeMode::kCuboid16x16;
+    }
     const bool per_tile = t_.id == TargetId::kNPU37XX;
     const int64_t rows = per_tile ? tp.row_end - tp.row_begin : g_.out_h();
     const int64_t k = per_tile ? tp.k_end - tp.k_begin : g_.k;

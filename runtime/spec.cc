@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "hw/formats.h"
+#include "hw/pool.h"
 #include "kernels/bitmap.h"
 #include "runtime/npy.h"
 
@@ -477,6 +478,27 @@ Status ParsePpe(const Node& root, const std::string& dir, NceLayer& layer) {
     DPUEMU_ASSIGN_OR_RETURN(std::vector<Node> v, n->Array(2));
     DPUEMU_ASSIGN_OR_RETURN(op.ppe.clamp_lo, v[0].Number());
     DPUEMU_ASSIGN_OR_RETURN(op.ppe.clamp_hi, v[1].Number());
+  }
+  // The pools' scale is the hardware's (hw/pool.h), never a spec field: maxpool none; avgpool the
+  // window's, as the compiler derives it for equal input and output quantisation
+  // (computeAvgPoolQuantScale, then QuantizationApproximation or the fp32 PPE scale).
+  if (op.kind == NceKind::kMaxPool || op.kind == NceKind::kAvgPool) {
+    if (std::optional<Node> n = ppe.Get("scale")) {
+      return n->Error(std::string("not a field of op ") + NceKindName(op.kind) +
+                      " (its PPE scale follows from the kernel: hw/pool.h)");
+    }
+    if (op.kind == NceKind::kMaxPool && integer && !ppe.Get("out_zero_point")) {
+      op.ppe.out_zp = op.in_zp;  // the stored max passes through: the input's zero point
+    }
+    if (op.kind == NceKind::kAvgPool && integer) {
+      DPUEMU_ASSIGN_OR_RETURN(PpeIntScale s, AvgPoolIntScale(1.0, op.g.ky, op.g.kx));
+      layer.quant.mult.assign(static_cast<size_t>(k), s.mult);
+      layer.quant.shift.assign(static_cast<size_t>(k), s.shift);
+    } else if (op.kind == NceKind::kAvgPool) {
+      DPUEMU_ASSIGN_OR_RETURN(float s, AvgPoolFloatScale(1.0, op.g.ky, op.g.kx));
+      layer.quant.scale.assign(static_cast<size_t>(k), s);
+      scale_given.assign(static_cast<size_t>(k), s);
+    }
   }
 
   // Bias: int32 on the integer path, fp32 on the float path; zeros when absent.

@@ -454,13 +454,18 @@ TEST_F(SpecTest, OpFieldsOfEachKind) {
   j.erase("bias");
   j["op"] = "maxpool";
   j["kernel"] = {3, 2};
-  j["ppe"] = {{"out_zero_point", 10}, {"clamp", {0, 200}}};
+  // maxpool adds no zero point: the output's is the input's (7), the default when absent.
+  j["ppe"] = {{"out_zero_point", 7}, {"clamp", {0, 200}}};
   DPUEMU_ASSERT_OK_AND_ASSIGN(Spec pool, Load(j));
   EXPECT_EQ(pool.layer.op.kind, NceKind::kMaxPool);
   EXPECT_EQ(pool.layer.op.g.k, 16);
   EXPECT_EQ(pool.layer.op.g.ky, 3);
   EXPECT_EQ(pool.layer.op.g.kx, 2);
   EXPECT_TRUE(pool.layer.weights.bytes.empty());
+  json nozp = j;
+  nozp["ppe"].erase("out_zero_point");
+  DPUEMU_ASSERT_OK_AND_ASSIGN(Spec pool2, Load(nozp));
+  EXPECT_EQ(pool2.layer.op.ppe.out_zp, 7);
 
   json bad = j;
   bad["weights"] = {{"npy", "w.npy"}, {"dtype", "i8"}};
