@@ -349,7 +349,7 @@ Status ParseTensors(const Node& root, const std::string& dir, const LayerInputs*
     layer.input2.shape = s;
   }
   // Bounded here, before the PPE's per-channel lists and the bias are sized by K.
-  if (const Status dims = ValidateDims(g); !dims.ok()) {
+  if (const Status dims = ValidateDims(g, op.kind); !dims.ok()) {
     return root.Error(shapes + ": " + dims.message());
   }
   layer.input = std::move(in.npy.tensor);
@@ -1194,7 +1194,10 @@ StatusOr<json> LayerSpecJson(const NceLayer& layer, const std::string& dir,
       ppe["in1_mult"] = op.eltwise.in1_mult;
       ppe["in2_mult"] = op.eltwise.in2_mult;
     }
-    if (op.out_dtype != DType::kI32) ppe["out_zero_point"] = op.ppe.out_zp;
+    // A maxpool's output zero point is its input's (the spec's default; a producer's in a network).
+    if (op.out_dtype != DType::kI32 && op.kind != NceKind::kMaxPool) {
+      ppe["out_zero_point"] = op.ppe.out_zp;
+    }
     if (op.ppe.leaky_relu && !pool) {
       ppe["leaky_relu"] = {{"mult", op.ppe.lrelu_mult}, {"shift", op.ppe.lrelu_shift}};
     }

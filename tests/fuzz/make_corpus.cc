@@ -428,6 +428,13 @@ void Spec() {
             x, {}, {}, *EncodeNpy(Pattern(DType::kU8, {3, 3, 16}, 7)));
   SpecWrite("op-dwconv-sparse-input", "{" + kind_base + R"("op": "dwconv", "weights": {"npy": "w.npy", "dtype": "i8"}, "sparsity": {"input": "sparse"}})",
             x, *EncodeNpy(Pattern(DType::kI8, {16, 3, 3, 1}, 0)), {});
+  SpecWrite("se-bilinear", R"({"target": "NPU37XX", "input": {"npy": "x.npy", "dtype": "u8", "zero_point": 20},
+            "output": {"dtype": "u8"}, "ppe": {"mult": 16384, "shift": 14}, "se": {"op": "interpolate_bilinear", "size": [6, 6], "mode": "half_pixel"}})",
+            x, {}, {});
+  SpecWrite("compressed-conv", R"({"target": "NPU40XX", "input": {"npy": "x.npy", "dtype": "u8", "zero_point": 20},
+            "weights": {"npy": "w.npy", "dtype": "i8"}, "pad": [1, 1, 1, 1], "ppe": {"mult": 3000, "shift": 10},
+            "output": {"dtype": "u8", "sparse": true}})",
+            *EncodeNpy(Pattern(DType::kU8, {3, 3, 3}, 20)), *EncodeNpy(Pattern(DType::kI8, {16, 3, 3, 3}, 0)), {});
   SpecWrite("se-unknown-op", "{" + se_base + R"("se": {"op": "rotate"}})", x, w, {});
   SpecWrite("path-outside", R"({"target": "NPU40XX", "input": {"npy": "../x.npy", "dtype": "u8"}})",
             x, w, b);
