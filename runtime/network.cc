@@ -264,6 +264,7 @@ StatusOr<Network> LoadNetwork(const std::string& path) {
     // The layer against its producers' outputs (zero tensors of their shapes).
     StatusOr<Spec> s = ParseNetworkLayer(l.spec, path, where, InputsOf(net, l, {nullptr, nullptr}));
     if (!s.ok()) return s.status();
+    l.parsed = *s;
     l.op = s->layer.op;
     l.out_shape = OutShape(*s);
     l.out_dtype = l.op.out_dtype;
@@ -354,8 +355,16 @@ StatusOr<NetworkResult> RunNetwork(const Network& net, const RunOptions& options
         for (int p : l.inputs) tensors.push_back(p < 0 ? &net.input : &r.layers[p].output);
         tensors.resize(2, nullptr);
         const std::string where = l.field + " ('" + l.name + "')";
-        DPUEMU_ASSIGN_OR_RETURN(res.spec,
-                                ParseNetworkLayer(l.spec, net.path, where, InputsOf(net, l, tensors)));
+        if (l.spec.contains("se")) {
+          // The SE operations gather their virtual input from the source while parsing.
+          DPUEMU_ASSIGN_OR_RETURN(
+              res.spec, ParseNetworkLayer(l.spec, net.path, where, InputsOf(net, l, tensors)));
+        } else {
+          // The parsed layer with its producers' tensors (same dtypes and shapes as at load).
+          res.spec = l.parsed;
+          res.spec.layer.input = *tensors[0];
+          if (tensors[1] != nullptr) res.spec.layer.input2 = *tensors[1];
+        }
         res.name = l.name;
         Spec& spec = res.spec;
         // The input is read sparse when its producer wrote it sparse.
@@ -512,6 +521,81 @@ json NetworkReportJson(const Network& net, const NetworkResult& r) {
   for (int o : net.outputs) outs.push_back(net.layers[o].name);
   j["outputs"] = outs;
   return j;
+}
+
+namespace {
+
+// A layer of the example network: GenerateLayer's tensors and PPE for the spec, written as a
+// network layer object.
+StatusOr<json> ExampleLayer(const std::string& dir, const std::string& name,
+                            const std::vector<std::string>& inputs, LayerSpec s, uint64_t seed,
+                            bool relu) {
+  s.name = name;
+  s.weight_sparsity = HasWeights(s.kind) ? 0.6 : 0.0;  // pruned
+  DPUEMU_ASSIGN_OR_RETURN(NceLayer l, GenerateLayer(s, seed));
+  if (relu) l.op.ppe.clamp_lo = l.op.ppe.out_zp;  // ReLU: the output zero point and above
+  DPUEMU_ASSIGN_OR_RETURN(json j, LayerSpecJson(l, dir, name));
+  j["name"] = name;
+  j["inputs"] = inputs;
+  return j;
+}
+
+}  // namespace
+
+StatusOr<std::string> WriteExampleNetwork(const std::string& dir, const Target& target,
+                                          uint64_t seed) {
+  const auto spec = [](NceKind kind, int64_t hw, int64_t c, int64_t k, int64_t kernel,
+                       int64_t stride, int64_t pad) {
+    LayerSpec s;
+    s.kind = kind;
+    s.h = s.w = hw;
+    s.c = c;
+    s.k = k;
+    s.ky = s.kx = kernel;
+    s.stride = stride;
+    s.pad = pad;
+    return s;
+  };
+  using K = NceKind;
+  struct L {
+    const char* name;
+    std::vector<std::string> inputs;
+    LayerSpec s;
+    bool relu;
+  };
+  const std::vector<L> layers = {
+      {"stem", {"input"}, spec(K::kConv, 32, 3, 16, 3, 1, 1), true},  // RGB: compressed conv
+      {"pool", {"stem"}, spec(K::kMaxPool, 32, 16, 16, 3, 2, 1), false},
+      {"b1_conv1", {"pool"}, spec(K::kConv, 16, 16, 16, 3, 1, 1), true},
+      {"b1_conv2", {"b1_conv1"}, spec(K::kConv, 16, 16, 16, 3, 1, 1), false},
+      {"b1_add", {"pool", "b1_conv2"}, spec(K::kEltwise, 16, 16, 16, 1, 1, 0), true},
+      {"b2_conv1", {"b1_add"}, spec(K::kConv, 16, 16, 32, 3, 2, 1), true},
+      {"b2_conv2", {"b2_conv1"}, spec(K::kConv, 8, 32, 32, 3, 1, 1), false},
+      {"b2_short", {"b1_add"}, spec(K::kConv, 16, 16, 32, 1, 2, 0), false},
+      {"b2_add", {"b2_short", "b2_conv2"}, spec(K::kEltwise, 8, 32, 32, 1, 1, 0), true},
+      {"gap", {"b2_add"}, spec(K::kAvgPool, 8, 32, 32, 8, 1, 0), false},
+      {"fc", {"gap"}, spec(K::kConv, 1, 32, 16, 1, 1, 0), false},
+  };
+  json net = {{"name", "resnet_tiny_int8"},
+              {"target", target.name},
+              {"activation_sparsity", "auto"},
+              {"layers", json::array()},
+              {"outputs", {"fc"}}};
+  LayerSpec in = spec(K::kConv, 32, 3, 16, 3, 1, 1);
+  in.input_sparsity = 0.1;
+  DPUEMU_ASSIGN_OR_RETURN(NceLayer x, GenerateLayer(in, seed));
+  DPUEMU_RETURN_IF_ERROR(WriteNpy(dir + "/input.npy", x.input));
+  net["input"] = {{"npy", "input.npy"}, {"dtype", "u8"}, {"zero_point", x.op.in_zp}};
+  uint64_t n = 0;
+  for (const L& l : layers) {
+    DPUEMU_ASSIGN_OR_RETURN(json j, ExampleLayer(dir, l.name, l.inputs, l.s, seed + ++n, l.relu));
+    net["layers"].push_back(j);
+  }
+  const std::string path = dir + "/network.json";
+  const std::string text = net.dump(2) + "\n";
+  DPUEMU_RETURN_IF_ERROR(
+      WriteFileBytes(path, ByteSpan(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
+  return path;
 }
 
 }  // namespace dpuemu

@@ -55,6 +55,7 @@ struct NetworkLayer {
   std::vector<int64_t> out_shape;  // [OH, OW, K]
   DType out_dtype = DType::kU8;
   int32_t out_zp = 0;
+  Spec parsed;  // the layer parsed with zero inputs; a run swaps its producers' tensors in
 };
 
 struct Network {
@@ -104,6 +105,13 @@ struct NetworkResult {
 // given, is called after each layer with its name.
 StatusOr<NetworkResult> RunNetwork(const Network& net, const RunOptions& options,
                                    const std::function<void(const std::string&)>& progress = {});
+
+// A small pruned ResNet-style int8 network (RGB first layer through the compressed convolution,
+// max pool, two residual blocks with eltwise adds, global average pool, classifier; weights 60%
+// zero, ReLU clamps) written as <dir>/network.json and its .npy files, for the demo, the
+// benchmark and the tests. Returns the file's path.
+StatusOr<std::string> WriteExampleNetwork(const std::string& dir, const Target& target,
+                                          uint64_t seed);
 
 // The report: a table (text) and report.json (per layer and totals).
 std::string NetworkReportText(const Network& net, const NetworkResult& r);
