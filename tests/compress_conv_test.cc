@@ -16,6 +16,7 @@
 #include "hw/rng.h"
 #include "kernels/ref/nce_ref.h"
 #include "kernels/zmconv.h"
+#include "tests/hwy_targets.h"
 #include "tests/test_util.h"
 #include "tests/textbook_conv.h"
 
@@ -34,20 +35,6 @@ const Types kTypes[] = {
     {DType::kFP16, DType::kFP16, DType::kFP32}, {DType::kFP16, DType::kI8, DType::kFP16},
     {DType::kBF16, DType::kBF16, DType::kBF16},
 };
-
-template <class F>
-void ForEachHighwayTarget(F&& body) {
-  int ran = 0;
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(std::string("target ") + hwy::TargetName(target));
-    body();
-    ++ran;
-    if (::testing::Test::HasFatalFailure()) break;
-  }
-  hwy::SetSupportedTargetsForTest(0);
-  ASSERT_GT(ran, 0) << "no Highway target ran";
-}
 
 // "auto" and every integer tier this CPU runs (KernelOptions::isa).
 std::vector<std::string> Tiers() {

@@ -17,6 +17,7 @@
 #include "hw/rng.h"
 #include "kernels/nce.h"
 #include "kernels/ref/nce_ref.h"
+#include "tests/hwy_targets.h"
 #include "tests/test_util.h"
 #include "tests/textbook_conv.h"
 
@@ -148,21 +149,6 @@ TEST(DwConvTest, ReferenceMatchesTextbook) {
   }
 }
 
-template <typename F>
-void ForEachTarget(F&& body) {
-  int ran = 0;
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(std::string("target ") + hwy::TargetName(target));
-    std::printf("[ target   ] %s\n", hwy::TargetName(target));
-    body();
-    ++ran;
-    if (::testing::Test::HasFatalFailure()) break;
-  }
-  hwy::SetSupportedTargetsForTest(0);
-  ASSERT_GT(ran, 0) << "no Highway target ran";
-}
-
 // Both outputs byte for byte: data and, when sparse, the map.
 void ExpectSimdSameAsReference(const DpuTask& task, const Target& target) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, target));
@@ -177,7 +163,7 @@ void ExpectSimdSameAsReference(const DpuTask& task, const Target& target) {
 
 TEST(DwConvTest, SimdMatchesReferenceOnEveryTarget) {
   const uint64_t base = BaseSeed(13501);
-  ForEachTarget([&] {
+  ForEachHighwayTarget([&] {
     for (int i = 0; i < 12 * kNumTypes; ++i) {
       const uint64_t seed = base + i;
       SCOPED_TRACE(SeedTrace(seed));
@@ -210,7 +196,7 @@ TEST(DwConvTest, ReportNamesTheHighwayTarget) {
 // inf, NaN and -0.0 in float inputs and weights: the SIMD kernel does the same products.
 TEST(DwConvTest, SpecialFloatValuesMatchOnEveryTarget) {
   const uint64_t base = BaseSeed(13701);
-  ForEachTarget([&] {
+  ForEachHighwayTarget([&] {
     for (int i = 0; i < 24; ++i) {
       const uint64_t seed = base + i;
       SCOPED_TRACE(SeedTrace(seed));
@@ -241,7 +227,7 @@ TEST(DwConvTest, SpecialFloatValuesMatchOnEveryTarget) {
 // fp32 PPE, one bias of 2^23 (or leaky ReLU) the double one. Every target, both outputs.
 TEST(DwConvTest, IntegerPpeRoundingMatchesOnEveryTarget) {
   const uint64_t base = BaseSeed(13901);
-  ForEachTarget([&] {
+  ForEachHighwayTarget([&] {
     for (int i = 0; i < 24; ++i) {
       const uint64_t seed = base + i;
       SCOPED_TRACE(SeedTrace(seed));
@@ -291,7 +277,7 @@ TEST(DwConvTest, NearTiesOfTheIntegerPpeOnEveryTarget) {
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(l, {}, Npu40()));
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, Npu40()));
   for (int64_t i = 0; i < ref.data.numel(); ++i) ASSERT_EQ(ref.data.bytes[i], want[i % 16 % 4]) << i;
-  ForEachTarget([&] { ExpectSimdSameAsReference(task, Npu40()); });
+  ForEachHighwayTarget([&] { ExpectSimdSameAsReference(task, Npu40()); });
 }
 
 // The MobileNetV2 shapes of the benchmark, int8 and fp16, both targets.

@@ -1,5 +1,6 @@
-// Runs a test body once per compiled Highway target this CPU supports (the kernels' dynamic
-// dispatch follows hwy::SetSupportedTargetsForTest); fails when none ran.
+// Runs a test body (taking nothing, or the target's name) once per compiled Highway target this
+// CPU supports (the kernels' dynamic dispatch follows hwy::SetSupportedTargetsForTest); fails
+// when none ran.
 #ifndef DPUEMU_TESTS_HWY_TARGETS_H_
 #define DPUEMU_TESTS_HWY_TARGETS_H_
 
@@ -8,6 +9,7 @@
 
 #include <cstdio>
 #include <string>
+#include <type_traits>
 
 namespace dpuemu {
 
@@ -18,7 +20,11 @@ void ForEachHighwayTarget(F&& body) {
     hwy::SetSupportedTargetsForTest(target);
     SCOPED_TRACE(std::string("target ") + hwy::TargetName(target));
     std::printf("[ target   ] %s\n", hwy::TargetName(target));
-    body(hwy::TargetName(target));
+    if constexpr (std::is_invocable_v<F>) {
+      body();
+    } else {
+      body(hwy::TargetName(target));
+    }
     ++ran;
     if (::testing::Test::HasFatalFailure()) break;
   }

@@ -25,6 +25,7 @@
 #include "hw/target.h"
 #include "kernels/ref/nce_ref.h"
 #include "kernels/zmconv.h"
+#include "tests/hwy_targets.h"
 #include "tests/test_util.h"
 #include "tests/textbook_conv.h"
 
@@ -120,20 +121,6 @@ Tensor TextbookBilinear(const Tensor& src, const BilinearInterp& b, const NceLay
     }
   }
   return out;
-}
-
-template <class F>
-void ForEachHighwayTarget(F&& body) {
-  int ran = 0;
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(std::string("target ") + hwy::TargetName(target));
-    body();
-    ++ran;
-    if (::testing::Test::HasFatalFailure()) break;
-  }
-  hwy::SetSupportedTargetsForTest(0);
-  ASSERT_GT(ran, 0) << "no Highway target ran";
 }
 
 constexpr CoordMode kModes[] = {CoordMode::kAsymmetric, CoordMode::kHalfPixel,

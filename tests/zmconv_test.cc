@@ -22,6 +22,7 @@
 #include "hw/layer.h"
 #include "hw/rng.h"
 #include "kernels/ref/nce_ref.h"
+#include "tests/hwy_targets.h"
 #include "tests/test_util.h"
 
 namespace dpuemu {
@@ -90,26 +91,10 @@ void ExpectSameAsReference(const NceLayer& layer, const StorageOptions& storage,
   }
 }
 
-// Every compiled target that this CPU runs; the test fails if none ran.
-template <class F>
-void ForEachTarget(F&& body) {
-  int ran = 0;
-  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(std::string("target ") + hwy::TargetName(target));
-    std::printf("[ target   ] %s\n", hwy::TargetName(target));
-    body();
-    ++ran;
-    if (::testing::Test::HasFatalFailure()) break;
-  }
-  hwy::SetSupportedTargetsForTest(0);
-  ASSERT_GT(ran, 0) << "no Highway target ran";
-}
-
 TEST(ZMConvTest, GeneratedLayersMatchReferenceOnEveryTarget) {
   const uint64_t base = BaseSeed(7001);
   const double sparsities[] = {0.0, 0.5, 0.9, 1.0};
-  ForEachTarget([&] {
+  ForEachHighwayTarget([&] {
     for (int i = 0; i < 6 * kNumTypes; ++i) {
       const uint64_t seed = base + i;
       SCOPED_TRACE(SeedTrace(seed));
@@ -264,7 +249,7 @@ TEST(ZMConvTest, ForcedTiersAreCheckedAndReported) {
 TEST(ZMConvTest, LargeTapCountsFlushIntegerAccumulatorsExactly) {
   // 3x3x256 = 2304 taps: nine flushes of the fp32 partial sums; extreme values and zero points
   // make the sums large.
-  ForEachTarget([&] {
+  ForEachHighwayTarget([&] {
     LayerSpec spec;
     spec.name = "deep";
     spec.h = spec.w = 5;
@@ -289,7 +274,7 @@ TEST(ZMConvTest, LargeTapCountsFlushIntegerAccumulatorsExactly) {
 TEST(ZMConvTest, WideRowsAndLargeLeakySumsMatchReference) {
   // Output rows longer than the dense kernels' epilogue chunk (60 pixels on AVX2), and integer
   // sums past 2^26 with leaky ReLU (the vector epilogue hands those pixels to the scalar PPE).
-  ForEachTarget([&] {
+  ForEachHighwayTarget([&] {
     for (const DType out : {DType::kU8, DType::kI8, DType::kFP16}) {
       for (const int64_t k : {1, 3}) {
         LayerSpec spec;
@@ -348,7 +333,7 @@ TEST(ZMConvTest, LayersIgnoreTheCallersFloatingPointEnvironment) {
   // A caller running with another rounding mode (fesetround) or with flush-to-zero and
   // denormals-are-zero (what -ffast-math code sets at startup) gets the same bytes, and gets its
   // own environment back (hw/fp_env.h).
-  ForEachTarget([&] {
+  ForEachHighwayTarget([&] {
     for (const DType out : {DType::kU8, DType::kI8, DType::kI32, DType::kFP16, DType::kBF16}) {
       LayerSpec spec;
       spec.name = "rounding";
@@ -587,7 +572,7 @@ TEST(ZMConvTest, EveryHalfInputPatternConvertsLikeTheReference) {
   const Target& target = GetTarget(TargetId::kNPU40XX);
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, storage, target));
   DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, target));
-  ForEachTarget([&] {
+  ForEachHighwayTarget([&] {
     DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput got, RunZMConv(task, target));
     const std::string diff = FirstDifference(ref.data, got.data);
     EXPECT_TRUE(diff.empty()) << diff;
