@@ -358,12 +358,6 @@ def import_model(model_path, out, target="NPU40XX", extra=()):
                            *extra], capture_output=True, text=True)
 
 
-# dpuemu refusals of work other branches are adding (the NCE kinds, C = 3 first layers): the
-# network is then checked layer by layer as far as this build runs, and the test says so.
-NOT_ON_THIS_BUILD = ("not lowered yet", "not implemented yet",
-                     "(input channels) = 3: must be in [16")
-
-
 def run_network(net_dir, target):
     """Runs the imported network; returns ({layer: output [H, W, C]}, how). None: could not."""
     net = json.load(open(os.path.join(net_dir, "NETWORK.json")))
@@ -377,44 +371,8 @@ def run_network(net_dir, target):
             check(np.array_equal(np.load(os.path.join(out, o + ".npy")), got[o]),
                   f"{net_dir}: {o}.npy differs from {o}/output.npy")
         return got, "dpuemu run NETWORK.json, every layer"
-    # A build without se interpolate_bilinear (the interp branch) asks such a layer for weights.
-    markers = NOT_ON_THIS_BUILD + tuple(
-        f"('{l['name']}').weights: missing (required)" for l in net["layers"]
-        if l.get("se", {}).get("op") == "interpolate_bilinear")
-    why = next((m for m in markers if m in r.stderr), None)
-    if not check(why is not None, f"dpuemu run NETWORK.json: {r.stderr.strip()}"):
-        return None, "network runner failed"
-    shutil.rmtree(out, ignore_errors=True)
-    # Layer by layer through SPEC.json (each layer's fields plus its input and target), as far
-    # as the kinds this CLI runs reach.
-    dtype_of = {"input": (net["input"]["dtype"], net["input"]["zero_point"])}
-    path_of = {"input": net["input"]["npy"]}
-    prev, got = "input", {}
-    for layer in net["layers"]:
-        ins = layer.get("inputs", [prev])
-        if layer.get("op", "conv") != "conv" or len(ins) != 1 or f"('{layer['name']}')" in why:
-            return got, (f"dpuemu run NETWORK.json refused ('{why}'): per-layer SPEC.json up "
-                         f"to '{layer['name']}' ({layer.get('op', 'conv')})")
-        spec = {k: v for k, v in layer.items() if k != "inputs"}
-        dt, zp = dtype_of[ins[0]]
-        spec["target"] = target
-        spec["input"] = {"npy": path_of[ins[0]], "dtype": dt, "zero_point": zp}
-        sp = os.path.join(net_dir, f"spec_{layer['name']}.json")
-        json.dump(spec, open(sp, "w"))
-        r = subprocess.run([DPUEMU, "run", sp, "--out", os.path.join(out, layer["name"])],
-                           capture_output=True, text=True)
-        if r.returncode != 0 and "input channels) = 3: must be in [16" in r.stderr:
-            return got, (f"dpuemu run NETWORK.json refused ('{why}'): per-layer SPEC.json up "
-                         f"to '{layer['name']}' (C = 3)")
-        if not check(r.returncode == 0, f"dpuemu run {sp}: {r.stderr.strip()}"):
-            return None, "per layer failed"
-        got[layer["name"]] = np.load(os.path.join(out, layer["name"], "output.npy"))
-        path_of[layer["name"]] = f"run/{layer['name']}/output.npy"
-        dtype_of[layer["name"]] = (layer["output"]["dtype"], layer["ppe"].get("out_zero_point", 0))
-        prev = layer["name"]
-    check(False, f"{net_dir}: dpuemu run NETWORK.json refused ('{why}') but every layer ran "
-          "as SPEC.json")
-    return got, "per-layer SPEC.json"
+    check(False, f"dpuemu run {net_dir}/NETWORK.json: {r.stderr.strip()}")
+    return None, "network runner failed"
 
 
 def compare(name, model, net_dir, target):
