@@ -60,7 +60,9 @@ TEST(PpeAvx512Test, MatchesPpeIntOnEdgeAndRandomValues) {
       for (int64_t px = 0; px < kPix; ++px) {
         for (int64_t c = 0; c < 16; ++c) {
           const int64_t k = k0 + c;
-          int32_t acc = EdgeOrRandom(rng, {0, 1, -1, kI32Min, kI32Max, -bias[k]},
+          int32_t acc = EdgeOrRandom(rng, {0, 1, -1, kI32Min, kI32Max,
+                                      // -bias, wrapping (bias may be INT32_MIN)
+                                      static_cast<int32_t>(0u - static_cast<uint32_t>(bias[k]))},
                                      rng.Bernoulli(0.5) ? -100000 : kI32Min,
                                      rng.Bernoulli(0.5) ? 100000 : kI32Max);
           // An exact tie of the rounding: (acc + bias) * mult * (lrelu_mult on the leaky side)
