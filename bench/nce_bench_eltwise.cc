@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/dnnl_fill.h"
 #include "hw/dpu_task.h"
 #include "hw/layer.h"
 #include "kernels/nce.h"
@@ -126,24 +127,15 @@ void BM_OneDnn(benchmark::State& state, Shape s, bool int8) {
     pd = make(t);
   }
   memory a(pd.src0_desc(), eng), b(pd.src1_desc(), eng), d(pd.dst_desc(), eng);
-  const int64_t n = c.layer.input.numel();
-  for (int64_t i = 0; i < n; ++i) {
-    if (t == memory::data_type::f32) {
-      static_cast<float*>(a.get_data_handle())[i] = LoadFloat(DType::kFP16, c.layer.input.bytes.data(), i);
-      static_cast<float*>(b.get_data_handle())[i] = LoadFloat(DType::kFP16, c.layer.input2.bytes.data(), i);
-    }
-  }
-  if (t != memory::data_type::f32) {
-    std::memcpy(a.get_data_handle(), c.layer.input.bytes.data(), c.layer.input.bytes.size());
-    std::memcpy(b.get_data_handle(), c.layer.input2.bytes.data(), c.layer.input2.bytes.size());
-  }
+  FillDnnl(c.layer.input, a);
+  FillDnnl(c.layer.input2, b);
   const dnnl::binary prim(pd);
   for (auto _ : state) {
     prim.execute(strm, {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, d}});
     strm.wait();
   }
   state.SetLabel(t == memory::data_type::f32 ? "f32" : t == memory::data_type::f16 ? "f16" : "u8");
-  SetGbps(state, 3 * n * static_cast<int64_t>(memory::data_type_size(t)));
+  SetGbps(state, 3 * c.layer.input.numel() * static_cast<int64_t>(memory::data_type_size(t)));
 }
 
 const bool kRegistered = [] {

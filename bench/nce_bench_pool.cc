@@ -11,6 +11,7 @@
 #include <benchmark/benchmark.h>
 #include <dnnl.hpp>
 
+#include "bench/dnnl_fill.h"
 #include "hw/dpu_task.h"
 #include "hw/layer.h"
 #include "kernels/nce.h"
@@ -115,16 +116,7 @@ void BM_OneDnn(benchmark::State& state, PoolCase pc, bool int8) {
                                              {g.pad_top, g.pad_left}, {g.pad_bottom, g.pad_right});
       const dnnl::pooling_forward::primitive_desc pd(desc, eng);
       memory src(src_md, eng), dst(dst_md, eng);
-      const int64_t n = p.layer.input.numel();
-      for (int64_t i = 0; i < n; ++i) {
-        if (int8) {
-          static_cast<uint8_t*>(src.get_data_handle())[i] = p.layer.input.bytes[i];
-        } else if (dt == memory::data_type::f16) {
-          std::memcpy(static_cast<uint8_t*>(src.get_data_handle()) + 2 * i, p.layer.input.bytes.data() + 2 * i, 2);
-        } else {
-          static_cast<float*>(src.get_data_handle())[i] = LoadFloat(DType::kFP16, p.layer.input.bytes.data(), i);
-        }
-      }
+      FillDnnl(p.layer.input, src);
       const dnnl::pooling_forward pool(pd);
       for (auto _ : state) {
         pool.execute(strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/dnnl_fill.h"
 #include "hw/dpu_task.h"
 #include "hw/layer.h"
 #include "kernels/ref/nce_ref.h"
@@ -157,21 +158,8 @@ void BM_OneDnn(benchmark::State& state, std::string name, bool int8, int sparsit
   // The layer's own data, as plain NHWC / OIHW user memory, reordered into oneDNN's layouts.
   memory user_src({src_dims, src_t, memory::format_tag::nhwc}, eng);
   memory user_w({w_dims, w_t, memory::format_tag::ohwi}, eng);
-  const int64_t nx = c.layer.input.numel(), nw = c.layer.weights.numel();
-  for (int64_t i = 0; i < nx; ++i) {
-    if (int8) {
-      static_cast<uint8_t*>(user_src.get_data_handle())[i] = c.layer.input.bytes[i];
-    } else {
-      static_cast<float*>(user_src.get_data_handle())[i] = LoadFloat(DType::kFP16, c.layer.input.bytes.data(), i);
-    }
-  }
-  for (int64_t i = 0; i < nw; ++i) {
-    if (int8) {
-      static_cast<int8_t*>(user_w.get_data_handle())[i] = static_cast<int8_t>(c.layer.weights.bytes[i]);
-    } else {
-      static_cast<float*>(user_w.get_data_handle())[i] = LoadFloat(DType::kFP16, c.layer.weights.bytes.data(), i);
-    }
-  }
+  FillDnnl(c.layer.input, user_src);
+  FillDnnl(c.layer.weights, user_w);
   memory src(pd.src_desc(), eng), w(pd.weights_desc(), eng), dst(pd.dst_desc(), eng);
   dnnl::reorder(user_src, src).execute(strm, user_src, src);
   dnnl::reorder(user_w, w).execute(strm, user_w, w);
