@@ -743,9 +743,13 @@ bool IsDotProductTier(x86::IntTier t) {
 }
 
 // The dot-product tiers hand their compensated accumulators to the shared integer PPE.
-void EpilogueToPlan(const void* ctx, const int32_t* tile, int64_t npix, int64_t pix0, int64_t k0) {
+void EpilogueToPlan(const void* ctx, int32_t* tile, int64_t npix, int64_t pix0, int64_t k0,
+                    const int32_t* comp16, const uint32_t* pixel) {
   const ConvPlan& p = *static_cast<const ConvPlan*>(ctx);
-  if (p.ppe64 != nullptr) return x86::PpeIntAvx512(*p.ppe64, tile, npix, k0, p.k, p.out + pix0 * p.k);
+  if (p.ppe64 != nullptr) {
+    return x86::PpeIntAvx512(*p.ppe64, tile, npix, k0, p.k, p.out + pix0 * p.k, comp16, pixel);
+  }
+  x86::Compensate(tile, npix, comp16, pixel);
   HWY_DYNAMIC_DISPATCH(EpilogueInt)(p, tile, npix, k0, p.out + pix0 * p.k * DTypeBytes(p.ppe.out));
 }
 

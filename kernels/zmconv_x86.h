@@ -53,8 +53,12 @@ struct VnniWeights {
 VnniWeights PackVnniWeights(const float* wf, int64_t k, int64_t taps);
 
 // Receives `npix` consecutive output pixels from flat pixel index `pix0` (oy * ow + ox), channels
-// k0..k0 + 15, as int32 [npix][16] holding acc (compensated).
-using EpilogueFn = void (*)(const void* ctx, const int32_t* tile, int64_t npix, int64_t pix0, int64_t k0);
+// k0..k0 + 15, as int32 [npix][16] raw sums; acc = sum - comp16[c] - pixel[px] (wrapping int32;
+// `pixel` null: no pixel term). The epilogue may compensate `tile` in place.
+using EpilogueFn = void (*)(const void* ctx, int32_t* tile, int64_t npix, int64_t pix0, int64_t k0,
+                            const int32_t* comp16, const uint32_t* pixel);
+// Subtracts the compensation terms (as EpilogueFn describes) from a [npix][16] tile in place.
+void Compensate(int32_t* tile, int64_t npix, const int32_t* comp16, const uint32_t* pixel);
 
 struct VnniConv {
   const uint8_t* x;  // dense input [h][w][c], u8 or i8 bytes
@@ -83,9 +87,16 @@ void RunVnniTier(IntTier t, const VnniConv& a);
 //        s >= 62 every |v| < 2^60 rounds to 0 either way (RoundShiftHalfEven), and no sum overflows
 //        (|v| + 2^62 < 2^63);
 //   then + out_zp and the clamp to [lo, hi], in int64 (nothing wraps).
+// Without leaky ReLU it runs in double instead, in fewer operations and as exactly:
+//   t = acc * (mult * 2^-s) + bias * mult * 2^-s   (one FMA; both constants are exact doubles,
+//        and the exact result V * 2^-s with V = (acc + bias) * mult, |V| < 2^48, has at most 49
+//        significant bits, so the FMA's single rounding leaves it exact),
+//   clamp t to [lo - out_zp, hi - out_zp] (integers, so clamping and rounding commute), round
+//   half to even to int32 (embedded rounding, whatever MXCSR says), + out_zp.
 struct IntPpe64 {
   // Per output channel, as int64 lanes: [0] the plain case, [1] the leaky case (v < 0).
   std::vector<int64_t> mult[2], bias_mult[2], shift[2], round[2], odd[2];  // round: 2^(s-1) - 1 or 0
+  std::vector<double> dmult, dbias;  // the double path: mult * 2^-s, bias * mult * 2^-s
   bool leaky = false;
   int64_t lo = 0, hi = 0, out_zp = 0;
 };
@@ -94,9 +105,11 @@ IntPpe64 MakeIntPpe64(const int32_t* bias, const int32_t* mult, const int32_t* s
                       int32_t hi, int32_t out_zp);
 bool HasAvx512Ppe();  // AVX-512F usable (CPU and OS)
 // `npix` pixels x channels k0..k0 + 15 of int32 accumulators ([npix][16]) to u8/i8 bytes at
-// out[px * stride + c]. Needs HasAvx512Ppe().
+// out[px * stride + c]. With `comp16` (16 channel terms) and `pixel` (npix pixel terms, may be
+// null) it first subtracts both from each accumulator in wrapping int32, as the dot-product
+// tiers' compensation asks. Needs HasAvx512Ppe().
 void PpeIntAvx512(const IntPpe64& t, const int32_t* tile, int64_t npix, int64_t k0, int64_t stride,
-                  uint8_t* out);
+                  uint8_t* out, const int32_t* comp16 = nullptr, const uint32_t* pixel = nullptr);
 
 }  // namespace x86
 }  // namespace dpuemu

@@ -2,6 +2,9 @@
 // definition (kernels/ppe.h PpeInt), bit for bit, over random and edge accumulators, biases,
 // multipliers 0..65535, every shift 0..63, leaky ReLU (every lrelu_shift 0..31, multipliers
 // 0..2047), clamps and output zero points, u8 and i8 outputs; exact ties of every shift included.
+// Half the blocks pass the dot-product tiers' compensation terms (per channel and per pixel),
+// which the PPE subtracts first in wrapping int32. Without leaky ReLU the double path runs,
+// with it the int64 path.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -86,7 +89,22 @@ TEST(PpeAvx512Test, MatchesPpeIntOnEdgeAndRandomValues) {
       }
       const int64_t stride = kK + 3;  // the output row is wider than the block, like the kernels'
       std::vector<uint8_t> out(static_cast<size_t>(kPix * stride), 0xA5), want = out;
-      x86::PpeIntAvx512(table, tile.data(), kPix, k0, stride, out.data());
+      // Compensation: the raw sum is acc + comp + pixel (wrapping), so the PPE must see acc.
+      const bool compensate = rng.Bernoulli(0.5), with_pixel = rng.Bernoulli(0.5);
+      std::vector<int32_t> comp(16, 0), raw = tile;
+      std::vector<uint32_t> pixel(kPix, 0);
+      if (compensate) {
+        for (int32_t& c : comp) c = EdgeOrRandom(rng, {0, kI32Min, kI32Max}, kI32Min, kI32Max);
+        for (uint32_t& t : pixel) t = with_pixel ? static_cast<uint32_t>(rng.Int(0, 0xFFFFFFFFll)) : 0;
+        for (int64_t px = 0; px < kPix; ++px) {
+          for (int64_t c = 0; c < 16; ++c) {
+            raw[px * 16 + c] = static_cast<int32_t>(static_cast<uint32_t>(tile[px * 16 + c]) +
+                                                    static_cast<uint32_t>(comp[c]) + pixel[px]);
+          }
+        }
+      }
+      x86::PpeIntAvx512(table, raw.data(), kPix, k0, stride, out.data(), compensate ? comp.data() : nullptr,
+                        compensate && with_pixel ? pixel.data() : nullptr);
       for (int64_t px = 0; px < kPix; ++px) {
         for (int64_t c = 0; c < 16; ++c) {
           const int64_t k = k0 + c;
