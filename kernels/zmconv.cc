@@ -353,12 +353,23 @@ HWY_INLINE void DenseTail(const ConvPlan& p, int64_t oy, int64_t ox, int64_t kb,
   DenseTile<MR>(p, oy, ox, kb);
 }
 
+// Calls f(ox, width) over [begin, end) in tiles of at most mr pixels and nearly equal width
+// (14 pixels by 12: 7 + 7, not 12 + 2): a narrow tile loads the same weights for fewer MACs.
+template <class F>
+HWY_INLINE void ForEachTile(int64_t begin, int64_t end, int64_t mr, const F& f) {
+  const int64_t n = end - begin, tiles = (n + mr - 1) / mr;
+  for (int64_t i = 0, ox = begin; i < tiles; ++i) {
+    const int64_t width = n / tiles + (i < n % tiles ? 1 : 0);
+    f(ox, width);
+    ox += width;
+  }
+}
+
 void DenseRows(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k_begin, int64_t k_end) {
   for (int64_t oy = oy_begin; oy < oy_end; ++oy) {
     for (int64_t kb = k_begin / 16; kb < k_end / 16; ++kb) {
-      int64_t ox = 0;
-      for (; ox + static_cast<int64_t>(kDenseMR) <= p.ow; ox += kDenseMR) DenseTile<kDenseMR>(p, oy, ox, kb);
-      if (ox < p.ow) DenseTail<kDenseMR>(p, oy, ox, kb, p.ow - ox);
+      ForEachTile(0, p.ow, static_cast<int64_t>(kDenseMR),
+                  [&](int64_t ox, int64_t n) { DenseTail<kDenseMR>(p, oy, ox, kb, n); });
     }
   }
 }
@@ -429,9 +440,9 @@ void DenseRowsI16(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k
     for (int64_t kb = k_begin / 16; kb < k_end / 16; ++kb) {
       for (int64_t ox0 = 0; ox0 < p.ow; ox0 += kChunk) {
         const int64_t end = std::min(p.ow, ox0 + kChunk);
-        int64_t ox = ox0;
-        for (; ox + kMR <= end; ox += kMR) DenseTileI16<kDenseMR>(p, oy, ox, kb, itile + (ox - ox0) * 16);
-        if (ox < end) DenseTailI16<kDenseMR>(p, oy, ox, kb, end - ox, itile + (ox - ox0) * 16);
+        ForEachTile(ox0, end, kMR, [&](int64_t ox, int64_t n) {
+          DenseTailI16<kDenseMR>(p, oy, ox, kb, n, itile + (ox - ox0) * 16);
+        });
         EpilogueInt(p, itile, end - ox0, kb * 16, p.out + (oy * p.ow + ox0) * p.k * eb);
       }
     }
@@ -443,22 +454,126 @@ void DenseRowsI16(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k
 
 // ---- Sparse-weights kernel: P vectors of output pixels, one non-zero weight broadcast ----
 
+// dst[i * 16 + kk] = src[kk * stride + i] for kN pixels i and 16 channels kk: one channel-major
+// block of the sparse kernel's sums to the epilogue's [pixel][16] layout. Shuffles on AVX-512 (one
+// 16 x 16 transpose) and AVX2 (two 8 x 8); a 1x1 layer's few non-zeros per channel made the
+// element-wise copy cost more than the multiply-adds. Bits are moved, not values: int32 sums
+// take the same path.
+HWY_INLINE void TransposeBlock(const float* src, int64_t stride, float* dst) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  __m512 r[16], a[16], b[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * stride);
+  for (int i = 0; i < 8; ++i) {
+    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // b[4j + m], 128-bit lane L: element 4L + m of rows 4j..4j + 3.
+  for (int j = 0; j < 4; ++j) {
+    const __m512d a0 = _mm512_castps_pd(a[4 * j]), a1 = _mm512_castps_pd(a[4 * j + 1]);
+    const __m512d a2 = _mm512_castps_pd(a[4 * j + 2]), a3 = _mm512_castps_pd(a[4 * j + 3]);
+    b[4 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    b[4 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    b[4 * j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    b[4 * j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  // Then a 4 x 4 transpose of 128-bit lanes across b[m], b[4 + m], b[8 + m], b[12 + m].
+  for (int m = 0; m < 4; ++m) {
+    const __m512 c0 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0x88), c1 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0xDD);
+    const __m512 c2 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0x88), c3 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0xDD);
+    _mm512_storeu_ps(dst + (0 + m) * 16, _mm512_shuffle_f32x4(c0, c2, 0x88));
+    _mm512_storeu_ps(dst + (4 + m) * 16, _mm512_shuffle_f32x4(c1, c3, 0x88));
+    _mm512_storeu_ps(dst + (8 + m) * 16, _mm512_shuffle_f32x4(c0, c2, 0xDD));
+    _mm512_storeu_ps(dst + (12 + m) * 16, _mm512_shuffle_f32x4(c1, c3, 0xDD));
+  }
+#elif HWY_TARGET == HWY_AVX2
+  for (int h = 0; h < 2; ++h) {
+    const float* s = src + h * 8 * stride;
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; ++i) {
+      const __m256 r0 = _mm256_loadu_ps(s + 2 * i * stride), r1 = _mm256_loadu_ps(s + (2 * i + 1) * stride);
+      t[2 * i] = _mm256_unpacklo_ps(r0, r1);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r0, r1);
+    }
+    for (int g = 0; g < 2; ++g) {
+      const __m256* tg = t + 4 * g;
+      u[4 * g] = _mm256_shuffle_ps(tg[0], tg[2], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * g + 1] = _mm256_shuffle_ps(tg[0], tg[2], _MM_SHUFFLE(3, 2, 3, 2));
+      u[4 * g + 2] = _mm256_shuffle_ps(tg[1], tg[3], _MM_SHUFFLE(1, 0, 1, 0));
+      u[4 * g + 3] = _mm256_shuffle_ps(tg[1], tg[3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+      _mm256_storeu_ps(dst + i * 16 + h * 8, _mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+      _mm256_storeu_ps(dst + (4 + i) * 16 + h * 8, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
+    }
+  }
+#else
+  for (size_t i = 0; i < kN; ++i) {
+    for (int64_t kk = 0; kk < 16; ++kk) dst[i * 16 + static_cast<size_t>(kk)] = src[kk * stride + static_cast<int64_t>(i)];
+  }
+#endif
+}
+
+// The sparse kernel's planar input [hp][sx][c][wq] from the NHWC input (see RunZMConv). With
+// stride 1 each input row is a [w][c] -> [c][w] transpose, done in blocks of 16 pixels x kN
+// channels; only the padding is zeroed.
+void PlanarInput(const float* src, int64_t h, int64_t w, int64_t c, int64_t pad_top, int64_t pad_left,
+                 int64_t hp, int64_t sx, int64_t wq, const int64_t* col_offset, float* planar) {
+  const int64_t row = sx * c * wq;
+  const int64_t n = static_cast<int64_t>(kN);
+  if (sx != 1 || c % n != 0) {
+    std::fill_n(planar, hp * row, 0.0f);
+    for (int64_t y = 0; y < h; ++y) {
+      const float* s = src + y * w * c;
+      float* dst_row = planar + (y + pad_top) * row;
+      for (int64_t ch = 0; ch < c; ++ch) {
+        float* dst = dst_row + ch * wq;
+        for (int64_t x = 0; x < w; ++x) dst[col_offset[x]] = s[x * c + ch];
+      }
+    }
+    return;
+  }
+  std::fill_n(planar, pad_top * row, 0.0f);
+  std::fill_n(planar + (pad_top + h) * row, (hp - pad_top - h) * row, 0.0f);
+  alignas(64) float block[16 * 16];
+  for (int64_t y = 0; y < h; ++y) {
+    const float* s = src + y * w * c;
+    float* dst_row = planar + (y + pad_top) * row;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      std::fill_n(dst_row + ch * wq, pad_left, 0.0f);
+      std::fill_n(dst_row + ch * wq + pad_left + w, wq - pad_left - w, 0.0f);
+    }
+    int64_t x = 0;
+    for (; x + 16 <= w; x += 16) {
+      for (int64_t c0 = 0; c0 < c; c0 += n) {
+        TransposeBlock(s + x * c + c0, c, block);  // block[i][16 pixels] = channel c0 + i
+        for (int64_t i = 0; i < n; ++i) {
+          std::copy_n(block + i * 16, 16, dst_row + (c0 + i) * wq + pad_left + x);
+        }
+      }
+    }
+    for (int64_t ch = 0; ch < c; ++ch) {
+      for (int64_t xx = x; xx < w; ++xx) dst_row[ch * wq + pad_left + xx] = s[xx * c + ch];
+    }
+  }
+}
+
 // R output rows x P vectors of pixels share each broadcast weight (up to 4 accumulators).
 template <size_t P, size_t R>
 HWY_NOINLINE void SparseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t kb, int64_t npix) {
   const DF d;
   constexpr size_t kPix = P * kN;
+  constexpr int64_t kRow = static_cast<int64_t>(R * kPix);  // one channel's sums, channel-major
   alignas(64) float ftile[R * kPix * 16];
   alignas(64) int32_t itile[R * kPix * 16];
-  alignas(64) float lanes[R * kPix];
-  alignas(64) int32_t ilanes[R * kPix];
+  alignas(64) float cmf[16 * R * kPix];
+  alignas(64) int32_t cmi[16 * R * kPix];
   const float* base[R];
   DPUEMU_UNROLL for (size_t r = 0; r < R; ++r) base[r] = p.xplanar + (oy + r) * p.sy * p.planar_row + ox0;
+  if (p.integer) std::memset(cmi, 0, sizeof(cmi));
   for (int64_t kk = 0; kk < 16; ++kk) {
     const int64_t k = kb * 16 + kk;
     VF acc[R * P];
     DPUEMU_UNROLL for (size_t q = 0; q < R * P; ++q) acc[q] = hn::Zero(d);
-    if (p.integer) std::memset(ilanes, 0, sizeof(ilanes));
     const int64_t end = p.nz_begin[k + 1];
     int64_t j = p.nz_begin[k];
     while (j < end) {
@@ -472,17 +587,17 @@ HWY_NOINLINE void SparseTile(const ConvPlan& p, int64_t oy, int64_t ox0, int64_t
           }
         }
       }
-      if (p.integer) FlushToInt(acc, ilanes);
+      if (p.integer) FlushToInt(acc, cmi + kk * kRow);
     }
-    if (p.integer) {
-      for (size_t r = 0; r < R; ++r) {
-        for (int64_t i = 0; i < npix; ++i) itile[(r * kPix + i) * 16 + kk] = ilanes[r * kPix + i];
-      }
-    } else {
-      DPUEMU_UNROLL for (size_t q = 0; q < R * P; ++q) hn::Store(acc[q], d, lanes + q * kN);
-      for (size_t r = 0; r < R; ++r) {
-        for (int64_t i = 0; i < npix; ++i) ftile[(r * kPix + i) * 16 + kk] = lanes[r * kPix + i];
-      }
+    if (!p.integer) {
+      DPUEMU_UNROLL for (size_t q = 0; q < R * P; ++q) hn::Store(acc[q], d, cmf + kk * kRow + q * kN);
+    }
+  }
+  const float* cm = p.integer ? reinterpret_cast<const float*>(cmi) : cmf;
+  float* tile = p.integer ? reinterpret_cast<float*>(itile) : ftile;
+  for (size_t r = 0; r < R; ++r) {
+    for (int64_t i = 0; i < npix; i += static_cast<int64_t>(kN)) {
+      TransposeBlock(cm + r * kPix + i, kRow, tile + (static_cast<int64_t>(r * kPix) + i) * 16);
     }
   }
   for (size_t r = 0; r < R; ++r) {
@@ -579,6 +694,7 @@ HWY_EXPORT(DenseRows);
 HWY_EXPORT(DenseRowsI16);
 HWY_EXPORT(HasPairwiseInt16);
 HWY_EXPORT(SparseRows);
+HWY_EXPORT(PlanarInput);
 HWY_EXPORT(FloatLanes);
 HWY_EXPORT(HalfToFloatN);
 HWY_EXPORT(IsaName);
@@ -1094,21 +1210,14 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     p.planar_row = g.stride_x * g.c * p.wq;
     const size_t n = static_cast<size_t>(p.hp * p.planar_row);
     float* planar = Grow(s.xbuf, s.xbuf_size, n);
-    std::fill_n(planar, n, 0.0f);
     // Where input column x lands within a row (no division per element).
     s.col_offset.resize(static_cast<size_t>(g.w));
     for (int64_t x = 0; x < g.w; ++x) {
       const int64_t col = x + g.pad_left;
       s.col_offset[x] = (col % g.stride_x) * g.c * p.wq + col / g.stride_x;
     }
-    for (int64_t y = 0; y < g.h; ++y) {
-      const float* src = s.xf.data() + y * g.w * g.c;
-      float* dst_row = planar + (y + g.pad_top) * p.planar_row;
-      for (int64_t c = 0; c < g.c; ++c) {
-        float* dst = dst_row + c * p.wq;
-        for (int64_t x = 0; x < g.w; ++x) dst[s.col_offset[x]] = src[x * g.c + c];
-      }
-    }
+    HWY_DYNAMIC_DISPATCH(PlanarInput)(s.xf.data(), g.h, g.w, g.c, g.pad_top, g.pad_left, p.hp, g.stride_x,
+                                      p.wq, s.col_offset.data(), planar);
     p.xplanar = planar;
     const PreparedWeights::Impl::NonZeros& nz = w.Nz();
     p.nz_begin = nz.begin.data();
