@@ -1,6 +1,8 @@
 // ZMConv throughput: dpuemu's kernels beside oneDNN (the CPU peer) and the reference DPU, on the
 // project's layer table (hw/layer.h StandardLayers). Rows: <impl>/<layer>/<dtype>/<sparsity>,
-// counter gmacs = dense-equivalent MACs per second / 1e9. Single thread, except the
+// counter gmacs = dense-equivalent MACs per second / 1e9; dpuemu/.../<sparsity>/dense and
+// .../sparse-weights force that kernel on the same weights (the auto row's choice beside the
+// other). Single thread, except the
 // .../threads:N rows: the layer planned for NPU40XX and run by the runtime's executor (every
 // workload its own task, prepared once like the single-thread rows' weights) on N threads, and
 // oneDNN on 2 OpenMP threads; those are timed in wall-clock time (suffix /real_time). prepare/...
@@ -61,15 +63,17 @@ void SetGmacs(benchmark::State& state, const NceLayer& layer) {
       benchmark::Counter::kIsRate);
 }
 
-void BM_Dpuemu(benchmark::State& state, std::string name, bool int8, int sparsity) {
+void BM_Dpuemu(benchmark::State& state, std::string name, bool int8, int sparsity, ConvKernel kernel) {
   const Case& c = GetCase(name, int8, sparsity);
   const Target& target = GetTarget(TargetId::kNPU40XX);
+  KernelOptions options;
+  options.kernel = kernel;
   KernelReport report;
   // Weights decoded and packed once, as oneDNN's rows reorder theirs once.
   auto prepared = PreparedWeights::Create(c.task, target);
   if (!prepared.ok()) return state.SkipWithError(prepared.status().ToString().c_str());
   for (auto _ : state) {
-    auto out = RunZMConv(c.task, target, {}, &report, &*prepared);
+    auto out = RunZMConv(c.task, target, options, &report, &*prepared);
     if (!out.ok()) return state.SkipWithError(out.status().ToString().c_str());
     benchmark::DoNotOptimize(out->data.bytes.data());
   }
@@ -294,8 +298,16 @@ void RegisterAll() {
       const std::string dt = int8 ? "int8" : "fp16";
       for (int sparsity : {0, 50, 75, 90}) {
         const std::string suffix = spec.name + "/" + dt + "/" + std::to_string(sparsity);
-        benchmark::RegisterBenchmark(("dpuemu/" + suffix).c_str(), BM_Dpuemu, spec.name, int8, sparsity)
+        benchmark::RegisterBenchmark(("dpuemu/" + suffix).c_str(), BM_Dpuemu, spec.name, int8, sparsity,
+                                     ConvKernel::kAuto)
             ->Unit(benchmark::kMillisecond);
+        // The other kernel on the same sparse weights, forced: the auto choice beside it.
+        for (ConvKernel forced : {ConvKernel::kDense, ConvKernel::kSparseWeights}) {
+          if (sparsity == 0) break;
+          benchmark::RegisterBenchmark(("dpuemu/" + suffix + "/" + ConvKernelName(forced)).c_str(), BM_Dpuemu,
+                                       spec.name, int8, sparsity, forced)
+              ->Unit(benchmark::kMillisecond);
+        }
         if (sparsity == 0 || sparsity == 75) {
           benchmark::RegisterBenchmark(("prepare/" + suffix).c_str(), BM_Prepare, spec.name, int8, sparsity)
               ->Unit(benchmark::kMillisecond);

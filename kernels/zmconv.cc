@@ -720,9 +720,10 @@ namespace {
 
 using zmconv_internal::ConvPlan;
 
-// Row length of the sparse kernel's planar input: whole vectors of the widest target (16 lanes x
-// 4 vectors) past the last output pixel, so non-zero offsets do not depend on the CPU target.
-int64_t PlanarRow(const NceGeometry& g) { return AlignUp(g.out_w(), 64) + (g.kx - 1) / g.stride_x + 1; }
+// Row length of the sparse kernel's planar input: whole vectors of the widest target (16 lanes)
+// past the last output pixel, so non-zero offsets do not depend on the CPU target. No more: a
+// 14-pixel row padded to 64 made a 3x3 layer's rows four times larger than L1 holds.
+int64_t PlanarRow(const NceGeometry& g) { return AlignUp(g.out_w(), 16) + (g.kx - 1) / g.stride_x + 1; }
 int64_t PaddedH(const NceGeometry& g) { return g.h + g.pad_top + g.pad_bottom; }
 int64_t PaddedW(const NceGeometry& g) { return g.w + g.pad_left + g.pad_right; }
 

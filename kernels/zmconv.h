@@ -69,7 +69,7 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target,
 // Weight density below which the auto choice takes the sparse-weights kernel (measured crossovers
 // on the benchmark layers, see README).
 constexpr double kSparseKernelMaxDensityInt = 0.2;
-constexpr double kSparseKernelMaxDensityFloat = 0.3;
+constexpr double kSparseKernelMaxDensityFloat = 0.27;
 // ... and, for integer layers, at least this many non-zeros per output channel on average.
 constexpr double kSparseKernelMinNonzerosInt = 16;
 // On the dot-product tiers (AMX, VNNI) integer layers always take the dense kernel (faster).
