@@ -415,8 +415,11 @@ Status ValidateQuant(const NceOp& op, const ChannelQuant& q) {
                              Str(q.shift.size()) + ", " + Str(q.bias.size()));
     }
     for (size_t i = 0; i < k; ++i) {
-      DPUEMU_RETURN_IF_ERROR(CheckRange("quant.mult[" + Str(i) + "]", q.mult[i], 0, 65535));
-      DPUEMU_RETURN_IF_ERROR(CheckRange("quant.shift[" + Str(i) + "]", q.shift[i], 0, 63));
+      // The field names are built only for a value out of range (this runs per slice and channel).
+      if (q.mult[i] < 0 || q.mult[i] > 65535) {
+        return CheckRange("quant.mult[" + Str(i) + "]", q.mult[i], 0, 65535);
+      }
+      if (q.shift[i] < 0 || q.shift[i] > 63) return CheckRange("quant.shift[" + Str(i) + "]", q.shift[i], 0, 63);
     }
   } else {
     if (q.scale.size() != k || q.fbias.size() != k) {

@@ -872,13 +872,17 @@ void EpilogueToPlan(const void* ctx, int32_t* tile, int64_t npix, int64_t pix0, 
 
 }  // namespace
 
+// Integer weight types whose bytes are signed (host tensors hold one int4 per byte).
+static bool SignedIntWeights(DType t) { return t == DType::kI8 || t == DType::kI4; }
+
 struct PreparedWeights::Impl {
   NceOp op;
   std::vector<uint8_t> weights, weight_map, weight_table;  // what this was prepared from
   bool weights_sparse = false;
   ChannelQuant quant;
   std::vector<double> bias_d, scale_d, scale_leaky_d;
-  std::vector<float> wf;  // [k][taps]: w - w_zp, or the float value
+  // The dense weights [k][taps] as stored (w, not w - w_zp): the packed layouts are made from it.
+  Tensor wdense;
   double density = 1.0;
   bool w_finite = true;
   float wmin = 0, wmax = 0;
@@ -887,31 +891,44 @@ struct PreparedWeights::Impl {
   std::vector<WeightTableEntry> table;           // decoded weight table (sparse storage: map offsets)
   int64_t planar_row = 0;                        // the sparse kernel's input row, PlanarRow(g)
 
+  // Integer layers: w - w_zp of weight i of the [k][taps] weights.
+  int32_t IntW(int64_t i) const {
+    const uint8_t b = wdense.bytes[static_cast<size_t>(i)];
+    return (SignedIntWeights(op.w_dtype) ? int32_t{static_cast<int8_t>(b)} : int32_t{b}) - op.w_zp;
+  }
+  // Float layers (fp16, bf16 or weight-only integer weights): weight i as ConvertElements gives it.
+  float FloatW(int64_t i) const {
+    float v;
+    ConvertElements(op.w_dtype, wdense.bytes.data() + i * DTypeBytes(op.w_dtype), 1, op.w_zp, &v);
+    return v;
+  }
   // Layouts only some kernels read, made on first use (once, thread-safe): a run pays for its
-  // kernel's alone.
+  // kernel's alone (integer layers keep one byte per weight until then).
   // Integer layers, int16 kernel: [k / 16][taps / 2][16][2].
   const int16_t* Pack16() const {
     std::call_once(pack16_once_, [this] {
       const int64_t taps = op.g.taps();
-      wpack16_ = hwy::AllocateAligned<int16_t>(wf.size());
+      wpack16_ = hwy::AllocateAligned<int16_t>(static_cast<size_t>(op.g.k * taps));
       for (int64_t k = 0; k < op.g.k; ++k) {
         int16_t* dst = wpack16_.get() + (k / 16) * taps * 16 + (k % 16) * 2;
-        const float* src = wf.data() + k * taps;
-        for (int64_t t = 0; t < taps; ++t) dst[(t & ~int64_t{1}) * 16 + (t & 1)] = static_cast<int16_t>(src[t]);
+        for (int64_t t = 0; t < taps; ++t) dst[(t & ~int64_t{1}) * 16 + (t & 1)] = static_cast<int16_t>(IntW(k * taps + t));
       }
     });
     return wpack16_.get();
   }
   // Integer layers, dot-product tiers.
   const x86::VnniWeights& Vnni() const {
-    std::call_once(vnni_once_, [this] { vnni_ = x86::PackVnniWeights(wf.data(), op.g.k, op.g.taps()); });
+    std::call_once(vnni_once_, [this] {
+      vnni_ = x86::PackVnniWeights(wdense.bytes.data(), SignedIntWeights(op.w_dtype), op.w_zp, op.g.k, op.g.taps());
+    });
     return vnni_;
   }
   // Whether the sparse-weights kernel visits weight t of channel k: present in the map (sparse
   // storage), or different from the zero point (dense storage: w - w_zp != 0, or bits != 0).
   bool Visited(int64_t k, int64_t t) const {
-    return weights_sparse ? MapBit(weight_map.data() + table[k].sparsity_ptr, t)
-                          : FloatBits(wf[k * op.g.taps() + t]) != 0;
+    if (weights_sparse) return MapBit(weight_map.data() + table[k].sparsity_ptr, t);
+    const int64_t i = k * op.g.taps() + t;
+    return IsIntegerPath(op) ? IntW(i) != 0 : FloatBits(FloatW(i)) != 0;
   }
   // Sparse-weights kernel: per channel the visited weights, in (ky, kx, c) order, as offsets
   // into the planar input (rows of PlanarRow) and values.
@@ -931,7 +948,8 @@ struct PreparedWeights::Impl {
             for (int64_t c = 0; c < g.c; ++c, ++t) {
               if (!Visited(k, t)) continue;
               nz_.off.push_back(ky * planar_row + ((kx % g.stride_x) * g.c + c) * wq + kx / g.stride_x);
-              nz_.w.push_back(wf[k * g.taps() + t]);
+              const int64_t i = k * g.taps() + t;
+              nz_.w.push_back(IsIntegerPath(op) ? static_cast<float>(IntW(i)) : FloatW(i));
             }
           }
         }
@@ -975,10 +993,7 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
                                          -(w.quant.shift[k] + op.ppe.lrelu_shift)));
   }
   const int64_t taps = g.taps(), nw = g.k * taps;
-  w.wf.resize(static_cast<size_t>(nw));
-  ConvertElements(op.w_dtype, w_t.bytes.data(), nw, op.w_zp, w.wf.data());
-  // Only the float kernel choice reads the weights' magnitude range.
-  if (!integer) w.w_finite = MagnitudeRange(w.wf.data(), nw, &w.wmin, &w.wmax);
+  w.wdense = std::move(w_t);
   if (integer) {
     if (op.out_dtype == DType::kU8 || op.out_dtype == DType::kI8) {
       const PpeParams pp = ResolvePpe(op);
@@ -986,15 +1001,38 @@ StatusOr<PreparedWeights> PreparedWeights::Create(const DpuTask& task, const Tar
                                   pp.leaky, pp.lrelu_mult, pp.lrelu_shift, pp.lo, pp.hi, pp.out_zp);
     }
   } else {
+    // Converted 16 channels at a time straight into the dense kernel's layout.
     w.wpack = hwy::AllocateAligned<float>(static_cast<size_t>(nw));
-    PackDense(w.wf.data(), g.k, taps, w.wpack.get());
+    std::vector<float> rows(static_cast<size_t>(16 * taps));
+    for (int64_t k0 = 0; k0 < g.k; k0 += 16) {
+      const int64_t n = std::min<int64_t>(16, g.k - k0);
+      ConvertElements(op.w_dtype, w.wdense.bytes.data() + k0 * taps * DTypeBytes(op.w_dtype), n * taps,
+                      op.w_zp, rows.data());
+      PackDense(rows.data(), n, taps, w.wpack.get() + k0 * taps);
+    }
+    // Only the float kernel choice reads the weights' magnitude range (any order will do).
+    w.w_finite = MagnitudeRange(w.wpack.get(), nw, &w.wmin, &w.wmax);
   }
   // The density the kernel choice reads: the weights the sparse-weights kernel would visit.
   w.table = std::move(table);
   w.planar_row = g.stride_x * g.c * PlanarRow(g);
+  // Counted as Visited() decides, in loops the compiler vectorizes: w - w_zp != 0 is byte !=
+  // w_zp's byte (w_zp lies in the type's range), a float weight is visited when its bits are not 0.
   int64_t visited = 0;
-  for (int64_t k = 0; k < g.k; ++k) {
-    for (int64_t t = 0; t < taps; ++t) visited += w.Visited(k, t);
+  if (w.weights_sparse) {
+    for (int64_t k = 0; k < g.k; ++k) {
+      for (int64_t t = 0; t < taps; ++t) visited += MapBit(w.weight_map.data() + w.table[k].sparsity_ptr, t);
+    }
+  } else if (IsInteger(op.w_dtype)) {  // integer layers and weight-only integer weights
+    const uint8_t zb = static_cast<uint8_t>(op.w_zp);
+    const uint8_t* b = w.wdense.bytes.data();
+    for (int64_t i = 0; i < nw; ++i) visited += b[i] != zb;
+  } else {  // fp16 and bf16 convert +0.0 alone to float bits 0
+    for (int64_t i = 0; i < nw; ++i) {
+      uint16_t h;
+      std::memcpy(&h, w.wdense.bytes.data() + 2 * i, 2);
+      visited += h != 0;
+    }
   }
   w.density = static_cast<double>(visited) / static_cast<double>(nw);
   PreparedWeights out;
@@ -1199,9 +1237,11 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     if (w.wpack) {
       p.wpack = w.wpack.get();
     } else {  // integer layer on a target without int16 pairs
-      float* wpack = Grow(s.wbuf, s.wbuf_size, w.wf.size());
-      PackDense(w.wf.data(), g.k, g.taps(), wpack);
-      p.wpack = wpack;
+      const int64_t nw = g.k * g.taps();
+      float* wf = Grow(s.wbuf, s.wbuf_size, 2 * static_cast<size_t>(nw));
+      for (int64_t i = 0; i < nw; ++i) wf[nw + i] = static_cast<float>(w.IntW(i));
+      PackDense(wf + nw, g.k, g.taps(), wf);
+      p.wpack = wf;
     }
     HWY_DYNAMIC_DISPATCH(DenseRows)(p, 0, p.oh, 0, g.k);
   } else {

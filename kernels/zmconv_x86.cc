@@ -237,7 +237,7 @@ void PpeIntAvx512(const IntPpe64& t, const int32_t* tile, int64_t npix, int64_t 
   PpeIntAvx512Impl(t, tile, npix, k0, stride, out + k0, comp16, pixel);
 }
 
-VnniWeights PackVnniWeights(const float* wf, int64_t k, int64_t taps) {
+VnniWeights PackVnniWeights(const uint8_t* w, bool w_signed, int32_t w_zp, int64_t k, int64_t taps) {
   VnniWeights v;
   v.k = k;
   v.taps = taps;
@@ -247,17 +247,23 @@ VnniWeights PackVnniWeights(const float* wf, int64_t k, int64_t taps) {
   // w' = w - w_zp spans at most 255 values (w has 256): shifting by z = -128 - min w' makes every
   // w'' = w' + z a signed byte; z = 0 when w' already is one.
   int32_t lo = 0, hi = 0;
-  for (int64_t i = 0; i < k * taps; ++i) {
-    lo = std::min(lo, static_cast<int32_t>(wf[i]));
-    hi = std::max(hi, static_cast<int32_t>(wf[i]));
+  if (k * taps > 0) {
+    const auto [mn, mx] = std::minmax_element(w, w + k * taps, [w_signed](uint8_t a, uint8_t b) {
+      return w_signed ? static_cast<int8_t>(a) < static_cast<int8_t>(b) : a < b;
+    });
+    const auto value = [w_signed](uint8_t b) { return w_signed ? int32_t{static_cast<int8_t>(b)} : int32_t{b}; };
+    lo = std::min(0, value(*mn) - w_zp);
+    hi = std::max(0, value(*mx) - w_zp);
   }
   v.z = lo >= -128 && hi <= 127 ? 0 : -128 - lo;
+  const int32_t shift = v.z - w_zp;  // w'' = w + shift
   for (int64_t i = 0; i < k; ++i) {
     uint32_t sum = 0;
+    int8_t* dst = v.w.data() + (i / 16) * (v.taps64 / 4) * 64 + (i % 16) * 4;
+    const uint8_t* src = w + i * taps;
     for (int64_t t = 0; t < taps; ++t) {
-      const int32_t q = static_cast<int32_t>(wf[i * taps + t]) + v.z;
-      v.w[static_cast<size_t>(((i / 16) * (v.taps64 / 4) + t / 4) * 64 + (i % 16) * 4 + t % 4)] =
-          static_cast<int8_t>(q);
+      const int32_t q = (w_signed ? int32_t{static_cast<int8_t>(src[t])} : int32_t{src[t]}) + shift;
+      dst[(t / 4) * 64 + t % 4] = static_cast<int8_t>(q);
       sum += static_cast<uint32_t>(q);
     }
     v.wsum[static_cast<size_t>(i)] = static_cast<int32_t>(sum);

@@ -49,8 +49,8 @@ struct VnniWeights {
   std::vector<int8_t> w;  // w''
   std::vector<int32_t> wsum;  // per channel, sum over taps of w'' (for the a_zp compensation)
 };
-// `wf` holds w' as [k][taps] (integral values).
-VnniWeights PackVnniWeights(const float* wf, int64_t k, int64_t taps);
+// `w` holds the weights as [k][taps] bytes (u8, or i8 when `w_signed`); w' = w - w_zp.
+VnniWeights PackVnniWeights(const uint8_t* w, bool w_signed, int32_t w_zp, int64_t k, int64_t taps);
 
 // Receives `npix` consecutive output pixels from flat pixel index `pix0` (oy * ow + ox), channels
 // k0..k0 + 15, as int32 [npix][16] raw sums; acc = sum - comp16[c] - pixel[px] (wrapping int32;
