@@ -245,28 +245,40 @@ VnniWeights PackVnniWeights(const uint8_t* w, bool w_signed, int32_t w_zp, int64
   v.w.assign(static_cast<size_t>(k * v.taps64), 0);
   v.wsum.assign(static_cast<size_t>(k), 0);
   // w' = w - w_zp spans at most 255 values (w has 256): shifting by z = -128 - min w' makes every
-  // w'' = w' + z a signed byte; z = 0 when w' already is one.
+  // w'' = w' + z a signed byte; z = 0 when w' already is one. Plain loops: they vectorize.
+  const int64_t n = k * taps;
   int32_t lo = 0, hi = 0;
-  if (k * taps > 0) {
-    const auto [mn, mx] = std::minmax_element(w, w + k * taps, [w_signed](uint8_t a, uint8_t b) {
-      return w_signed ? static_cast<int8_t>(a) < static_cast<int8_t>(b) : a < b;
-    });
-    const auto value = [w_signed](uint8_t b) { return w_signed ? int32_t{static_cast<int8_t>(b)} : int32_t{b}; };
-    lo = std::min(0, value(*mn) - w_zp);
-    hi = std::max(0, value(*mx) - w_zp);
+  if (w_signed) {
+    int8_t mn = 127, mx = -128;
+    for (int64_t i = 0; i < n; ++i) {
+      mn = std::min(mn, static_cast<int8_t>(w[i]));
+      mx = std::max(mx, static_cast<int8_t>(w[i]));
+    }
+    if (n > 0) lo = std::min(0, mn - w_zp), hi = std::max(0, mx - w_zp);
+  } else {
+    uint8_t mn = 255, mx = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      mn = std::min(mn, w[i]);
+      mx = std::max(mx, w[i]);
+    }
+    if (n > 0) lo = std::min(0, mn - w_zp), hi = std::max(0, mx - w_zp);
   }
   v.z = lo >= -128 && hi <= 127 ? 0 : -128 - lo;
-  const int32_t shift = v.z - w_zp;  // w'' = w + shift
+  // w'' = w + (z - w_zp) is a signed byte, so adding the shift mod 256 to the byte gives its bits.
+  const uint8_t shift = static_cast<uint8_t>(v.z - w_zp);
+  std::vector<int8_t> row(static_cast<size_t>(taps));
   for (int64_t i = 0; i < k; ++i) {
-    uint32_t sum = 0;
-    int8_t* dst = v.w.data() + (i / 16) * (v.taps64 / 4) * 64 + (i % 16) * 4;
     const uint8_t* src = w + i * taps;
+    int64_t sum = 0;
     for (int64_t t = 0; t < taps; ++t) {
-      const int32_t q = (w_signed ? int32_t{static_cast<int8_t>(src[t])} : int32_t{src[t]}) + shift;
-      dst[(t / 4) * 64 + t % 4] = static_cast<int8_t>(q);
-      sum += static_cast<uint32_t>(q);
+      row[static_cast<size_t>(t)] = static_cast<int8_t>(static_cast<uint8_t>(src[t] + shift));
+      sum += row[static_cast<size_t>(t)];
     }
-    v.wsum[static_cast<size_t>(i)] = static_cast<int32_t>(sum);
+    v.wsum[static_cast<size_t>(i)] = static_cast<int32_t>(static_cast<uint32_t>(sum));  // mod 2^32
+    int8_t* dst = v.w.data() + (i / 16) * (v.taps64 / 4) * 64 + (i % 16) * 4;
+    int64_t t = 0;
+    for (; t + 4 <= taps; t += 4) std::memcpy(dst + t * 16, row.data() + t, 4);
+    for (; t < taps; ++t) dst[(t / 4) * 64 + t % 4] = row[static_cast<size_t>(t)];
   }
   return v;
 }
