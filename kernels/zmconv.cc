@@ -9,6 +9,7 @@
 
 #include "hw/dtype.h"
 #include "kernels/ppe.h"
+#include "kernels/zmconv_x86.h"  // Transpose16x16 (the AVX3 target's block transpose)
 
 namespace dpuemu {
 namespace x86 {
@@ -461,30 +462,7 @@ void DenseRowsI16(const ConvPlan& p, int64_t oy_begin, int64_t oy_end, int64_t k
 // take the same path.
 HWY_INLINE void TransposeBlock(const float* src, int64_t stride, float* dst) {
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  __m512 r[16], a[16], b[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * stride);
-  for (int i = 0; i < 8; ++i) {
-    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  // b[4j + m], 128-bit lane L: element 4L + m of rows 4j..4j + 3.
-  for (int j = 0; j < 4; ++j) {
-    const __m512d a0 = _mm512_castps_pd(a[4 * j]), a1 = _mm512_castps_pd(a[4 * j + 1]);
-    const __m512d a2 = _mm512_castps_pd(a[4 * j + 2]), a3 = _mm512_castps_pd(a[4 * j + 3]);
-    b[4 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
-    b[4 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-    b[4 * j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
-    b[4 * j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-  }
-  // Then a 4 x 4 transpose of 128-bit lanes across b[m], b[4 + m], b[8 + m], b[12 + m].
-  for (int m = 0; m < 4; ++m) {
-    const __m512 c0 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0x88), c1 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0xDD);
-    const __m512 c2 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0x88), c3 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0xDD);
-    _mm512_storeu_ps(dst + (0 + m) * 16, _mm512_shuffle_f32x4(c0, c2, 0x88));
-    _mm512_storeu_ps(dst + (4 + m) * 16, _mm512_shuffle_f32x4(c1, c3, 0x88));
-    _mm512_storeu_ps(dst + (8 + m) * 16, _mm512_shuffle_f32x4(c0, c2, 0xDD));
-    _mm512_storeu_ps(dst + (12 + m) * 16, _mm512_shuffle_f32x4(c1, c3, 0xDD));
-  }
+  x86::Transpose16x16(src, stride, dst);
 #elif HWY_TARGET == HWY_AVX2
   for (int h = 0; h < 2; ++h) {
     const float* s = src + h * 8 * stride;
@@ -923,6 +901,15 @@ struct PreparedWeights::Impl {
     });
     return vnni_;
   }
+  // Integer layers, sparse weights on AVX-512 VNNI.
+  const x86::VnniSparseWeights& VnniSparse() const {
+    std::call_once(vnni_sparse_once_, [this] {
+      const NceGeometry& g = op.g;
+      vnni_sparse_ = x86::PackVnniSparse(wdense.bytes.data(), SignedIntWeights(op.w_dtype), op.w_zp, g.k, g.ky,
+                                         g.kx, g.c, g.out_w());
+    });
+    return vnni_sparse_;
+  }
   // Whether the sparse-weights kernel visits weight t of channel k: present in the map (sparse
   // storage), or different from the zero point (dense storage: w - w_zp != 0, or bits != 0).
   bool Visited(int64_t k, int64_t t) const {
@@ -960,7 +947,8 @@ struct PreparedWeights::Impl {
   }
 
  private:
-  mutable std::once_flag pack16_once_, vnni_once_, nz_once_;
+  mutable std::once_flag pack16_once_, vnni_once_, vnni_sparse_once_, nz_once_;
+  mutable x86::VnniSparseWeights vnni_sparse_;
   mutable hwy::AlignedFreeUniquePtr<int16_t[]> wpack16_;
   mutable x86::VnniWeights vnni_;
   mutable NonZeros nz_;
@@ -1116,13 +1104,20 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   const x86::IntTier tier = integer ? ChooseIntTier(ceiling, &tier_note) : x86::IntTier::kHighway;
   // Measured on the benchmark layers (README, Integer tiers): the dot-product tiers' dense kernel
   // outruns the fp32 sparse-weights kernel at every benchmark sparsity (up to 90%).
-  const bool dot_dense = IsDotProductTier(tier);
-  const bool few_nonzeros =
-      integer && w.density * static_cast<double>(g.taps()) < kSparseKernelMinNonzerosInt;
+  // On the AVX-512 tiers (AMX hosts have VNNI too), sparse integer weights with stride 1 in x
+  // take the VNNI sparse-weights kernel (zmconv_x86.h); elsewhere the dot-product tiers' dense
+  // kernel outruns the fp32 sparse-weights kernel at every benchmark sparsity (up to 90%).
+  std::string why_not;
+  const bool vnni_sparse = integer && (tier == x86::IntTier::kAvx512Vnni || tier == x86::IntTier::kAmx) &&
+                           g.stride_x == 1 && x86::TierAvailable(x86::IntTier::kAvx512Vnni, &why_not);
+  const bool dot_dense = IsDotProductTier(tier) && !vnni_sparse;
+  const double max_density_here = vnni_sparse ? kSparseKernelMaxDensityVnni : max_density;
+  const bool few_nonzeros = integer && !vnni_sparse &&
+                            w.density * static_cast<double>(g.taps()) < kSparseKernelMinNonzerosInt;
   const ConvKernel wanted = options.kernel != ConvKernel::kAuto ? options.kernel
                             : dot_dense                         ? ConvKernel::kDense
-                            : w.density < max_density && !few_nonzeros ? ConvKernel::kSparseWeights
-                                                                        : ConvKernel::kDense;
+                            : w.density < max_density_here && !few_nonzeros ? ConvKernel::kSparseWeights
+                                                                             : ConvKernel::kDense;
   bool free_choice = integer || wanted == storage_kernel;
   if (!free_choice && w.w_finite) {
     float xmin, xmax;
@@ -1133,7 +1128,7 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   }
   char density[96];
   std::snprintf(density, sizeof(density), "weight density %.1f%%", 100 * w.density);
-  const std::string threshold = std::to_string(static_cast<int>(100 * max_density)) + "%";
+  const std::string threshold = std::to_string(static_cast<int>(100 * max_density_here)) + "%";
   if (!free_choice && options.kernel != ConvKernel::kAuto) {
     return InvalidArgument(std::string("kernel: '") + ConvKernelName(options.kernel) +
                            "' would change the result: the input holds inf/NaN or products "
@@ -1151,7 +1146,7 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
                  " dense kernel is faster than the sparse-weights kernel at any density";
   } else if (wanted == ConvKernel::kSparseWeights) {
     rep.reason = std::string(density) + " < " + threshold + ": work proportional to the non-zeros";
-  } else if (few_nonzeros && w.density < max_density) {
+  } else if (few_nonzeros && w.density < max_density_here) {
     rep.reason = std::string(density) + " but fewer than " +
                  std::to_string(static_cast<int>(kSparseKernelMinNonzerosInt)) +
                  " non-zeros per output channel: the dense kernel is faster";
@@ -1174,7 +1169,8 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
   p.out = out.bytes.data();
   const size_t padded = static_cast<size_t>(p.hp * p.wp * g.c);
 
-  if (integer && rep.kernel == ConvKernel::kDense && IsDotProductTier(tier)) {
+  const bool sparse_vnni_run = vnni_sparse && rep.kernel == ConvKernel::kSparseWeights;
+  if (integer && IsDotProductTier(tier) && (rep.kernel == ConvKernel::kDense || sparse_vnni_run)) {
     x86::VnniConv a{};
     a.x = x_bytes;
     a.x_signed = op.in_dtype == DType::kI8;
@@ -1182,16 +1178,26 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target, const K
     a.h = g.h; a.w = g.w; a.c = g.c; a.pad_top = g.pad_top; a.pad_left = g.pad_left;
     a.hp = p.hp; a.wp = p.wp;
     a.ky = g.ky; a.kx = g.kx; a.sy = g.stride_y; a.sx = g.stride_x; a.oh = p.oh; a.ow = p.ow;
-    a.weights = &w.Vnni();
+    a.weights = sparse_vnni_run ? nullptr : &w.Vnni();
     a.epilogue = EpilogueToPlan;
     a.ctx = &p;
     // The AMX and AVX-512 VNNI tiers' CPUs have AVX-512F: their PPE runs in exact int64 there.
     const bool ppe64 = (tier == x86::IntTier::kAmx || tier == x86::IntTier::kAvx512Vnni) &&
                        !w.ppe64.mult[0].empty() && x86::HasAvx512Ppe();
     p.ppe64 = ppe64 ? &w.ppe64 : nullptr;
+    const std::string ppe_note = ppe64 ? ", exact PPE on AVX-512 (double, int64 with leaky ReLU)" : "";
+    if (sparse_vnni_run) {
+      const x86::VnniSparseWeights& sw = w.VnniSparse();
+      rep.isa = x86::IntTierIsaName(x86::IntTier::kAvx512Vnni);
+      char quads[64];
+      std::snprintf(quads, sizeof(quads), "%.1f%% of the 4-channel quads", 100 * sw.density);
+      rep.reason += std::string(" (u8 x i8 dot products over ") + quads + ", w - w_zp split into two bytes" +
+                    ppe_note + tier_note + ")";
+      x86::RunVnniSparse(a, sw);
+      return FinishOutput(task, std::move(out));
+    }
     rep.isa = x86::IntTierIsaName(tier);
-    rep.reason += std::string(" (u8 x i8 dot products with zero-point compensation") +
-                  (ppe64 ? ", PPE in int64 on AVX-512" : "") +
+    rep.reason += std::string(" (u8 x i8 dot products with zero-point compensation") + ppe_note +
                   (a.weights->z != 0 ? ", w - w_zp shifted by " + std::to_string(a.weights->z) + " with a per-pixel term" : "") +
                   tier_note + ")";
     x86::RunVnniTier(tier, a);

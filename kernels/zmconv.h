@@ -70,9 +70,10 @@ StatusOr<DpuOutput> RunZMConv(const DpuTask& task, const Target& target,
 // on the benchmark layers, see README).
 constexpr double kSparseKernelMaxDensityInt = 0.2;
 constexpr double kSparseKernelMaxDensityFloat = 0.27;
+// Integer layers on the AVX-512 VNNI sparse-weights kernel (AVX-512 VNNI and AMX hosts).
+constexpr double kSparseKernelMaxDensityVnni = 0.12;
 // ... and, for integer layers, at least this many non-zeros per output channel on average.
 constexpr double kSparseKernelMinNonzerosInt = 16;
-// On the dot-product tiers (AMX, VNNI) integer layers always take the dense kernel (faster).
 
 }  // namespace dpuemu
 

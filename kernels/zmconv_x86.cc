@@ -650,6 +650,161 @@ __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8"))) void RunAmx(const 
 
 }  // namespace
 
+__attribute__((target("avx512f"))) void Transpose16x16(const float* src, int64_t stride, float* dst) {
+  __m512 r[16], a[16], b[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * stride);
+  for (int i = 0; i < 8; ++i) {
+    a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // b[4j + m], 128-bit lane L: element 4L + m of rows 4j..4j + 3.
+  for (int j = 0; j < 4; ++j) {
+    const __m512d a0 = _mm512_castps_pd(a[4 * j]), a1 = _mm512_castps_pd(a[4 * j + 1]);
+    const __m512d a2 = _mm512_castps_pd(a[4 * j + 2]), a3 = _mm512_castps_pd(a[4 * j + 3]);
+    b[4 * j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    b[4 * j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    b[4 * j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    b[4 * j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  // Then a 4 x 4 transpose of 128-bit lanes across b[m], b[4 + m], b[8 + m], b[12 + m].
+  for (int m = 0; m < 4; ++m) {
+    const __m512 c0 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0x88), c1 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0xDD);
+    const __m512 c2 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0x88), c3 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0xDD);
+    _mm512_storeu_ps(dst + (0 + m) * 16, _mm512_shuffle_f32x4(c0, c2, 0x88));
+    _mm512_storeu_ps(dst + (4 + m) * 16, _mm512_shuffle_f32x4(c1, c3, 0x88));
+    _mm512_storeu_ps(dst + (8 + m) * 16, _mm512_shuffle_f32x4(c0, c2, 0xDD));
+    _mm512_storeu_ps(dst + (12 + m) * 16, _mm512_shuffle_f32x4(c1, c3, 0xDD));
+  }
+}
+
+VnniSparseWeights PackVnniSparse(const uint8_t* w, bool w_signed, int32_t w_zp, int64_t k, int64_t ky,
+                                 int64_t kx, int64_t c, int64_t ow) {
+  VnniSparseWeights s;
+  s.k = k;
+  s.wq4 = (ow + 15) / 16 * 16 + kx - 1;
+  s.quads = ky * kx * c / 4;
+  const int64_t taps = ky * kx * c, row_bytes = c * s.wq4;
+  s.begin.push_back(0);
+  for (int64_t i = 0; i < k; ++i) {
+    const uint8_t* src = w + i * taps;
+    uint32_t sum = 0;
+    for (int64_t y = 0; y < ky; ++y) {
+      for (int64_t x = 0; x < kx; ++x) {
+        for (int64_t q = 0; q < c / 4; ++q) {
+          uint32_t w1 = 0, w2 = 0;
+          bool any = false, hi = false;
+          for (int j = 0; j < 4; ++j) {
+            const uint8_t b = src[(y * kx + x) * c + 4 * q + j];
+            const int32_t wp = (w_signed ? int32_t{static_cast<int8_t>(b)} : int32_t{b}) - w_zp;
+            const int32_t p1 = std::min(127, std::max(-128, wp)), p2 = wp - p1;
+            sum += static_cast<uint32_t>(wp);
+            any |= wp != 0;
+            hi |= p2 != 0;
+            w1 |= uint32_t{static_cast<uint8_t>(p1)} << (8 * j);
+            w2 |= uint32_t{static_cast<uint8_t>(p2)} << (8 * j);
+          }
+          if (!any) continue;
+          const int64_t off = y * row_bytes + q * s.wq4 * 4 + x * 4;
+          s.off.push_back(off);
+          s.w.push_back(static_cast<int32_t>(w1));
+          if (hi) {
+            s.off.push_back(off);
+            s.w.push_back(static_cast<int32_t>(w2));
+          }
+        }
+      }
+    }
+    s.wsum.push_back(static_cast<int32_t>(sum));
+    s.begin.push_back(static_cast<int64_t>(s.off.size()));
+  }
+  s.density = k * s.quads > 0 ? static_cast<double>(s.off.size()) / static_cast<double>(k * s.quads) : 1.0;
+  return s;
+}
+
+namespace {
+
+// R output rows' 16-channel block kb over pixels [ox0, ox0 + 16 * P) (R * P <= 4 accumulators,
+// so narrow layers still feed four per weight quad): per channel the visited quads, stored
+// channel-major, then transposed to the epilogue's [pixel][16] tiles, one per row.
+template <int P, int R>
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vnni"))) void SparseVnniBlock(
+    const VnniSparseWeights& s, const uint8_t* base, int64_t row_step, int64_t kb, int32_t* cm, int32_t* tile) {
+  constexpr int kRow = R * P * 16;  // one channel's sums
+  for (int64_t kk = 0; kk < 16; ++kk) {
+    const int64_t k = kb * 16 + kk;
+    __m512i acc[R * P];
+    for (int q = 0; q < R * P; ++q) acc[q] = _mm512_setzero_si512();
+    for (int64_t j = s.begin[k], end = s.begin[k + 1]; j < end; ++j) {
+      const __m512i wv = _mm512_set1_epi32(s.w[j]);
+      const uint8_t* x = base + s.off[j];
+      for (int r = 0; r < R; ++r) {
+        for (int v = 0; v < P; ++v) {
+          acc[r * P + v] = _mm512_dpbusd_epi32(acc[r * P + v], _mm512_loadu_si512(x + r * row_step + v * 64), wv);
+        }
+      }
+    }
+    for (int q = 0; q < R * P; ++q) _mm512_storeu_si512(cm + kk * kRow + q * 16, acc[q]);
+  }
+  for (int q = 0; q < R * P; ++q) {
+    Transpose16x16(reinterpret_cast<const float*>(cm + q * 16), kRow, reinterpret_cast<float*>(tile + q * 256));
+  }
+}
+
+}  // namespace
+
+void RunVnniSparse(const VnniConv& a, const VnniSparseWeights& s) {
+  const uint8_t* xpad = PadInput(a);
+  const uint8_t a_zp = ActivationZp(a);
+  // The quad-planar input [hp][c / 4][wq4][4]; columns past the padded width hold a_zp too (they
+  // feed only pixels past the row's end, which are discarded).
+  const int64_t row_bytes = a.c * s.wq4;
+  std::vector<uint8_t>& qp = g_scratch.im2col;
+  qp.resize(static_cast<size_t>(a.hp * row_bytes));
+  for (int64_t y = 0; y < a.hp; ++y) {
+    for (int64_t q = 0; q < a.c / 4; ++q) {
+      uint8_t* dst = qp.data() + y * row_bytes + q * s.wq4 * 4;
+      const uint8_t* src = xpad + y * a.wp * a.c + q * 4;
+      for (int64_t x = 0; x < a.wp; ++x) std::memcpy(dst + x * 4, src + x * a.c, 4);
+      std::memset(dst + a.wp * 4, a_zp, static_cast<size_t>((s.wq4 - a.wp) * 4));
+    }
+  }
+  std::vector<int32_t>& comp = g_scratch.comp;
+  comp.resize(static_cast<size_t>(s.k));
+  for (int64_t i = 0; i < s.k; ++i) {
+    comp[static_cast<size_t>(i)] = static_cast<int32_t>(uint32_t{a_zp} * static_cast<uint32_t>(s.wsum[static_cast<size_t>(i)]));
+  }
+  alignas(64) int32_t cm[16 * 64];
+  int32_t* tile = g_scratch.tile;
+  const int64_t row_step = a.sy * row_bytes;
+  const int64_t vecs_row = (std::min<int64_t>(64, a.ow) + 15) / 16;
+  for (int64_t oy = 0; oy < a.oh;) {
+    // Narrow rows: several output rows per block, so each weight quad still feeds 4 vectors.
+    const int64_t rows = std::min<int64_t>(std::max<int64_t>(1, 4 / vecs_row), a.oh - oy);
+    for (int64_t kb = 0; kb < s.k / 16; ++kb) {
+      for (int64_t ox0 = 0; ox0 < a.ow; ox0 += 64) {
+        const int64_t n = std::min<int64_t>(64, a.ow - ox0);
+        const uint8_t* base = qp.data() + oy * row_step + ox0 * 4;
+        const int64_t vecs = (n + 15) / 16;
+        switch (vecs * 8 + rows) {
+          case 8 + 1: SparseVnniBlock<1, 1>(s, base, row_step, kb, cm, tile); break;
+          case 8 + 2: SparseVnniBlock<1, 2>(s, base, row_step, kb, cm, tile); break;
+          case 8 + 3: SparseVnniBlock<1, 3>(s, base, row_step, kb, cm, tile); break;
+          case 8 + 4: SparseVnniBlock<1, 4>(s, base, row_step, kb, cm, tile); break;
+          case 16 + 1: SparseVnniBlock<2, 1>(s, base, row_step, kb, cm, tile); break;
+          case 16 + 2: SparseVnniBlock<2, 2>(s, base, row_step, kb, cm, tile); break;
+          case 24 + 1: SparseVnniBlock<3, 1>(s, base, row_step, kb, cm, tile); break;
+          default: SparseVnniBlock<4, 1>(s, base, row_step, kb, cm, tile); break;
+        }
+        const int64_t per_row = vecs * 16 * 16;  // a row's tile: its vecs x 16 pixels x 16 channels
+        for (int64_t r = 0; r < rows; ++r) {
+          a.epilogue(a.ctx, tile + r * per_row, n, (oy + r) * a.ow + ox0, kb * 16, comp.data() + kb * 16, nullptr);
+        }
+      }
+    }
+    oy += rows;
+  }
+}
+
 void RunVnniTier(IntTier t, const VnniConv& a) {
   switch (t) {
     case IntTier::kAmx: return RunAmx(a);

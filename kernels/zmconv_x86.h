@@ -111,6 +111,34 @@ bool HasAvx512Ppe();  // AVX-512F usable (CPU and OS)
 void PpeIntAvx512(const IntPpe64& t, const int32_t* tile, int64_t npix, int64_t k0, int64_t stride,
                   uint8_t* out, const int32_t* comp16 = nullptr, const uint32_t* pixel = nullptr);
 
+// dst[i * 16 + j] = src[j * stride + i] for i, j < 16: a 16 x 16 transpose of 32-bit elements
+// (floats or int32 bits), in 64 AVX-512 shuffles. Needs HasAvx512Ppe().
+void Transpose16x16(const float* src, int64_t stride, float* dst);
+
+// ---- Sparse weights on AVX-512 VNNI ----
+// Per output channel only the 4-tap quads (4 consecutive input channels of one (ky, kx)) with a
+// non-zero w' = w - w_zp are visited, one vpdpbusd each over 16 output pixels: accumulators are
+// [channel][16 pixels] and the input is read as [row][C / 4][x][4 bytes] ("quad-planar"), so the
+// 64 bytes of 16 consecutive pixels' quad are one load. Exact without the shift z: w' (at most
+// 256 consecutive values) = w1 + w2 with w1 = clamp(w', -128, 127) and w2 = w' - w1, both signed
+// bytes, so a zero w' is two zero bytes and skipping it drops nothing; a quad with any w2 != 0
+// takes a second vpdpbusd. acc = sum a * w1 + sum a * w2 - a_zp * sum w' (mod 2^32), padding
+// holding a_zp as in the dense tiers. Needs stride 1 in x (a pixel run is an input run).
+struct VnniSparseWeights {
+  int64_t k = 0, wq4 = 0;      // wq4: input row width in pixels, AlignUp(ow, 16) + kx - 1
+  int64_t quads = 0;           // quads per channel: ky * kx * c / 4
+  std::vector<int64_t> begin;  // per channel, into off and w
+  std::vector<int64_t> off;    // byte offset in the quad-planar input from the window's origin
+  std::vector<int32_t> w;      // the quad's 4 signed bytes (w1, or w2 for a second entry)
+  std::vector<int32_t> wsum;   // per channel, sum of w' (mod 2^32)
+  double density = 1;          // entries / (k * quads): the work relative to dense
+};
+VnniSparseWeights PackVnniSparse(const uint8_t* w, bool w_signed, int32_t w_zp, int64_t k, int64_t ky,
+                                 int64_t kx, int64_t c, int64_t ow);
+// Computes every output through `a.epilogue` (a.weights is not read). Needs
+// TierAvailable(kAvx512Vnni) and a.sx == 1.
+void RunVnniSparse(const VnniConv& a, const VnniSparseWeights& s);
+
 }  // namespace x86
 }  // namespace dpuemu
 

@@ -47,6 +47,7 @@ constexpr int kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
 
 // Runs per KernelReport::isa, so tests can check that every tier really ran.
 std::map<std::string, int> g_isa_runs;
+int g_vnni_sparse_runs = 0;  // runs of the AVX-512 VNNI sparse-weights kernel
 
 // Integer tiers (KernelOptions::isa) this CPU runs, fastest first; "highway" always.
 std::vector<std::string> AvailableIntTiers() {
@@ -82,6 +83,7 @@ void ExpectSameAsReference(const NceLayer& layer, const StorageOptions& storage,
     KernelReport report;
     DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput out, RunZMConv(task, target, opts, &report));
     ++g_isa_runs[report.isa];
+    if (report.kernel == ConvKernel::kSparseWeights && report.isa == "AVX512-VNNI") ++g_vnni_sparse_runs;
     EXPECT_EQ(out.sparse(), storage.output_sparse);
     EXPECT_EQ(out.data.bytes, ref_out.data.bytes) << "storage differs; isa " << report.isa;
     EXPECT_EQ(out.map, ref_out.map);
@@ -205,6 +207,11 @@ TEST(ZMConvTest, GeneratedIntegerLayersMatchReferenceOnEveryTier) {
     if (std::find(tiers.begin(), tiers.end(), isa) == tiers.end()) continue;
     std::printf("[ ran      ] %s: %d runs\n", shown, g_isa_runs[shown]);
     EXPECT_GE(g_isa_runs[shown], 240) << shown;
+  }
+  // The AVX-512 VNNI sparse-weights kernel took the forced sparse cases with stride 1.
+  if (std::find(tiers.begin(), tiers.end(), "avx512vnni") != tiers.end()) {
+    std::printf("[ ran      ] AVX512-VNNI sparse weights: %d runs\n", g_vnni_sparse_runs);
+    EXPECT_GE(g_vnni_sparse_runs, 30);
   }
 }
 
@@ -443,13 +450,16 @@ TEST(ZMConvTest, AutoChoiceFollowsDensity) {
         << report.reason;
     EXPECT_FALSE(report.isa.empty());
     EXPECT_NEAR(report.weight_density, 1 - sparsity, 0.05);
-    // On a dot-product tier the dense kernel is faster at any density, so auto takes it.
+    // On the AVX-512 tiers (AMX hosts run VNNI's sparse kernel) 10% density takes the VNNI
+    // sparse-weights kernel; on AVX-VNNI the dense kernel is faster at any density.
     for (const std::string& isa : AvailableIntTiers()) {
       if (isa == "avx2" || isa == "highway") continue;
       KernelOptions opts;
       opts.isa = isa;
       DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput o, RunZMConv(task, target, opts, &report));
-      EXPECT_EQ(report.kernel, ConvKernel::kDense) << report.reason;
+      const bool vnni_sparse = (isa == "avx512vnni" || isa == "amx") && sparsity > 0.5;
+      EXPECT_EQ(report.kernel, vnni_sparse ? ConvKernel::kSparseWeights : ConvKernel::kDense) << report.reason;
+      EXPECT_EQ(report.isa, vnni_sparse ? "AVX512-VNNI" : report.isa);
       EXPECT_EQ(o.data.bytes, out.data.bytes);
     }
   }
