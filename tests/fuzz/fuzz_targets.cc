@@ -495,6 +495,15 @@ int FuzzSpec(const uint8_t* bytes, size_t size) {
            Describe(b.status()) + "'");
     }
     if (!(a->output == b->output)) Fail("SIMD and reference outputs differ on " + layer.name);
+    // Integer results never depend on the kernel: the sparse-weights kernels (fp32 on Highway,
+    // the VNNI quads on AVX-512) must give the same bytes at any density.
+    if (layer.op.kind == NceKind::kConv && IsIntegerPath(layer.op)) {
+      RunOptions sparse = fast;
+      sparse.kernel.kernel = ConvKernel::kSparseWeights;
+      const StatusOr<RunResult> c = RunLayer(layer, (*plans)[i], *spec->target, sparse);
+      if (!c.ok()) Fail("the forced sparse-weights kernel failed: " + Describe(c.status()));
+      if (!(c->output == b->output)) Fail("sparse-weights and reference outputs differ on " + layer.name);
+    }
     outputs.push_back(a->output);
   }
   const StatusOr<Tensor> out = AssembleSpecOutput(*spec, outputs);
