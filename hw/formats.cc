@@ -9,12 +9,42 @@ namespace {
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
-// Present bits among the first `count` bits of `map`.
+// Set bits of w. SWAR: the baseline x86-64 build has no popcnt instruction, and
+// __builtin_popcount there is a libgcc call per word (it was most of DecompressWeights' time).
+inline int64_t PopCount64(uint64_t w) {
+  w = w - ((w >> 1) & 0x5555555555555555ull);
+  w = (w & 0x3333333333333333ull) + ((w >> 2) & 0x3333333333333333ull);
+  w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+  return static_cast<int64_t>((w * 0x0101010101010101ull) >> 56);
+}
+
+// Present bits among the first `count` bits of `map`, 8 bytes at a time.
 int64_t PopCountBits(const uint8_t* map, int64_t count) {
-  int64_t n = 0;
-  for (int64_t i = 0; i < count / 8; ++i) n += __builtin_popcount(map[i]);
-  for (int64_t i = count / 8 * 8; i < count; ++i) n += MapBit(map, i);
+  int64_t n = 0, i = 0;
+  for (; i + 64 <= count; i += 64) {
+    uint64_t w;
+    std::memcpy(&w, map + i / 8, 8);
+    n += PopCount64(w);
+  }
+  for (; i + 8 <= count; i += 8) n += PopCount64(map[i / 8]);
+  for (; i < count; ++i) n += MapBit(map, i);
   return n;
+}
+
+// The first set bit of `map` in bits [begin, end), or -1: whole bytes where it can.
+int64_t FirstSetBit(const uint8_t* map, int64_t begin, int64_t end) {
+  int64_t b = begin;
+  for (; b < end && (b & 7) != 0; ++b) {
+    if (MapBit(map, b)) return b;
+  }
+  for (; b + 8 <= end; b += 8) {
+    const uint8_t v = map[b >> 3];
+    if (v != 0) return b + __builtin_ctz(v);
+  }
+  for (; b < end; ++b) {
+    if (MapBit(map, b)) return b;
+  }
+  return -1;
 }
 
 // Accepts [H, W, C] or [1, H, W, C]; returns [H, W, C].
@@ -292,36 +322,36 @@ StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, By
   const int64_t map_per_k = WeightMapBytesPerChannel(g);
   for (int64_t k = 0; k < g.k; ++k) {
     const WeightTableEntry& e = entries[static_cast<size_t>(k)];
-    const std::string where = "weight_table[" + Str(k) + "]";
+    // Built only for a message: a string per channel was most of the check's time.
+    const auto where = [k] { return "weight_table[" + Str(k) + "]"; };
     if (e.sparsity_ptr == kDenseSparsityPtr) {
       const int64_t set = taps * DTypeBits(dtype) / 8;
       if (e.weight_ptr + set > static_cast<int64_t>(data.size())) {
-        return OutOfRange(where + ".weight_ptr = " + Str(e.weight_ptr) + ": dense channel of " +
+        return OutOfRange(where() + ".weight_ptr = " + Str(e.weight_ptr) + ": dense channel of " +
                           Str(set) + " bytes ends past the weights buffer (" +
                           Str(data.size()) + " bytes)");
       }
       continue;
     }
     if (IsSubByte(dtype)) {
-      return InvalidArgument(where + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": " +
+      return InvalidArgument(where() + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": " +
                              DTypeName(dtype) + " weights are never sparse (0xFFFFFF expected; "
                              "the compiler's sparsify_weights.cpp)");
     }
     if (e.sparsity_ptr + map_per_k > static_cast<int64_t>(map.size())) {
-      return OutOfRange(where + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": map of " +
+      return OutOfRange(where() + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": map of " +
                         Str(map_per_k) + " bytes ends past the map buffer (" + Str(map.size()) +
                         " bytes)");
     }
     const uint8_t* m = map.data() + e.sparsity_ptr;
-    for (int64_t b = taps; b < map_per_k * 8; ++b) {
-      if (MapBit(m, b)) {
-        return InvalidArgument(where + ": sparsity map padding bit " + Str(b) +
-                               " is set (only " + Str(taps) + " weights per channel)");
-      }
+    const int64_t b = FirstSetBit(m, taps, map_per_k * 8);
+    if (b >= 0) {
+      return InvalidArgument(where() + ": sparsity map padding bit " + Str(b) + " is set (only " +
+                             Str(taps) + " weights per channel)");
     }
     const int64_t nnz = PopCountBits(m, taps);
     if (e.weight_ptr + nnz * eb > static_cast<int64_t>(data.size())) {
-      return OutOfRange(where + ".weight_ptr = " + Str(e.weight_ptr) + ": the map's " + Str(nnz) +
+      return OutOfRange(where() + ".weight_ptr = " + Str(e.weight_ptr) + ": the map's " + Str(nnz) +
                         " non-zeros end past the weights buffer (" + Str(data.size()) + " bytes)");
     }
   }
@@ -535,9 +565,11 @@ StatusOr<std::vector<int32_t>> MakeIdentitySeTable(int64_t h, int64_t w, int64_t
   return table;
 }
 
-StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
-                                  const std::vector<int64_t>& shape, int32_t zp,
-                                  int64_t row_begin, int64_t row_end) {
+namespace {
+
+StatusOr<GatherShape> CheckGatherImpl(const ActivationView& view, DType dtype,
+                                      const std::vector<int64_t>& shape, int32_t zp,
+                                      int64_t row_begin, int64_t row_end, bool se_pointers) {
   std::vector<int64_t> hwc;
   DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(shape, "activations"));
   const int64_t h = hwc[0], w = hwc[1], c = hwc[2];
@@ -575,7 +607,8 @@ StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
                       Str(n * eb));
   }
   const int64_t ses_per_row = w * c / se;
-  for (int64_t s = row_begin * ses_per_row; table && s < row_end * ses_per_row; ++s) {
+  for (int64_t s = row_begin * ses_per_row; se_pointers && table && s < row_end * ses_per_row;
+       ++s) {
     const int32_t entry = view.se_table[s];
     if (static_cast<uint32_t>(entry) >> 29) {
       return InvalidArgument("se_table[" + Str(s) + "] = " + Str(entry) +
@@ -594,15 +627,27 @@ StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
     }
   }
   if (sparse) {
-    const int64_t pad_bits = static_cast<int64_t>(view.map.size()) * 8;
-    for (int64_t b = n; b < pad_bits; ++b) {
-      if (MapBit(view.map.data(), b)) {
-        return InvalidArgument("activations.map: padding bit " + Str(b) + " is set (tensor has " +
-                               Str(n) + " elements)");
-      }
+    const int64_t b = FirstSetBit(view.map.data(), n, static_cast<int64_t>(view.map.size()) * 8);
+    if (b >= 0) {
+      return InvalidArgument("activations.map: padding bit " + Str(b) + " is set (tensor has " +
+                             Str(n) + " elements)");
     }
   }
   return GatherShape{h, w, c};
+}
+
+}  // namespace
+
+StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
+                                  const std::vector<int64_t>& shape, int32_t zp,
+                                  int64_t row_begin, int64_t row_end) {
+  return CheckGatherImpl(view, dtype, shape, zp, row_begin, row_end, /*se_pointers=*/true);
+}
+
+StatusOr<GatherShape> CheckGatherExceptSePointers(const ActivationView& view, DType dtype,
+                                                  const std::vector<int64_t>& shape, int32_t zp,
+                                                  int64_t row_begin, int64_t row_end) {
+  return CheckGatherImpl(view, dtype, shape, zp, row_begin, row_end, /*se_pointers=*/false);
 }
 
 StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,

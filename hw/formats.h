@@ -191,6 +191,12 @@ struct GatherShape {
 StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
                                   const std::vector<int64_t>& shape, int32_t zp,
                                   int64_t row_begin = 0, int64_t row_end = -1);
+// CheckGather without the per-SE pointer rules, for the vectorized gathers (kernels/bitmap.cc),
+// which check the pointers of the rows in their own pass and return CheckGather's status
+// whenever either check fails, so that the first error reported is the same.
+StatusOr<GatherShape> CheckGatherExceptSePointers(const ActivationView& view, DType dtype,
+                                                  const std::vector<int64_t>& shape, int32_t zp,
+                                                  int64_t row_begin = 0, int64_t row_end = -1);
 
 }  // namespace dpuemu
 

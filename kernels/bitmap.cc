@@ -7,8 +7,8 @@
 // before any kernel runs: every packed run lies inside its buffer, every map bit read lies inside
 // the map. Loads of 16 bytes that would cross a buffer's end are staged through a local copy, and
 // dense outputs are written with exact lengths, so nothing outside the caller's buffers is
-// touched. Compressing stores may run up to 16 bytes past the packed end, into space the caller
-// reserves and later overwrites or trims.
+// touched. Compressing stores may run up to 16 bytes past the packed end, writing zeros into
+// space the caller reserves and later overwrites or trims.
 
 // The non-target part, compiled once although foreach_target.h includes this file per target.
 #ifndef DPUEMU_KERNELS_BITMAP_CC_ONCE_
@@ -262,7 +262,7 @@ HWY_INLINE void ExpandRun(const uint8_t* src, const uint8_t* src_end, const uint
 }
 
 // Packs the present elements of the block v (map bits `bits`) to dst and advances it; writes 16
-// bytes from dst on.
+// bytes from dst on, zeros past the packed ones (absent indices read 0).
 template <int kEb>
 HWY_INLINE void CompressBlock(V v, uint32_t bits, uint8_t*& dst) {
   const D d;
@@ -527,6 +527,52 @@ void GatherSesAny(const ActivationView& view, DType dtype, int32_t zp, int64_t s
   HWY_DYNAMIC_DISPATCH(GatherSes)(view, dtype, zp, s_begin, s_end, out);
 }
 
+// SePointersPass of kernels/bitmap_x86.h for the table path: branch-free over the entries
+// (CheckGather's loop has three branches and a tile lookup per SE).
+bool SePointersPassScalar(const ActivationView& view, int64_t slot_bytes, int64_t s_begin,
+                          int64_t s_end) {
+  constexpr int64_t kMaxTiles = 16;
+  const int64_t tiles = static_cast<int64_t>(view.tiles.size());
+  if (tiles > kMaxTiles) return false;
+  int64_t room[kMaxTiles + 1];  // the largest offset a slot may start at; -1 past the count
+  for (int64_t t = 0; t <= kMaxTiles; ++t) {
+    room[t] = t < tiles ? static_cast<int64_t>(view.tiles[t].size()) - slot_bytes : -1;
+  }
+  const int32_t* table = view.se_table.data();
+  bool bad = false;
+  for (int64_t s = s_begin; s < s_end; ++s) {
+    const uint32_t u = static_cast<uint32_t>(table[s]);
+    const SePointer p = DecodeSePointer(table[s]);
+    bad |= (u >> 29) != 0;
+    bad |= p.offset > room[p.tile < kMaxTiles ? p.tile : kMaxTiles];
+  }
+  return !bad;
+}
+
+// CheckGather for the gather of rows [row_begin, row_end): its other rules, then the SE pointers
+// in one vectorized pass; the reference check again, for its message, when either fails.
+StatusOr<GatherShape> CheckGatherFast(const ActivationView& view, DType dtype,
+                                      const std::vector<int64_t>& shape, int32_t zp,
+                                      int64_t row_begin, int64_t row_end) {
+  StatusOr<GatherShape> gs =
+      CheckGatherExceptSePointers(view, dtype, shape, zp, row_begin, row_end);
+  if (!gs.ok()) return CheckGather(view, dtype, shape, zp, row_begin, row_end);
+  if (view.se_table.empty()) return gs;
+  const int64_t ses_per_row = gs->w * gs->c / view.se_size;
+  const int64_t s_begin = row_begin * ses_per_row;
+  const int64_t s_end = (row_end < 0 ? gs->h : row_end) * ses_per_row;
+  const int64_t slot_bytes = view.se_size * DTypeBytes(dtype);
+#if DPUEMU_BITMAP_VBMI2
+  const bool pass = Vbmi2Selected()
+                        ? bitmap_x86::SePointersPass(view, slot_bytes, s_begin, s_end)
+                        : SePointersPassScalar(view, slot_bytes, s_begin, s_end);
+#else
+  const bool pass = SePointersPassScalar(view, slot_bytes, s_begin, s_end);
+#endif
+  if (!pass) return CheckGather(view, dtype, shape, zp, row_begin, row_end);
+  return gs;
+}
+
 }  // namespace
 
 bool HasVbmi2() { return bitmap_x86::Vbmi2CpuSupported(); }
@@ -581,7 +627,7 @@ StatusOr<Tensor> DecodeSparseActivations(ByteSpan data, ByteSpan map, DType dtyp
 StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
                                    const std::vector<int64_t>& shape, int32_t zp) {
   GatherShape gs;
-  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape, zp));
+  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGatherFast(view, dtype, shape, zp, 0, -1));
   Tensor out(dtype, {gs.h, gs.w, gs.c});
   GatherSesAny(view, dtype, zp, 0, gs.h * gs.w * gs.c / view.se_size, out.bytes.data());
   return out;
@@ -590,7 +636,7 @@ StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
 Status GatherRows(const ActivationView& view, DType dtype, const std::vector<int64_t>& shape,
                   int32_t zp, int64_t row_begin, int64_t row_end, MutableByteSpan out) {
   GatherShape gs;
-  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape, zp, row_begin, row_end));
+  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGatherFast(view, dtype, shape, zp, row_begin, row_end));
   if (row_end < 0) row_end = gs.h;
   const int64_t row_bytes = gs.w * gs.c * DTypeBytes(dtype);
   const int64_t need = (row_end - row_begin) * row_bytes;
