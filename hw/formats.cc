@@ -9,26 +9,49 @@ namespace {
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
-// Set bits of w. SWAR: the baseline x86-64 build has no popcnt instruction, and
-// __builtin_popcount there is a libgcc call per word (it was most of DecompressWeights' time).
-inline int64_t PopCount64(uint64_t w) {
+// Present bits among the first `count` bits of `map`, 8 bytes at a time (pop: a word's set
+// bits).
+template <class Pop>
+inline int64_t PopCountWords(const uint8_t* map, int64_t count, Pop pop) {
+  int64_t n = 0, i = 0;
+  for (; i + 64 <= count; i += 64) {
+    uint64_t w;
+    std::memcpy(&w, map + i / 8, 8);
+    n += pop(w);
+  }
+  for (; i + 8 <= count; i += 8) n += pop(map[i / 8]);
+  for (; i < count; ++i) n += MapBit(map, i);
+  return n;
+}
+
+// The baseline x86-64 build has no popcnt instruction: __builtin_popcount there is a libgcc call
+// per word, which was most of DecompressWeights' time. So SWAR, and the instruction itself in a
+// function compiled for it where the CPU has it.
+inline int64_t PopCountSwar(uint64_t w) {
   w = w - ((w >> 1) & 0x5555555555555555ull);
   w = (w & 0x3333333333333333ull) + ((w >> 2) & 0x3333333333333333ull);
   w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0Full;
   return static_cast<int64_t>((w * 0x0101010101010101ull) >> 56);
 }
 
-// Present bits among the first `count` bits of `map`, 8 bytes at a time.
-int64_t PopCountBits(const uint8_t* map, int64_t count) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("popcnt"))) int64_t PopCountBitsPopcnt(const uint8_t* map, int64_t count) {
   int64_t n = 0, i = 0;
   for (; i + 64 <= count; i += 64) {
     uint64_t w;
     std::memcpy(&w, map + i / 8, 8);
-    n += PopCount64(w);
+    n += __builtin_popcountll(w);
   }
-  for (; i + 8 <= count; i += 8) n += PopCount64(map[i / 8]);
-  for (; i < count; ++i) n += MapBit(map, i);
-  return n;
+  return n + PopCountWords(map + i / 8, count - i, PopCountSwar);
+}
+#endif
+
+int64_t PopCountBits(const uint8_t* map, int64_t count) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool popcnt = __builtin_cpu_supports("popcnt");
+  if (popcnt) return PopCountBitsPopcnt(map, count);
+#endif
+  return PopCountWords(map, count, PopCountSwar);
 }
 
 // The first set bit of `map` in bits [begin, end), or -1: whole bytes where it can.
@@ -36,6 +59,11 @@ int64_t FirstSetBit(const uint8_t* map, int64_t begin, int64_t end) {
   int64_t b = begin;
   for (; b < end && (b & 7) != 0; ++b) {
     if (MapBit(map, b)) return b;
+  }
+  for (; b + 64 <= end; b += 64) {
+    uint64_t v;
+    std::memcpy(&v, map + (b >> 3), 8);
+    if (v != 0) break;  // its first set bit, below
   }
   for (; b + 8 <= end; b += 8) {
     const uint8_t v = map[b >> 3];
@@ -294,10 +322,10 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
   return out;
 }
 
-StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, ByteSpan map,
-                                                               ByteSpan table,
-                                                               const NceGeometry& g, DType dtype,
-                                                               int32_t zp) {
+namespace {
+
+// CheckDecompressWeights' rules before the table: dtype, zero point, the channel geometry.
+Status CheckWeightSetGeometry(const NceGeometry& g, DType dtype, int32_t zp) {
   if (dtype != DType::kU8 && dtype != DType::kI8 && dtype != DType::kFP16 &&
       dtype != DType::kBF16 && !IsSubByte(dtype)) {
     return InvalidArgument(std::string("weights: dtype ") + DTypeName(dtype) +
@@ -312,13 +340,51 @@ StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, By
     return InvalidArgument("weights: KY = " + Str(g.ky) + ", KX = " + Str(g.kx) + ", C = " +
                            Str(g.c) + " must be positive with at most 2 GiB per output channel");
   }
-  std::vector<WeightTableEntry> entries;
-  DPUEMU_ASSIGN_OR_RETURN(entries, DecodeWeightTable(table, g.k));
-  const int64_t taps = g.taps();
-  if (g.k > limit / (taps * eb)) {
-    return InvalidArgument("weights: K = " + Str(g.k) + " channels of " + Str(taps * eb) +
+  return OkStatus();
+}
+
+// The K limit (after the geometry passed).
+Status CheckWeightSetSize(const NceGeometry& g, DType dtype) {
+  const int64_t limit = int64_t{1} << 31;
+  const int64_t bytes = g.taps() * DTypeBytes(dtype);
+  if (g.k > limit / bytes) {
+    return InvalidArgument("weights: K = " + Str(g.k) + " channels of " + Str(bytes) +
                            " bytes are larger than 2 GiB");
   }
+  return OkStatus();
+}
+
+// DecodeWeightTable's size rule.
+Status CheckWeightTableSize(ByteSpan bytes, int64_t k) {
+  // Compared by division: 16 * k overflows for the K of a corrupt header.
+  if (k <= 0 || bytes.size() % 16 != 0 || static_cast<int64_t>(bytes.size() / 16) != k) {
+    const bool printable = k >= -(INT64_MAX / 16) && k <= INT64_MAX / 16;
+    return InvalidArgument("weight_table: " + Str(bytes.size()) +
+                           " bytes, expected 16 per output channel" +
+                           (printable ? " = " + Str(16 * k) : "") + " (K = " + Str(k) + ")");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status CheckDecompressWeightsExceptChannels(ByteSpan table, const NceGeometry& g, DType dtype,
+                                            int32_t zp) {
+  DPUEMU_RETURN_IF_ERROR(CheckWeightSetGeometry(g, dtype, zp));
+  DPUEMU_RETURN_IF_ERROR(CheckWeightTableSize(table, g.k));
+  return CheckWeightSetSize(g, dtype);
+}
+
+StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, ByteSpan map,
+                                                               ByteSpan table,
+                                                               const NceGeometry& g, DType dtype,
+                                                               int32_t zp) {
+  DPUEMU_RETURN_IF_ERROR(CheckWeightSetGeometry(g, dtype, zp));
+  std::vector<WeightTableEntry> entries;
+  DPUEMU_ASSIGN_OR_RETURN(entries, DecodeWeightTable(table, g.k));
+  DPUEMU_RETURN_IF_ERROR(CheckWeightSetSize(g, dtype));
+  const int64_t eb = DTypeBytes(dtype);
+  const int64_t taps = g.taps();
   const int64_t map_per_k = WeightMapBytesPerChannel(g);
   for (int64_t k = 0; k < g.k; ++k) {
     const WeightTableEntry& e = entries[static_cast<size_t>(k)];
@@ -441,19 +507,16 @@ std::vector<uint8_t> EncodeWeightTable(const std::vector<WeightTableEntry>& entr
 }
 
 StatusOr<std::vector<WeightTableEntry>> DecodeWeightTable(ByteSpan bytes, int64_t k) {
-  // Compared by division: 16 * k overflows for the K of a corrupt header.
-  if (k <= 0 || bytes.size() % 16 != 0 || static_cast<int64_t>(bytes.size() / 16) != k) {
-    const bool printable = k >= -(INT64_MAX / 16) && k <= INT64_MAX / 16;
-    return InvalidArgument("weight_table: " + Str(bytes.size()) +
-                           " bytes, expected 16 per output channel" +
-                           (printable ? " = " + Str(16 * k) : "") + " (K = " + Str(k) + ")");
-  }
+  DPUEMU_RETURN_IF_ERROR(CheckWeightTableSize(bytes, k));
   std::vector<WeightTableEntry> t(static_cast<size_t>(k));
+  // Little-endian words assembled in registers (a word array on the stack cost a store
+  // forwarding stall per entry).
+  const auto word = [&bytes](int64_t at) {
+    return uint32_t{bytes[at]} | uint32_t{bytes[at + 1]} << 8 | uint32_t{bytes[at + 2]} << 16 |
+           uint32_t{bytes[at + 3]} << 24;
+  };
   for (int64_t i = 0; i < k; ++i) {
-    uint32_t w[4] = {0, 0, 0, 0};
-    for (int j = 0; j < 4; ++j) {
-      for (int b = 0; b < 4; ++b) w[j] |= uint32_t{bytes[i * 16 + j * 4 + b]} << (8 * b);
-    }
+    const uint32_t w[4] = {word(i * 16), word(i * 16 + 4), word(i * 16 + 8), word(i * 16 + 12)};
     t[i] = {w[0], w[1], w[2], w[3]};
     if (w[0] & 15) {
       return InvalidArgument("weight_table[" + Str(i) + "].weight_ptr = " + Str(w[0]) +

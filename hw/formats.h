@@ -182,6 +182,12 @@ StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, By
                                                                ByteSpan table,
                                                                const NceGeometry& g, DType dtype,
                                                                int32_t zp);
+// CheckDecompressWeights without the per-channel rules (each table entry's alignment and
+// pointers, each map's padding and non-zero count), for the vectorized decode
+// (kernels/bitmap.cc), which checks each channel before reading it and returns
+// CheckDecompressWeights' status whenever anything fails.
+Status CheckDecompressWeightsExceptChannels(ByteSpan table, const NceGeometry& g, DType dtype,
+                                            int32_t zp);
 // GatherActivations when only input rows [row_begin, row_end) are read (row_end < 0: all rows):
 // shape, se_size, dtype, zero point, the row range, map and table sizes, the tiles, the SE pointers of those
 // rows, and the map's padding bits.

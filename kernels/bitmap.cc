@@ -353,6 +353,7 @@ struct ScalarKernels {
   DType dtype;
   int32_t zp;
   int64_t eb() const { return DTypeBytes(dtype); }
+  static int64_t Pop64(uint64_t w) { return static_cast<int64_t>(hwy::PopCount(w)); }
   void Expand(const uint8_t* src, const uint8_t*, const uint8_t* map, const uint8_t*,
               int64_t bit0, int64_t count, uint8_t* dst) const {
     ExpandScalar(src, map, bit0, count, eb(), static_cast<uint8_t>(zp), dst);
@@ -375,6 +376,7 @@ template <int kEb, bool kZp>
 struct VectorKernels {
   uint8_t zp;
   static constexpr int64_t eb() { return kEb; }
+  static HWY_INLINE int64_t Pop64(uint64_t w) { return static_cast<int64_t>(hwy::PopCount(w)); }
   HWY_INLINE void Expand(const uint8_t* src, const uint8_t* src_end, const uint8_t* map,
                          const uint8_t* map_end, int64_t bit0, int64_t count, uint8_t* dst) const {
     ExpandRun<kEb, kZp>(src, src_end, map, map_end, bit0, count, zp, dst);
@@ -442,11 +444,13 @@ void GatherSes(const ActivationView& view, DType dtype, int32_t zp, int64_t s_be
   }
 }
 
-void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* entries, int64_t k,
+bool DecompressChannels(ByteSpan data, ByteSpan map, const uint8_t* table, int64_t k,
                         int64_t taps, int64_t map_per_k, DType dtype, int32_t zp, uint8_t* out) {
+  bool ok = false;
   WithKernels(dtype, zp, [&](const auto& kernels) {
-    ExpandChannels(kernels, data, map, entries, k, taps, map_per_k, out);
+    ok = ExpandChannelsChecked(kernels, data, map, table, k, taps, map_per_k, out);
   });
+  return ok;
 }
 
 void EncodeSes(const uint8_t* src, DType dtype, int64_t n, int32_t zp, int64_t se,
@@ -679,15 +683,24 @@ StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
                                    const NceGeometry& g, DType dtype, int32_t zp) {
   // int4 sets are dense nibbles: the scalar unpacking.
   if (IsSubByte(dtype)) return dpuemu::DecompressWeights(data, map, table, g, dtype, zp);
-  std::vector<WeightTableEntry> entries;
-  DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype, zp));
+  // The per-channel rules are checked by the decode itself, channel by channel before it reads
+  // one; on any failure the reference check says which rule broke.
+  const auto reference_error = [&]() -> Status {
+    const Status st = CheckDecompressWeights(data, map, table, g, dtype, zp).status();
+    return st.ok() ? Internal("DecompressWeights: the per-channel check refused what "
+                              "CheckDecompressWeights accepts")
+                   : st;
+  };
+  if (!CheckDecompressWeightsExceptChannels(table, g, dtype, zp).ok()) return reference_error();
   Tensor out(dtype, {g.k, g.ky, g.kx, g.c});
   auto* decompress = HWY_DYNAMIC_DISPATCH(DecompressChannels);
 #if DPUEMU_BITMAP_VBMI2
   if (UseVbmi2(dtype)) decompress = bitmap_x86::DecompressChannels;
 #endif
-  decompress(data, map, entries.data(), g.k, g.taps(), WeightMapBytesPerChannel(g), dtype, zp,
-             out.bytes.data());
+  if (!decompress(data, map, table.data(), g.k, g.taps(), WeightMapBytesPerChannel(g), dtype, zp,
+                  out.bytes.data())) {
+    return reference_error();
+  }
   return out;
 }
 

@@ -91,6 +91,9 @@ struct Vbmi2Kernels {
   static constexpr int64_t kLanes = 64 / kEb;  // elements per step
   uint8_t zp;
   static constexpr int64_t eb() { return kEb; }
+  static DPUEMU_VBMI2_INLINE int64_t Pop64(uint64_t w) {
+    return static_cast<int64_t>(_mm_popcnt_u64(w));
+  }
 
   // `count` elements to dst: element j is the next packed element from src where map bit
   // bit0 + j is set, else absent. Reads src only through its packed run.
@@ -356,11 +359,13 @@ void GatherSes(const ActivationView& view, DType dtype, int32_t zp, int64_t s_be
   });
 }
 
-void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* entries, int64_t k,
+bool DecompressChannels(ByteSpan data, ByteSpan map, const uint8_t* table, int64_t k,
                         int64_t taps, int64_t map_per_k, DType dtype, int32_t zp, uint8_t* out) {
+  bool ok = false;
   WithKernels(dtype, zp, [&](const auto& kernels) {
-    ExpandChannels(kernels, data, map, entries, k, taps, map_per_k, out);
+    ok = ExpandChannelsChecked(kernels, data, map, table, k, taps, map_per_k, out);
   });
+  return ok;
 }
 
 void EncodeSes(const uint8_t* src, DType dtype, int64_t n, int32_t zp, int64_t se, uint8_t* data,

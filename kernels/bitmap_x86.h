@@ -29,7 +29,9 @@ bool SePointersPass(const ActivationView& view, int64_t slot_bytes, int64_t s_be
 // A sparse view (non-empty map) only.
 void GatherSes(const ActivationView& view, DType dtype, int32_t zp, int64_t s_begin,
                int64_t s_end, uint8_t* out);
-void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* entries, int64_t k,
+// After CheckDecompressWeightsExceptChannels: false where a channel breaks a rule of
+// CheckDecompressWeights (table: the 16 * k table bytes).
+bool DecompressChannels(ByteSpan data, ByteSpan map, const uint8_t* table, int64_t k,
                         int64_t taps, int64_t map_per_k, DType dtype, int32_t zp, uint8_t* out);
 // data (n * element bytes and 16 of room) and map (map_bytes) zeroed on entry.
 void EncodeSes(const uint8_t* src, DType dtype, int64_t n, int32_t zp, int64_t se, uint8_t* data,
