@@ -191,12 +191,13 @@ HWY_NOINLINE void GatherSesImpl(const Vbmi2Kernels<kEb, kZp>& kernels, const Act
   const int64_t step_lanes = se < kLanes ? se : kLanes;
   const __m512i absent = _mm512_set1_epi8(static_cast<char>(kernels.zp));
   // One step at map bit `pos` from the packed bytes at src (readable below src_end) to dst;
-  // returns the bytes read.
-  const auto step = [&](const uint8_t* src, const uint8_t* src_end, int64_t pos,
-                        uint8_t* dst) HWY_ATTR_VBMI2 {
+  // returns the bytes read. Away from the end (!edge: 8 map bytes and 64 output bytes from
+  // here on are the view's and the caller's) without the two end checks.
+  const auto step = [&](const uint8_t* src, const uint8_t* src_end, int64_t pos, uint8_t* dst,
+                        bool edge) HWY_ATTR_VBMI2 {
     const uint8_t* mp = map + (pos >> 3);
     uint64_t bits;
-    if (HWY_LIKELY(map_end - mp >= 8)) {
+    if (!edge || HWY_LIKELY(map_end - mp >= 8)) {
       std::memcpy(&bits, mp, 8);
       bits = _bzhi_u64(bits, static_cast<unsigned>(step_lanes));
     } else {
@@ -212,7 +213,7 @@ HWY_NOINLINE void GatherSesImpl(const Vbmi2Kernels<kEb, kZp>& kernels, const Act
     } else {
       dense = _mm512_maskz_expand_epi8(bits, v);
     }
-    if (HWY_LIKELY(out_end - dst >= 64)) {
+    if (!edge || HWY_LIKELY(out_end - dst >= 64)) {
       _mm512_storeu_si512(dst, dense);
     } else {
       StoreN(dst, out_end - dst, dense);
@@ -230,15 +231,32 @@ HWY_NOINLINE void GatherSesImpl(const Vbmi2Kernels<kEb, kZp>& kernels, const Act
   };
   const uint8_t* src_end;
   if (slot_bytes <= 64) {  // one step per SE: a flat loop
-    for (int64_t s = s_begin; s < s_end; ++s, out += slot_bytes) {
+    // The last 8 SEs are the edge: 8 SEs hold at least 64 map bits and 64 output bytes.
+    const int64_t inner_end = s_end - 8 > s_begin ? s_end - 8 : s_begin;
+    int64_t s = s_begin;
+    for (; s < inner_end; ++s, out += slot_bytes) {
       const uint8_t* src = slot_src(s, src_end);
-      step(src, src_end, s * se, out);
+      step(src, src_end, s * se, out, /*edge=*/false);
+    }
+    for (; s < s_end; ++s, out += slot_bytes) {
+      const uint8_t* src = slot_src(s, src_end);
+      step(src, src_end, s * se, out, /*edge=*/true);
     }
     return;
   }
+  // Whole steps: every SE but the last has the next one's map bits and its own output after it.
   for (int64_t s = s_begin; s < s_end; ++s) {
     const uint8_t* src = slot_src(s, src_end);
-    for (int64_t j = 0; j < se; j += kLanes, out += 64) src += step(src, src_end, s * se + j, out);
+    const bool edge = s == s_end - 1;
+    if (!edge) {
+      for (int64_t j = 0; j < se; j += kLanes, out += 64) {
+        src += step(src, src_end, s * se + j, out, false);
+      }
+    } else {
+      for (int64_t j = 0; j < se; j += kLanes, out += 64) {
+        src += step(src, src_end, s * se + j, out, true);
+      }
+    }
   }
 }
 
