@@ -3,9 +3,12 @@
 // end), which send 1- and 2-byte elements to the AVX-512 VBMI2 path (kernels/bitmap_x86.cc)
 // where the CPU has it and the path setting allows it.
 //
-// Layout invariants the kernels rely on, all established by the Check* functions of hw/formats.h
-// before any kernel runs: every packed run lies inside its buffer, every map bit read lies inside
-// the map. Loads of 16 bytes that would cross a buffer's end are staged through a local copy, and
+// Layout invariants the kernels rely on, established before any byte is read: every packed run
+// lies inside its buffer, every map bit read lies inside the map. The Check* functions of
+// hw/formats.h establish them, except two per-item loops done here in faster form, with the
+// reference check run again for its message whenever they refuse: the SE pointers of a gather
+// (SePointersPass, one pass before the gather) and each weight channel's table entry and map
+// (ExpandChannelsChecked, kernels/bitmap_drivers.inc, just before the channel is expanded). Loads of 16 bytes that would cross a buffer's end are staged through a local copy, and
 // dense outputs are written with exact lengths, so nothing outside the caller's buffers is
 // touched. Compressing stores may run up to 16 bytes past the packed end, writing zeros into
 // space the caller reserves and later overwrites or trims.

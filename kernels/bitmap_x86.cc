@@ -75,9 +75,9 @@ DPUEMU_VBMI2_INLINE void StoreN(uint8_t* p, int64_t bytes, __m512i v) {
 }
 
 // The packed run's next `bytes` (<= 64) bytes at p, the lanes past them unspecified: a plain
-// load where 64 bytes are readable (below `end`), else masked. Zen 4 issues the masked load only
-// once its mask (from the popcount) is ready; the plain one, from p alone, starts earlier
-// (decode and gather measured up to 1.4x faster).
+// load where 64 bytes are readable (below `end`), else masked. The masked load waits for its mask
+// (from the popcount); the plain one needs only p (1.1-1.4x on a micro-benchmark of the gather
+// loop on Zen 4, noisy).
 DPUEMU_VBMI2_INLINE __m512i LoadPacked(const uint8_t* p, const uint8_t* end, int64_t bytes) {
   if (HWY_LIKELY(end - p >= 64)) return _mm512_loadu_si512(p);
   return LoadN(p, bytes);
