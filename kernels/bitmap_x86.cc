@@ -194,7 +194,7 @@ HWY_NOINLINE void GatherSesImpl(const Vbmi2Kernels<kEb, kZp>& kernels, const Act
   // returns the bytes read. Away from the end (!edge: 8 map bytes and 64 output bytes from
   // here on are the view's and the caller's) without the two end checks.
   const auto step = [&](const uint8_t* src, const uint8_t* src_end, int64_t pos, uint8_t* dst,
-                        bool edge) HWY_ATTR_VBMI2 {
+                        bool edge, bool src_room = false) HWY_ATTR_VBMI2 {
     const uint8_t* mp = map + (pos >> 3);
     uint64_t bits;
     if (!edge || HWY_LIKELY(map_end - mp >= 8)) {
@@ -204,7 +204,7 @@ HWY_NOINLINE void GatherSesImpl(const Vbmi2Kernels<kEb, kZp>& kernels, const Act
       bits = MapBits(map, map_end, pos, step_lanes);
     }
     const int64_t packed = kEb * static_cast<int64_t>(_mm_popcnt_u64(bits));
-    const __m512i v = LoadPacked(src, src_end, packed);
+    const __m512i v = src_room ? _mm512_loadu_si512(src) : LoadPacked(src, src_end, packed);
     __m512i dense;
     if (kEb == 2) {
       dense = _mm512_maskz_expand_epi16(static_cast<__mmask32>(bits), v);
@@ -244,11 +244,16 @@ HWY_NOINLINE void GatherSesImpl(const Vbmi2Kernels<kEb, kZp>& kernels, const Act
     }
     return;
   }
-  // Whole steps: every SE but the last has the next one's map bits and its own output after it.
+  // Whole steps: every SE but the last has the next one's map bits and its own output after it,
+  // and a slot with 64 readable bytes past it needs no check on its loads.
   for (int64_t s = s_begin; s < s_end; ++s) {
     const uint8_t* src = slot_src(s, src_end);
     const bool edge = s == s_end - 1;
-    if (!edge) {
+    if (!edge && src_end - src >= slot_bytes + 64) {
+      for (int64_t j = 0; j < se; j += kLanes, out += 64) {
+        src += step(src, src_end, s * se + j, out, false, /*src_room=*/true);
+      }
+    } else if (!edge) {
       for (int64_t j = 0; j < se; j += kLanes, out += 64) {
         src += step(src, src_end, s * se + j, out, false);
       }
