@@ -9,12 +9,70 @@ namespace {
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
-// Present bits among the first `count` bits of `map`.
-int64_t PopCountBits(const uint8_t* map, int64_t count) {
-  int64_t n = 0;
-  for (int64_t i = 0; i < count / 8; ++i) n += __builtin_popcount(map[i]);
-  for (int64_t i = count / 8 * 8; i < count; ++i) n += MapBit(map, i);
+// Present bits among the first `count` bits of `map`, 8 bytes at a time (pop: a word's set
+// bits).
+template <class Pop>
+inline int64_t PopCountWords(const uint8_t* map, int64_t count, Pop pop) {
+  int64_t n = 0, i = 0;
+  for (; i + 64 <= count; i += 64) {
+    uint64_t w;
+    std::memcpy(&w, map + i / 8, 8);
+    n += pop(w);
+  }
+  for (; i + 8 <= count; i += 8) n += pop(map[i / 8]);
+  for (; i < count; ++i) n += MapBit(map, i);
   return n;
+}
+
+// The baseline x86-64 build has no popcnt instruction: __builtin_popcount there is a libgcc call
+// per word, which was most of DecompressWeights' time. So SWAR, and the instruction itself in a
+// function compiled for it where the CPU has it.
+inline int64_t PopCountSwar(uint64_t w) {
+  w = w - ((w >> 1) & 0x5555555555555555ull);
+  w = (w & 0x3333333333333333ull) + ((w >> 2) & 0x3333333333333333ull);
+  w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+  return static_cast<int64_t>((w * 0x0101010101010101ull) >> 56);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("popcnt"))) int64_t PopCountBitsPopcnt(const uint8_t* map, int64_t count) {
+  int64_t n = 0, i = 0;
+  for (; i + 64 <= count; i += 64) {
+    uint64_t w;
+    std::memcpy(&w, map + i / 8, 8);
+    n += __builtin_popcountll(w);
+  }
+  return n + PopCountWords(map + i / 8, count - i, PopCountSwar);
+}
+#endif
+
+int64_t PopCountBits(const uint8_t* map, int64_t count) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool popcnt = __builtin_cpu_supports("popcnt");
+  if (popcnt) return PopCountBitsPopcnt(map, count);
+#endif
+  return PopCountWords(map, count, PopCountSwar);
+}
+
+// The first set bit of `map` in bits [begin, end), or -1: whole bytes where it can.
+int64_t FirstSetBit(const uint8_t* map, int64_t begin, int64_t end) {
+  int64_t b = begin;
+  for (; b < end && (b & 7) != 0; ++b) {
+    if (MapBit(map, b)) return b;
+  }
+  for (; b + 64 <= end; b += 64) {
+    uint64_t v;
+    std::memcpy(&v, map + (b >> 3), 8);
+    if (v != 0) break;  // its first set bit, below
+  }
+  for (; b + 8 <= end; b += 8) {
+    const uint8_t v = map[b >> 3];
+    if (v != 0) return b + __builtin_ctz(v);
+  }
+  for (; b < end; ++b) {
+    if (MapBit(map, b)) return b;
+  }
+  return -1;
 }
 
 // Accepts [H, W, C] or [1, H, W, C]; returns [H, W, C].
@@ -264,10 +322,10 @@ StatusOr<CompressedWeights> CompressWeights(const Tensor& weights, int32_t zp) {
   return out;
 }
 
-StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, ByteSpan map,
-                                                               ByteSpan table,
-                                                               const NceGeometry& g, DType dtype,
-                                                               int32_t zp) {
+namespace {
+
+// CheckDecompressWeights' rules before the table: dtype, zero point, the channel geometry.
+Status CheckWeightSetGeometry(const NceGeometry& g, DType dtype, int32_t zp) {
   if (dtype != DType::kU8 && dtype != DType::kI8 && dtype != DType::kFP16 &&
       dtype != DType::kBF16 && !IsSubByte(dtype)) {
     return InvalidArgument(std::string("weights: dtype ") + DTypeName(dtype) +
@@ -282,46 +340,84 @@ StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, By
     return InvalidArgument("weights: KY = " + Str(g.ky) + ", KX = " + Str(g.kx) + ", C = " +
                            Str(g.c) + " must be positive with at most 2 GiB per output channel");
   }
-  std::vector<WeightTableEntry> entries;
-  DPUEMU_ASSIGN_OR_RETURN(entries, DecodeWeightTable(table, g.k));
-  const int64_t taps = g.taps();
-  if (g.k > limit / (taps * eb)) {
-    return InvalidArgument("weights: K = " + Str(g.k) + " channels of " + Str(taps * eb) +
+  return OkStatus();
+}
+
+// The K limit (after the geometry passed).
+Status CheckWeightSetSize(const NceGeometry& g, DType dtype) {
+  const int64_t limit = int64_t{1} << 31;
+  const int64_t bytes = g.taps() * DTypeBytes(dtype);
+  if (g.k > limit / bytes) {
+    return InvalidArgument("weights: K = " + Str(g.k) + " channels of " + Str(bytes) +
                            " bytes are larger than 2 GiB");
   }
+  return OkStatus();
+}
+
+// DecodeWeightTable's size rule.
+Status CheckWeightTableSize(ByteSpan bytes, int64_t k) {
+  // Compared by division: 16 * k overflows for the K of a corrupt header.
+  if (k <= 0 || bytes.size() % 16 != 0 || static_cast<int64_t>(bytes.size() / 16) != k) {
+    const bool printable = k >= -(INT64_MAX / 16) && k <= INT64_MAX / 16;
+    return InvalidArgument("weight_table: " + Str(bytes.size()) +
+                           " bytes, expected 16 per output channel" +
+                           (printable ? " = " + Str(16 * k) : "") + " (K = " + Str(k) + ")");
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status CheckDecompressWeightsExceptChannels(ByteSpan table, const NceGeometry& g, DType dtype,
+                                            int32_t zp) {
+  DPUEMU_RETURN_IF_ERROR(CheckWeightSetGeometry(g, dtype, zp));
+  DPUEMU_RETURN_IF_ERROR(CheckWeightTableSize(table, g.k));
+  return CheckWeightSetSize(g, dtype);
+}
+
+StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, ByteSpan map,
+                                                               ByteSpan table,
+                                                               const NceGeometry& g, DType dtype,
+                                                               int32_t zp) {
+  DPUEMU_RETURN_IF_ERROR(CheckWeightSetGeometry(g, dtype, zp));
+  std::vector<WeightTableEntry> entries;
+  DPUEMU_ASSIGN_OR_RETURN(entries, DecodeWeightTable(table, g.k));
+  DPUEMU_RETURN_IF_ERROR(CheckWeightSetSize(g, dtype));
+  const int64_t eb = DTypeBytes(dtype);
+  const int64_t taps = g.taps();
   const int64_t map_per_k = WeightMapBytesPerChannel(g);
   for (int64_t k = 0; k < g.k; ++k) {
     const WeightTableEntry& e = entries[static_cast<size_t>(k)];
-    const std::string where = "weight_table[" + Str(k) + "]";
+    // Built only for a message: a string per channel was most of the check's time.
+    const auto where = [k] { return "weight_table[" + Str(k) + "]"; };
     if (e.sparsity_ptr == kDenseSparsityPtr) {
       const int64_t set = taps * DTypeBits(dtype) / 8;
       if (e.weight_ptr + set > static_cast<int64_t>(data.size())) {
-        return OutOfRange(where + ".weight_ptr = " + Str(e.weight_ptr) + ": dense channel of " +
+        return OutOfRange(where() + ".weight_ptr = " + Str(e.weight_ptr) + ": dense channel of " +
                           Str(set) + " bytes ends past the weights buffer (" +
                           Str(data.size()) + " bytes)");
       }
       continue;
     }
     if (IsSubByte(dtype)) {
-      return InvalidArgument(where + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": " +
+      return InvalidArgument(where() + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": " +
                              DTypeName(dtype) + " weights are never sparse (0xFFFFFF expected; "
                              "the compiler's sparsify_weights.cpp)");
     }
     if (e.sparsity_ptr + map_per_k > static_cast<int64_t>(map.size())) {
-      return OutOfRange(where + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": map of " +
+      return OutOfRange(where() + ".sparsity_ptr = " + Str(e.sparsity_ptr) + ": map of " +
                         Str(map_per_k) + " bytes ends past the map buffer (" + Str(map.size()) +
                         " bytes)");
     }
     const uint8_t* m = map.data() + e.sparsity_ptr;
-    for (int64_t b = taps; b < map_per_k * 8; ++b) {
-      if (MapBit(m, b)) {
-        return InvalidArgument(where + ": sparsity map padding bit " + Str(b) +
-                               " is set (only " + Str(taps) + " weights per channel)");
-      }
+    const int64_t b = FirstSetBit(m, taps, map_per_k * 8);
+    if (b >= 0) {
+      return InvalidArgument(where() + ": sparsity map padding bit " + Str(b) + " is set (only " +
+                             Str(taps) + " weights per channel)");
     }
     const int64_t nnz = PopCountBits(m, taps);
     if (e.weight_ptr + nnz * eb > static_cast<int64_t>(data.size())) {
-      return OutOfRange(where + ".weight_ptr = " + Str(e.weight_ptr) + ": the map's " + Str(nnz) +
+      return OutOfRange(where() + ".weight_ptr = " + Str(e.weight_ptr) + ": the map's " + Str(nnz) +
                         " non-zeros end past the weights buffer (" + Str(data.size()) + " bytes)");
     }
   }
@@ -411,19 +507,16 @@ std::vector<uint8_t> EncodeWeightTable(const std::vector<WeightTableEntry>& entr
 }
 
 StatusOr<std::vector<WeightTableEntry>> DecodeWeightTable(ByteSpan bytes, int64_t k) {
-  // Compared by division: 16 * k overflows for the K of a corrupt header.
-  if (k <= 0 || bytes.size() % 16 != 0 || static_cast<int64_t>(bytes.size() / 16) != k) {
-    const bool printable = k >= -(INT64_MAX / 16) && k <= INT64_MAX / 16;
-    return InvalidArgument("weight_table: " + Str(bytes.size()) +
-                           " bytes, expected 16 per output channel" +
-                           (printable ? " = " + Str(16 * k) : "") + " (K = " + Str(k) + ")");
-  }
+  DPUEMU_RETURN_IF_ERROR(CheckWeightTableSize(bytes, k));
   std::vector<WeightTableEntry> t(static_cast<size_t>(k));
+  // Little-endian words assembled in registers (a word array on the stack cost a store
+  // forwarding stall per entry).
+  const auto word = [&bytes](int64_t at) {
+    return uint32_t{bytes[at]} | uint32_t{bytes[at + 1]} << 8 | uint32_t{bytes[at + 2]} << 16 |
+           uint32_t{bytes[at + 3]} << 24;
+  };
   for (int64_t i = 0; i < k; ++i) {
-    uint32_t w[4] = {0, 0, 0, 0};
-    for (int j = 0; j < 4; ++j) {
-      for (int b = 0; b < 4; ++b) w[j] |= uint32_t{bytes[i * 16 + j * 4 + b]} << (8 * b);
-    }
+    const uint32_t w[4] = {word(i * 16), word(i * 16 + 4), word(i * 16 + 8), word(i * 16 + 12)};
     t[i] = {w[0], w[1], w[2], w[3]};
     if (w[0] & 15) {
       return InvalidArgument("weight_table[" + Str(i) + "].weight_ptr = " + Str(w[0]) +
@@ -535,9 +628,11 @@ StatusOr<std::vector<int32_t>> MakeIdentitySeTable(int64_t h, int64_t w, int64_t
   return table;
 }
 
-StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
-                                  const std::vector<int64_t>& shape, int32_t zp,
-                                  int64_t row_begin, int64_t row_end) {
+namespace {
+
+StatusOr<GatherShape> CheckGatherImpl(const ActivationView& view, DType dtype,
+                                      const std::vector<int64_t>& shape, int32_t zp,
+                                      int64_t row_begin, int64_t row_end, bool se_pointers) {
   std::vector<int64_t> hwc;
   DPUEMU_ASSIGN_OR_RETURN(hwc, Hwc(shape, "activations"));
   const int64_t h = hwc[0], w = hwc[1], c = hwc[2];
@@ -575,7 +670,8 @@ StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
                       Str(n * eb));
   }
   const int64_t ses_per_row = w * c / se;
-  for (int64_t s = row_begin * ses_per_row; table && s < row_end * ses_per_row; ++s) {
+  for (int64_t s = row_begin * ses_per_row; se_pointers && table && s < row_end * ses_per_row;
+       ++s) {
     const int32_t entry = view.se_table[s];
     if (static_cast<uint32_t>(entry) >> 29) {
       return InvalidArgument("se_table[" + Str(s) + "] = " + Str(entry) +
@@ -594,15 +690,27 @@ StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
     }
   }
   if (sparse) {
-    const int64_t pad_bits = static_cast<int64_t>(view.map.size()) * 8;
-    for (int64_t b = n; b < pad_bits; ++b) {
-      if (MapBit(view.map.data(), b)) {
-        return InvalidArgument("activations.map: padding bit " + Str(b) + " is set (tensor has " +
-                               Str(n) + " elements)");
-      }
+    const int64_t b = FirstSetBit(view.map.data(), n, static_cast<int64_t>(view.map.size()) * 8);
+    if (b >= 0) {
+      return InvalidArgument("activations.map: padding bit " + Str(b) + " is set (tensor has " +
+                             Str(n) + " elements)");
     }
   }
   return GatherShape{h, w, c};
+}
+
+}  // namespace
+
+StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
+                                  const std::vector<int64_t>& shape, int32_t zp,
+                                  int64_t row_begin, int64_t row_end) {
+  return CheckGatherImpl(view, dtype, shape, zp, row_begin, row_end, /*se_pointers=*/true);
+}
+
+StatusOr<GatherShape> CheckGatherExceptSePointers(const ActivationView& view, DType dtype,
+                                                  const std::vector<int64_t>& shape, int32_t zp,
+                                                  int64_t row_begin, int64_t row_end) {
+  return CheckGatherImpl(view, dtype, shape, zp, row_begin, row_end, /*se_pointers=*/false);
 }
 
 StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,

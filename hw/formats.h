@@ -182,6 +182,12 @@ StatusOr<std::vector<WeightTableEntry>> CheckDecompressWeights(ByteSpan data, By
                                                                ByteSpan table,
                                                                const NceGeometry& g, DType dtype,
                                                                int32_t zp);
+// CheckDecompressWeights without the per-channel rules (each table entry's alignment and
+// pointers, each map's padding and non-zero count), for the vectorized decode
+// (kernels/bitmap.cc), which checks each channel before reading it and returns
+// CheckDecompressWeights' status whenever anything fails.
+Status CheckDecompressWeightsExceptChannels(ByteSpan table, const NceGeometry& g, DType dtype,
+                                            int32_t zp);
 // GatherActivations when only input rows [row_begin, row_end) are read (row_end < 0: all rows):
 // shape, se_size, dtype, zero point, the row range, map and table sizes, the tiles, the SE pointers of those
 // rows, and the map's padding bits.
@@ -191,6 +197,12 @@ struct GatherShape {
 StatusOr<GatherShape> CheckGather(const ActivationView& view, DType dtype,
                                   const std::vector<int64_t>& shape, int32_t zp,
                                   int64_t row_begin = 0, int64_t row_end = -1);
+// CheckGather without the per-SE pointer rules, for the vectorized gathers (kernels/bitmap.cc),
+// which check the pointers of the rows in their own pass and return CheckGather's status
+// whenever either check fails, so that the first error reported is the same.
+StatusOr<GatherShape> CheckGatherExceptSePointers(const ActivationView& view, DType dtype,
+                                                  const std::vector<int64_t>& shape, int32_t zp,
+                                                  int64_t row_begin = 0, int64_t row_end = -1);
 
 }  // namespace dpuemu
 

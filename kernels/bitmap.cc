@@ -3,12 +3,15 @@
 // end), which send 1- and 2-byte elements to the AVX-512 VBMI2 path (kernels/bitmap_x86.cc)
 // where the CPU has it and the path setting allows it.
 //
-// Layout invariants the kernels rely on, all established by the Check* functions of hw/formats.h
-// before any kernel runs: every packed run lies inside its buffer, every map bit read lies inside
-// the map. Loads of 16 bytes that would cross a buffer's end are staged through a local copy, and
+// Layout invariants the kernels rely on, established before any byte is read: every packed run
+// lies inside its buffer, every map bit read lies inside the map. The Check* functions of
+// hw/formats.h establish them, except two per-item loops done here in faster form, with the
+// reference check run again for its message whenever they refuse: the SE pointers of a gather
+// (SePointersPass, one pass before the gather) and each weight channel's table entry and map
+// (ExpandChannelsChecked, kernels/bitmap_drivers.inc, just before the channel is expanded). Loads of 16 bytes that would cross a buffer's end are staged through a local copy, and
 // dense outputs are written with exact lengths, so nothing outside the caller's buffers is
-// touched. Compressing stores may run up to 16 bytes past the packed end, into space the caller
-// reserves and later overwrites or trims.
+// touched. Compressing stores may run up to 16 bytes past the packed end, writing zeros into
+// space the caller reserves and later overwrites or trims.
 
 // The non-target part, compiled once although foreach_target.h includes this file per target.
 #ifndef DPUEMU_KERNELS_BITMAP_CC_ONCE_
@@ -262,7 +265,7 @@ HWY_INLINE void ExpandRun(const uint8_t* src, const uint8_t* src_end, const uint
 }
 
 // Packs the present elements of the block v (map bits `bits`) to dst and advances it; writes 16
-// bytes from dst on.
+// bytes from dst on, zeros past the packed ones (absent indices read 0).
 template <int kEb>
 HWY_INLINE void CompressBlock(V v, uint32_t bits, uint8_t*& dst) {
   const D d;
@@ -353,6 +356,7 @@ struct ScalarKernels {
   DType dtype;
   int32_t zp;
   int64_t eb() const { return DTypeBytes(dtype); }
+  static int64_t Pop64(uint64_t w) { return static_cast<int64_t>(hwy::PopCount(w)); }
   void Expand(const uint8_t* src, const uint8_t*, const uint8_t* map, const uint8_t*,
               int64_t bit0, int64_t count, uint8_t* dst) const {
     ExpandScalar(src, map, bit0, count, eb(), static_cast<uint8_t>(zp), dst);
@@ -375,6 +379,7 @@ template <int kEb, bool kZp>
 struct VectorKernels {
   uint8_t zp;
   static constexpr int64_t eb() { return kEb; }
+  static HWY_INLINE int64_t Pop64(uint64_t w) { return static_cast<int64_t>(hwy::PopCount(w)); }
   HWY_INLINE void Expand(const uint8_t* src, const uint8_t* src_end, const uint8_t* map,
                          const uint8_t* map_end, int64_t bit0, int64_t count, uint8_t* dst) const {
     ExpandRun<kEb, kZp>(src, src_end, map, map_end, bit0, count, zp, dst);
@@ -442,11 +447,13 @@ void GatherSes(const ActivationView& view, DType dtype, int32_t zp, int64_t s_be
   }
 }
 
-void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* entries, int64_t k,
+bool DecompressChannels(ByteSpan data, ByteSpan map, const uint8_t* table, int64_t k,
                         int64_t taps, int64_t map_per_k, DType dtype, int32_t zp, uint8_t* out) {
+  bool ok = false;
   WithKernels(dtype, zp, [&](const auto& kernels) {
-    ExpandChannels(kernels, data, map, entries, k, taps, map_per_k, out);
+    ok = ExpandChannelsChecked(kernels, data, map, table, k, taps, map_per_k, out);
   });
+  return ok;
 }
 
 void EncodeSes(const uint8_t* src, DType dtype, int64_t n, int32_t zp, int64_t se,
@@ -527,6 +534,52 @@ void GatherSesAny(const ActivationView& view, DType dtype, int32_t zp, int64_t s
   HWY_DYNAMIC_DISPATCH(GatherSes)(view, dtype, zp, s_begin, s_end, out);
 }
 
+// SePointersPass of kernels/bitmap_x86.h for the table path: branch-free over the entries
+// (CheckGather's loop has three branches and a tile lookup per SE).
+bool SePointersPassScalar(const ActivationView& view, int64_t slot_bytes, int64_t s_begin,
+                          int64_t s_end) {
+  constexpr int64_t kMaxTiles = 16;
+  const int64_t tiles = static_cast<int64_t>(view.tiles.size());
+  if (tiles > kMaxTiles) return false;
+  int64_t room[kMaxTiles + 1];  // the largest offset a slot may start at; -1 past the count
+  for (int64_t t = 0; t <= kMaxTiles; ++t) {
+    room[t] = t < tiles ? static_cast<int64_t>(view.tiles[t].size()) - slot_bytes : -1;
+  }
+  const int32_t* table = view.se_table.data();
+  bool bad = false;
+  for (int64_t s = s_begin; s < s_end; ++s) {
+    const uint32_t u = static_cast<uint32_t>(table[s]);
+    const SePointer p = DecodeSePointer(table[s]);
+    bad |= (u >> 29) != 0;
+    bad |= p.offset > room[p.tile < kMaxTiles ? p.tile : kMaxTiles];
+  }
+  return !bad;
+}
+
+// CheckGather for the gather of rows [row_begin, row_end): its other rules, then the SE pointers
+// in one vectorized pass; the reference check again, for its message, when either fails.
+StatusOr<GatherShape> CheckGatherFast(const ActivationView& view, DType dtype,
+                                      const std::vector<int64_t>& shape, int32_t zp,
+                                      int64_t row_begin, int64_t row_end) {
+  StatusOr<GatherShape> gs =
+      CheckGatherExceptSePointers(view, dtype, shape, zp, row_begin, row_end);
+  if (!gs.ok()) return CheckGather(view, dtype, shape, zp, row_begin, row_end);
+  if (view.se_table.empty()) return gs;
+  const int64_t ses_per_row = gs->w * gs->c / view.se_size;
+  const int64_t s_begin = row_begin * ses_per_row;
+  const int64_t s_end = (row_end < 0 ? gs->h : row_end) * ses_per_row;
+  const int64_t slot_bytes = view.se_size * DTypeBytes(dtype);
+#if DPUEMU_BITMAP_VBMI2
+  const bool pass = Vbmi2Selected()
+                        ? bitmap_x86::SePointersPass(view, slot_bytes, s_begin, s_end)
+                        : SePointersPassScalar(view, slot_bytes, s_begin, s_end);
+#else
+  const bool pass = SePointersPassScalar(view, slot_bytes, s_begin, s_end);
+#endif
+  if (!pass) return CheckGather(view, dtype, shape, zp, row_begin, row_end);
+  return gs;
+}
+
 }  // namespace
 
 bool HasVbmi2() { return bitmap_x86::Vbmi2CpuSupported(); }
@@ -581,7 +634,7 @@ StatusOr<Tensor> DecodeSparseActivations(ByteSpan data, ByteSpan map, DType dtyp
 StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
                                    const std::vector<int64_t>& shape, int32_t zp) {
   GatherShape gs;
-  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape, zp));
+  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGatherFast(view, dtype, shape, zp, 0, -1));
   Tensor out(dtype, {gs.h, gs.w, gs.c});
   GatherSesAny(view, dtype, zp, 0, gs.h * gs.w * gs.c / view.se_size, out.bytes.data());
   return out;
@@ -590,7 +643,7 @@ StatusOr<Tensor> GatherActivations(const ActivationView& view, DType dtype,
 Status GatherRows(const ActivationView& view, DType dtype, const std::vector<int64_t>& shape,
                   int32_t zp, int64_t row_begin, int64_t row_end, MutableByteSpan out) {
   GatherShape gs;
-  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGather(view, dtype, shape, zp, row_begin, row_end));
+  DPUEMU_ASSIGN_OR_RETURN(gs, CheckGatherFast(view, dtype, shape, zp, row_begin, row_end));
   if (row_end < 0) row_end = gs.h;
   const int64_t row_bytes = gs.w * gs.c * DTypeBytes(dtype);
   const int64_t need = (row_end - row_begin) * row_bytes;
@@ -633,15 +686,24 @@ StatusOr<Tensor> DecompressWeights(ByteSpan data, ByteSpan map, ByteSpan table,
                                    const NceGeometry& g, DType dtype, int32_t zp) {
   // int4 sets are dense nibbles: the scalar unpacking.
   if (IsSubByte(dtype)) return dpuemu::DecompressWeights(data, map, table, g, dtype, zp);
-  std::vector<WeightTableEntry> entries;
-  DPUEMU_ASSIGN_OR_RETURN(entries, CheckDecompressWeights(data, map, table, g, dtype, zp));
+  // The per-channel rules are checked by the decode itself, channel by channel before it reads
+  // one; on any failure the reference check says which rule broke.
+  const auto reference_error = [&]() -> Status {
+    const Status st = CheckDecompressWeights(data, map, table, g, dtype, zp).status();
+    return st.ok() ? Internal("DecompressWeights: the per-channel check refused what "
+                              "CheckDecompressWeights accepts")
+                   : st;
+  };
+  if (!CheckDecompressWeightsExceptChannels(table, g, dtype, zp).ok()) return reference_error();
   Tensor out(dtype, {g.k, g.ky, g.kx, g.c});
   auto* decompress = HWY_DYNAMIC_DISPATCH(DecompressChannels);
 #if DPUEMU_BITMAP_VBMI2
   if (UseVbmi2(dtype)) decompress = bitmap_x86::DecompressChannels;
 #endif
-  decompress(data, map, entries.data(), g.k, g.taps(), WeightMapBytesPerChannel(g), dtype, zp,
-             out.bytes.data());
+  if (!decompress(data, map, table.data(), g.k, g.taps(), WeightMapBytesPerChannel(g), dtype, zp,
+                  out.bytes.data())) {
+    return reference_error();
+  }
   return out;
 }
 

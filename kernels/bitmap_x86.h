@@ -22,11 +22,18 @@ namespace bitmap_x86 {
 bool Vbmi2CpuSupported();
 
 #if DPUEMU_BITMAP_VBMI2
+// Whether SE pointers [s_begin, s_end) of the view's table all pass CheckGather's pointer
+// rules for slots of slot_bytes (false also where this pass does not decide: > 15 tiles).
+bool SePointersPass(const ActivationView& view, int64_t slot_bytes, int64_t s_begin,
+                    int64_t s_end);
 // A sparse view (non-empty map) only.
 void GatherSes(const ActivationView& view, DType dtype, int32_t zp, int64_t s_begin,
                int64_t s_end, uint8_t* out);
-void DecompressChannels(ByteSpan data, ByteSpan map, const WeightTableEntry* entries, int64_t k,
+// After CheckDecompressWeightsExceptChannels: false where a channel breaks a rule of
+// CheckDecompressWeights (table: the 16 * k table bytes).
+bool DecompressChannels(ByteSpan data, ByteSpan map, const uint8_t* table, int64_t k,
                         int64_t taps, int64_t map_per_k, DType dtype, int32_t zp, uint8_t* out);
+// data (n * element bytes and 16 of room) and map (map_bytes) zeroed on entry.
 void EncodeSes(const uint8_t* src, DType dtype, int64_t n, int32_t zp, int64_t se, uint8_t* data,
                uint8_t* map, int64_t map_bytes);
 int64_t CompressChannels(const uint8_t* src, DType dtype, int64_t k, int64_t taps, int32_t zp,

@@ -581,5 +581,169 @@ TEST_P(Bitmap, DecompressErrorsMatchScalar) {
   expect_same(cw.data, cw.map, table, g, DType::kFP32);
 }
 
+// The gathers check the SE pointers in a pass of their own (a vector one on the VBMI2 path) and
+// the weight decode checks each channel as it goes; both must accept exactly what the reference
+// checks accept, and refuse the rest with the reference's message. Random tables with one entry
+// pushed to or past a rule's edge: slots ending exactly at / one granule past their tile's end,
+// tiles at and past the count (1-17 tiles: the vector pass handles up to 15), reserved bits.
+TEST_P(Bitmap, GatherPointerEdgesMatchScalar) {
+  const uint64_t base = BaseSeed(3);
+  int accepted = 0, refused = 0;  // both outcomes must be common, or the sweep tests little
+  for (uint64_t index = 0; index < 300; ++index) {
+    SCOPED_TRACE(CaseTrace(base, index));
+    Rng rng(base + index);
+    const DType dtype = Pick(rng, kDTypes);
+    const int64_t eb = DTypeBytes(dtype);
+    const int64_t se = 16 * rng.Int(1, 4), c = se * rng.Int(1, 3);
+    const int64_t h = rng.Int(1, 4), w = rng.Int(1, 9);
+    const int32_t zp = DrawZp(dtype, rng);
+    Tensor t(dtype, {h, w, c});
+    Fill(t, zp, Pick(rng, kSparsities), rng);
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const SparseActivations sa, EncodeSparseActivations(t, zp, se));
+    const int64_t slot_bytes = se * eb, ses = h * w * c / se;
+    const int ntiles = static_cast<int>(rng.Int(1, 17));
+    // Each tile a copy of all slots plus 0-3 granules, so that any slot fits in any tile.
+    std::vector<std::vector<uint8_t>> storage(ntiles);
+    ActivationView view;
+    for (int i = 0; i < ntiles; ++i) {
+      storage[i] = sa.data;
+      storage[i].resize(sa.data.size() + 16 * rng.Int(0, 3), 0x5A);
+      view.tiles.emplace_back(storage[i]);
+    }
+    std::vector<int32_t> table(ses);
+    for (int64_t s = 0; s < ses; ++s) {
+      const int32_t tile = static_cast<int32_t>(rng.Int(0, ntiles - 1));
+      table[s] = EncodeSePointer(s * slot_bytes, tile).value();
+    }
+    const int64_t victim = rng.Int(0, ses - 1);
+    const int32_t tile = static_cast<int32_t>(rng.Int(0, ntiles - 1));
+    const int64_t last = static_cast<int64_t>(view.tiles[tile].size()) - slot_bytes;  // fits
+    switch (rng.Int(0, 4)) {
+      case 0:
+        table[victim] = EncodeSePointer(last / 16 * 16, tile).value();
+        break;
+      case 1:
+        table[victim] = EncodeSePointer(AlignUp(last + 1, 16), tile).value();
+        break;
+      case 2:
+        table[victim] = EncodeSePointer(0, static_cast<int32_t>(ntiles + rng.Int(0, 20))).value();
+        break;
+      case 3:
+        table[victim] = static_cast<int32_t>(static_cast<uint32_t>(table[victim]) |
+                                             (1u << rng.Int(29, 31)));
+        break;
+      default:
+        table[victim] = EncodeSePointer(16 * rng.Int(0, (1 << 20) - 1), tile).value();
+        break;
+    }
+    view.map = sa.map;
+    view.se_table = table;
+    view.se_size = se;
+    SCOPED_TRACE(std::string(DTypeName(dtype)) + " [" + std::to_string(h) + ", " +
+                 std::to_string(w) + ", " + std::to_string(c) + "] se " + std::to_string(se) +
+                 ", " + std::to_string(ntiles) + " tiles, entry " + std::to_string(victim));
+    for (bool sparse : {true, false}) {
+      view.map = sparse ? ByteSpan(sa.map) : ByteSpan();
+      const StatusOr<Tensor> sg = GatherActivations(view, dtype, t.shape, zp);
+      const StatusOr<Tensor> fg = simd::GatherActivations(view, dtype, t.shape, zp);
+      ASSERT_EQ(fg.ok(), sg.ok()) << fg.status().ToString() << " vs " << sg.status().ToString();
+      ++(sg.ok() ? accepted : refused);
+      if (!sg.ok()) {
+        ExpectSameError(sg.status(), fg.status());
+      } else {
+        EXPECT_EQ(FirstDifference(*fg, *sg), "");
+      }
+      const int64_t rb = rng.Int(0, h), re = rng.Int(rb, h);
+      std::vector<uint8_t> out(static_cast<size_t>((re - rb) * w * c * eb) + 1);
+      const Status sr = CheckGather(view, dtype, t.shape, zp, rb, re).status();
+      const Status fr = simd::GatherRows(view, dtype, t.shape, zp, rb, re, out);
+      ASSERT_EQ(fr.ok(), sr.ok()) << fr.ToString() << " vs " << sr.ToString();
+      if (!sr.ok()) ExpectSameError(sr, fr);
+    }
+  }
+  EXPECT_GT(accepted, 50);
+  EXPECT_GT(refused, 50);
+  std::cout << "gather pointer edges: " << accepted << " accepted, " << refused << " refused\n";
+}
+
+// Random weight sets (taps below, at and above 64-bit map words) whose table, map or data is
+// pushed to or past one rule's edge; the decode must match the reference's result or status.
+TEST_P(Bitmap, DecompressEdgesMatchScalar) {
+  const uint64_t base = BaseSeed(4);
+  int accepted = 0, refused = 0;
+  for (uint64_t index = 0; index < 300; ++index) {
+    SCOPED_TRACE(CaseTrace(base, index));
+    Rng rng(base + index);
+    const DType dtype = Pick(rng, kDTypes);
+    NceGeometry g;
+    g.k = rng.Int(1, 6);
+    g.ky = g.kx = rng.Bernoulli(0.5) ? 1 : 3;
+    g.c = 16 * rng.Int(1, 9);
+    const int32_t zp = DrawZp(dtype, rng);
+    Tensor w(dtype, {g.k, g.ky, g.kx, g.c});
+    Fill(w, zp, Pick(rng, kSparsities), rng);
+    DPUEMU_ASSERT_OK_AND_ASSIGN(const CompressedWeights cw, CompressWeights(w, zp));
+    std::vector<uint8_t> data = cw.data, map = cw.map;
+    std::vector<WeightTableEntry> entries(g.k);
+    for (int64_t k = 0; k < g.k; ++k) entries[k] = {cw.data_offset[k], cw.map_offset[k], 0, 0};
+    const int64_t eb = DTypeBytes(dtype), taps = g.taps();
+    const int64_t map_per_k = WeightMapBytesPerChannel(g);
+    const int64_t victim = rng.Int(0, g.k - 1);
+    WeightTableEntry& e = entries[victim];
+    switch (rng.Int(0, 6)) {
+      case 0:  // the data ends right after (or one byte before the end of) the last channel
+      {
+        const int64_t end = cw.data_offset[g.k - 1] + cw.nonzeros[g.k - 1] * eb;
+        data.resize(static_cast<size_t>(std::max<int64_t>(0, end - rng.Int(0, 1))));
+        break;
+      }
+      case 1:  // a padding bit
+        if (taps % 8 != 0 || 8 * map_per_k > taps) {
+          const int64_t b = rng.Int(taps, 8 * map_per_k - 1);
+          map[e.sparsity_ptr + b / 8] |= static_cast<uint8_t>(1u << (b % 8));
+        }
+        break;
+      case 2: {  // a dense channel ending at or one byte past the data's end
+        const int64_t at = AlignUp(static_cast<int64_t>(data.size()), 16);
+        e.sparsity_ptr = kDenseSparsityPtr;
+        e.weight_ptr = static_cast<uint32_t>(at);
+        data.resize(static_cast<size_t>(at + taps * eb - rng.Int(0, 1)));
+        break;
+      }
+      case 3:  // the map at or past its end
+        e.sparsity_ptr = static_cast<uint32_t>(map.size() - map_per_k + 16 * rng.Int(0, 1));
+        break;
+      case 4:  // misaligned pointers
+        (rng.Bernoulli(0.5) ? e.weight_ptr : e.sparsity_ptr) += static_cast<uint32_t>(
+            rng.Int(1, 15));
+        break;
+      case 5:  // a weight pointer past the data
+        e.weight_ptr = static_cast<uint32_t>(AlignUp(static_cast<int64_t>(data.size()), 16));
+        break;
+      default:  // another channel's map: its non-zeros may not fit
+        e.sparsity_ptr = cw.map_offset[rng.Int(0, g.k - 1)];
+        break;
+    }
+    const std::vector<uint8_t> table = EncodeWeightTable(entries);
+    const Misaligned md(data, rng), mm(map, rng);
+    SCOPED_TRACE(std::string(DTypeName(dtype)) + " [" + std::to_string(g.k) + ", " +
+                 std::to_string(g.ky) + ", " + std::to_string(g.kx) + ", " + std::to_string(g.c) +
+                 "] channel " + std::to_string(victim));
+    const StatusOr<Tensor> sd = DecompressWeights(md.span(), mm.span(), table, g, dtype, zp);
+    const StatusOr<Tensor> fd =
+        simd::DecompressWeights(md.span(), mm.span(), table, g, dtype, zp);
+    ASSERT_EQ(fd.ok(), sd.ok()) << fd.status().ToString() << " vs " << sd.status().ToString();
+    ++(sd.ok() ? accepted : refused);
+    if (!sd.ok()) {
+      ExpectSameError(sd.status(), fd.status());
+    } else {
+      EXPECT_EQ(FirstDifference(*fd, *sd), "");
+    }
+  }
+  EXPECT_GT(accepted, 50);
+  EXPECT_GT(refused, 50);
+  std::cout << "decompress edges: " << accepted << " accepted, " << refused << " refused\n";
+}
+
 }  // namespace
 }  // namespace dpuemu
