@@ -62,6 +62,7 @@ struct DwPlan {
 #define HWY_TARGET_INCLUDE "kernels/dwconv.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "kernels/float_store-inl.h"  // StoreFloatAs
 
 HWY_BEFORE_NAMESPACE();
 namespace dpuemu {
@@ -179,20 +180,7 @@ HWY_INLINE void PpeFloatStore(const DwPlan& p, VF acc, int64_t c0, uint8_t* dst)
   if (p.ppe.leaky) v = hn::IfThenElse(hn::Lt(v, hn::Zero(d)), hn::Mul(v, hn::Set(d, p.ppe.alpha)), v);
   v = hn::IfThenElse(hn::Lt(v, hn::Set(d, p.ppe.flo)), hn::Set(d, p.ppe.flo), v);  // NaN stays
   v = hn::IfThenElse(hn::Gt(v, hn::Set(d, p.ppe.fhi)), hn::Set(d, p.ppe.fhi), v);
-  if (p.ppe.out == DType::kFP32) {
-    hn::StoreU(v, d, reinterpret_cast<float*>(dst));
-    return;
-  }
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-  if (p.ppe.out == DType::kFP16) {  // F16C: nearest even, NaN quieted with its payload
-    const hn::Rebind<hwy::float16_t, DF> dh;
-    hn::StoreU(hn::DemoteTo(dh, v), dh, reinterpret_cast<hwy::float16_t*>(dst));
-    return;
-  }
-#endif
-  alignas(64) float tmp[16];
-  hn::StoreU(v, d, tmp);
-  for (size_t i = 0; i < hn::Lanes(d); ++i) StoreFloat(p.ppe.out, dst, static_cast<int64_t>(i), tmp[i]);
+  StoreFloatAs(d, p.ppe.out, v, dst);
 }
 
 // The integer PPE of n channels c0.. of one pixel (accumulators `a`), stored to the output type.

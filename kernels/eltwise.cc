@@ -44,6 +44,7 @@ struct EltwisePlan {
 #define HWY_TARGET_INCLUDE "kernels/eltwise.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "kernels/float_store-inl.h"  // StoreFloatAs
 
 HWY_BEFORE_NAMESPACE();
 namespace dpuemu {
@@ -209,38 +210,6 @@ HWY_INLINE hn::Vec<DF> LoadHalf(const uint8_t* p) {
   return hn::BitCast(df, hn::IfThenElse(special, rebuilt, bits));
 }
 
-// fp32 to the output type as StoreFloat rounds (nearest even; NaN stays NaN, quieted).
-HWY_INLINE void StoreOut(DType t, hn::Vec<DF> v, uint8_t* dst) {
-  const DF d;
-  if (t == DType::kFP32) {
-    hn::StoreU(v, d, reinterpret_cast<float*>(dst));
-  } else if (t == DType::kBF16) {
-    const hn::RebindToUnsigned<DF> du;
-    const auto bits = hn::BitCast(du, v);
-    const auto rounded = hn::ShiftRight<16>(
-        hn::Add(bits, hn::Add(hn::Set(du, 0x7FFFu), hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u)))));
-    const auto nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du, 0x40u));
-    // IsNaN, not Ne(v, v): Highway 1.0.3's AVX3 Ne is an ordered compare (false for NaN).
-    const auto r = hn::IfThenElse(hn::RebindMask(du, hn::IsNaN(v)), nan, rounded);
-    const hn::Rebind<uint16_t, DF> d16;
-    hn::StoreU(hn::DemoteTo(d16, hn::BitCast(hn::RebindToSigned<DF>(), r)), d16,
-               reinterpret_cast<uint16_t*>(dst));
-  } else {
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-    // F16C: round to nearest even, NaN quieted with its payload, like FloatToHalf.
-    const hn::Rebind<hwy::float16_t, DF> dh;
-    hn::StoreU(hn::DemoteTo(dh, v), dh, reinterpret_cast<hwy::float16_t*>(dst));
-#else
-    alignas(64) float tmp[16];
-    hn::StoreU(v, d, tmp);
-    for (size_t i = 0; i < hn::Lanes(d); ++i) {
-      const uint16_t h = FloatToHalf(tmp[i]);
-      std::memcpy(dst + 2 * i, &h, 2);
-    }
-#endif
-  }
-}
-
 void EltwiseFloat(const EltwisePlan& p) {
   const DF d;
   const hn::RebindToUnsigned<DF> du;
@@ -266,7 +235,7 @@ void EltwiseFloat(const EltwisePlan& p) {
     if (leaky) x = hn::IfThenElse(hn::Lt(x, hn::Zero(d)), hn::Mul(x, alpha), x);
     x = hn::IfThenElse(hn::Lt(x, lo), lo, x);  // comparisons keep NaN
     x = hn::IfThenElse(hn::Gt(x, hi), hi, x);
-    StoreOut(out_t, x, p.out + i * ob);
+    StoreFloatAs(DF(), out_t, x, p.out + i * ob);
   }
 }
 

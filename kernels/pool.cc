@@ -53,6 +53,7 @@ inline Window WindowAt(const PoolArgs& a, int64_t oy, int64_t ox) {
 #define HWY_TARGET_INCLUDE "kernels/pool.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "kernels/float_store-inl.h"  // StoreFloatAs
 
 HWY_BEFORE_NAMESPACE();
 namespace dpuemu {
@@ -62,6 +63,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 using pool_internal::PoolArgs;
 using pool_internal::Window;
 using pool_internal::WindowAt;
+using dpuemu::HWY_NAMESPACE::StoreFloatAs;
 
 // ---- Max pooling ----
 
@@ -130,7 +132,6 @@ void MaxPoolImpl(const PoolArgs& a) {
 // ---- Average pooling ----
 
 using DF = hn::CappedTag<float, 16>;  // C is a multiple of 16: whole vectors
-using DI = hn::RebindToSigned<DF>;
 
 // fp16 / bf16 / fp32 values of channels [c, c + Lanes) as fp32 (exact).
 HWY_INLINE hn::Vec<DF> LoadAsFloat(DType t, const uint8_t* p) {
@@ -156,38 +157,6 @@ HWY_INLINE hn::Vec<DF> LoadAsFloat(DType t, const uint8_t* p) {
 #endif
 }
 
-// The rounding of fp32 to the output type, as StoreFloat: fp32 as is; bf16 and fp16 to nearest
-// even (NaN stays NaN, quiet bit set).
-HWY_INLINE void StoreAsOutput(DType t, hn::Vec<DF> v, uint8_t* dst) {
-  const DF df;
-  if (t == DType::kFP32) {
-    hn::StoreU(v, df, reinterpret_cast<float*>(dst));
-    return;
-  }
-  if (t == DType::kBF16) {
-    const hn::RebindToUnsigned<DF> du;
-    const auto bits = hn::BitCast(du, v);
-    const auto rounded = hn::ShiftRight<16>(
-        hn::Add(bits, hn::Add(hn::Set(du, 0x7FFFu), hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u)))));
-    const auto nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du, 0x40u));
-    const auto r = hn::IfThenElse(hn::RebindMask(du, hn::Ne(v, v)), nan, rounded);
-    const hn::Rebind<uint16_t, DF> d16;
-    hn::StoreU(hn::DemoteTo(d16, hn::BitCast(DI(), r)), d16, reinterpret_cast<uint16_t*>(dst));
-    return;
-  }
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-  const hn::Rebind<hwy::float16_t, DF> dh;  // F16C: nearest even, NaN quieted, like FloatToHalf
-  hn::StoreU(hn::DemoteTo(dh, v), dh, reinterpret_cast<hwy::float16_t*>(dst));
-#else
-  HWY_ALIGN float tmp[16];
-  hn::Store(v, df, tmp);
-  for (size_t i = 0; i < hn::Lanes(df); ++i) {
-    const uint16_t h = FloatToHalf(tmp[i]);
-    std::memcpy(dst + 2 * i, &h, 2);
-  }
-#endif
-}
-
 void AvgPoolFloat(const PoolArgs& a) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
@@ -210,7 +179,7 @@ void AvgPoolFloat(const PoolArgs& a) {
         if (a.ppe.leaky) v = hn::IfThenElse(hn::Lt(v, zero), hn::Mul(v, alpha), v);
         v = hn::IfThenElse(hn::Lt(v, lo), lo, v);  // comparisons keep NaN
         v = hn::IfThenElse(hn::Gt(v, hi), hi, v);
-        StoreAsOutput(a.out_dtype, v, a.out + (o + c) * ob);
+        StoreFloatAs(DF(), a.out_dtype, v, a.out + (o + c) * ob);
       }
     }
   }

@@ -69,6 +69,7 @@ constexpr int64_t kFlushTaps = 256;  // 256 * 255 * 255 < 2^24: fp32 partial sum
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
+#include "kernels/float_store-inl.h"  // StoreFloatAs
 
 HWY_BEFORE_NAMESPACE();
 namespace dpuemu {
@@ -105,43 +106,6 @@ HWY_INLINE void FlushToInt(VF (&acc)[M], int32_t* itile) {
 
 // ---- Epilogue: accumulators of `npix` pixels x 16 channels -> PPE -> output pixels ----
 
-HWY_INLINE void StoreFloatOut(const ConvPlan& p, VF v, uint8_t* dst) {
-  const DF d;
-  switch (p.ppe.out) {
-    case DType::kFP32:
-      hn::StoreU(v, d, reinterpret_cast<float*>(dst));
-      return;
-    case DType::kBF16: {
-      // Round to nearest even on the bit pattern; NaN stays NaN with the quiet bit set.
-      const hn::RebindToUnsigned<DF> du;
-      const auto bits = hn::BitCast(du, v);
-      const auto rounded = hn::ShiftRight<16>(
-          hn::Add(bits, hn::Add(hn::Set(du, 0x7FFFu), hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u)))));
-      const auto nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du, 0x40u));
-      const auto r = hn::IfThenElse(hn::RebindMask(du, hn::Ne(v, v)), nan, rounded);
-      const hn::Rebind<uint16_t, DF> d16;
-      hn::StoreU(hn::DemoteTo(d16, hn::BitCast(hn::RebindToSigned<DF>(), r)), d16,
-                 reinterpret_cast<uint16_t*>(dst));
-      return;
-    }
-    default: {  // fp16
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-      // F16C: round to nearest even, NaN quieted with its payload, like FloatToHalf.
-      const hn::Rebind<hwy::float16_t, DF> dh;
-      hn::StoreU(hn::DemoteTo(dh, v), dh, reinterpret_cast<hwy::float16_t*>(dst));
-#else
-      alignas(64) float tmp[kN];
-      hn::Store(v, d, tmp);
-      for (size_t i = 0; i < kN; ++i) {
-        const uint16_t h = FloatToHalf(tmp[i]);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
-#endif
-      return;
-    }
-  }
-}
-
 // The float PPE of accumulator vector `acc` (channels k..k + kN) to the output at `dst`.
 HWY_INLINE void PpeFloatStore(const ConvPlan& p, VF acc, int64_t k, VF lo, VF hi, uint8_t* dst) {
   const DF d;
@@ -150,7 +114,7 @@ HWY_INLINE void PpeFloatStore(const ConvPlan& p, VF acc, int64_t k, VF lo, VF hi
   if (p.ppe.leaky) x = hn::IfThenElse(hn::Lt(x, hn::Zero(d)), hn::Mul(x, hn::Set(d, p.ppe.alpha)), x);
   x = hn::IfThenElse(hn::Lt(x, lo), lo, x);  // comparisons keep NaN
   x = hn::IfThenElse(hn::Gt(x, hi), hi, x);
-  StoreFloatOut(p, x, dst);
+  StoreFloatAs(d, p.ppe.out, x, dst);
 }
 
 void EpilogueFloat(const ConvPlan& p, const float* tile, int64_t npix, int64_t k0, uint8_t* out) {

@@ -395,6 +395,35 @@ TEST(ZMConvTest, LayersIgnoreTheCallersFloatingPointEnvironment) {
   });
 }
 
+// A NaN whose fp32 payload has its low 16 bits >= 0x8000 (fp16 0x7FFF: every mantissa bit set)
+// must stay NaN in a bf16 output: rounding its bit pattern would carry into the sign (-0.0).
+TEST(ZMConvTest, NanPayloadsStayNanInBf16Outputs) {
+  LayerSpec spec;
+  spec.name = "nan";
+  spec.h = spec.w = 4;
+  spec.c = spec.k = 16;
+  spec.ky = spec.kx = 1;
+  spec.in_dtype = spec.w_dtype = DType::kFP16;
+  spec.out_dtype = DType::kBF16;
+  DPUEMU_ASSERT_OK_AND_ASSIGN(NceLayer layer, GenerateLayer(spec, 5));
+  for (int i : {0, 17, 40}) {  // pixels 0, 1 and 2: one NaN channel each
+    layer.input.bytes[2 * i] = 0xFF;
+    layer.input.bytes[2 * i + 1] = 0x7F;
+  }
+  const Target& target = GetTarget(TargetId::kNPU40XX);
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuTask task, LowerLayer(layer, {}, target));
+  DPUEMU_ASSERT_OK_AND_ASSIGN(DpuOutput ref, RunReference(task, target));
+  ForEachHighwayTarget([&] {
+    for (ConvKernel kernel : {ConvKernel::kDense, ConvKernel::kSparseWeights}) {
+      KernelOptions opts;
+      opts.kernel = kernel;
+      const StatusOr<DpuOutput> got = RunZMConv(task, target, opts);
+      if (!got.ok()) continue;  // a kernel that would change the result is refused
+      EXPECT_EQ(got->data.bytes, ref.data.bytes) << ConvKernelName(kernel);
+    }
+  });
+}
+
 TEST(ZMConvTest, InfInputKeepsTheStorageSemantics) {
   LayerSpec spec;
   spec.name = "inf";
